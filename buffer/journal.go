@@ -1,0 +1,467 @@
+package buffer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// The journal is the outbox's write-ahead log: Append writes its items here
+// with a single fdatasync per group of concurrent calls, and a checkpoint
+// later moves them into bbolt (whose own commit costs two fdatasyncs and more
+// page writes). The file is zero-filled when created and then overwritten in
+// place, so that fdatasync has only data to flush and no file size to
+// journal.
+//
+// File: a header line, then records from journalStart on, each
+//
+//	length uint32 (of lsn and body) | crc32c uint32 (of lsn and body) | lsn uint64 | body
+//	body: count uint32, then count times: id uint64, length uint32, encoded item
+//
+// Records carry consecutive LSNs. Reading starts at journalStart and stops at
+// the first record that is torn (bad length or checksum) or out of sequence
+// (left over from before the last wrap). bbolt stores the LSN up to which the
+// journal has been applied, in the same transaction as the items, so a
+// replay never applies a record twice.
+
+const (
+	journalMagic   = "wardgate-outbox-journal/1\n"
+	journalStart   = 4096
+	journalRecHead = 16
+)
+
+// journalSize is the size a new journal is zero-filled to (a variable for tests).
+var journalSize int64 = 32 << 20
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+type journalItem struct {
+	id    uint64
+	value []byte
+}
+
+type journalRecord struct {
+	lsn   uint64
+	items []journalItem
+}
+
+type jop struct {
+	values [][]byte
+	ids    []uint64
+	done   chan error
+}
+
+type journal struct {
+	path string
+	f    *os.File
+	size int64
+	pos  int64
+	lsn  uint64 // last LSN written
+	next uint64 // next item id
+
+	ops     chan *jop
+	stop    chan struct{}
+	stopped chan struct{}
+	closing sync.Once
+	broken  atomic.Pointer[error] // set by a failed write or fdatasync
+
+	// beforeWrap must move every record written so far into bbolt; the
+	// journal calls it before it writes over them.
+	beforeWrap func() error
+	// committed hands the items of a durable record to the outbox.
+	committed func(journalRecord)
+
+	syncs atomic.Uint64
+	calls atomic.Uint64
+}
+
+// openJournal opens or creates the journal file and returns the records
+// after applied (which the caller must apply before it takes new appends).
+func openJournal(path string, applied uint64) (*journal, []journalRecord, error) {
+	j := &journal{path: path, ops: make(chan *jop, maxOpsPerCommit), stop: make(chan struct{}), stopped: make(chan struct{})}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if f, err = createJournal(path); err != nil {
+			return nil, nil, err
+		}
+		j.f, j.size, j.pos, j.lsn = f, journalSize, journalStart, applied
+		return j, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	head := make([]byte, len(journalMagic))
+	if _, err := f.ReadAt(head, 0); err != nil || string(head) != journalMagic {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s is not a wardgate outbox journal; it was left untouched: move it aside (with outbox.db) to start an empty outbox", path)
+	}
+	j.f, j.size = f, info.Size()
+	recs, last, err := readJournal(io.NewSectionReader(f, 0, j.size), applied)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	j.pos, j.lsn = journalStart, max(applied, last)
+	return j, recs, nil
+}
+
+// alignPage rounds a journal offset up to the next page: each record starts
+// on a page of its own, so that writing it never waits for the writeback of
+// the page that the syncer is flushing (stable pages).
+func alignPage(off int64) int64 { return (off + 4095) &^ 4095 }
+
+func createJournal(path string) (*os.File, error) {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, diskFull(err)
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("create %s: %w", path, diskFull(err))
+	}
+	zeros := make([]byte, 1<<20)
+	copy(zeros, journalMagic)
+	for off := int64(0); off < journalSize; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros, off); err != nil {
+			return fail(err)
+		}
+		if off == 0 {
+			clear(zeros[:len(journalMagic)])
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(dirOf(path)); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+// readJournal returns the records after applied, and the last LSN read.
+func readJournal(r *io.SectionReader, applied uint64) ([]journalRecord, uint64, error) {
+	var recs []journalRecord
+	var last uint64
+	off := int64(journalStart)
+	head := make([]byte, journalRecHead)
+	for {
+		if _, err := r.ReadAt(head, off); err != nil {
+			break
+		}
+		n := int64(binary.BigEndian.Uint32(head))
+		sum := binary.BigEndian.Uint32(head[4:])
+		if n < 12 || off+8+n > r.Size() {
+			break
+		}
+		rec := make([]byte, n)
+		if _, err := r.ReadAt(rec, off+8); err != nil {
+			break
+		}
+		if crc32.Checksum(rec, crcTable) != sum {
+			break
+		}
+		lsn := binary.BigEndian.Uint64(rec)
+		if last != 0 && lsn != last+1 {
+			break
+		}
+		last = lsn
+		off = alignPage(off + 8 + n)
+		if lsn <= applied {
+			continue
+		}
+		items, err := decodeJournalBody(rec[8:])
+		if err != nil {
+			return nil, 0, fmt.Errorf("record %d: %w", lsn, err)
+		}
+		recs = append(recs, journalRecord{lsn: lsn, items: items})
+	}
+	return recs, last, nil
+}
+
+func decodeJournalBody(b []byte) ([]journalItem, error) {
+	if len(b) < 4 {
+		return nil, errCorruptItem
+	}
+	count := int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	items := make([]journalItem, 0, min(count, 1<<16))
+	for i := 0; i < count; i++ {
+		if len(b) < 12 {
+			return nil, errCorruptItem
+		}
+		id := binary.BigEndian.Uint64(b)
+		n := int(binary.BigEndian.Uint32(b[8:]))
+		if len(b) < 12+n {
+			return nil, errCorruptItem
+		}
+		items = append(items, journalItem{id: id, value: b[12 : 12+n]})
+		b = b[12+n:]
+	}
+	return items, nil
+}
+
+func (j *journal) start() { go j.loop() }
+
+// append writes values as one part of the next group and returns their IDs
+// once the group is on disk. Like committer.do, ctx bounds only the wait for
+// a place in the queue.
+func (j *journal) append(ctx context.Context, values [][]byte) ([]uint64, error) {
+	o := &jop{values: values, done: make(chan error, 1)}
+	select {
+	case <-j.stop:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case j.ops <- o:
+	default:
+		select {
+		case j.ops <- o:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-j.stop:
+			return nil, ErrClosed
+		}
+	}
+	select {
+	case err := <-o.done:
+		return o.ids, err
+	case <-j.stopped:
+		select {
+		case err := <-o.done:
+			return o.ids, err
+		default:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// The journal runs as two goroutines: the writer gathers the waiting calls
+// into one record and writes it to the page cache; the syncer fdatasyncs and
+// answers every call whose record was written before the fdatasync began.
+// While one fdatasync runs, the writer prepares and writes the next records,
+// so the disk is never idle while calls are waiting.
+func (j *journal) loop() {
+	defer close(j.stopped)
+	written := make(chan writtenGroup, 4)
+	syncerDone := make(chan struct{})
+	go j.syncer(written, syncerDone)
+	defer func() {
+		close(written)
+		<-syncerDone
+	}()
+	batch := make([]*jop, 0, 64)
+	var buf bytes.Buffer
+	for {
+		select {
+		case o := <-j.ops:
+			batch = append(batch[:0], o)
+		case <-j.stop:
+			for {
+				select {
+				case o := <-j.ops:
+					j.writeGroup([]*jop{o}, &buf, written)
+				default:
+					return
+				}
+			}
+		}
+		runtime.Gosched() // see committer.loop
+	drain:
+		for len(batch) < maxOpsPerCommit {
+			select {
+			case o := <-j.ops:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		j.writeGroup(batch, &buf, written)
+	}
+}
+
+// writtenGroup is a record in the page cache, waiting for its fdatasync.
+type writtenGroup struct {
+	ops     []*jop
+	rec     journalRecord
+	barrier chan struct{} // when set: closed once everything before it is synced
+}
+
+func (j *journal) syncer(written <-chan writtenGroup, done chan<- struct{}) {
+	defer close(done)
+	var groups []writtenGroup
+	for g := range written {
+		groups = append(groups[:0], g)
+		runtime.Gosched() // let the writer add what is arriving to this sync
+	more:
+		for {
+			select {
+			case g, ok := <-written:
+				if !ok {
+					break more
+				}
+				groups = append(groups, g)
+			default:
+				break more
+			}
+		}
+		err := j.broken.Load()
+		if err == nil && hasOps(groups) {
+			if e := unix.Fdatasync(int(j.f.Fd())); e != nil {
+				// After a failed flush the page cache cannot be trusted
+				// (fsyncgate): refuse everything until a restart replays what
+				// is really on disk.
+				e = fmt.Errorf("outbox journal fdatasync failed; restart wardgate: %w", diskFull(e))
+				j.broken.CompareAndSwap(nil, &e)
+				err = &e
+			} else {
+				j.syncs.Add(1)
+			}
+		}
+		for _, g := range groups {
+			if g.barrier != nil {
+				close(g.barrier)
+				continue
+			}
+			if err == nil {
+				j.calls.Add(uint64(len(g.ops)))
+				j.committed(g.rec)
+			}
+			for _, o := range g.ops {
+				if err != nil {
+					o.done <- *err
+				} else {
+					o.done <- nil
+				}
+			}
+		}
+	}
+}
+
+func hasOps(groups []writtenGroup) bool {
+	for _, g := range groups {
+		if g.barrier == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// writeGroup writes one group's record and hands it to the syncer; a call
+// refused before its write is answered here.
+func (j *journal) writeGroup(batch []*jop, buf *bytes.Buffer, written chan<- writtenGroup) {
+	rec, err := j.writeRecord(batch, buf, written)
+	if err != nil {
+		for _, o := range batch {
+			o.done <- err
+		}
+		return
+	}
+	written <- writtenGroup{ops: append([]*jop(nil), batch...), rec: rec}
+}
+
+func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer, written chan<- writtenGroup) (journalRecord, error) {
+	if err := j.broken.Load(); err != nil {
+		return journalRecord{}, *err
+	}
+	count := 0
+	for _, o := range batch {
+		count += len(o.values)
+	}
+	lsn := j.lsn + 1
+	buf.Reset()
+	var scratch [16]byte
+	buf.Write(scratch[:8]) // length and checksum, filled in below
+	binary.BigEndian.PutUint64(scratch[:], lsn)
+	buf.Write(scratch[:8])
+	binary.BigEndian.PutUint32(scratch[:], uint32(count))
+	buf.Write(scratch[:4])
+	rec := journalRecord{lsn: lsn, items: make([]journalItem, 0, count)}
+	id := j.next
+	for _, o := range batch {
+		o.ids = make([]uint64, len(o.values))
+		for i, v := range o.values {
+			o.ids[i] = id
+			rec.items = append(rec.items, journalItem{id: id, value: v})
+			binary.BigEndian.PutUint64(scratch[:], id)
+			binary.BigEndian.PutUint32(scratch[8:], uint32(len(v)))
+			buf.Write(scratch[:12])
+			buf.Write(v)
+			id++
+		}
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b, uint32(len(b)-8))
+	binary.BigEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
+
+	if j.pos+int64(len(b)) > j.size {
+		// Everything before pos must be synced and in bbolt before it is
+		// overwritten.
+		barrier := make(chan struct{})
+		written <- writtenGroup{barrier: barrier}
+		<-barrier
+		if err := j.broken.Load(); err != nil {
+			return journalRecord{}, *err
+		}
+		if err := j.beforeWrap(); err != nil {
+			return journalRecord{}, err
+		}
+		j.pos = journalStart
+		if need := journalStart + int64(len(b)); need > j.size {
+			if err := j.grow(need); err != nil {
+				return journalRecord{}, err
+			}
+		}
+	}
+	if _, err := j.f.WriteAt(b, j.pos); err != nil {
+		e := fmt.Errorf("outbox journal write failed; restart wardgate: %w", diskFull(err))
+		j.broken.CompareAndSwap(nil, &e)
+		return journalRecord{}, e
+	}
+	j.pos = alignPage(j.pos + int64(len(b)))
+	j.lsn = lsn
+	j.next = id
+	return rec, nil
+}
+
+// grow zero-fills the journal up to at least need bytes, rounded up to MiB.
+func (j *journal) grow(need int64) error {
+	size := (need + 1<<20 - 1) &^ (1<<20 - 1)
+	zeros := make([]byte, 1<<20)
+	for off := j.size; off < size; off += int64(len(zeros)) {
+		if _, err := j.f.WriteAt(zeros, off); err != nil {
+			return diskFull(err)
+		}
+	}
+	if err := j.f.Sync(); err != nil {
+		return diskFull(err)
+	}
+	j.size = size
+	return nil
+}
+
+func (j *journal) close() error {
+	j.closing.Do(func() { close(j.stop) })
+	<-j.stopped
+	return j.f.Close()
+}
