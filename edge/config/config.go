@@ -1,0 +1,321 @@
+// Package config reads and checks wardgate's one YAML file.
+//
+// Decoding is strict: an unknown key is an error, and every problem in the
+// file is reported at once with its line and key path
+// ("wardgate.yaml:14: monitors[1].serial.baud: 9601 is not a standard rate").
+// Relative paths in the file are taken from the file's own folder. Secrets
+// are never written in the file: *_file keys name files that hold them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of one gateway.
+type Config struct {
+	// Site names this gateway; it is part of every identifier it mints.
+	Site string `yaml:"site"`
+	// DataDir holds the outbox and the spool.
+	DataDir     string    `yaml:"data_dir"`
+	HTTP        HTTP      `yaml:"http"`
+	FHIR        FHIR      `yaml:"fhir"`
+	ProfilesDir string    `yaml:"profiles_dir"`
+	Monitors    []Monitor `yaml:"monitors"`
+	Patients    Patients  `yaml:"patients"`
+	// DICOM is nil when the gateway takes no studies.
+	DICOM  *DICOM `yaml:"dicom"`
+	Buffer Buffer `yaml:"buffer"`
+	Log    Log    `yaml:"log"`
+
+	// File is the path the config was read from.
+	File string `yaml:"-"`
+}
+
+// HTTP is the status page, health and metrics listener.
+type HTTP struct {
+	Listen         string `yaml:"listen"`
+	AdminTokenFile Secret `yaml:"admin_token_file"`
+}
+
+// FHIR is the central record that Observations and ImagingStudies go to.
+type FHIR struct {
+	BaseURL string `yaml:"base_url"`
+	// PatientIdentifierSystem is the hospital's MRN system: a DICOM Patient
+	// ID is looked up as an identifier in it.
+	PatientIdentifierSystem string   `yaml:"patient_identifier_system"`
+	Auth                    FHIRAuth `yaml:"auth"`
+	TLS                     TLS      `yaml:"tls"`
+	BatchSize               int      `yaml:"batch_size"`
+	BatchWait               Duration `yaml:"batch_wait"`
+	Timeout                 Duration `yaml:"timeout"`
+}
+
+// FHIRAuth is how the gateway authenticates to the FHIR server.
+type FHIRAuth struct {
+	// Type is none, bearer, client_credentials or smart_backend.
+	Type             string   `yaml:"type"`
+	TokenFile        Secret   `yaml:"token_file"`
+	TokenURL         string   `yaml:"token_url"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecretFile Secret   `yaml:"client_secret_file"`
+	PrivateKeyFile   Secret   `yaml:"private_key_file"`
+	KeyID            string   `yaml:"key_id"`
+	Scopes           []string `yaml:"scopes"`
+}
+
+// TLS is a CA to trust and a client certificate for mutual TLS.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  Secret `yaml:"key_file"`
+}
+
+// Monitor is one bedside monitor.
+type Monitor struct {
+	ID       string  `yaml:"id"`
+	Location string  `yaml:"location"`
+	Profile  string  `yaml:"profile"`
+	Serial   *Serial `yaml:"serial"`
+	MQTT     *MQTT   `yaml:"mqtt"`
+}
+
+// Serial is an RS-232 port. Zero values take the profile's defaults.
+type Serial struct {
+	Port        string `yaml:"port"`
+	Baud        int    `yaml:"baud"`
+	DataBits    int    `yaml:"data_bits"`
+	Parity      string `yaml:"parity"`
+	StopBits    string `yaml:"stop_bits"`
+	FlowControl string `yaml:"flow_control"`
+}
+
+// MQTT is a topic on a broker that a monitor (or its bridge) publishes to.
+type MQTT struct {
+	Broker       string `yaml:"broker"`
+	Topic        string `yaml:"topic"`
+	QoS          *int   `yaml:"qos"`
+	ClientID     string `yaml:"client_id"`
+	Username     string `yaml:"username"`
+	PasswordFile Secret `yaml:"password_file"`
+	CAFile       string `yaml:"ca_file"`
+}
+
+// Patients says which patient lies in which bed.
+type Patients struct {
+	// Static maps a bed (a monitor's location) to a Patient reference.
+	Static map[string]string `yaml:"static"`
+}
+
+// DICOM is the gateway's DICOM node.
+type DICOM struct {
+	Listen           string      `yaml:"listen"`
+	AETitle          string      `yaml:"ae_title"`
+	Allow            []DICOMPeer `yaml:"allow"`
+	Forward          []DICOMPeer `yaml:"forward"`
+	StudyStableAfter Duration    `yaml:"study_stable_after"`
+	WADORSBase       string      `yaml:"wado_rs_base"`
+	MaxAssociations  int         `yaml:"max_associations"`
+}
+
+// DICOMPeer is a modality allowed to send (ae_title, optional host) or a
+// destination to forward to (ae_title, host, port).
+type DICOMPeer struct {
+	AETitle string `yaml:"ae_title"`
+	Host    string `yaml:"host"`
+	Port    int    `yaml:"port"`
+}
+
+// Buffer bounds the disk the gateway may use.
+type Buffer struct {
+	OutboxQuota ByteSize `yaml:"outbox_quota"`
+	SpoolQuota  ByteSize `yaml:"spool_quota"`
+}
+
+// Log sets what the gateway logs.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+	// PatientData lets logs show patient identifiers and values, for
+	// debugging only.
+	PatientData bool `yaml:"patient_data"`
+}
+
+// Defaults.
+const (
+	DefaultHTTPListen       = "127.0.0.1:8080"
+	DefaultDICOMListen      = ":11112"
+	DefaultOutboxQuota      = ByteSize(1 << 30)
+	DefaultSpoolQuota       = ByteSize(20 << 30)
+	DefaultBatchSize        = 100
+	DefaultBatchWait        = Duration(1e9)
+	DefaultFHIRTimeout      = Duration(30e9)
+	DefaultStudyStableAfter = Duration(60e9)
+	DefaultMaxAssociations  = 16
+)
+
+// Load reads, decodes and validates the config file at path. On any error
+// (not warnings) it returns *Problems listing all of them; the warnings of a
+// valid file are in the returned Problems.
+func Load(path string) (*Config, *Problems, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Parse(path, b)
+}
+
+// Parse is Load for a file already read; name is used in messages and its
+// folder anchors relative paths.
+func Parse(name string, data []byte) (*Config, *Problems, error) {
+	ps := &Problems{File: name, lines: map[string]int{}}
+	c := &Config{File: name}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				ps.add(yamlErrorLine(e))
+			}
+		} else {
+			ps.add(yamlErrorLine(err.Error()))
+		}
+		return nil, ps, ps
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		ps.add(0, "", "the file is empty")
+		return nil, ps, ps
+	}
+	d := &decoder{problems: ps, lines: ps.lines}
+	d.decode(&root, reflect.ValueOf(c).Elem(), "")
+	c.applyDefaults()
+	c.resolvePaths(filepath.Dir(name))
+	validate(c, ps)
+	ps.sort()
+	if len(ps.Errors()) > 0 {
+		return nil, ps, ps
+	}
+	return c, ps, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultHTTPListen
+	}
+	if c.FHIR.Auth.Type == "" {
+		c.FHIR.Auth.Type = "none"
+	}
+	if c.FHIR.BatchSize == 0 {
+		c.FHIR.BatchSize = DefaultBatchSize
+	}
+	if c.FHIR.BatchWait == 0 {
+		c.FHIR.BatchWait = DefaultBatchWait
+	}
+	if c.FHIR.Timeout == 0 {
+		c.FHIR.Timeout = DefaultFHIRTimeout
+	}
+	for i := range c.Monitors {
+		if m := c.Monitors[i].MQTT; m != nil && m.QoS == nil {
+			one := 1
+			m.QoS = &one
+		}
+	}
+	if d := c.DICOM; d != nil {
+		if d.Listen == "" {
+			d.Listen = DefaultDICOMListen
+		}
+		if d.StudyStableAfter == 0 {
+			d.StudyStableAfter = DefaultStudyStableAfter
+		}
+		if d.MaxAssociations == 0 {
+			d.MaxAssociations = DefaultMaxAssociations
+		}
+	}
+	if c.Buffer.OutboxQuota == 0 {
+		c.Buffer.OutboxQuota = DefaultOutboxQuota
+	}
+	if c.Buffer.SpoolQuota == 0 {
+		c.Buffer.SpoolQuota = DefaultSpoolQuota
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+// resolvePaths makes relative paths relative to the config file's folder
+// (a service's working directory is seldom where its config is).
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.ProfilesDir)
+	abs(&c.HTTP.AdminTokenFile.Path)
+	abs(&c.FHIR.Auth.TokenFile.Path)
+	abs(&c.FHIR.Auth.ClientSecretFile.Path)
+	abs(&c.FHIR.Auth.PrivateKeyFile.Path)
+	abs(&c.FHIR.TLS.CAFile)
+	abs(&c.FHIR.TLS.CertFile)
+	abs(&c.FHIR.TLS.KeyFile.Path)
+	for i := range c.Monitors {
+		if m := c.Monitors[i].MQTT; m != nil {
+			abs(&m.PasswordFile.Path)
+			abs(&m.CAFile)
+		}
+	}
+	if c.DataDir != "" {
+		c.DataDir = filepath.Clean(c.DataDir)
+	}
+}
+
+// OutboxPath is the outbox's file under data_dir.
+func (c *Config) OutboxPath() string { return filepath.Join(c.DataDir, "outbox.db") }
+
+// SpoolDir is the spool's folder under data_dir.
+func (c *Config) SpoolDir() string { return filepath.Join(c.DataDir, "spool") }
+
+// Summary is one line that says what the config sets up, for `check`.
+func (c *Config) Summary() string {
+	serial, mqtt := 0, 0
+	for _, m := range c.Monitors {
+		if m.Serial != nil {
+			serial++
+		} else {
+			mqtt++
+		}
+	}
+	s := fmt.Sprintf("site %s; %d monitor(s) (%d serial, %d MQTT); ", c.Site, len(c.Monitors), serial, mqtt)
+	if c.DICOM != nil {
+		s += fmt.Sprintf("DICOM %s on %s, forwarding to %d node(s); ", c.DICOM.AETitle, c.DICOM.Listen, len(c.DICOM.Forward))
+	} else {
+		s += "no DICOM; "
+	}
+	s += fmt.Sprintf("FHIR %s (auth %s); data in %s (outbox quota %s, spool quota %s); status on http://%s/",
+		c.FHIR.BaseURL, c.FHIR.Auth.Type, c.DataDir, c.Buffer.OutboxQuota, c.Buffer.SpoolQuota, c.HTTP.Listen)
+	return s
+}
+
+var yamlLineRe = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlErrorLine splits "yaml: line 3: did not find expected key" into its
+// line and message.
+func yamlErrorLine(msg string) (int, string, string) {
+	m := yamlLineRe.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, "", msg
+	}
+	line, _ := strconv.Atoi(m[1])
+	return line, "", "YAML syntax: " + m[2]
+}

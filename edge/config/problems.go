@@ -1,0 +1,105 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Problem is one thing wrong (or, for a warning, risky) in a config file.
+type Problem struct {
+	File    string
+	Line    int    // 0 when the problem has no line (a missing key)
+	Path    string // key path: monitors[1].serial.baud
+	Message string
+	Warning bool // a warning does not stop the gateway
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	b.WriteString(": ")
+	if p.Warning {
+		b.WriteString("warning: ")
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path + ": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Problems is every problem found in a config file; as an error it lists
+// them all, one a line, in file order.
+type Problems struct {
+	File  string
+	List  []Problem
+	lines map[string]int
+}
+
+func (ps *Problems) add(line int, path, msg string) {
+	ps.List = append(ps.List, Problem{File: ps.File, Line: line, Path: path, Message: msg})
+}
+
+// at reports a problem at a key path, on the line of the key or, when the key
+// is absent, of its nearest present parent.
+func (ps *Problems) at(path, format string, args ...any) {
+	ps.add(ps.lineOf(path), path, fmt.Sprintf(format, args...))
+}
+
+func (ps *Problems) warn(path, format string, args ...any) {
+	ps.List = append(ps.List, Problem{File: ps.File, Line: ps.lineOf(path), Path: path,
+		Message: fmt.Sprintf(format, args...), Warning: true})
+}
+
+func (ps *Problems) lineOf(path string) int {
+	for p := path; p != ""; {
+		if l, ok := ps.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+// Errors are the problems that are not warnings.
+func (ps *Problems) Errors() []Problem {
+	var out []Problem
+	for _, p := range ps.List {
+		if !p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Warnings are the problems that do not stop the gateway.
+func (ps *Problems) Warnings() []Problem {
+	var out []Problem
+	for _, p := range ps.List {
+		if p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (ps *Problems) sort() {
+	sort.SliceStable(ps.List, func(i, j int) bool { return ps.List[i].Line < ps.List[j].Line })
+}
+
+func (ps *Problems) Error() string {
+	errs := ps.Errors()
+	lines := make([]string, len(errs))
+	for i, p := range errs {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
