@@ -68,6 +68,7 @@ type journal struct {
 	pos  int64
 	lsn  uint64 // last LSN written
 	next uint64 // next item id
+	end  int64  // offset after the records read at open
 
 	ops     chan *jop
 	stop    chan struct{}
@@ -111,14 +112,20 @@ func openJournal(path string, applied uint64) (*journal, []journalRecord, error)
 		return nil, nil, fmt.Errorf("%s is not a wardgate outbox journal; it was left untouched: move it aside (with outbox.db) to start an empty outbox", path)
 	}
 	j.f, j.size = f, info.Size()
-	recs, last, err := readJournal(io.NewSectionReader(f, 0, j.size), applied)
+	recs, last, end, err := readJournal(io.NewSectionReader(f, 0, j.size), applied)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	j.pos, j.lsn = journalStart, max(applied, last)
+	// The caller applies recs and then writes from the start; if it cannot
+	// apply them (a full disk), keepTail makes new records follow them.
+	j.pos, j.lsn, j.end = journalStart, max(applied, last), end
 	return j, recs, nil
 }
+
+// keepTail makes the next record go after the records read at open, which
+// must stay readable because they are not in bbolt yet.
+func (j *journal) keepTail() { j.pos = j.end }
 
 // alignPage rounds a journal offset up to the next page: each record starts
 // on a page of its own, so that writing it never waits for the writeback of
@@ -158,8 +165,9 @@ func createJournal(path string) (*os.File, error) {
 	return f, nil
 }
 
-// readJournal returns the records after applied, and the last LSN read.
-func readJournal(r *io.SectionReader, applied uint64) ([]journalRecord, uint64, error) {
+// readJournal returns the records after applied, the last LSN read and the
+// offset after the last record.
+func readJournal(r *io.SectionReader, applied uint64) ([]journalRecord, uint64, int64, error) {
 	var recs []journalRecord
 	var last uint64
 	off := int64(journalStart)
@@ -191,11 +199,11 @@ func readJournal(r *io.SectionReader, applied uint64) ([]journalRecord, uint64, 
 		}
 		items, err := decodeJournalBody(rec[8:])
 		if err != nil {
-			return nil, 0, fmt.Errorf("record %d: %w", lsn, err)
+			return nil, 0, 0, fmt.Errorf("record %d: %w", lsn, err)
 		}
 		recs = append(recs, journalRecord{lsn: lsn, items: items})
 	}
-	return recs, last, nil
+	return recs, last, off, nil
 }
 
 func decodeJournalBody(b []byte) ([]journalItem, error) {

@@ -185,7 +185,7 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 	}
 	o.c = newCommitter(db)
 	o.cpKick, o.cpStop, o.cpDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go o.checkpointLoop()
+	go o.checkpointLoop(len(o.pending) > 0)
 	o.j.start()
 	r := o.atOpen
 	o.log.Info("outbox open", "path", path, "waiting", r.Waiting, "dead", r.Dead, "bytes", r.Bytes, "replayed", r.Replayed)
@@ -380,14 +380,28 @@ func (o *Outbox) openJournal() error {
 			}
 			return putMarks(tx, last, lastID)
 		})
-		if err != nil {
+		switch {
+		case errors.Is(diskFull(err), ErrFull):
+			// The records are safe in the journal. Start anyway, so that
+			// deliveries can go on and free room, and keep them pending
+			// until a checkpoint succeeds.
+			o.log.Error("disk full: journalled items cannot move into bbolt yet; they stay in the journal",
+				"items", countItems(recs), "err", err)
+			j.keepTail()
+			for _, r := range recs {
+				o.journalledLocked(r)
+			}
+			o.atOpen.Waiting += countItems(recs)
+			o.counters.Appended = 0
+		case err != nil:
 			j.f.Close()
-			return fmt.Errorf("outbox %s: replay journal: %w", o.path, diskFull(err))
+			return fmt.Errorf("outbox %s: replay journal: %w", o.path, err)
+		default:
+			o.applyLocked(d)
+			o.atOpen.Replayed = d.waiting
+			o.atOpen.Waiting += d.waiting
+			o.atOpen.Bytes += d.bytes
 		}
-		o.applyLocked(d)
-		o.atOpen.Replayed = d.waiting
-		o.atOpen.Waiting += d.waiting
-		o.atOpen.Bytes += d.bytes
 	}
 	j.next = lastID + 1
 	j.beforeWrap = o.checkpoint
@@ -404,15 +418,18 @@ func putMarks(tx *bolt.Tx, applied, lastID uint64) error {
 	return m.Put(lastIDKey, idKey(lastID))
 }
 
+func countItems(recs []journalRecord) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.items)
+	}
+	return n
+}
+
 // journalled takes the items of a record that is now durable in the journal.
 func (o *Outbox) journalled(r journalRecord) {
 	o.mu.Lock()
-	o.pending = append(o.pending, r.items...)
-	for _, it := range r.items {
-		o.pendingBytes += int64(len(it.value)) + itemOverhead
-	}
-	o.pendingLSN = r.lsn
-	o.counters.Appended += uint64(len(r.items))
+	o.journalledLocked(r)
 	o.mu.Unlock()
 	select {
 	case o.cpKick <- struct{}{}:
@@ -420,21 +437,42 @@ func (o *Outbox) journalled(r journalRecord) {
 	}
 }
 
-func (o *Outbox) checkpointLoop() {
+func (o *Outbox) journalledLocked(r journalRecord) {
+	o.pending = append(o.pending, r.items...)
+	for _, it := range r.items {
+		o.pendingBytes += int64(len(it.value)) + itemOverhead
+	}
+	o.pendingLSN = r.lsn
+	o.counters.Appended += uint64(len(r.items))
+}
+
+// checkpointRetry spaces the retries of a failed checkpoint (a full disk).
+const checkpointRetry = time.Second
+
+// checkpointLoop moves journalled items into bbolt after each burst of
+// appends; leftOver says a replay that met a full disk left items pending.
+func (o *Outbox) checkpointLoop(leftOver bool) {
 	defer close(o.cpDone)
+	retry := make(<-chan time.Time)
+	if leftOver {
+		retry = time.After(checkpointRetry)
+	}
 	for {
 		select {
 		case <-o.cpStop:
 			return
 		case <-o.cpKick:
+		case <-retry:
 		}
 		select {
 		case <-o.cpStop:
 			return
 		case <-time.After(checkpointDelay):
 		}
+		retry = make(<-chan time.Time)
 		if err := o.checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
-			o.log.Error("checkpoint failed; appended items stay in the journal", "err", err)
+			o.log.Error("checkpoint failed; appended items stay in the journal and it is tried again", "err", err)
+			retry = time.After(checkpointRetry)
 		}
 	}
 }

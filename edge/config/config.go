@@ -196,7 +196,11 @@ func Parse(name string, data []byte) (*Config, *Problems, error) {
 	d := &decoder{problems: ps, lines: ps.lines}
 	d.decode(&root, reflect.ValueOf(c).Elem(), "")
 	c.applyDefaults()
-	c.resolvePaths(filepath.Dir(name))
+	dir, err := filepath.Abs(filepath.Dir(name))
+	if err != nil {
+		dir = filepath.Dir(name)
+	}
+	c.resolvePaths(dir)
 	validate(c, ps)
 	ps.sort()
 	if len(ps.Errors()) > 0 {

@@ -1,0 +1,179 @@
+// Command wardgate is the edge gateway for hospital wards and imaging suites.
+//
+//	wardgate run -config FILE     run the gateway until SIGINT or SIGTERM
+//	wardgate check -config FILE   validate the config; exit 0, or 2 listing every problem
+//	wardgate version              print the version
+//
+// Exit codes: 0 success, 1 a runtime failure, 2 a usage or config error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/wardgate/wardgate/edge"
+	"github.com/wardgate/wardgate/edge/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise
+// it comes from the module's build information.
+var version = ""
+
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const usage = `wardgate: edge gateway for bedside monitors and imaging modalities
+
+Usage:
+  wardgate run -config FILE     run the gateway until SIGINT or SIGTERM
+  wardgate check -config FILE   validate the config and print every problem
+  wardgate version              print the version
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "wardgate", versionString())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "demo":
+		fmt.Fprintln(stderr, "wardgate demo is not in this build yet; it comes with the operator surface (status page, simulators).\n"+
+			"Until then: wardgate run -config FILE (see README.md).")
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "wardgate: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "+modified"
+		}
+	}
+	return v
+}
+
+// configFlag parses "-config FILE" and nothing else.
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet("wardgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the gateway's YAML config `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "usage: wardgate %s -config FILE\n", name)
+		return "", false
+	}
+	return *path, true
+}
+
+// load reads the config and prints its problems; ok is false when it has
+// errors (which were printed).
+func load(path string, stderr io.Writer) (*config.Config, *config.Problems, bool) {
+	c, ps, err := config.Load(path)
+	if err != nil {
+		var problems *config.Problems
+		if errors.As(err, &problems) {
+			for _, p := range problems.List {
+				fmt.Fprintln(stderr, p)
+			}
+			fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(problems.Errors()))
+		} else {
+			fmt.Fprintf(stderr, "wardgate: %v\n", err)
+		}
+		return nil, nil, false
+	}
+	return c, ps, true
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("check", args, stderr)
+	if !ok {
+		return exitUsage
+	}
+	c, ps, ok := load(path, stderr)
+	if !ok {
+		return exitUsage
+	}
+	for _, w := range ps.Warnings() {
+		fmt.Fprintln(stderr, w)
+	}
+	fmt.Fprintf(stdout, "%s: OK: %s\n", path, c.Summary())
+	return exitOK
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	path, ok := configFlag("run", args, stderr)
+	if !ok {
+		return exitUsage
+	}
+	c, ps, ok := load(path, stderr)
+	if !ok {
+		return exitUsage
+	}
+	log := newLogger(c.Log, stderr)
+	for _, w := range ps.Warnings() {
+		log.Warn("config", "problem", w.String())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now ends the process at once
+	}()
+	if err := edge.New(c, log, versionString()).Run(ctx); err != nil {
+		log.Error("wardgate failed", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,190 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/edge/config"
+)
+
+// ShutdownTimeout bounds how long a stop waits for work in flight.
+const ShutdownTimeout = 30 * time.Second
+
+// Gateway is one running wardgate.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+
+	lock    *dataDirLock
+	outbox  *buffer.Outbox
+	spool   *buffer.Spool
+	httpSrv *http.Server
+	httpLn  net.Listener
+	started time.Time
+
+	mu    sync.Mutex
+	ready bool
+}
+
+// New prepares a gateway for cfg; Run starts it.
+func New(cfg *config.Config, log *slog.Logger, version string) *Gateway {
+	return &Gateway{cfg: cfg, log: log, version: version}
+}
+
+// Run opens the gateway's stores and listeners, serves until ctx ends, then
+// stops taking input, lets work in flight finish and closes everything. An
+// error before ctx ends is a failure to start or to keep running.
+func (g *Gateway) Run(ctx context.Context) (err error) {
+	if err := g.open(); err != nil {
+		g.close()
+		return err
+	}
+	g.started = time.Now()
+	serveErr := make(chan error, 1)
+	go func() {
+		if err := g.httpSrv.Serve(g.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	g.setReady(true)
+	g.log.Info("wardgate running", "version", g.version, "site", g.cfg.Site,
+		"status", "http://"+g.httpLn.Addr().String()+"/", "data_dir", g.cfg.DataDir)
+
+	select {
+	case <-ctx.Done():
+		g.log.Info("stopping: no new input; finishing what is in flight")
+	case err = <-serveErr:
+		g.log.Error("status server failed; stopping", "err", err)
+	}
+	g.setReady(false)
+	shutdown, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if e := g.httpSrv.Shutdown(shutdown); e != nil {
+		g.log.Warn("status server did not stop in time", "err", e)
+	}
+	if e := g.close(); e != nil && err == nil {
+		err = e
+	}
+	if err == nil {
+		g.log.Info("stopped cleanly")
+	}
+	return err
+}
+
+// open takes the data folder and opens what the config names, in the order
+// that lets close undo it.
+func (g *Gateway) open() error {
+	c := g.cfg
+	lock, err := lockDataDir(c.DataDir)
+	if err != nil {
+		return err
+	}
+	g.lock = lock
+	g.outbox, err = buffer.OpenOutbox(c.OutboxPath(), buffer.OutboxOptions{
+		QuotaBytes: int64(c.Buffer.OutboxQuota),
+		Logger:     g.log,
+	})
+	if err != nil {
+		return err
+	}
+	if c.DICOM != nil {
+		g.spool, err = buffer.OpenSpool(c.SpoolDir(), buffer.SpoolOptions{
+			QuotaBytes: int64(c.Buffer.SpoolQuota),
+			Logger:     g.log,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	g.announceMissingComponents()
+
+	ln, err := net.Listen("tcp", c.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
+	}
+	g.httpLn = ln
+	g.httpSrv = &http.Server{
+		Handler:           g.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// announceMissingComponents says plainly which configured parts this build
+// does not run yet, so that nobody waits for data that cannot come.
+func (g *Gateway) announceMissingComponents() {
+	for _, m := range g.cfg.Monitors {
+		g.log.Warn("monitor configured but not started: this build has no bedside-monitor sources yet",
+			"monitor", m.ID)
+	}
+	if g.cfg.DICOM != nil {
+		g.log.Warn("dicom configured but not listening: this build has no DICOM receiver yet; the spool is open",
+			"ae_title", g.cfg.DICOM.AETitle)
+	}
+	g.log.Warn("fhir delivery is not in this build yet: items stay in the outbox", "fhir", g.cfg.FHIR.BaseURL)
+}
+
+// close releases everything open, in reverse order.
+func (g *Gateway) close() error {
+	var errs []error
+	if g.spool != nil {
+		errs = append(errs, g.spool.Close())
+	}
+	if g.outbox != nil {
+		errs = append(errs, g.outbox.Close())
+	}
+	if g.lock != nil {
+		g.lock.release()
+	}
+	return errors.Join(errs...)
+}
+
+func (g *Gateway) setReady(r bool) {
+	g.mu.Lock()
+	g.ready = r
+	g.mu.Unlock()
+}
+
+func (g *Gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"status": "ok", "version": g.version, "site": g.cfg.Site,
+			"uptime_seconds": int(time.Since(g.started).Seconds()),
+		})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		ready := g.ready
+		g.mu.Unlock()
+		if !ready {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stopping"})
+			return
+		}
+		st := g.outbox.Stats()
+		writeJSON(w, http.StatusOK, map[string]any{
+			"status":       "ready",
+			"outbox":       map[string]any{"waiting": st.Waiting, "dead": st.Dead, "bytes": st.Bytes, "quota_bytes": st.QuotaBytes},
+			"spool_open":   g.spool != nil,
+			"listening_on": g.httpLn.Addr().String(),
+		})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
