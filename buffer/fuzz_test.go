@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"testing"
@@ -13,7 +14,7 @@ import (
 // a bad disk or a hand edit can leave anything: reading them must never panic
 // and never invent a record.
 
-func journalRecordBytes(lsn uint64, items ...journalItem) []byte {
+func journalRecordBytes(prev uint32, lsn uint64, items ...journalItem) []byte {
 	var body bytes.Buffer
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:], lsn)
@@ -28,20 +29,21 @@ func journalRecordBytes(lsn uint64, items ...journalItem) []byte {
 	}
 	out := make([]byte, 8, 8+body.Len())
 	binary.BigEndian.PutUint32(out, uint32(body.Len()))
-	binary.BigEndian.PutUint32(out[4:], crc32.Checksum(body.Bytes(), crcTable))
+	binary.BigEndian.PutUint32(out[4:], crc32.Update(prev, crcTable, body.Bytes()))
 	return append(out, body.Bytes()...)
 }
 
 func FuzzReadJournal(f *testing.F) {
 	valid := make([]byte, journalStart)
 	copy(valid, journalMagic)
-	valid = append(valid, journalRecordBytes(1, journalItem{id: 1, value: (&Item{Key: "k", Payload: []byte("p")}).encode()})...)
+	binary.BigEndian.PutUint64(valid[epochOffset:], 42)
+	valid = append(valid, journalRecordBytes(epochSeed(42), 1, journalItem{id: 1, value: (&Item{Key: "k", Payload: []byte("p")}).encode()})...)
 	f.Add(valid, uint64(0))
 	f.Add(valid, uint64(1))
 	f.Add(valid[:len(valid)-3], uint64(0)) // torn
 	f.Add(make([]byte, journalStart+100), uint64(0))
 	f.Fuzz(func(t *testing.T, data []byte, applied uint64) {
-		recs, last, end, err := readJournal(io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), applied)
+		recs, last, end, _, err := readJournal(io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), applied, 42)
 		if err != nil {
 			return
 		}
@@ -73,4 +75,47 @@ func FuzzDecodeItem(f *testing.F) {
 		}
 		decodeDead(7, data, true)
 	})
+}
+
+// A record that does not continue the chain is never replayed, even with the
+// next LSN: it is stale (an earlier epoch, or written after a record that
+// never reached the disk) and its IDs may since belong to other items.
+func TestJournalReplaysOnlyAnUnbrokenChain(t *testing.T) {
+	const epoch = 7
+	item := func(id uint64) journalItem {
+		return journalItem{id: id, value: (&Item{Payload: []byte(fmt.Sprint(id))}).encode()}
+	}
+	build := func(recs ...[]byte) []byte {
+		b := make([]byte, journalStart)
+		copy(b, journalMagic)
+		binary.BigEndian.PutUint64(b[epochOffset:], epoch)
+		for _, r := range recs {
+			b = append(b, r...)
+			b = append(b, make([]byte, alignPage(int64(len(b)))-int64(len(b)))...)
+		}
+		return b
+	}
+	sumOf := func(rec []byte) uint32 { return binary.BigEndian.Uint32(rec[4:]) }
+	r1 := journalRecordBytes(epochSeed(epoch), 1, item(1))
+	r2 := journalRecordBytes(sumOf(r1), 2, item(2))
+	r3 := journalRecordBytes(sumOf(r2), 3, item(3))
+	stale2 := journalRecordBytes(12345, 2, item(2))            // chained to a record that is not there
+	otherEpoch := journalRecordBytes(epochSeed(8), 1, item(1)) // from another epoch
+	for _, tc := range []struct {
+		name string
+		file []byte
+		want int
+	}{
+		{"whole chain", build(r1, r2, r3), 3},
+		{"broken link", build(r1, stale2, r3), 1},
+		{"lost middle record", build(r1, make([]byte, 100), r3), 1},
+		{"other epoch", build(otherEpoch, r2), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, _, _, _, err := readJournal(io.NewSectionReader(bytes.NewReader(tc.file), 0, int64(len(tc.file))), 0, epoch)
+			if err != nil || len(recs) != tc.want {
+				t.Fatalf("%d records (%v), want %d", len(recs), err, tc.want)
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,20 +24,31 @@ import (
 // place, so that fdatasync has only data to flush and no file size to
 // journal.
 //
-// File: a header line, then records from journalStart on, each
+// File: a header page (magic line; at epochOffset the current epoch), then
+// records from journalStart on, each starting on a page boundary:
 //
-//	length uint32 (of lsn and body) | crc32c uint32 (of lsn and body) | lsn uint64 | body
+//	length uint32 (of lsn and body) | sum uint32 | lsn uint64 | body
 //	body: count uint32, then count times: id uint64, length uint32, encoded item
 //
-// Records carry consecutive LSNs. Reading starts at journalStart and stops at
-// the first record that is torn (bad length or checksum) or out of sequence
-// (left over from before the last wrap). bbolt stores the LSN up to which the
-// journal has been applied, in the same transaction as the items, so a
-// replay never applies a record twice.
+// sum is a CRC-32C of lsn and body, chained: it continues from the previous
+// record's sum, and the first record of an epoch continues from a seed made
+// of the epoch. Records carry consecutive LSNs. Reading starts at
+// journalStart and stops at the first record that is torn, out of sequence,
+// or not chained to the one before it. The chain is what makes a stale
+// record harmless: one left from an earlier epoch (before a wrap or a
+// restart), or one written after a record that never reached the disk, does
+// not continue the chain and is never replayed.
+//
+// A new epoch starts (its number written into the header and fdatasynced)
+// when the journal is created, after a replay at open has moved everything
+// into bbolt, and at each wrap after the checkpoint. bbolt stores the LSN up
+// to which the journal has been applied, in the same transaction as the
+// items, so a replay never applies a record twice.
 
 const (
 	journalMagic   = "wardgate-outbox-journal/1\n"
 	journalStart   = 4096
+	epochOffset    = 32
 	journalRecHead = 16
 )
 
@@ -69,12 +81,16 @@ type journal struct {
 	lsn  uint64 // last LSN written
 	next uint64 // next item id
 	end  int64  // offset after the records read at open
+	// epoch and sum chain the records: see the file comment.
+	epoch   uint64
+	sum     uint32
+	lastSum uint32 // sum of the last record read at open
 
 	ops     chan *jop
 	stop    chan struct{}
 	stopped chan struct{}
 	closing sync.Once
-	broken  atomic.Pointer[error] // set by a failed write or fdatasync
+	broken  atomic.Pointer[error] // set by a failed fdatasync
 
 	// beforeWrap must move every record written so far into bbolt; the
 	// journal calls it before it writes over them.
@@ -87,7 +103,8 @@ type journal struct {
 }
 
 // openJournal opens or creates the journal file and returns the records
-// after applied (which the caller must apply before it takes new appends).
+// after applied. The caller applies them and then calls restart (or, when it
+// cannot apply them, keepTail) before the journal takes appends.
 func openJournal(path string, applied uint64) (*journal, []journalRecord, error) {
 	j := &journal{path: path, ops: make(chan *jop, maxOpsPerCommit), stop: make(chan struct{}), stopped: make(chan struct{})}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -96,7 +113,7 @@ func openJournal(path string, applied uint64) (*journal, []journalRecord, error)
 		if f, err = createJournal(path); err != nil {
 			return nil, nil, err
 		}
-		j.f, j.size, j.pos, j.lsn = f, journalSize, journalStart, applied
+		j.f, j.size, j.pos, j.lsn, j.end = f, journalSize, journalStart, applied, journalStart
 		return j, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)
@@ -106,26 +123,55 @@ func openJournal(path string, applied uint64) (*journal, []journalRecord, error)
 		f.Close()
 		return nil, nil, err
 	}
-	head := make([]byte, len(journalMagic))
-	if _, err := f.ReadAt(head, 0); err != nil || string(head) != journalMagic {
+	head := make([]byte, epochOffset+8)
+	if _, err := f.ReadAt(head, 0); err != nil || string(head[:len(journalMagic)]) != journalMagic || info.Size() < journalStart {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s is not a wardgate outbox journal; it was left untouched: move it aside (with outbox.db) to start an empty outbox", path)
 	}
 	j.f, j.size = f, info.Size()
-	recs, last, end, err := readJournal(io.NewSectionReader(f, 0, j.size), applied)
+	j.epoch = binary.BigEndian.Uint64(head[epochOffset:])
+	recs, last, end, lastSum, err := readJournal(io.NewSectionReader(f, 0, j.size), applied, j.epoch)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	// The caller applies recs and then writes from the start; if it cannot
-	// apply them (a full disk), keepTail makes new records follow them.
-	j.pos, j.lsn, j.end = journalStart, max(applied, last), end
+	j.pos, j.lsn, j.end, j.lastSum = journalStart, max(applied, last), end, lastSum
 	return j, recs, nil
 }
 
-// keepTail makes the next record go after the records read at open, which
-// must stay readable because they are not in bbolt yet.
-func (j *journal) keepTail() { j.pos = j.end }
+// restart begins a new epoch at the start of the file: every record before
+// it must be in bbolt.
+func (j *journal) restart() error {
+	var b [8]byte
+	var epoch uint64
+	for epoch == 0 || epoch == j.epoch {
+		rand.Read(b[:])
+		epoch = binary.BigEndian.Uint64(b[:])
+	}
+	if _, err := j.f.WriteAt(b[:], epochOffset); err != nil {
+		return diskFull(err)
+	}
+	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		return diskFull(err)
+	}
+	j.epoch, j.sum, j.pos = epoch, epochSeed(epoch), journalStart
+	return nil
+}
+
+// keepTail makes the next records follow, and chain to, the records read at
+// open, which must stay readable because they are not in bbolt yet.
+func (j *journal) keepTail() {
+	j.pos, j.sum = j.end, j.lastSum
+	if j.end == journalStart {
+		j.sum = epochSeed(j.epoch)
+	}
+}
+
+func epochSeed(epoch uint64) uint32 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], epoch)
+	return crc32.Checksum(b[:], crcTable)
+}
 
 // alignPage rounds a journal offset up to the next page: each record starts
 // on a page of its own, so that writing it never waits for the writeback of
@@ -165,12 +211,13 @@ func createJournal(path string) (*os.File, error) {
 	return f, nil
 }
 
-// readJournal returns the records after applied, the last LSN read and the
-// offset after the last record.
-func readJournal(r *io.SectionReader, applied uint64) ([]journalRecord, uint64, int64, error) {
+// readJournal returns the records after applied, the last LSN read, the
+// offset after the last record and its sum.
+func readJournal(r *io.SectionReader, applied, epoch uint64) ([]journalRecord, uint64, int64, uint32, error) {
 	var recs []journalRecord
 	var last uint64
 	off := int64(journalStart)
+	prev := epochSeed(epoch)
 	head := make([]byte, journalRecHead)
 	for {
 		if _, err := r.ReadAt(head, off); err != nil {
@@ -185,25 +232,25 @@ func readJournal(r *io.SectionReader, applied uint64) ([]journalRecord, uint64, 
 		if _, err := r.ReadAt(rec, off+8); err != nil {
 			break
 		}
-		if crc32.Checksum(rec, crcTable) != sum {
-			break
+		if crc32.Update(prev, crcTable, rec) != sum {
+			break // torn, or not chained to the record before
 		}
 		lsn := binary.BigEndian.Uint64(rec)
 		if last != 0 && lsn != last+1 {
 			break
 		}
-		last = lsn
+		last, prev = lsn, sum
 		off = alignPage(off + 8 + n)
 		if lsn <= applied {
 			continue
 		}
 		items, err := decodeJournalBody(rec[8:])
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("record %d: %w", lsn, err)
+			return nil, 0, 0, 0, fmt.Errorf("record %d: %w", lsn, err)
 		}
 		recs = append(recs, journalRecord{lsn: lsn, items: items})
 	}
-	return recs, last, off, nil
+	return recs, last, off, prev, nil
 }
 
 func decodeJournalBody(b []byte) ([]journalItem, error) {
@@ -420,7 +467,8 @@ func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer, written chan<- wr
 	}
 	b := buf.Bytes()
 	binary.BigEndian.PutUint32(b, uint32(len(b)-8))
-	binary.BigEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
+	sum := crc32.Update(j.sum, crcTable, b[8:])
+	binary.BigEndian.PutUint32(b[4:], sum)
 
 	if j.pos+int64(len(b)) > j.size {
 		// Everything before pos must be synced and in bbolt before it is
@@ -434,19 +482,25 @@ func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer, written chan<- wr
 		if err := j.beforeWrap(); err != nil {
 			return journalRecord{}, err
 		}
-		j.pos = journalStart
 		if need := journalStart + int64(len(b)); need > j.size {
 			if err := j.grow(need); err != nil {
 				return journalRecord{}, err
 			}
 		}
+		if err := j.restart(); err != nil {
+			return journalRecord{}, err
+		}
+		// The new epoch changes the chain: sum the record again.
+		sum = crc32.Update(j.sum, crcTable, b[8:])
+		binary.BigEndian.PutUint32(b[4:], sum)
 	}
 	if _, err := j.f.WriteAt(b, j.pos); err != nil {
-		e := fmt.Errorf("outbox journal write failed; restart wardgate: %w", diskFull(err))
-		j.broken.CompareAndSwap(nil, &e)
-		return journalRecord{}, e
+		// Nothing was flushed: the next record is written at the same place
+		// and the calls of this one are refused.
+		return journalRecord{}, fmt.Errorf("outbox journal write: %w", diskFull(err))
 	}
 	j.pos = alignPage(j.pos + int64(len(b)))
+	j.sum = sum
 	j.lsn = lsn
 	j.next = id
 	return rec, nil

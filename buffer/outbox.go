@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -78,6 +79,7 @@ type Outbox struct {
 	pendingBytes int64
 	pendingLSN   uint64
 	cpMu         sync.Mutex
+	leasing      sync.WaitGroup // lease writes under way
 	cpKick       chan struct{}
 	cpStop       chan struct{}
 	cpDone       chan struct{}
@@ -361,21 +363,29 @@ func (o *Outbox) openJournal() error {
 	if err != nil {
 		return err
 	}
+	keepTail := false
 	if len(recs) > 0 {
 		var d delta
+		skipped := 0
 		last := recs[len(recs)-1].lsn
 		err = o.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(itemsBucket)
 			for _, r := range recs {
 				for _, it := range r.items {
-					if b.Get(idKey(it.id)) == nil {
-						d.waiting++
-						d.bytes += int64(len(it.value)) + itemOverhead
+					lastID = max(lastID, it.id)
+					if old := b.Get(idKey(it.id)); old != nil {
+						// A record beyond the applied LSN cannot hold an item
+						// that is already in bbolt; never overwrite one.
+						if !bytes.Equal(old, it.value) {
+							skipped++
+						}
+						continue
 					}
+					d.waiting++
+					d.bytes += int64(len(it.value)) + itemOverhead
 					if err := b.Put(idKey(it.id), it.value); err != nil {
 						return err
 					}
-					lastID = max(lastID, it.id)
 				}
 			}
 			return putMarks(tx, last, lastID)
@@ -387,6 +397,7 @@ func (o *Outbox) openJournal() error {
 			// until a checkpoint succeeds.
 			o.log.Error("disk full: journalled items cannot move into bbolt yet; they stay in the journal",
 				"items", countItems(recs), "err", err)
+			keepTail = true
 			j.keepTail()
 			for _, r := range recs {
 				o.journalledLocked(r)
@@ -401,6 +412,16 @@ func (o *Outbox) openJournal() error {
 			o.atOpen.Replayed = d.waiting
 			o.atOpen.Waiting += d.waiting
 			o.atOpen.Bytes += d.bytes
+			if skipped > 0 {
+				o.atOpen.Corrupt += skipped
+				o.log.Error("journal records disagree with items already stored; the stored items were kept", "items", skipped)
+			}
+		}
+	}
+	if !keepTail {
+		if err := j.restart(); err != nil {
+			j.f.Close()
+			return fmt.Errorf("outbox %s: journal: %w", o.path, err)
 		}
 	}
 	j.next = lastID + 1
@@ -560,9 +581,12 @@ func (o *Outbox) Lease(ctx context.Context, max int, ttl time.Duration) (*Batch,
 				b.open[it.ID] = true
 			}
 			o.scan.valid = false
+			o.leasing.Add(1) // Close waits for this write before it releases leases
 			o.mu.Unlock()
 			// The wait is over: the lease is written even if ctx ends now.
-			if err := o.persistLease(context.WithoutCancel(ctx), b, items); err != nil {
+			err := o.persistLease(context.WithoutCancel(ctx), b, items)
+			o.leasing.Done()
+			if err != nil {
 				return nil, err
 			}
 			return b, nil
@@ -665,7 +689,8 @@ func payloadLen(v []byte) int {
 func (o *Outbox) persistLease(ctx context.Context, b *Batch, items []Item) error {
 	err := o.c.do(ctx, func(tx *bolt.Tx) error {
 		bk := tx.Bucket(itemsBucket)
-		for i := range items {
+		stored := make([]Item, len(items))
+		for i := range items { // check all before the first write
 			v := bk.Get(idKey(items[i].ID))
 			if v == nil {
 				return fmt.Errorf("outbox: leased item %d vanished", items[i].ID)
@@ -674,6 +699,9 @@ func (o *Outbox) persistLease(ctx context.Context, b *Batch, items []Item) error
 			if err != nil {
 				return err
 			}
+			stored[i] = it
+		}
+		for i, it := range stored {
 			it.Attempts++
 			it.leaseRun = o.run
 			items[i].Attempts = it.Attempts
@@ -820,6 +848,7 @@ func (b *Batch) settle(ctx context.Context, ids []uint64, fn func(tx *bolt.Tx, i
 			ids = append(ids, id)
 		}
 	}
+	ids = dedupe(ids)
 	var mine, lost []uint64
 	o.mu.Lock()
 	for _, id := range ids {
@@ -839,7 +868,12 @@ func (b *Batch) settle(ctx context.Context, ids []uint64, fn func(tx *bolt.Tx, i
 		err := o.c.do(ctx, func(tx *bolt.Tx) error {
 			var d delta
 			bk := tx.Bucket(itemsBucket)
-			for _, id := range mine {
+			type found struct {
+				it  Item
+				old []byte
+			}
+			var todo []found
+			for _, id := range mine { // decode all before the first write
 				old := bk.Get(idKey(id))
 				if old == nil {
 					continue
@@ -848,7 +882,10 @@ func (b *Batch) settle(ctx context.Context, ids []uint64, fn func(tx *bolt.Tx, i
 				if err != nil {
 					return err
 				}
-				if err := fn(tx, it, old, &d); err != nil {
+				todo = append(todo, found{it, old})
+			}
+			for _, f := range todo {
+				if err := fn(tx, f.it, f.old, &d); err != nil {
 					return err
 				}
 			}
@@ -968,19 +1005,23 @@ func (o *Outbox) editDead(ctx context.Context, ids []uint64, fn func(tx *bolt.Tx
 				ids = append(ids, keyID(k))
 			}
 		}
-		for _, id := range ids {
-			if bk.Get(idKey(id)) == nil {
+		ids = dedupe(ids)
+		dls := make([]DeadLetter, len(ids))
+		olds := make([][]byte, len(ids))
+		for i, id := range ids { // check all before the first write
+			olds[i] = bk.Get(idKey(id))
+			if olds[i] == nil {
 				return fmt.Errorf("outbox: dead letter %d: %w", id, ErrNotFound)
 			}
-		}
-		var d delta
-		for _, id := range ids {
-			old := bk.Get(idKey(id))
-			dl, err := decodeDead(id, old, true)
+			dl, err := decodeDead(id, olds[i], true)
 			if err != nil {
 				return err
 			}
-			if err := fn(tx, dl, old, &d); err != nil {
+			dls[i] = dl
+		}
+		var d delta
+		for i := range ids {
+			if err := fn(tx, dls[i], olds[i], &d); err != nil {
 				return err
 			}
 			n++
@@ -997,6 +1038,19 @@ func (o *Outbox) editDead(ctx context.Context, ids []uint64, fn func(tx *bolt.Tx
 		return 0, err
 	}
 	return n, nil
+}
+
+// dedupe returns ids without repeats, in their first order.
+func dedupe(ids []uint64) []uint64 {
+	seen := make(map[uint64]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Stats returns a snapshot of the outbox.
@@ -1060,6 +1114,7 @@ func (o *Outbox) Close() error {
 	if err := o.checkpoint(); err != nil {
 		o.log.Warn("final checkpoint failed; the journal will be replayed at the next open", "err", err)
 	}
+	o.leasing.Wait()
 	o.mu.Lock()
 	held := make([]uint64, 0, len(o.leases))
 	for id := range o.leases {

@@ -657,3 +657,20 @@ func TestForeignJournalIsLeftUntouched(t *testing.T) {
 		t.Fatal("the journal was changed")
 	}
 }
+
+func TestRepeatedIDsAreSettledOnce(t *testing.T) {
+	ctx := context.Background()
+	o := openTestOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{})
+	o.Append(ctx, items("k", "a", "b")...)
+	b := tryLease(t, o, 10)
+	id := b.Items[0].ID
+	if err := b.DeadLetter(ctx, "bad", id, id); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := o.RetryDead(ctx, id, id); n != 1 || err != nil {
+		t.Fatalf("RetryDead with a repeated id: %d %v", n, err)
+	}
+	if s := o.Stats(); s.Waiting != 2 || s.Dead != 0 {
+		t.Fatalf("stats after a repeated retry: %+v", s)
+	}
+}

@@ -121,10 +121,8 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "objects"), filepath.Join(dir, "tmp")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("spool: %w", diskFull(err))
-		}
+	if err := makeSpoolDirs(dir); err != nil {
+		return nil, fmt.Errorf("spool: %w", diskFull(err))
 	}
 	indexPath := filepath.Join(dir, "index.db")
 	db, created, err := openBolt(indexPath, spoolFormat)
@@ -201,8 +199,7 @@ func (s *Spool) reconcile(created bool) (err error) {
 		if err != nil {
 			return err
 		}
-		gb, err := tx.CreateBucketIfNotExists(groupsBucket)
-		if err != nil {
+		if _, err := tx.CreateBucketIfNotExists(groupsBucket); err != nil {
 			return err
 		}
 		var drop []Instance
@@ -233,10 +230,8 @@ func (s *Spool) reconcile(created bool) (err error) {
 			if err := ib.Delete([]byte(in.Key)); err != nil {
 				return err
 			}
-			if g := gb.Bucket([]byte(in.Group)); g != nil {
-				if err := g.Delete([]byte(in.Key)); err != nil {
-					return err
-				}
+			if err := ungroup(tx, in.Group, in.Key); err != nil {
+				return err
 			}
 			if _, ok := files[in.File]; ok { // wrong size: the file goes too
 				delete(files, in.File)
@@ -343,14 +338,17 @@ func (w *SpoolWriter) ReaderAt() io.ReaderAt { return w.f }
 
 // Abort discards the instance.
 func (w *SpoolWriter) Abort() {
-	if w.done {
-		return
+	if !w.done {
+		w.discard()
+		w.s.counters.aborted.Add(1)
 	}
+}
+
+func (w *SpoolWriter) discard() {
 	w.done = true
 	w.f.Close()
 	os.Remove(w.tmp)
 	w.s.inflight.Add(-w.n)
-	w.s.counters.aborted.Add(1)
 }
 
 // Commit makes the instance durable under key (see the package
@@ -388,9 +386,17 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 
 	// One Commit or Remove per key at a time, so that a rename and an index
 	// change of the same key never interleave with another's.
-	mu := &s.keyLocks[kh[0]%byte(len(s.keyLocks))]
+	mu := s.keyLock(key)
 	mu.Lock()
 	defer mu.Unlock()
+
+	// The same content under the same key is already stored (a modality
+	// sending again): keep that copy and do not touch its file.
+	if prev, err := s.getLocked(key); err == nil && prev.SHA256 == sum {
+		w.discard()
+		s.counters.duplicates.Add(1)
+		return prev, Duplicate, nil
+	}
 
 	final := filepath.Join(s.dir, rel)
 	if err := s.ensureDir(filepath.Dir(final)); err != nil {
@@ -412,6 +418,8 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 		s.inflight.Add(-w.n)
 		return Instance{}, 0, err
 	}
+	// Under the key lock, the entry cannot change between the check above
+	// and this commit: final is a new name that no entry refers to yet.
 	outcome := Stored
 	var old Instance
 	err = s.c.do(ctx, func(tx *bolt.Tx) error {
@@ -420,39 +428,30 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 			if err := json.Unmarshal(prev, &old); err != nil {
 				return fmt.Errorf("index entry %q: %w", key, err)
 			}
-			if old.SHA256 == sum {
-				outcome = Duplicate
-				return nil
-			}
 			outcome = Replaced
-			if g := tx.Bucket(groupsBucket).Bucket([]byte(old.Group)); g != nil && old.Group != group {
-				if err := g.Delete([]byte(key)); err != nil {
+			if old.Group != group {
+				if err := ungroup(tx, old.Group, key); err != nil {
 					return err
 				}
 			}
 		}
-		g, err := tx.Bucket(groupsBucket).CreateBucketIfNotExists([]byte(group))
-		if err != nil {
-			return err
-		}
-		if err := g.Put([]byte(key), nil); err != nil {
-			return err
+		if group != "" {
+			g, err := tx.Bucket(groupsBucket).CreateBucketIfNotExists([]byte(group))
+			if err != nil {
+				return err
+			}
+			if err := g.Put([]byte(key), nil); err != nil {
+				return err
+			}
 		}
 		return ib.Put([]byte(key), v)
 	})
 	s.inflight.Add(-w.n)
 	if err != nil {
-		if !(outcome == Duplicate) {
-			os.Remove(final)
-		}
+		os.Remove(final)
 		return Instance{}, 0, err
 	}
 	switch outcome {
-	case Duplicate:
-		// The identical file was already at this very name; the rename above
-		// replaced it with the same bytes.
-		s.counters.duplicates.Add(1)
-		return old, Duplicate, nil
 	case Replaced:
 		if old.File != rel {
 			if err := os.Remove(filepath.Join(s.dir, old.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -467,6 +466,29 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 		s.counters.stored.Add(1)
 	}
 	return in, outcome, nil
+}
+
+// makeSpoolDirs makes the spool's folders, including all 256 object
+// folders, and fsyncs their parents once, so that no store has to wait for
+// (or race with) a new folder becoming durable.
+func makeSpoolDirs(dir string) error {
+	objects := filepath.Join(dir, "objects")
+	for _, d := range []string{dir, objects, filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < 256; i++ {
+		if err := os.MkdirAll(filepath.Join(objects, fmt.Sprintf("%02x", i)), 0o700); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{objects, dir, filepath.Dir(dir)} {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureDir makes an object folder if it is missing, durably: the new
@@ -490,8 +512,36 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// ungroup removes key from group's index, and the group when it is empty.
+func ungroup(tx *bolt.Tx, group, key string) error {
+	gb := tx.Bucket(groupsBucket)
+	g := gb.Bucket([]byte(group))
+	if group == "" || g == nil {
+		return nil
+	}
+	if err := g.Delete([]byte(key)); err != nil {
+		return err
+	}
+	if k, _ := g.Cursor().First(); k == nil {
+		return gb.DeleteBucket([]byte(group))
+	}
+	return nil
+}
+
+func (s *Spool) keyLock(key string) *sync.Mutex {
+	kh := sha256.Sum256([]byte(key))
+	return &s.keyLocks[kh[0]%byte(len(s.keyLocks))]
+}
+
 // Get returns the entry for key.
 func (s *Spool) Get(key string) (Instance, error) {
+	mu := s.keyLock(key)
+	mu.Lock()
+	defer mu.Unlock()
+	return s.getLocked(key)
+}
+
+func (s *Spool) getLocked(key string) (Instance, error) {
 	var in Instance
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(instancesBucket).Get([]byte(key))
@@ -503,9 +553,13 @@ func (s *Spool) Get(key string) (Instance, error) {
 	return in, err
 }
 
-// Open returns the stored bytes of key.
+// Open returns the stored bytes of key. The file stays readable after the
+// instance is replaced or removed, until it is closed.
 func (s *Spool) Open(key string) (*os.File, Instance, error) {
-	in, err := s.Get(key)
+	mu := s.keyLock(key)
+	mu.Lock()
+	defer mu.Unlock()
+	in, err := s.getLocked(key)
 	if err != nil {
 		return nil, in, err
 	}
@@ -559,8 +613,7 @@ func (s *Spool) Each(fn func(Instance) bool) error {
 // Remove deletes key's entry and then its file (a crash in between leaves a
 // file without an entry, which the next open removes).
 func (s *Spool) Remove(ctx context.Context, key string) error {
-	kh := sha256.Sum256([]byte(key))
-	mu := &s.keyLocks[kh[0]%byte(len(s.keyLocks))]
+	mu := s.keyLock(key)
 	mu.Lock()
 	defer mu.Unlock()
 	var in Instance
@@ -573,15 +626,8 @@ func (s *Spool) Remove(ctx context.Context, key string) error {
 		if err := json.Unmarshal(v, &in); err != nil {
 			return err
 		}
-		if g := tx.Bucket(groupsBucket).Bucket([]byte(in.Group)); g != nil {
-			if err := g.Delete([]byte(key)); err != nil {
-				return err
-			}
-			if k, _ := g.Cursor().First(); k == nil {
-				if err := tx.Bucket(groupsBucket).DeleteBucket([]byte(in.Group)); err != nil {
-					return err
-				}
-			}
+		if err := ungroup(tx, in.Group, key); err != nil {
+			return err
 		}
 		return ib.Delete([]byte(key))
 	})

@@ -274,3 +274,45 @@ func TestSpoolWriterReadsBackBeforeCommit(t *testing.T) {
 		t.Fatal("Commit after Abort succeeded")
 	}
 }
+
+func TestSpoolWithoutAGroup(t *testing.T) {
+	ctx := context.Background()
+	s := openTestSpool(t, t.TempDir(), SpoolOptions{})
+	if _, o, err := s.Store(ctx, "k", "", nil, strings.NewReader("a")); err != nil || o != Stored {
+		t.Fatalf("store without a group: %v %v", o, err)
+	}
+	if _, o, err := s.Store(ctx, "k", "", nil, strings.NewReader("b")); err != nil || o != Replaced {
+		t.Fatalf("replace without a group: %v %v", o, err)
+	}
+	if err := s.Remove(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A duplicate whose commit fails must not take the stored copy's file with it.
+func TestAFailedDuplicateStoreKeepsTheStoredCopy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, SpoolOptions{})
+	data := randomBytes(3, 5000)
+	if _, _, err := s.Store(ctx, "k", "g", nil, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := s.Create()
+	w.Write(data)
+	s.c.close() // the index can take no more commits
+	if _, o, err := w.Commit(ctx, "k", "g", nil); err != nil || o != Duplicate {
+		t.Fatalf("duplicate with the index closed: %v %v", o, err)
+	}
+	w, _ = s.Create()
+	w.Write(randomBytes(4, 5000))
+	if _, _, err := w.Commit(ctx, "k", "g", nil); err == nil {
+		t.Fatal("a replacement committed with the index closed")
+	}
+	if !bytes.Equal(readAll(t, s, "k"), data) {
+		t.Fatal("the stored copy was lost")
+	}
+	if n := countFiles(t, filepath.Join(dir, "objects")); n != 1 {
+		t.Fatalf("%d files in objects/, want 1", n)
+	}
+}
