@@ -1,0 +1,73 @@
+package fhir
+
+import (
+	"encoding/json"
+	"errors"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/wardgate/wardgate/edge/fhir/r4"
+)
+
+// ErrNoPatient means no patient is associated with the bed at the time of a
+// reading: it does not go to any chart.
+var ErrNoPatient = errors.New("no patient is associated with this bed")
+
+// PatientLookup returns the Patient reference ("Patient/123") of the patient
+// in bed at time at, if any.
+type PatientLookup func(bed string, at time.Time) (string, bool)
+
+// Mapper turns readings and studies into Bundle entries. It remembers which
+// Devices it has written in this run so that each Device entry goes out once
+// before the first Observation that refers to it (and again after a restart,
+// which the conditional create makes harmless).
+type Mapper struct {
+	// Site names the gateway; it is in every identifier system it mints.
+	Site string
+	// PatientIdentifierSystem is the MRN system for DICOM Patient IDs.
+	PatientIdentifierSystem string
+	// WADORSBase is the PACS's DICOMweb base, the ImagingStudy's Endpoint.
+	WADORSBase string
+	// Local is the time zone of DICOM dates that carry no offset.
+	Local *time.Location
+	// Patient associates beds with patients.
+	Patient PatientLookup
+
+	mu      sync.Mutex
+	devices map[string]string // device id → identity of the Device written
+}
+
+// Rejected is a reading (or study) that could not be mapped, and why.
+type Rejected struct {
+	What   string // device/code, or the study's UID: no patient data
+	Reason error
+}
+
+func (m *Mapper) system(kind string) string { return "urn:wardgate:" + m.Site + ":" + kind }
+
+// conditional is a search URL on one identifier: "Type?identifier=system|value".
+func conditional(resourceType, system, value string) string {
+	return resourceType + "?" + ifNoneExist(system, value)
+}
+
+func ifNoneExist(system, value string) string {
+	return "identifier=" + url.QueryEscape(system+"|"+value)
+}
+
+// entry validates a resource and wraps it.
+func entry(resource any, req Request) (Entry, error) {
+	b, err := json.Marshal(resource)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := r4.Validate(b); err != nil {
+		return Entry{}, err
+	}
+	return Entry{Resource: b, Request: req}, nil
+}
+
+// fhirTime formats a time as a FHIR dateTime/instant in UTC.
+func fhirTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+}

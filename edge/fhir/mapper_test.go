@@ -1,0 +1,256 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/edge/fhir/r4"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func testMapper() *Mapper {
+	return &Mapper{
+		Site:                    "ward-4b",
+		PatientIdentifierSystem: "urn:oid:1.2.3.4",
+		WADORSBase:              "https://pacs.example.org/dicomweb/",
+		Local:                   time.FixedZone("CET", 3600),
+		Patient: func(bed string, at time.Time) (string, bool) {
+			if bed == "bed-12" {
+				return "Patient/123", true
+			}
+			return "", false
+		},
+	}
+}
+
+var deviceTime = time.Date(2026, 11, 25, 3, 0, 5, 0, time.UTC)
+
+func reading(code uint32, ref string, v float64, unit string) devices.Reading {
+	return devices.Reading{
+		Device: "bed-12-monitor", Location: "bed-12", Profile: "masimo/radical-7",
+		Code: devices.MDC{Code: code, RefID: ref}, Value: v, Unit: unit,
+		DeviceTime: deviceTime, ClockOffset: 2 * time.Second,
+		Received:     deviceTime.Add(-1500 * time.Millisecond),
+		SerialNumber: "0000056661", Firmware: "7.3.1.1",
+	}
+}
+
+// golden compares v, as indented JSON, with testdata/name.json.
+func golden(t *testing.T, name string, raw json.RawMessage) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteByte('\n')
+	path := filepath.Join("testdata", name+".json")
+	if *update {
+		os.WriteFile(path, buf.Bytes(), 0o644)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("%s differs from %s:\n%s", name, path, buf.String())
+	}
+}
+
+func kinds(entries []Entry) []string {
+	var out []string
+	for _, e := range entries {
+		var h struct{ ResourceType string }
+		json.Unmarshal(e.Resource, &h)
+		out = append(out, h.ResourceType+" "+e.Request.Method)
+	}
+	return out
+}
+
+func TestEachParameterMapsToItsProfile(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    devices.Reading
+	}{
+		{"spo2", reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")},
+		{"pulse-rate", reading(149530, "MDC_PULS_OXIM_PULS_RATE", 97, "/min")},
+		{"heart-rate-ecg", reading(147842, "MDC_ECG_HEART_RATE", 72, "/min")},
+		{"resp-rate", reading(151562, "MDC_RESP_RATE", 16, "/min")},
+		{"body-temp", reading(150364, "MDC_TEMP_BODY", 36.6, "Cel")},
+		{"body-temp-f", reading(150364, "MDC_TEMP_BODY", 97.9, "[degF]")},
+		{"etco2", reading(151708, "MDC_CONC_AWAY_CO2_ET", 38, "mm[Hg]")},
+		{"perfusion-index", reading(150488, "MDC_BLD_PERF_INDEX", 3.6, "%")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMapper()
+			entries, rejected := m.MapReadings([]devices.Reading{tc.r})
+			if len(rejected) != 0 || len(entries) != 2 {
+				t.Fatalf("entries %v, rejected %v", kinds(entries), rejected)
+			}
+			golden(t, "observation-"+tc.name, entries[1].Resource)
+			if e := entries[1]; e.Request.Method != "POST" || e.Request.URL != "Observation" ||
+				!strings.HasPrefix(e.Request.IfNoneExist, "identifier=urn%3Awardgate%3Award-4b%3Aobservation%7Cbed-12-monitor%2F") {
+				t.Fatalf("request: %+v", e.Request)
+			}
+		})
+	}
+}
+
+func TestBloodPressureIsOnePanel(t *testing.T) {
+	m := testMapper()
+	entries, rejected := m.MapReadings([]devices.Reading{
+		reading(150021, "MDC_PRESS_BLD_NONINV_SYS", 120, "mm[Hg]"),
+		reading(150022, "MDC_PRESS_BLD_NONINV_DIA", 80, "mm[Hg]"),
+		reading(150023, "MDC_PRESS_BLD_NONINV_MEAN", 93, "mm[Hg]"),
+		reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%"),
+		reading(150039, "MDC_PRESS_BLD_ART_ABP_MEAN", 90, "mm[Hg]"), // arterial mean alone
+	})
+	if len(rejected) != 0 {
+		t.Fatal(rejected)
+	}
+	if got := strings.Join(kinds(entries), ", "); got != "Device POST, Observation POST, Observation POST, Observation POST" {
+		t.Fatalf("entries: %s", got)
+	}
+	golden(t, "observation-nibp-panel", entries[2].Resource)
+	golden(t, "observation-art-mean-alone", entries[3].Resource)
+}
+
+func TestTheSameReadingAlwaysHasTheSameIdentifier(t *testing.T) {
+	r := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
+	a, _ := testMapper().MapReadings([]devices.Reading{r})
+	r.ClockOffset = 5 * time.Second // a new offset estimate after a restart
+	r.Received = r.Received.Add(time.Minute)
+	b, _ := testMapper().MapReadings([]devices.Reading{r})
+	if a[1].Request.IfNoneExist != b[1].Request.IfNoneExist {
+		t.Fatalf("identifiers differ: %s vs %s", a[1].Request.IfNoneExist, b[1].Request.IfNoneExist)
+	}
+	var oa, ob Observation
+	json.Unmarshal(a[1].Resource, &oa)
+	json.Unmarshal(b[1].Resource, &ob)
+	if oa.EffectiveDateTime != "2026-11-25T03:00:03Z" || ob.EffectiveDateTime != "2026-11-25T03:00:00Z" {
+		t.Fatalf("effective times %s, %s: the offset is not applied", oa.EffectiveDateTime, ob.EffectiveDateTime)
+	}
+}
+
+func TestDeviceIsWrittenOncePerRunAndOnChange(t *testing.T) {
+	m := testMapper()
+	r := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
+	first, _ := m.MapReadings([]devices.Reading{r, r})
+	second, _ := m.MapReadings([]devices.Reading{r})
+	r.Firmware = "7.4"
+	third, _ := m.MapReadings([]devices.Reading{r})
+	if len(first) != 3 || len(second) != 1 || len(third) != 2 {
+		t.Fatalf("entries: %v / %v / %v", kinds(first), kinds(second), kinds(third))
+	}
+	golden(t, "device", first[0].Resource)
+	m.Forget("bed-12-monitor")
+	if again, _ := m.MapReadings([]devices.Reading{r}); len(again) != 2 {
+		t.Fatalf("after Forget: %v", kinds(again))
+	}
+}
+
+func TestReadingsThatCannotBeMappedAreRejectedWithAReason(t *testing.T) {
+	noBed := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
+	noBed.Location = "bed-99"
+	_, rejected := testMapper().MapReadings([]devices.Reading{
+		noBed,
+		reading(150456, "MDC_PULS_OXIM_SAT_O2", 0.98, "1"),
+		reading(999999, "MDC_UNKNOWN", 1, "1"),
+		reading(150021, "MDC_PRESS_BLD_NONINV_SYS", 16, "kPa"),
+		reading(150022, "MDC_PRESS_BLD_NONINV_DIA", 10, "kPa"),
+	})
+	want := []string{"no patient is associated", `unit "1"`, "no mapping for MDC code 999999", `unit "kPa"`, `unit "kPa"`}
+	if len(rejected) != len(want) {
+		t.Fatalf("rejected: %v", rejected)
+	}
+	for i, w := range want {
+		if !strings.Contains(rejected[i].Reason.Error(), w) {
+			t.Errorf("rejected[%d] = %v, want %q", i, rejected[i].Reason, w)
+		}
+	}
+	if !errors.Is(rejected[0].Reason, ErrNoPatient) || strings.Contains(rejected[0].What, "123") {
+		t.Errorf("no-patient rejection: %+v", rejected[0])
+	}
+}
+
+func header(series, sop string, seriesNo, instNo int, modality string) dicom.InstanceHeader {
+	return dicom.InstanceHeader{
+		SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: sop,
+		StudyInstanceUID: "1.2.826.0.1.3680043.2.1125.1", SeriesInstanceUID: series,
+		PatientID: "MRN-0042", AccessionNumber: "ACC123",
+		StudyDate: "20261125", StudyTime: "101502.5", StudyDescription: "CT CHEST",
+		ModalitiesInStudy: nil, Modality: modality, SeriesNumber: seriesNo,
+		SeriesDescription: "Axial " + modality, SeriesDate: "20261125", SeriesTime: "1016",
+		BodyPartExamined: "CHEST", Laterality: "", InstanceNumber: instNo,
+	}
+}
+
+func TestStudyMapsToOneImagingStudy(t *testing.T) {
+	m := testMapper()
+	hs := []dicom.InstanceHeader{
+		header("1.2.3.2", "1.2.3.2.1", 2, 1, "SR"),
+		header("1.2.3.1", "1.2.3.1.2", 1, 2, "CT"),
+		header("1.2.3.1", "1.2.3.1.1", 1, 1, "CT"),
+		header("1.2.3.1", "1.2.3.1.1", 1, 1, "CT"), // received twice
+	}
+	hs[1].TimezoneOffset, hs[2].TimezoneOffset = "+0100", "+0100"
+	e, err := m.MapStudy(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "imagingstudy", e.Resource)
+	if e.Request.Method != "PUT" || e.Request.URL != "ImagingStudy?identifier=urn%3Adicom%3Auid%7Curn%3Aoid%3A1.2.826.0.1.3680043.2.1125.1" {
+		t.Fatalf("request: %+v", e.Request)
+	}
+	ep, err := m.EndpointEntry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "endpoint", ep.Resource)
+
+	hs[0].PatientID = " "
+	if _, err := m.MapStudy(hs[:1]); !errors.Is(err, ErrNoPatientID) {
+		t.Fatalf("study without Patient ID: %v", err)
+	}
+}
+
+func TestDICOMDateTimes(t *testing.T) {
+	cet := time.FixedZone("CET", 3600)
+	for _, tc := range []struct{ da, tm, tz, want string }{
+		{"20261125", "101502.5", "", "2026-11-25T10:15:02.5+01:00"},
+		{"20261125", "1015", "-0500", "2026-11-25T10:15:00-05:00"},
+		{"20261125", "", "", "2026-11-25"},
+		{"2026112", "10", "", ""},
+	} {
+		if got := dicomDateTime(tc.da, tc.tm, tc.tz, cet); got != tc.want {
+			t.Errorf("%s %s %s: %q, want %q", tc.da, tc.tm, tc.tz, got, tc.want)
+		}
+	}
+}
+
+// The validator is what stops a broken resource from entering the outbox.
+func TestTheValidatorRejectsBrokenResources(t *testing.T) {
+	for _, tc := range []struct{ name, json, want string }{
+		{"no status", `{"resourceType":"Observation","code":{"text":"x"}}`, "status"},
+		{"bad status", `{"resourceType":"Observation","status":"done","code":{"text":"x"}}`, "Observation.status"},
+		{"bad date", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"yesterday"}`, "Observation.effectiveDateTime"},
+		{"unknown element", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"colour":"red"}`, "unknown field"},
+		{"not json", `{"resourceType":`, "JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := r4.Validate([]byte(tc.json))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,235 @@
+package fhir
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/wardgate/wardgate/devices"
+)
+
+var vitalSignsCategory = []CodeableConcept{{
+	Coding: []Coding{{System: CategorySystem, Code: "vital-signs", Display: "Vital Signs"}},
+	Text:   "Vital Signs",
+}}
+
+// alternateUnits are the other units a parameter's profile accepts.
+var alternateUnits = map[string][]string{"Cel": {"[degF]"}}
+
+// MapReadings maps the readings of one frame (or message) to entries: a
+// Device entry the first time a device is seen in this run, then one
+// Observation per reading, except that the systolic and diastolic (and mean)
+// readings of one blood pressure become one panel. Readings that cannot be
+// mapped are returned with the reason.
+func (m *Mapper) MapReadings(readings []devices.Reading) ([]Entry, []Rejected) {
+	var out []Entry
+	var rejected []Rejected
+	reject := func(r devices.Reading, err error) {
+		rejected = append(rejected, Rejected{What: r.Device + "/" + strconv.FormatUint(uint64(r.Code.Code), 10), Reason: err})
+	}
+
+	// Blood-pressure members sharing a device, family and time form a panel.
+	type panelKey struct {
+		device string
+		family uint32
+		at     time.Time
+	}
+	panels := map[panelKey][4]*devices.Reading{}
+	var order []panelKey
+	for i := range readings {
+		r := &readings[i]
+		if f, member := bpOf(r.Code.Code); f != nil {
+			k := panelKey{r.Device, f.Panel, identityTime(*r)}
+			p, seen := panels[k]
+			if !seen {
+				order = append(order, k)
+			}
+			p[member] = r
+			panels[k] = p
+		}
+	}
+
+	for i := range readings {
+		r := readings[i]
+		dev, err := m.deviceEntry(r)
+		if err != nil {
+			reject(r, err)
+			continue
+		}
+		if dev != nil {
+			out = append(out, *dev)
+		}
+		if f, _ := bpOf(r.Code.Code); f != nil {
+			continue // below, as a panel
+		}
+		e, err := m.observation(r)
+		if err != nil {
+			reject(r, err)
+			continue
+		}
+		out = append(out, e)
+	}
+	for _, k := range order {
+		p := panels[k]
+		f, _ := bpOf(k.family + 1)
+		if p[1] != nil && p[2] != nil {
+			e, err := m.bloodPressure(f, p)
+			if err != nil {
+				for _, r := range p[1:] {
+					if r != nil {
+						reject(*r, err)
+					}
+				}
+				continue
+			}
+			out = append(out, e)
+			continue
+		}
+		// Without both systolic and diastolic there is no bp panel: each
+		// member stands alone, claiming no profile.
+		for member, r := range p {
+			if r == nil || member == 0 {
+				continue
+			}
+			e, err := m.bpMember(f, member, *r)
+			if err != nil {
+				reject(*r, err)
+				continue
+			}
+			out = append(out, e)
+		}
+	}
+	return out, rejected
+}
+
+// identityTime is the time that identifies a reading: the device's own
+// clock when it sends one (so that reading the same frame again maps to the
+// same Observation, whatever the clock offset estimate is now), else the
+// time of receipt.
+func identityTime(r devices.Reading) time.Time {
+	if !r.DeviceTime.IsZero() {
+		return r.DeviceTime
+	}
+	return r.Received
+}
+
+func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
+	return Identifier{
+		System: m.system("observation"),
+		Value:  fmt.Sprintf("%s/%d/%s", r.Device, code, fhirTime(identityTime(r))),
+	}
+}
+
+// base fills what every Observation of a reading has.
+func (m *Mapper) base(r devices.Reading, code uint32) (*Observation, error) {
+	at := r.Effective()
+	if m.Patient == nil {
+		return nil, ErrNoPatient
+	}
+	patient, ok := m.Patient(r.Location, at)
+	if !ok {
+		return nil, fmt.Errorf("%w (%s)", ErrNoPatient, r.Location)
+	}
+	o := &Observation{
+		ResourceType:      "Observation",
+		Identifier:        []Identifier{m.observationID(r, code)},
+		Status:            "final",
+		Subject:           &Reference{Reference: patient},
+		EffectiveDateTime: fhirTime(at),
+		Device:            &Reference{Reference: conditional("Device", m.system("device"), deviceIdentity(r))},
+	}
+	if !r.Received.IsZero() {
+		o.Issued = fhirTime(r.Received)
+	}
+	if r.Quality&devices.Questionable != 0 {
+		o.Interpretation = []CodeableConcept{{
+			Coding: []Coding{{System: V3Interp, Code: "IND", Display: "Indeterminate"}},
+			Text:   "flagged as questionable by the device",
+		}}
+	}
+	return o, nil
+}
+
+func quantity(v float64, unit string) *Quantity {
+	return &Quantity{Value: Decimal(v), Unit: unit, System: UCUM, Code: unit}
+}
+
+func request(o *Observation) Request {
+	return Request{Method: "POST", URL: "Observation", IfNoneExist: ifNoneExist(o.Identifier[0].System, o.Identifier[0].Value)}
+}
+
+func checkUnit(r devices.Reading, want string) error {
+	if r.Unit == want || slices.Contains(alternateUnits[want], r.Unit) {
+		return nil
+	}
+	return fmt.Errorf("unit %q where %s needs %q", r.Unit, r.Code.RefID, want)
+}
+
+func mdcCoding(code uint32, ref string) Coding {
+	return Coding{System: MDCSystem, Code: strconv.FormatUint(uint64(code), 10), Display: ref}
+}
+
+func (m *Mapper) observation(r devices.Reading) (Entry, error) {
+	p, ok := params[r.Code.Code]
+	if !ok {
+		return Entry{}, fmt.Errorf("no mapping for MDC code %d (%s)", r.Code.Code, r.Code.RefID)
+	}
+	if err := checkUnit(r, p.UCUM); err != nil {
+		return Entry{}, err
+	}
+	o, err := m.base(r, p.MDC)
+	if err != nil {
+		return Entry{}, err
+	}
+	o.Code = CodeableConcept{Coding: append(slices.Clone(p.LOINC), mdcCoding(p.MDC, p.RefID)), Text: p.Display}
+	o.ValueQuantity = quantity(r.Value, r.Unit)
+	if p.Profile != "" {
+		o.Meta = &Meta{Profile: []string{profileBase, p.Profile}}
+		o.Category = vitalSignsCategory
+	}
+	return entry(o, request(o))
+}
+
+func (m *Mapper) bloodPressure(f *bpFamily, p [4]*devices.Reading) (Entry, error) {
+	for _, r := range p[1:] {
+		if r != nil {
+			if err := checkUnit(*r, "mm[Hg]"); err != nil {
+				return Entry{}, err
+			}
+		}
+	}
+	o, err := m.base(*p[1], f.Panel)
+	if err != nil {
+		return Entry{}, err
+	}
+	o.Meta = &Meta{Profile: []string{profileBase, profileBP}}
+	o.Category = vitalSignsCategory
+	o.Code = CodeableConcept{Coding: []Coding{loincBP, mdcCoding(f.Panel, f.RefID)}, Text: f.Display}
+	members := [...][]Coding{nil, f.Sys, f.Dia, f.Mean}
+	for member := 1; member <= 3; member++ {
+		r := p[member]
+		if r == nil {
+			continue
+		}
+		o.Component = append(o.Component, ObservationComponent{
+			Code:          CodeableConcept{Coding: append(slices.Clone(members[member]), mdcCoding(f.Panel+uint32(member), f.RefID+bpMemberRef[member]))},
+			ValueQuantity: quantity(r.Value, r.Unit),
+		})
+	}
+	return entry(o, request(o))
+}
+
+func (m *Mapper) bpMember(f *bpFamily, member int, r devices.Reading) (Entry, error) {
+	if err := checkUnit(r, "mm[Hg]"); err != nil {
+		return Entry{}, err
+	}
+	o, err := m.base(r, r.Code.Code)
+	if err != nil {
+		return Entry{}, err
+	}
+	codings := [...][]Coding{nil, f.Sys, f.Dia, f.Mean}[member]
+	o.Code = CodeableConcept{Coding: append(slices.Clone(codings), mdcCoding(r.Code.Code, f.RefID+bpMemberRef[member]))}
+	o.ValueQuantity = quantity(r.Value, r.Unit)
+	return entry(o, request(o))
+}
