@@ -6,6 +6,7 @@ require (
 	github.com/google/fhir/go v0.7.4
 	go.etcd.io/bbolt v1.5.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/oauth2 v0.36.0
 	golang.org/x/sys v0.50.0
 )
 

@@ -1,0 +1,481 @@
+// Package fhirserver is a small FHIR R4 server for wardgate's tests and its
+// demo: it keeps resources in memory, validates every write with
+// google/fhir/go's validating unmarshaller (rejecting an invalid resource
+// with an OperationOutcome), and supports what wardgate uses of a real
+// record: create, conditional create (If-None-Exist), update and conditional
+// update, read, search by identifier, and transaction and batch Bundles with
+// conditional references. It can be told to misbehave (Faults) so that tests
+// can see what the gateway does when the record is down, slow or strict.
+package fhirserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wardgate/wardgate/edge/fhir/r4"
+)
+
+// Faults make the server misbehave; the zero value is a well-behaved server.
+type Faults struct {
+	// Status, when non-zero, answers every request with this status (and an
+	// OperationOutcome) without processing it: 503 for an outage, 429 for
+	// rate limiting.
+	Status int
+	// RetryAfter is sent with Status (seconds, as a string).
+	RetryAfter string
+	// Hang delays each answer by this long after the request was processed:
+	// the write is in the record, the client may time out before it knows.
+	Hang time.Duration
+	// Reject makes any entry whose resource carries an identifier with this
+	// value invalid (422), as a strict server would.
+	Reject string
+	// Unauthorized answers 401 to requests whose bearer token is not Token.
+	Token string
+}
+
+// Server is the in-memory FHIR server. Its zero value is not usable: call New.
+type Server struct {
+	mu       sync.Mutex
+	store    map[string]map[string]json.RawMessage // type → id → resource
+	versions map[string]int                        // type/id → version
+	nextID   int
+	faults   Faults
+	requests int
+	rejected int
+}
+
+// New returns an empty server.
+func New() *Server {
+	return &Server{store: map[string]map[string]json.RawMessage{}, versions: map[string]int{}}
+}
+
+// SetFaults changes how the server misbehaves from the next request on.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+// Resources returns the stored resources of one type.
+func (s *Server) Resources(resourceType string) []json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []json.RawMessage
+	for _, r := range s.store[resourceType] {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Count is the number of stored resources of one type.
+func (s *Server) Count(resourceType string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.store[resourceType])
+}
+
+// Requests is the number of HTTP requests served.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// httpError is a failure with its HTTP status and OperationOutcome.
+type httpError struct {
+	status int
+	code   string // OperationOutcome issue code
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func fail(status int, code, format string, args ...any) *httpError {
+	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func outcome(code, msg string) map[string]any {
+	return map[string]any{
+		"resourceType": "OperationOutcome",
+		"issue":        []any{map[string]any{"severity": "error", "code": code, "diagnostics": msg}},
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests++
+	f := s.faults
+	s.mu.Unlock()
+	if f.Token != "" && r.Header.Get("Authorization") != "Bearer "+f.Token {
+		writeJSON(w, http.StatusUnauthorized, outcome("login", "missing or wrong bearer token"))
+		return
+	}
+	if f.Status != 0 {
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		writeJSON(w, f.Status, outcome("transient", "the server is told to fail"))
+		return
+	}
+	status, body := s.handle(r, f)
+	if f.Hang > 0 {
+		select {
+		case <-time.After(f.Hang):
+		case <-r.Context().Done():
+			return // the client gave up; the write stands
+		}
+	}
+	if body == nil {
+		w.WriteHeader(status)
+		return
+	}
+	writeJSON(w, status, body)
+}
+
+func (s *Server) handle(r *http.Request, f Faults) (int, any) {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) == 1 && parts[0] == "" {
+		parts = nil
+	}
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	}
+	switch {
+	case r.Method == http.MethodPost && len(parts) == 0:
+		return s.bundle(body, f)
+	case r.Method == http.MethodGet && len(parts) == 1 && parts[0] == "metadata":
+		return 200, map[string]any{"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+			"date": "2026-01-01", "format": []string{"json"}}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx := s.begin()
+	res, err := tx.do(entryRequest{Method: r.Method, URL: strings.Join(parts, "/") + queryOf(r.URL), IfNoneExist: r.Header.Get("If-None-Exist")}, body, f)
+	if err != nil {
+		s.rejected++
+		return err.status, outcome(err.code, err.msg)
+	}
+	tx.commit()
+	return res.status, res.body
+}
+
+func queryOf(u *url.URL) string {
+	if u.RawQuery == "" {
+		return ""
+	}
+	return "?" + u.RawQuery
+}
+
+type entryRequest struct {
+	Method      string `json:"method"`
+	URL         string `json:"url"`
+	IfNoneExist string `json:"ifNoneExist"`
+}
+
+type result struct {
+	status   int
+	location string
+	body     any
+}
+
+// tx stages changes to the store; commit applies them all.
+type tx struct {
+	s      *Server
+	staged map[string]json.RawMessage // "Type/id" → resource (nil: unchanged)
+	order  []string
+}
+
+func (s *Server) begin() *tx { return &tx{s: s, staged: map[string]json.RawMessage{}} }
+
+func (t *tx) get(typ, id string) (json.RawMessage, bool) {
+	if r, ok := t.staged[typ+"/"+id]; ok {
+		return r, true
+	}
+	r, ok := t.s.store[typ][id]
+	return r, ok
+}
+
+func (t *tx) put(typ, id string, r json.RawMessage) {
+	k := typ + "/" + id
+	if _, ok := t.staged[k]; !ok {
+		t.order = append(t.order, k)
+	}
+	t.staged[k] = r
+}
+
+func (t *tx) commit() {
+	for _, k := range t.order {
+		typ, id, _ := strings.Cut(k, "/")
+		if t.s.store[typ] == nil {
+			t.s.store[typ] = map[string]json.RawMessage{}
+		}
+		t.s.store[typ][id] = t.staged[k]
+		t.s.versions[k]++
+	}
+}
+
+// search finds the ids of typ whose identifier matches "system|value" (or a
+// bare value), in the store and in what this transaction staged.
+func (t *tx) search(typ, query string) ([]string, *httpError) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fail(400, "invalid", "bad search %q", query)
+	}
+	ident := q.Get("identifier")
+	if ident == "" || len(q) != 1 {
+		return nil, fail(400, "not-supported", "only search by identifier is supported, not %q", query)
+	}
+	system, value, hasSystem := strings.Cut(ident, "|")
+	if !hasSystem {
+		system, value = "", ident
+	}
+	ids := map[string]bool{}
+	check := func(id string, raw json.RawMessage) {
+		var r struct {
+			Identifier []struct{ System, Value string } `json:"identifier"`
+		}
+		json.Unmarshal(raw, &r)
+		for _, i := range r.Identifier {
+			if i.Value == value && (!hasSystem || i.System == system) {
+				ids[id] = true
+			}
+		}
+	}
+	for id, raw := range t.s.store[typ] {
+		if _, staged := t.staged[typ+"/"+id]; !staged {
+			check(id, raw)
+		}
+	}
+	for k, raw := range t.staged {
+		if ty, id, _ := strings.Cut(k, "/"); ty == typ {
+			check(id, raw)
+		}
+	}
+	out := make([]string, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// resolve replaces conditional references ("Type?identifier=...") in a
+// resource with the one resource they match; none or several is an error.
+func (t *tx) resolve(v any) *httpError {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, c := range x {
+			if ref, ok := c.(string); ok && k == "reference" && strings.Contains(ref, "?") {
+				typ, query, _ := strings.Cut(ref, "?")
+				ids, err := t.search(typ, query)
+				if err != nil {
+					return err
+				}
+				if len(ids) != 1 {
+					return fail(400, "not-found", "conditional reference %s matches %d resources", ref, len(ids))
+				}
+				x[k] = typ + "/" + ids[0]
+				continue
+			}
+			if err := t.resolve(c); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, c := range x {
+			if err := t.resolve(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// do performs one create, update, read or search.
+func (t *tx) do(req entryRequest, body []byte, f Faults) (result, *httpError) {
+	path, query, _ := strings.Cut(req.URL, "?")
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	typ := parts[0]
+	if typ == "" || strings.ContainsAny(typ, ".") {
+		return result{}, fail(400, "invalid", "no resource type in %q", req.URL)
+	}
+	switch {
+	case req.Method == "GET" && len(parts) == 2:
+		r, ok := t.get(typ, parts[1])
+		if !ok {
+			return result{}, fail(404, "not-found", "%s/%s is not here", typ, parts[1])
+		}
+		return result{status: 200, body: json.RawMessage(r)}, nil
+	case req.Method == "GET" && len(parts) == 1:
+		ids, err := t.search(typ, query)
+		if err != nil {
+			return result{}, err
+		}
+		var entries []any
+		for _, id := range ids {
+			r, _ := t.get(typ, id)
+			entries = append(entries, map[string]any{"fullUrl": typ + "/" + id, "resource": json.RawMessage(r)})
+		}
+		return result{status: 200, body: map[string]any{"resourceType": "Bundle", "type": "searchset", "total": len(ids), "entry": entries}}, nil
+	case req.Method == "POST" && len(parts) == 1:
+		if req.IfNoneExist != "" {
+			ids, err := t.search(typ, req.IfNoneExist)
+			if err != nil {
+				return result{}, err
+			}
+			switch len(ids) {
+			case 0:
+			case 1:
+				return result{status: 200, location: typ + "/" + ids[0]}, nil
+			default:
+				return result{}, fail(412, "duplicate", "If-None-Exist matches %d resources", len(ids))
+			}
+		}
+		t.s.nextID++
+		id := strconv.Itoa(t.s.nextID)
+		if err := t.write(typ, id, body, f); err != nil {
+			return result{}, err
+		}
+		return result{status: 201, location: typ + "/" + id + "/_history/1"}, nil
+	case req.Method == "PUT" && len(parts) == 1 && query != "":
+		ids, err := t.search(typ, query)
+		if err != nil {
+			return result{}, err
+		}
+		var id string
+		switch len(ids) {
+		case 0:
+			t.s.nextID++
+			id = strconv.Itoa(t.s.nextID)
+		case 1:
+			id = ids[0]
+		default:
+			return result{}, fail(412, "duplicate", "conditional update matches %d resources", len(ids))
+		}
+		_, existed := t.get(typ, id)
+		if err := t.write(typ, id, body, f); err != nil {
+			return result{}, err
+		}
+		if existed {
+			return result{status: 200, location: typ + "/" + id}, nil
+		}
+		return result{status: 201, location: typ + "/" + id}, nil
+	case req.Method == "PUT" && len(parts) == 2:
+		_, existed := t.get(typ, parts[1])
+		if err := t.write(typ, parts[1], body, f); err != nil {
+			return result{}, err
+		}
+		if existed {
+			return result{status: 200, location: typ + "/" + parts[1]}, nil
+		}
+		return result{status: 201, location: typ + "/" + parts[1]}, nil
+	}
+	return result{}, fail(405, "not-supported", "%s %s is not supported", req.Method, req.URL)
+}
+
+// write validates a resource, resolves its conditional references, stamps
+// id and meta, and stages it.
+func (t *tx) write(typ, id string, body []byte, f Faults) *httpError {
+	var res map[string]any
+	if err := json.Unmarshal(body, &res); err != nil {
+		return fail(400, "structure", "not JSON: %v", err)
+	}
+	if res["resourceType"] != typ {
+		return fail(400, "invalid", "resourceType %v where %s was expected", res["resourceType"], typ)
+	}
+	if f.Reject != "" && strings.Contains(string(body), `"value":"`+f.Reject+`"`) {
+		return fail(422, "business-rule", "the server refuses the resource with identifier %s", f.Reject)
+	}
+	if err := t.resolve(res); err != nil {
+		return err
+	}
+	res["id"] = id
+	res["meta"] = map[string]any{"versionId": strconv.Itoa(t.s.versions[typ+"/"+id] + 1), "lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)}
+	b, _ := json.Marshal(res)
+	if err := r4.Validate(b); err != nil {
+		return fail(422, "invalid", "%v", err)
+	}
+	t.put(typ, id, b)
+	return nil
+}
+
+// bundle processes a transaction (all or nothing) or a batch (each entry on
+// its own).
+func (s *Server) bundle(body []byte, f Faults) (int, any) {
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Resource json.RawMessage `json:"resource"`
+			Request  entryRequest    `json:"request"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
+		return 400, outcome("structure", "not a Bundle")
+	}
+	if b.Type != "transaction" && b.Type != "batch" {
+		return 400, outcome("not-supported", "Bundle type "+b.Type+" is not processed")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	responses := make([]any, len(b.Entry))
+	t := s.begin()
+	// Creates first, then updates, then reads (the transaction order of the
+	// FHIR spec), each group in entry order.
+	for _, pass := range []string{"POST", "PUT", "GET"} {
+		for i, e := range b.Entry {
+			if e.Request.Method != pass {
+				continue
+			}
+			if b.Type == "batch" {
+				t = s.begin()
+			}
+			res, err := t.do(e.Request, e.Resource, f)
+			if err != nil {
+				if b.Type == "transaction" {
+					s.rejected++
+					return err.status, outcome(err.code, fmt.Sprintf("entry %d: %s", i, err.msg))
+				}
+				responses[i] = map[string]any{"response": map[string]any{"status": strconv.Itoa(err.status), "outcome": outcome(err.code, err.msg)}}
+				continue
+			}
+			if b.Type == "batch" {
+				t.commit()
+			}
+			resp := map[string]any{"status": fmt.Sprintf("%d %s", res.status, http.StatusText(res.status))}
+			if res.location != "" {
+				resp["location"] = res.location
+			}
+			entry := map[string]any{"response": resp}
+			if res.body != nil {
+				entry["resource"] = res.body
+			}
+			responses[i] = entry
+		}
+	}
+	for i, e := range b.Entry {
+		if responses[i] == nil {
+			responses[i] = map[string]any{"response": map[string]any{"status": "400", "outcome": outcome("not-supported", "method "+e.Request.Method)}}
+			if b.Type == "transaction" {
+				return 400, outcome("not-supported", fmt.Sprintf("entry %d: method %s", i, e.Request.Method))
+			}
+		}
+	}
+	if b.Type == "transaction" {
+		t.commit()
+	}
+	return 200, map[string]any{"resourceType": "Bundle", "type": b.Type + "-response", "entry": responses}
+}
