@@ -13,6 +13,7 @@ import (
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/edge/config"
+	"github.com/wardgate/wardgate/edge/fhir"
 )
 
 // ShutdownTimeout bounds how long a stop waits for work in flight.
@@ -24,12 +25,14 @@ type Gateway struct {
 	log     *slog.Logger
 	version string
 
-	lock    *dataDirLock
-	outbox  *buffer.Outbox
-	spool   *buffer.Spool
-	httpSrv *http.Server
-	httpLn  net.Listener
-	started time.Time
+	lock      *dataDirLock
+	outbox    *buffer.Outbox
+	mapper    *fhir.Mapper
+	deliverer *fhir.Deliverer
+	spool     *buffer.Spool
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	started   time.Time
 
 	mu    sync.Mutex
 	ready bool
@@ -49,6 +52,10 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		return err
 	}
 	g.started = time.Now()
+	deliverCtx, stopDelivery := context.WithCancel(context.Background())
+	defer stopDelivery()
+	delivered := make(chan error, 1)
+	go func() { delivered <- g.deliverer.Run(deliverCtx) }()
 	serveErr := make(chan error, 1)
 	go func() {
 		if err := g.httpSrv.Serve(g.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -70,6 +77,15 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	defer cancel()
 	if e := g.httpSrv.Shutdown(shutdown); e != nil {
 		g.log.Warn("status server did not stop in time", "err", e)
+	}
+	stopDelivery()
+	select {
+	case e := <-delivered:
+		if e != nil {
+			g.log.Error("fhir delivery stopped with an error", "err", e)
+		}
+	case <-shutdown.Done():
+		g.log.Warn("fhir delivery did not stop in time; its entries will be sent again after the restart")
 	}
 	if e := g.close(); e != nil && err == nil {
 		err = e
@@ -105,6 +121,21 @@ func (g *Gateway) open() error {
 			return err
 		}
 	}
+	client, err := fhirClient(c.FHIR)
+	if err != nil {
+		return err
+	}
+	g.mapper = &fhir.Mapper{
+		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
+		Local: time.Local, Patient: patientLookup(c),
+	}
+	if c.DICOM != nil {
+		g.mapper.WADORSBase = c.DICOM.WADORSBase
+	}
+	g.deliverer = &fhir.Deliverer{
+		Outbox: g.outbox, Client: client, BatchSize: c.FHIR.BatchSize, BatchWait: c.FHIR.BatchWait.D(),
+		Log: g.log.With("component", "fhir"),
+	}
 	g.announceMissingComponents()
 
 	ln, err := net.Listen("tcp", c.HTTP.Listen)
@@ -131,7 +162,6 @@ func (g *Gateway) announceMissingComponents() {
 		g.log.Warn("dicom configured but not listening: this build has no DICOM receiver yet; the spool is open",
 			"ae_title", g.cfg.DICOM.AETitle)
 	}
-	g.log.Warn("fhir delivery is not in this build yet: items stay in the outbox", "fhir", g.cfg.FHIR.BaseURL)
 }
 
 // close releases everything open, in reverse order.
@@ -172,9 +202,12 @@ func (g *Gateway) routes() http.Handler {
 			return
 		}
 		st := g.outbox.Stats()
+		ds := g.deliverer.Stats()
 		writeJSON(w, http.StatusOK, map[string]any{
-			"status":       "ready",
-			"outbox":       map[string]any{"waiting": st.Waiting, "dead": st.Dead, "bytes": st.Bytes, "quota_bytes": st.QuotaBytes},
+			"status": "ready",
+			"outbox": map[string]any{"waiting": st.Waiting, "dead": st.Dead, "bytes": st.Bytes, "quota_bytes": st.QuotaBytes},
+			"fhir": map[string]any{"delivered": ds.Delivered, "retried": ds.Retried, "dead_lettered": ds.DeadLettered,
+				"last_status": ds.LastStatus, "last_error": ds.LastError},
 			"spool_open":   g.spool != nil,
 			"listening_on": g.httpLn.Addr().String(),
 		})

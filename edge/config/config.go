@@ -155,7 +155,6 @@ const (
 	DefaultOutboxQuota      = ByteSize(1 << 30)
 	DefaultSpoolQuota       = ByteSize(20 << 30)
 	DefaultBatchSize        = 100
-	DefaultBatchWait        = Duration(1e9)
 	DefaultFHIRTimeout      = Duration(30e9)
 	DefaultStudyStableAfter = Duration(60e9)
 	DefaultMaxAssociations  = 16
@@ -218,9 +217,6 @@ func (c *Config) applyDefaults() {
 	}
 	if c.FHIR.BatchSize == 0 {
 		c.FHIR.BatchSize = DefaultBatchSize
-	}
-	if c.FHIR.BatchWait == 0 {
-		c.FHIR.BatchWait = DefaultBatchWait
 	}
 	if c.FHIR.Timeout == 0 {
 		c.FHIR.Timeout = DefaultFHIRTimeout

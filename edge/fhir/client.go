@@ -60,6 +60,9 @@ func (b *BearerFile) Invalidate() {
 // until they expire or a 401 invalidates them.
 type ClientCredentials struct {
 	Config clientcredentials.Config
+	// HTTP makes the token requests (nil: http.DefaultClient), so that they
+	// use the same TLS settings as the FHIR requests.
+	HTTP *http.Client
 
 	mu  sync.Mutex
 	src oauth2.TokenSource
@@ -69,7 +72,11 @@ type ClientCredentials struct {
 func (c *ClientCredentials) Token(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	if c.src == nil {
-		c.src = c.Config.TokenSource(context.WithoutCancel(ctx))
+		tctx := context.WithoutCancel(ctx)
+		if c.HTTP != nil {
+			tctx = context.WithValue(tctx, oauth2.HTTPClient, c.HTTP)
+		}
+		c.src = c.Config.TokenSource(tctx)
 	}
 	src := c.src
 	c.mu.Unlock()

@@ -90,7 +90,9 @@ func (d *Deliverer) Run(ctx context.Context) error {
 				owner[it.ID] = b
 			}
 		}
-		d.send(ctx, items, owner)
+		// A stop lets the request in flight finish (the client's timeout
+		// bounds it) rather than cut it off and send it again later.
+		d.send(context.WithoutCancel(ctx), items, owner)
 	}
 }
 
