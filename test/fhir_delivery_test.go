@@ -108,4 +108,3 @@ func TestSIGKILLBetweenPostAndAckMakesNoDuplicate(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 }
-
