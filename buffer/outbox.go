@@ -350,7 +350,15 @@ func (o *Outbox) openJournal() error {
 			lastID = binary.BigEndian.Uint64(v)
 		}
 		for _, name := range [][]byte{itemsBucket, deadBucket} {
-			if k, _ := tx.Bucket(name).Cursor().Last(); k != nil {
+			// The largest journal-assigned id: below the range of AddDeadLetter.
+			c := tx.Bucket(name).Cursor()
+			k, _ := c.Seek(idKey(rejectedIDBase))
+			if k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+			if k != nil && keyID(k) < rejectedIDBase {
 				lastID = max(lastID, keyID(k))
 			}
 		}
@@ -1147,4 +1155,49 @@ func (o *Outbox) Close() error {
 	}
 	o.c.close()
 	return o.db.Close()
+}
+
+// rejectedIDBase marks the IDs of items that go straight to the dead letters
+// (AddDeadLetter): they come from the dead-letter bucket's own sequence, in
+// a range the journal's IDs never reach.
+const rejectedIDBase = 1 << 63
+
+// AddDeadLetter stores an item directly as a dead letter, with the reason it
+// cannot be delivered (for example a resource that failed validation: a bug
+// to look at, never to be posted). It is durable when it returns, and can be
+// retried or dropped like any other dead letter.
+func (o *Outbox) AddDeadLetter(ctx context.Context, it Item, reason string) (uint64, error) {
+	if len(it.Key) > maxKeyLen || len(it.Kind) > maxKindLen || len(it.Payload) > o.opts.MaxItemBytes {
+		return 0, fmt.Errorf("outbox: dead letter too large")
+	}
+	now := o.opts.Now()
+	d := DeadLetter{Item: Item{Key: it.Key, Kind: it.Kind, Payload: it.Payload, Enqueued: now}, Reason: reason, At: now}
+	v := d.encode()
+	size := int64(len(v)) + itemOverhead
+	o.mu.Lock()
+	if q := o.opts.QuotaBytes; q > 0 && o.bytes+o.pendingBytes+o.reserved+size > q {
+		o.counters.RefusedFull++
+		o.mu.Unlock()
+		return 0, &fullError{msg: "outbox is at its quota; a dead letter was refused"}
+	}
+	o.mu.Unlock()
+	var id uint64
+	err := o.c.do(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(deadBucket)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		id = rejectedIDBase | seq
+		if err := b.Put(idKey(id), v); err != nil {
+			return err
+		}
+		tx.OnCommit(func() {
+			o.mu.Lock()
+			o.applyLocked(delta{bytes: size, dead: 1, deadLettered: 1})
+			o.mu.Unlock()
+		})
+		return nil
+	})
+	return id, err
 }

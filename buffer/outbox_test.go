@@ -674,3 +674,26 @@ func TestRepeatedIDsAreSettledOnce(t *testing.T) {
 		t.Fatalf("stats after a repeated retry: %+v", s)
 	}
 }
+
+func TestAddDeadLetterKeepsABrokenItemOutOfDelivery(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := openTestOutbox(t, path, OutboxOptions{})
+	o.Append(ctx, items("k", "fine")...)
+	id, err := o.AddDeadLetter(ctx, Item{Key: "k", Kind: "fhir", Payload: []byte("broken")}, "invalid Observation: status")
+	if err != nil || id < rejectedIDBase {
+		t.Fatalf("AddDeadLetter: %d %v", id, err)
+	}
+	eq(t, "leased", payloads(tryLease(t, o, 10)), []string{"fine"})
+	o.Close()
+	o = openTestOutbox(t, path, OutboxOptions{})
+	dl, _ := o.DeadLetters(0)
+	if len(dl) != 1 || dl[0].ID != id || dl[0].Reason != "invalid Observation: status" || o.Stats().Dead != 1 {
+		t.Fatalf("dead letters after reopen: %+v", dl)
+	}
+	// Appends after a reopen never take its id.
+	ids, _ := o.Append(ctx, items("k", "later")...)
+	if ids[0] >= rejectedIDBase {
+		t.Fatalf("append id %d in the dead-letter range", ids[0])
+	}
+}

@@ -34,8 +34,9 @@ type Gateway struct {
 	httpLn    net.Listener
 	started   time.Time
 
-	mu    sync.Mutex
-	ready bool
+	mu     sync.Mutex
+	ready  bool
+	ingest ingestCounters
 }
 
 // New prepares a gateway for cfg; Run starts it.

@@ -39,6 +39,8 @@ type Issue struct {
 type InvalidError struct {
 	ResourceType string
 	Issues       []Issue
+	// Resource is the JSON that failed, for the dead letter that keeps it.
+	Resource []byte
 }
 
 func (e *InvalidError) Error() string {
@@ -70,7 +72,7 @@ func Validate(resource []byte) error {
 		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Message: "no resourceType"}}}
 	}
 	if _, err := u.Unmarshal(resource); err != nil {
-		return &InvalidError{ResourceType: head.ResourceType, Issues: issues(err)}
+		return &InvalidError{ResourceType: head.ResourceType, Issues: issues(err), Resource: resource}
 	}
 	return nil
 }

@@ -1,0 +1,100 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+
+	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/edge/fhir"
+	"github.com/wardgate/wardgate/edge/fhir/r4"
+)
+
+// ingestCounters count what the sources handed over and what became of it.
+type ingestCounters struct {
+	readings     atomic.Uint64 // readings received
+	entries      atomic.Uint64 // entries stored in the outbox
+	noPatient    atomic.Uint64 // readings from a bed with no patient: not charted
+	unmappable   atomic.Uint64 // unknown codes, wrong units: a profile to fix
+	invalid      atomic.Uint64 // resources that failed validation: dead-lettered
+	studies      atomic.Uint64
+	studyRefused atomic.Uint64
+}
+
+// IngestReadings maps one frame's readings and stores the entries in the
+// outbox. It returns once they are durable: a source acknowledges its device
+// (MQTT PUBACK) only then. A reading that cannot be charted is counted and
+// logged without patient data; a resource that fails validation is a bug and
+// goes to the dead letters with the reason, never to the record. An error
+// (ErrFull: the outbox is full) means nothing of the frame was stored.
+func (g *Gateway) IngestReadings(ctx context.Context, readings []devices.Reading) error {
+	g.ingest.readings.Add(uint64(len(readings)))
+	entries, rejected := g.mapper.MapReadings(readings)
+	for _, r := range rejected {
+		var invalid *r4.InvalidError
+		switch {
+		case errors.Is(r.Reason, fhir.ErrNoPatient):
+			g.ingest.noPatient.Add(1)
+			g.log.Debug("reading not charted: no patient in its bed", "reading", r.What)
+		case errors.As(r.Reason, &invalid):
+			g.ingest.invalid.Add(1)
+			g.log.Error("a mapped resource failed validation; it is in the dead letters", "reading", r.What, "resource", invalid.ResourceType)
+			g.outbox.AddDeadLetter(ctx, buffer.Item{Key: r.What, Kind: "fhir", Payload: invalid.Resource}, r.Reason.Error())
+		default:
+			g.ingest.unmappable.Add(1)
+			g.log.Warn("reading not mapped", "reading", r.What, "reason", r.Reason.Error())
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	items := make([]buffer.Item, len(entries))
+	for i, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		items[i] = buffer.Item{Key: readings[0].Device, Kind: "fhir", Payload: b}
+	}
+	if _, err := g.outbox.Append(ctx, items...); err != nil {
+		g.mapper.Forget(readings[0].Device) // its Device entry did not get in either
+		return err
+	}
+	g.ingest.entries.Add(uint64(len(items)))
+	return nil
+}
+
+// IngestStudy maps every instance header received for one study to its
+// ImagingStudy (with the Endpoint first, when one is configured) and stores
+// them in the outbox, durably.
+func (g *Gateway) IngestStudy(ctx context.Context, instances []dicom.InstanceHeader) error {
+	g.ingest.studies.Add(1)
+	study, err := g.mapper.MapStudy(instances)
+	if err != nil {
+		g.ingest.studyRefused.Add(1)
+		var invalid *r4.InvalidError
+		if errors.As(err, &invalid) {
+			g.outbox.AddDeadLetter(ctx, buffer.Item{Key: "study", Kind: "fhir", Payload: invalid.Resource}, err.Error())
+		}
+		g.log.Warn("study not charted", "reason", err.Error())
+		return err
+	}
+	var items []buffer.Item
+	if ep, err := g.mapper.EndpointEntry(); err == nil && ep != nil {
+		b, _ := json.Marshal(ep)
+		items = append(items, buffer.Item{Key: "study:" + instances[0].StudyInstanceUID, Kind: "fhir", Payload: b})
+	}
+	b, err := json.Marshal(study)
+	if err != nil {
+		return err
+	}
+	items = append(items, buffer.Item{Key: "study:" + instances[0].StudyInstanceUID, Kind: "fhir", Payload: b})
+	if _, err := g.outbox.Append(ctx, items...); err != nil {
+		return err
+	}
+	g.ingest.entries.Add(uint64(len(items)))
+	return nil
+}

@@ -1,0 +1,129 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/edge/config"
+	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
+)
+
+// running starts a gateway whose FHIR server is an in-memory record.
+func running(t *testing.T) (*Gateway, *fhirserver.Server, string) {
+	t.Helper()
+	record := fhirserver.New()
+	hs := httptest.NewServer(record)
+	t.Cleanup(hs.Close)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wardgate.yaml")
+	os.WriteFile(path, []byte(`site: ward-4b
+data_dir: data
+http: {listen: "127.0.0.1:0"}
+fhir:
+  base_url: `+hs.URL+`
+  patient_identifier_system: urn:oid:1.2.3.4
+patients:
+  static: {bed-12: Patient/123}
+monitors:
+  - {id: bed-12-monitor, location: bed-12, profile: masimo/radical-7, serial: {port: /dev/null}}
+dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.example.org/dicomweb"}
+`), 0o600)
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	for !g.isReady() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return g, record, hs.URL
+}
+
+func (g *Gateway) isReady() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ready
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReadingsReachTheRecordAndUnchartableOnesAreCounted(t *testing.T) {
+	g, record, _ := running(t)
+	at := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	r := devices.Reading{Device: "bed-12-monitor", Location: "bed-12", Profile: "masimo/radical-7",
+		Code: devices.MDC{Code: 150456, RefID: "MDC_PULS_OXIM_SAT_O2"}, Value: 97, Unit: "%", DeviceTime: at, Received: at}
+	hr := r
+	hr.Code, hr.Value, hr.Unit = devices.MDC{Code: 149530, RefID: "MDC_PULS_OXIM_PULS_RATE"}, 72, "/min"
+	unknownBed := r
+	unknownBed.Location = "bed-99"
+	if err := g.IngestReadings(context.Background(), []devices.Reading{r, hr, unknownBed}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two Observations", func() bool { return record.Count("Observation") == 2 })
+	if g.ingest.noPatient.Load() != 1 || g.ingest.entries.Load() != 3 {
+		t.Fatalf("counters: no patient %d, entries %d", g.ingest.noPatient.Load(), g.ingest.entries.Load())
+	}
+}
+
+func TestAStudyIsChartedOnlyForAPatientTheRecordKnows(t *testing.T) {
+	g, record, base := running(t)
+	h := dicom.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: "1.2.3.4.5.1",
+		StudyInstanceUID: "1.2.3.4", SeriesInstanceUID: "1.2.3.4.5", PatientID: "MRN-7", Modality: "CT",
+		StudyDate: "20261125", StudyTime: "101500", SeriesNumber: 1, InstanceNumber: 1}
+	// Nobody in the record has this MRN: the study is not guessed onto anyone.
+	if err := g.IngestStudy(context.Background(), []dicom.InstanceHeader{h}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a dead letter", func() bool { return g.outbox.Stats().Dead == 1 })
+	dl, _ := g.outbox.DeadLetters(0)
+	if !strings.Contains(dl[0].Reason, "matches 0 resources") {
+		t.Fatalf("dead letter: %s", dl[0].Reason)
+	}
+	// Once the patient exists, a later instance charts the study.
+	resp, err := http.Post(base+"/Patient", "application/fhir+json", strings.NewReader(
+		`{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.3.4","value":"MRN-7"}]}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create Patient: %v %v", resp, err)
+	}
+	h2 := h
+	h2.SOPInstanceUID, h2.InstanceNumber = "1.2.3.4.5.2", 2
+	if err := g.IngestStudy(context.Background(), []dicom.InstanceHeader{h, h2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })
+	if record.Count("Endpoint") != 1 {
+		t.Fatalf("%d Endpoints", record.Count("Endpoint"))
+	}
+	st := string(record.Resources("ImagingStudy")[0])
+	if !strings.Contains(st, `"numberOfInstances":2`) || !strings.Contains(st, `"reference":"Patient/`) {
+		t.Fatalf("ImagingStudy: %s", st)
+	}
+}
