@@ -90,10 +90,13 @@ var (
 	lastIDKey  = []byte("last_id")
 )
 
-// checkpointDelay lets appends gather before a checkpoint moves them into
-// bbolt: delivery waits at most this much longer, and bbolt commits far less
-// often than the journal.
+// checkpointDelay is the least time between two checkpoints: under load,
+// appends gather for this long and move into bbolt in one commit.
 const checkpointDelay = 50 * time.Millisecond
+
+// checkpointPerItem scales the pause after a checkpoint with its size: a
+// trickle is checkpointed (and delivered) at once, a flood in big commits.
+const checkpointPerItem = 50 * time.Microsecond
 
 type lease struct {
 	token uint64
@@ -493,15 +496,22 @@ func (o *Outbox) checkpointLoop(leftOver bool) {
 		case <-o.cpKick:
 		case <-retry:
 		}
-		select {
-		case <-o.cpStop:
-			return
-		case <-time.After(checkpointDelay):
-		}
+		// Appends are checkpointed at once, then the loop pauses in
+		// proportion to how many there were (at most checkpointDelay): an
+		// idle gateway delivers without delay, a busy one makes few, large
+		// bbolt commits.
 		retry = make(<-chan time.Time)
+		o.mu.Lock()
+		n := len(o.pending)
+		o.mu.Unlock()
 		if err := o.checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
 			o.log.Error("checkpoint failed; appended items stay in the journal and it is tried again", "err", err)
 			retry = time.After(checkpointRetry)
+		}
+		select {
+		case <-o.cpStop:
+			return
+		case <-time.After(min(checkpointDelay, time.Duration(n)*checkpointPerItem)):
 		}
 	}
 }

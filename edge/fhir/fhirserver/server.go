@@ -44,6 +44,7 @@ type Faults struct {
 type Server struct {
 	mu       sync.Mutex
 	store    map[string]map[string]json.RawMessage // type → id → resource
+	ident    map[string]map[string]map[string]bool // type → "system|value" → ids
 	versions map[string]int                        // type/id → version
 	nextID   int
 	faults   Faults
@@ -53,7 +54,7 @@ type Server struct {
 
 // New returns an empty server.
 func New() *Server {
-	return &Server{store: map[string]map[string]json.RawMessage{}, versions: map[string]int{}}
+	return &Server{store: map[string]map[string]json.RawMessage{}, ident: map[string]map[string]map[string]bool{}, versions: map[string]int{}}
 }
 
 // SetFaults changes how the server misbehaves from the next request on.
@@ -195,11 +196,14 @@ type result struct {
 // tx stages changes to the store; commit applies them all.
 type tx struct {
 	s      *Server
-	staged map[string]json.RawMessage // "Type/id" → resource (nil: unchanged)
+	staged map[string]json.RawMessage // "Type/id" → resource
 	order  []string
+	ident  map[string]map[string]bool // "Type system|value" → staged ids
 }
 
-func (s *Server) begin() *tx { return &tx{s: s, staged: map[string]json.RawMessage{}} }
+func (s *Server) begin() *tx {
+	return &tx{s: s, staged: map[string]json.RawMessage{}, ident: map[string]map[string]bool{}}
+}
 
 func (t *tx) get(typ, id string) (json.RawMessage, bool) {
 	if r, ok := t.staged[typ+"/"+id]; ok {
@@ -211,10 +215,20 @@ func (t *tx) get(typ, id string) (json.RawMessage, bool) {
 
 func (t *tx) put(typ, id string, r json.RawMessage) {
 	k := typ + "/" + id
-	if _, ok := t.staged[k]; !ok {
+	if old, ok := t.staged[k]; ok {
+		for _, key := range identKeys(old) {
+			delete(t.ident[typ+" "+key], id)
+		}
+	} else {
 		t.order = append(t.order, k)
 	}
 	t.staged[k] = r
+	for _, key := range identKeys(r) {
+		if t.ident[typ+" "+key] == nil {
+			t.ident[typ+" "+key] = map[string]bool{}
+		}
+		t.ident[typ+" "+key][id] = true
+	}
 }
 
 func (t *tx) commit() {
@@ -222,10 +236,36 @@ func (t *tx) commit() {
 		typ, id, _ := strings.Cut(k, "/")
 		if t.s.store[typ] == nil {
 			t.s.store[typ] = map[string]json.RawMessage{}
+			t.s.ident[typ] = map[string]map[string]bool{}
+		}
+		for _, key := range identKeys(t.s.store[typ][id]) {
+			delete(t.s.ident[typ][key], id)
 		}
 		t.s.store[typ][id] = t.staged[k]
+		for _, key := range identKeys(t.staged[k]) {
+			if t.s.ident[typ][key] == nil {
+				t.s.ident[typ][key] = map[string]bool{}
+			}
+			t.s.ident[typ][key][id] = true
+		}
 		t.s.versions[k]++
 	}
+}
+
+// identKeys are the "system|value" of a resource's identifiers.
+func identKeys(raw json.RawMessage) []string {
+	if raw == nil {
+		return nil
+	}
+	var r struct {
+		Identifier []struct{ System, Value string } `json:"identifier"`
+	}
+	json.Unmarshal(raw, &r)
+	keys := make([]string, len(r.Identifier))
+	for i, id := range r.Identifier {
+		keys[i] = id.System + "|" + id.Value
+	}
+	return keys
 }
 
 // search finds the ids of typ whose identifier matches "system|value" (or a
@@ -255,14 +295,28 @@ func (t *tx) search(typ, query string) ([]string, *httpError) {
 			}
 		}
 	}
-	for id, raw := range t.s.store[typ] {
-		if _, staged := t.staged[typ+"/"+id]; !staged {
-			check(id, raw)
+	if hasSystem { // the index answers for what is stored; staged versions below
+		for id := range t.s.ident[typ][system+"|"+value] {
+			if _, staged := t.staged[typ+"/"+id]; !staged {
+				ids[id] = true
+			}
+		}
+	} else {
+		for id, raw := range t.s.store[typ] {
+			if _, staged := t.staged[typ+"/"+id]; !staged {
+				check(id, raw)
+			}
 		}
 	}
-	for k, raw := range t.staged {
-		if ty, id, _ := strings.Cut(k, "/"); ty == typ {
-			check(id, raw)
+	if hasSystem {
+		for id := range t.ident[typ+" "+system+"|"+value] {
+			ids[id] = true
+		}
+	} else {
+		for k, raw := range t.staged {
+			if ty, id, _ := strings.Cut(k, "/"); ty == typ {
+				check(id, raw)
+			}
 		}
 	}
 	out := make([]string, 0, len(ids))
