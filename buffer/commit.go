@@ -2,6 +2,8 @@ package buffer
 
 import (
 	"context"
+	"errors"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,10 @@ const maxOpsPerCommit = 4096
 // update in-memory state once the commit is durable.
 type op struct {
 	apply func(tx *bolt.Tx) error
+	// frees marks an op that removes data or lets delivery go on (lease,
+	// ack, dead-letter edits, spool removal): only a batch holding one may
+	// use the reserve.
+	frees bool
 	err   error
 	done  chan error
 }
@@ -27,19 +33,45 @@ type op struct {
 // committer runs every write to one bbolt file, taking all ops waiting at the
 // end of a commit into the next one (group commit).
 type committer struct {
-	db      *bolt.DB
+	db *bolt.DB
+	// reserve is a file of spare room: when a commit meets a full disk, it
+	// is deleted and the commit tried once more, so that acks and removals,
+	// which free room, can still be written on a disk that something else
+	// filled. It is made again at the next open.
+	reserve string
 	ops     chan *op
 	stop    chan struct{}
 	stopped chan struct{}
 	closing sync.Once
 
-	commits atomic.Uint64 // transactions committed
-	applied atomic.Uint64 // ops applied in them
+	commits     atomic.Uint64 // transactions committed
+	applied     atomic.Uint64 // ops applied in them
+	reserveUsed atomic.Bool   // the reserve was given up to a full disk
 }
 
-func newCommitter(db *bolt.DB) *committer {
+// reserveSize is the spare room kept beside each bbolt file.
+const reserveSize = 8 << 20
+
+// makeReserve writes the reserve file if it is missing (and there is room).
+func makeReserve(path string) {
+	if info, err := os.Stat(path); err == nil && info.Size() == reserveSize {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, reserveSize)); err != nil || f.Sync() != nil {
+		f.Close()
+		os.Remove(path) // no room for it now: the next open tries again
+	}
+}
+
+func newCommitter(db *bolt.DB, reserve string) *committer {
 	c := &committer{
 		db:      db,
+		reserve: reserve,
 		ops:     make(chan *op, maxOpsPerCommit),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -54,7 +86,16 @@ func newCommitter(db *bolt.DB) *committer {
 // committed or refused, and do waits for that answer so that a caller never
 // mistakes a stored item for a lost one.
 func (c *committer) do(ctx context.Context, apply func(tx *bolt.Tx) error) error {
-	o := &op{apply: apply, done: make(chan error, 1)}
+	return c.submit(ctx, &op{apply: apply, done: make(chan error, 1)})
+}
+
+// doFreeing is do for an op that frees room or lets delivery go on; on a
+// full disk it may use the reserve.
+func (c *committer) doFreeing(ctx context.Context, apply func(tx *bolt.Tx) error) error {
+	return c.submit(ctx, &op{apply: apply, frees: true, done: make(chan error, 1)})
+}
+
+func (c *committer) submit(ctx context.Context, o *op) error {
 	select {
 	case <-c.stop:
 		return ErrClosed
@@ -122,12 +163,25 @@ func (c *committer) loop() {
 }
 
 func (c *committer) commit(batch []*op) {
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		for _, o := range batch {
-			o.err = o.apply(tx)
+	update := func() error {
+		return c.db.Update(func(tx *bolt.Tx) error {
+			for _, o := range batch {
+				o.err = o.apply(tx)
+			}
+			return nil
+		})
+	}
+	err := update()
+	frees := false
+	for _, o := range batch {
+		frees = frees || o.frees
+	}
+	if frees && errors.Is(diskFull(err), ErrFull) && c.reserve != "" {
+		if rmErr := os.Remove(c.reserve); rmErr == nil {
+			c.reserveUsed.Store(true)
+			err = update() // the ops run again from scratch: the failed transaction was rolled back
 		}
-		return nil
-	})
+	}
 	if err == nil {
 		c.commits.Add(1)
 		c.applied.Add(uint64(len(batch)))

@@ -62,7 +62,7 @@ func TestOutboxOnAFullDiskRefusesWithErrFull(t *testing.T) {
 	ctx := context.Background()
 	defer func(n int64) { journalSize = n }(journalSize)
 	journalSize = 1 << 20
-	dir := smallDisk(t, "3m")
+	dir := smallDisk(t, "12m") // room for the 8 MiB reserve, the journal and some items
 	path := filepath.Join(dir, "outbox.db")
 	o := openTestOutbox(t, path, OutboxOptions{})
 	payload := strings.Repeat("x", 4000)
@@ -104,4 +104,5 @@ func TestOutboxOnAFullDiskRefusesWithErrFull(t *testing.T) {
 	if _, err := o.Append(ctx, Item{Key: "k", Payload: []byte(payload)}); err != nil {
 		t.Fatalf("append after delivering freed room: %v", err)
 	}
+	t.Logf("reserve given up to keep delivering: %v", o.c.reserveUsed.Load())
 }

@@ -51,6 +51,13 @@
 // disk (ENOSPC); nothing already stored is evicted to make room. Callers turn
 // ErrFull into a refusal upstream (C-STORE status A700, no MQTT PUBACK).
 //
+// Beside each bbolt file lies a reserve file of 8 MiB. When a commit that
+// frees room or lets delivery go on (a lease, an ack, a dead-letter edit, a
+// spool removal) meets a full disk, the reserve is deleted and the commit
+// tried again, so that a disk filled by something else does not stop the
+// gateway from delivering, and so from freeing room. New data never uses the
+// reserve. It is made again at the next open when there is room.
+//
 // # Ownership
 //
 // One process owns a store at a time: bbolt locks each database file, and a

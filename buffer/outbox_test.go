@@ -588,6 +588,7 @@ func TestJournalIsReplayedAfterACrash(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	o := openTestOutbox(t, path, OutboxOptions{})
+	o.holdCheckpoints.Store(true)
 	if _, err := o.Append(ctx, items("k", "a", "b")...); err != nil {
 		t.Fatal(err)
 	}

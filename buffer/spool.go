@@ -137,7 +137,8 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	s.c = newCommitter(db)
+	makeReserve(filepath.Join(dir, "reserve"))
+	s.c = newCommitter(db, filepath.Join(dir, "reserve"))
 	r := s.atOpen
 	s.log.Info("spool open", "dir", dir, "instances", r.Instances, "bytes", r.Bytes)
 	if r.TempRemoved+r.OrphanRemoved > 0 {
@@ -617,7 +618,7 @@ func (s *Spool) Remove(ctx context.Context, key string) error {
 	mu.Lock()
 	defer mu.Unlock()
 	var in Instance
-	err := s.c.do(ctx, func(tx *bolt.Tx) error {
+	err := s.c.doFreeing(ctx, func(tx *bolt.Tx) error {
 		ib := tx.Bucket(instancesBucket)
 		v := ib.Get([]byte(key))
 		if v == nil {
