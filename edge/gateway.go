@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
@@ -37,6 +38,8 @@ type Gateway struct {
 	mu     sync.Mutex
 	ready  bool
 	ingest ingestCounters
+	// deliveryFailures counts restarts of FHIR delivery after an error.
+	deliveryFailures atomic.Uint64
 }
 
 // New prepares a gateway for cfg; Run starts it.
@@ -56,7 +59,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	deliverCtx, stopDelivery := context.WithCancel(context.Background())
 	defer stopDelivery()
 	delivered := make(chan error, 1)
-	go func() { delivered <- g.deliverer.Run(deliverCtx) }()
+	go func() { delivered <- g.deliver(deliverCtx) }()
 	serveErr := make(chan error, 1)
 	go func() {
 		if err := g.httpSrv.Serve(g.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -208,7 +211,7 @@ func (g *Gateway) routes() http.Handler {
 			"status": "ready",
 			"outbox": map[string]any{"waiting": st.Waiting, "dead": st.Dead, "bytes": st.Bytes, "quota_bytes": st.QuotaBytes},
 			"fhir": map[string]any{"delivered": ds.Delivered, "retried": ds.Retried, "dead_lettered": ds.DeadLettered,
-				"last_status": ds.LastStatus, "last_error": ds.LastError},
+				"last_status": ds.LastStatus, "last_error": ds.LastError, "restarts": g.deliveryFailures.Load()},
 			"spool_open":   g.spool != nil,
 			"listening_on": g.httpLn.Addr().String(),
 		})
@@ -221,4 +224,23 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// deliver runs FHIR delivery until ctx ends. Delivery stops on its own only
+// when the outbox fails under it (a disk error); it is then started again
+// after a pause, loudly, rather than left stopped behind a ready gateway.
+func (g *Gateway) deliver(ctx context.Context) error {
+	for {
+		err := g.deliverer.Run(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		g.deliveryFailures.Add(1)
+		g.log.Error("fhir delivery stopped; restarting it in 5 s", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
 }

@@ -78,12 +78,20 @@ func (g *Gateway) IngestStudy(ctx context.Context, instances []dicom.InstanceHea
 		var invalid *r4.InvalidError
 		if errors.As(err, &invalid) {
 			g.outbox.AddDeadLetter(ctx, buffer.Item{Key: "study", Kind: "fhir", Payload: invalid.Resource}, err.Error())
+			// The validator's words may quote the data set: not in the log.
+			g.log.Error("an ImagingStudy failed validation; it is in the dead letters")
+		} else {
+			g.log.Warn("study not charted", "reason", err.Error())
 		}
-		g.log.Warn("study not charted", "reason", err.Error())
 		return err
 	}
 	var items []buffer.Item
-	if ep, err := g.mapper.EndpointEntry(); err == nil && ep != nil {
+	ep, err := g.mapper.EndpointEntry()
+	if err != nil {
+		g.log.Error("the Endpoint of dicom.wado_rs_base failed validation; studies cannot be charted", "wado_rs_base", g.cfg.DICOM.WADORSBase)
+		return err
+	}
+	if ep != nil {
 		b, _ := json.Marshal(ep)
 		items = append(items, buffer.Item{Key: "study:" + instances[0].StudyInstanceUID, Kind: "fhir", Payload: b})
 	}

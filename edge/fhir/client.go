@@ -135,11 +135,24 @@ type Response struct {
 	Status     int
 	RetryAfter time.Duration // from a Retry-After header, 0 if none
 	// Outcome is the diagnostics of an OperationOutcome in the body, or the
-	// start of the body when it is not one.
+	// start of the body when it is not one. It may quote patient data: it
+	// goes with a dead letter, never into a log.
 	Outcome string
-	// Entries are the statuses of a transaction-response, in entry order.
-	Entries []string
+	// Codes are the OperationOutcome's severities and issue codes only,
+	// safe for logs and retry reasons.
+	Codes string
+	// IsOutcome tells that the body was a FHIR OperationOutcome: the FHIR
+	// server itself answered, not a proxy in front of it.
+	IsOutcome bool
+	// TransactionResponse tells that the body was a transaction-response
+	// Bundle; Entries are its entry statuses, in entry order.
+	TransactionResponse bool
+	Entries             []string
 }
+
+// noRedirects keeps a POST from being turned into a GET by a redirect (an
+// http→https hop, a login page): the Bundle must reach the record or fail.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Post sends a Bundle and reads the answer. A 401 invalidates the token and
 // the request is made once more with a new one. An error means no answer
@@ -169,10 +182,11 @@ func (c *Client) post(ctx context.Context, bundle []byte) (*Response, error) {
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
 	}
+	hc.CheckRedirect = noRedirects
 	res, err := hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -185,6 +199,7 @@ func (c *Client) post(ctx context.Context, bundle []byte) (*Response, error) {
 	r := &Response{Status: res.StatusCode, RetryAfter: retryAfter(res.Header.Get("Retry-After"), time.Now())}
 	var parsed struct {
 		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
 		Issue        []struct {
 			Severity, Code, Diagnostics string
 		} `json:"issue"`
@@ -195,12 +210,14 @@ func (c *Client) post(ctx context.Context, bundle []byte) (*Response, error) {
 	if json.Unmarshal(body, &parsed) == nil {
 		switch parsed.ResourceType {
 		case "OperationOutcome":
-			var parts []string
+			var parts, codes []string
 			for _, is := range parsed.Issue {
 				parts = append(parts, strings.TrimSpace(is.Severity+" "+is.Code+": "+is.Diagnostics))
+				codes = append(codes, strings.TrimSpace(is.Severity+" "+is.Code))
 			}
-			r.Outcome = strings.Join(parts, "; ")
+			r.Outcome, r.Codes, r.IsOutcome = strings.Join(parts, "; "), strings.Join(codes, "; "), true
 		case "Bundle":
+			r.TransactionResponse = parsed.Type == "transaction-response"
 			for _, e := range parsed.Entry {
 				r.Entries = append(r.Entries, e.Response.Status)
 			}

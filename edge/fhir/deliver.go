@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,21 +17,27 @@ import (
 // Deliverer takes entries from the outbox and writes them to the FHIR server
 // as transaction Bundles, one request at a time: while a request is in
 // flight, new entries gather, so bundles grow with the load and an idle
-// gateway sends each entry at once.
+// gateway sends each entry at once. Devices and Endpoints go in a Bundle of
+// their own before the entries that refer to them, and an entry queued twice
+// is sent once.
 //
-//   - 2xx: the entries are acknowledged (removed from the outbox).
-//   - no answer, 408, 429, 5xx: the entries wait and are tried again with
-//     backoff, never sooner than the server's Retry-After.
-//   - 401: the token is renewed and the request made once more; if it is
-//     still refused, the entries wait (a credentials problem is not the
-//     data's fault).
-//   - any other 4xx: the bundle is split in halves until the entries the
-//     server refuses are found; the others are delivered, and each refused
-//     one goes to the dead letters with the server's OperationOutcome.
+//   - 2xx with a transaction-response whose every entry succeeded: the
+//     entries are acknowledged (removed from the outbox). Any other 2xx (a
+//     proxy's page; redirects are not followed) proves nothing and is retried.
+//   - no answer, 401/403 (after one token renewal), 408, 409, 412, 429, 5xx:
+//     the entries wait and are tried again with backoff; a Retry-After holds
+//     back every entry, not only those it answered.
+//   - 400, 404 or 422 with an OperationOutcome: the record refused something.
+//     The Bundle is split in halves until the refused entries are found; the
+//     others are delivered, and each refused one goes to the dead letters
+//     with the server's OperationOutcome.
+//   - any other answer (no OperationOutcome: a wrong base_url, a proxy) is
+//     retried, never dead-lettered.
 //
 // Every entry is written idempotently (conditional create or update on its
 // identifier), so a retry, a duplicate lease or a second gateway never makes
-// a second copy in the record.
+// a second copy in the record. Retry reasons and logs carry status and issue
+// codes only: an OperationOutcome can quote patient data.
 type Deliverer struct {
 	Outbox *buffer.Outbox
 	Client *Client
@@ -41,8 +47,9 @@ type Deliverer struct {
 	BatchWait time.Duration
 	Log       *slog.Logger
 
-	mu    sync.Mutex
-	stats DeliveryStats
+	mu         sync.Mutex
+	stats      DeliveryStats
+	pauseUntil time.Time // a server's Retry-After, for all entries
 }
 
 // DeliveryStats is what the status page shows of delivery.
@@ -75,6 +82,9 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		d.Log = slog.Default()
 	}
 	for {
+		if !d.waitPause(ctx) {
+			return nil
+		}
 		batches, err := d.collect(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, buffer.ErrClosed) {
@@ -92,8 +102,101 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		}
 		// A stop lets the request in flight finish (the client's timeout
 		// bounds it) rather than cut it off and send it again later.
-		d.send(context.WithoutCancel(ctx), items, owner)
+		sctx := context.WithoutCancel(ctx)
+		items = d.dedupe(sctx, items, owner)
+		// Devices and Endpoints go first, on their own, so that the
+		// conditional references of the Observations and ImagingStudies that
+		// follow resolve against the record as it is, on any server.
+		first, rest := partition(items)
+		if len(first) > 0 && !d.send(sctx, first, owner) {
+			if len(rest) > 0 {
+				d.retry(sctx, rest, owner, "held back behind a Device or Endpoint that waits for a retry", 0, 0)
+			}
+			continue
+		}
+		if len(rest) > 0 {
+			d.send(sctx, rest, owner)
+		}
 	}
+}
+
+// entryKey is what makes two entries write the same thing.
+func entryKey(it buffer.Item) (key, resourceType, method string) {
+	var e struct {
+		Resource struct {
+			ResourceType string `json:"resourceType"`
+		} `json:"resource"`
+		Request Request `json:"request"`
+	}
+	json.Unmarshal(it.Payload, &e)
+	return e.Request.Method + " " + e.Request.URL + " " + e.Request.IfNoneExist, e.Resource.ResourceType, e.Request.Method
+}
+
+// dedupe keeps one entry of each group that writes the same thing (a
+// reading redelivered by its source, a Device or Endpoint queued twice, an
+// ImagingStudy updated twice): the first of conditional creates, the last of
+// conditional updates (the newest state). The others are acknowledged now:
+// the one kept stays in the outbox until the record has it. Two such entries
+// in one transaction would otherwise both be created.
+func (d *Deliverer) dedupe(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch) []buffer.Item {
+	keep := map[string]int{} // key → index in items of the survivor
+	drop := map[int]bool{}
+	for i, it := range items {
+		key, _, method := entryKey(it)
+		if j, seen := keep[key]; seen {
+			if method == "PUT" {
+				drop[j] = true
+				keep[key] = i
+			} else {
+				drop[i] = true
+			}
+			continue
+		}
+		keep[key] = i
+	}
+	if len(drop) == 0 {
+		return items
+	}
+	out := make([]buffer.Item, 0, len(items)-len(drop))
+	var superseded []buffer.Item
+	for i, it := range items {
+		if drop[i] {
+			superseded = append(superseded, it)
+		} else {
+			out = append(out, it)
+		}
+	}
+	d.settle(ctx, superseded, owner, func(b *buffer.Batch, ids []uint64) error { return b.Ack(ctx, ids...) })
+	return out
+}
+
+// partition splits out the resources that others refer to.
+func partition(items []buffer.Item) (referenced, rest []buffer.Item) {
+	for _, it := range items {
+		switch _, typ, _ := entryKey(it); typ {
+		case "Device", "Endpoint":
+			referenced = append(referenced, it)
+		default:
+			rest = append(rest, it)
+		}
+	}
+	return referenced, rest
+}
+
+// waitPause waits out a server's Retry-After for every entry, not only the
+// ones it answered; false when ctx ended.
+func (d *Deliverer) waitPause(ctx context.Context) bool {
+	d.mu.Lock()
+	until := d.pauseUntil
+	d.mu.Unlock()
+	if wait := time.Until(until); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // collect leases the next batch (waiting for one), and with BatchWait set
@@ -153,37 +256,48 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 
 	resp, err := d.Client.Post(ctx, bundle(items))
 	d.count(func(s *DeliveryStats) { s.Requests++ })
-	switch {
-	case err != nil:
-		if ctx.Err() != nil { // stopping: give the items back as they were
-			d.settle(context.WithoutCancel(ctx), items, owner, func(b *buffer.Batch, ids []uint64) error {
-				return b.Release(context.WithoutCancel(ctx), ids...)
-			})
-			return false
-		}
+	if err != nil {
 		d.retry(ctx, items, owner, "no answer from the FHIR server: "+err.Error(), 0, 0)
 		return false
-	case resp.Status >= 200 && resp.Status < 300:
+	}
+	st := resp.Status
+	switch {
+	case st >= 200 && st < 300:
+		if !resp.TransactionResponse || len(resp.Entries) != len(items) || !all2xx(resp.Entries) {
+			// A 2xx that is not the record's answer for each entry (a proxy's
+			// page, a redirect target) proves nothing was written.
+			d.retry(ctx, items, owner, fmt.Sprintf("HTTP %d without a transaction-response for every entry (a proxy in the way?)", st), 0, st)
+			return false
+		}
 		d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.Ack(ctx, ids...) })
 		d.count(func(s *DeliveryStats) {
 			s.Delivered += uint64(len(items))
-			s.LastStatus, s.LastSuccess = resp.Status, time.Now()
+			s.LastStatus, s.LastSuccess = st, time.Now()
 		})
 		return true
-	case resp.Status == http.StatusRequestTimeout, resp.Status == http.StatusTooManyRequests,
-		resp.Status >= 500, resp.Status == http.StatusUnauthorized, resp.Status == http.StatusForbidden:
-		d.retry(ctx, items, owner, fmt.Sprintf("HTTP %d: %s", resp.Status, resp.Outcome), resp.RetryAfter, resp.Status)
+	case (st == 400 || st == 404 || st == 422) && resp.IsOutcome:
+		// The record refused something in this Bundle: find it below.
+	case st == 408, st == 409, st == 412, st == 429, st >= 500, st == 401, st == 403:
+		// 409/412: a conditional create racing its own earlier attempt.
+		if resp.RetryAfter > 0 {
+			d.mu.Lock()
+			d.pauseUntil = time.Now().Add(resp.RetryAfter)
+			d.mu.Unlock()
+		}
+		d.retry(ctx, items, owner, fmt.Sprintf("HTTP %d %s", st, resp.Codes), resp.RetryAfter, st)
+		return false
+	default:
+		d.retry(ctx, items, owner, fmt.Sprintf("HTTP %d without a FHIR OperationOutcome: is fhir.base_url right, or is a proxy answering?", st), 0, st)
 		return false
 	}
-	// The server refused something in this Bundle.
 	if len(items) == 1 {
-		reason := fmt.Sprintf("HTTP %d: %s", resp.Status, resp.Outcome)
+		reason := fmt.Sprintf("HTTP %d: %s", st, resp.Outcome)
 		d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.DeadLetter(ctx, reason, ids...) })
 		d.count(func(s *DeliveryStats) {
 			s.DeadLettered++
-			s.LastStatus, s.LastError, s.LastErrorAt = resp.Status, fmt.Sprintf("HTTP %d: an entry was refused", resp.Status), time.Now()
+			s.LastStatus, s.LastError, s.LastErrorAt = st, fmt.Sprintf("HTTP %d %s: an entry was refused", st, resp.Codes), time.Now()
 		})
-		d.Log.Warn("the FHIR server refused an entry; it is in the dead letters", "status", resp.Status, "item", items[0].ID)
+		d.Log.Warn("the FHIR server refused an entry; it is in the dead letters", "status", st, "item", items[0].ID)
 		return true
 	}
 	half := len(items) / 2
@@ -194,13 +308,25 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 	return d.send(ctx, items[half:], owner)
 }
 
+func all2xx(statuses []string) bool {
+	for _, s := range statuses {
+		if !strings.HasPrefix(s, "2") {
+			return false
+		}
+	}
+	return true
+}
+
 // retry puts items back for a retry after the backoff (or after).
 func (d *Deliverer) retry(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch, reason string, after time.Duration, status int) {
 	ctx = context.WithoutCancel(ctx)
 	d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.Nack(ctx, reason, after, ids...) })
+	heldBack := strings.HasPrefix(reason, "held back")
 	d.count(func(s *DeliveryStats) {
 		s.Retried += uint64(len(items))
-		s.LastStatus, s.LastError, s.LastErrorAt = status, reason, time.Now()
+		if !heldBack { // the cause was recorded with the entries it concerned
+			s.LastStatus, s.LastError, s.LastErrorAt = status, reason, time.Now()
+		}
 	})
 	d.Log.Warn("FHIR delivery will be retried", "entries", len(items), "status", status, "retry_after", after)
 }

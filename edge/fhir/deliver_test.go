@@ -96,6 +96,20 @@ func (r *rig) waitDrained(within time.Duration) {
 	r.t.Fatalf("outbox not drained: %+v, delivery %+v", r.outbox.Stats(), r.d.Stats())
 }
 
+// waitCounted waits until the deliverer has counted n entries as settled
+// (its counters move just after the outbox acks).
+func (r *rig) waitCounted(n uint64) DeliveryStats {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := r.d.Stats()
+		if s.Delivered+s.DeadLettered >= n || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // exactlyOnce checks that the server holds each reading's Observation once.
 func (r *rig) exactlyOnce(want int) {
 	r.t.Helper()
@@ -126,7 +140,7 @@ func TestDeliveryWritesEachReadingOnce(t *testing.T) {
 	r.readings(250)
 	r.waitDrained(30 * time.Second)
 	r.exactlyOnce(250)
-	if s := r.d.Stats(); s.Delivered != 251 || s.DeadLettered != 0 {
+	if s := r.waitCounted(251); s.Delivered != 251 || s.DeadLettered != 0 {
 		t.Fatalf("stats: %+v", s)
 	}
 }
@@ -198,7 +212,7 @@ func TestOneRefusedEntryAmongAHundred(t *testing.T) {
 		!strings.Contains(string(dl[0].Payload), "03:00:42Z") {
 		t.Fatalf("dead letter: %s / %s", dl[0].Reason, dl[0].Payload)
 	}
-	if s := r.d.Stats(); s.DeadLettered != 1 || s.Delivered != 100 {
+	if s := r.waitCounted(101); s.DeadLettered != 1 || s.Delivered != 100 {
 		t.Fatalf("stats: %+v", s)
 	}
 }
@@ -253,4 +267,59 @@ func TestRetryAfterHeader(t *testing.T) {
 		}
 	}
 	_ = fmt.Sprint
+}
+
+// A 2xx that is not the record's own answer (a redirect to a login page, a
+// proxy) must not acknowledge anything.
+func TestARedirectOrAProxyPageAcknowledgesNothing(t *testing.T) {
+	r := newRig(t, 5*time.Second, 50)
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/login" {
+			w.Write([]byte("<html>please log in</html>"))
+			return
+		}
+		http.Redirect(w, req, "/login", http.StatusFound)
+	}))
+	defer page.Close()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.WriteHeader(200)
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer proxy.Close()
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	defer notFound.Close()
+	for _, base := range []string{page.URL, proxy.URL, notFound.URL} {
+		r.d.Client.BaseURL = base
+		before := r.d.Stats().Retried
+		r.readings(3)
+		for r.d.Stats().Retried == before {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if s := r.outbox.Stats(); s.Dead != 0 || r.d.Stats().Delivered != 0 {
+			t.Fatalf("%s: outbox %+v, delivery %+v", base, s, r.d.Stats())
+		}
+	}
+	r.d.Client.BaseURL = r.http.URL
+	r.waitDrained(30 * time.Second)
+	r.exactlyOnce(9)
+}
+
+// The same entry twice in one Bundle (a source redelivering after a crash)
+// is written once.
+func TestDuplicateEntriesInOneBundleAreWrittenOnce(t *testing.T) {
+	r := newRig(t, 5*time.Second, 50)
+	r.d.BatchWait = 200 * time.Millisecond
+	rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
+	rd.SerialNumber = "SN,1|x" // search-special characters in the identity
+	for i := 0; i < 3; i++ {
+		entries, _ := testMapper().MapReadings([]devices.Reading{rd})
+		for _, e := range entries {
+			b, _ := json.Marshal(e)
+			r.outbox.Append(context.Background(), buffer.Item{Key: rd.Device, Payload: b})
+		}
+	}
+	r.waitDrained(30 * time.Second)
+	if n, d := r.server.Count("Observation"), r.server.Count("Device"); n != 1 || d != 1 {
+		t.Fatalf("%d Observations and %d Devices, want 1 and 1", n, d)
+	}
 }

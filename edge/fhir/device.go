@@ -69,7 +69,8 @@ func (m *Mapper) deviceEntry(r devices.Reading) (*Entry, error) {
 	if r.Firmware != "" {
 		d.Version = []DeviceValue{{Value: r.Firmware}}
 	}
-	e, err := entry(d, Request{Method: "POST", URL: "Device", IfNoneExist: ifNoneExist(m.system("device"), id)})
+	// A conditional update, so that a new firmware version reaches the record.
+	e, err := entry(d, Request{Method: "PUT", URL: conditional("Device", m.system("device"), id)})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +53,14 @@ func conditional(resourceType, system, value string) string {
 }
 
 func ifNoneExist(system, value string) string {
-	return "identifier=" + url.QueryEscape(system+"|"+value)
+	return "identifier=" + url.QueryEscape(searchEscape(system)+"|"+searchEscape(value))
+}
+
+// searchEscape escapes FHIR search's special characters (\ , $ |) in a
+// token, so that a serial number with a comma cannot turn one search into
+// two.
+func searchEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `$`, `\$`, `|`, `\|`).Replace(s)
 }
 
 // entry validates a resource and wraps it.

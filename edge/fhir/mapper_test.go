@@ -117,7 +117,7 @@ func TestBloodPressureIsOnePanel(t *testing.T) {
 	if len(rejected) != 0 {
 		t.Fatal(rejected)
 	}
-	if got := strings.Join(kinds(entries), ", "); got != "Device POST, Observation POST, Observation POST, Observation POST" {
+	if got := strings.Join(kinds(entries), ", "); got != "Device PUT, Observation POST, Observation POST, Observation POST" {
 		t.Fatalf("entries: %s", got)
 	}
 	golden(t, "observation-nibp-panel", entries[2].Resource)

@@ -33,14 +33,14 @@ func (m *Mapper) MapReadings(readings []devices.Reading) ([]Entry, []Rejected) {
 	type panelKey struct {
 		device string
 		family uint32
-		at     time.Time
+		at     int64 // UnixNano: times of one instant in two zones are equal
 	}
 	panels := map[panelKey][4]*devices.Reading{}
 	var order []panelKey
 	for i := range readings {
 		r := &readings[i]
 		if f, member := bpOf(r.Code.Code); f != nil {
-			k := panelKey{r.Device, f.Panel, identityTime(*r)}
+			k := panelKey{r.Device, f.Panel, identityTime(*r).UnixNano()}
 			p, seen := panels[k]
 			if !seen {
 				order = append(order, k)

@@ -279,10 +279,11 @@ func (t *tx) search(typ, query string) ([]string, *httpError) {
 	if ident == "" || len(q) != 1 {
 		return nil, fail(400, "not-supported", "only search by identifier is supported, not %q", query)
 	}
-	system, value, hasSystem := strings.Cut(ident, "|")
+	system, value, hasSystem := cutUnescaped(ident)
 	if !hasSystem {
 		system, value = "", ident
 	}
+	system, value = searchUnescape(system), searchUnescape(value)
 	ids := map[string]bool{}
 	check := func(id string, raw json.RawMessage) {
 		var r struct {
@@ -532,4 +533,29 @@ func (s *Server) bundle(body []byte, f Faults) (int, any) {
 		t.commit()
 	}
 	return 200, map[string]any{"resourceType": "Bundle", "type": b.Type + "-response", "entry": responses}
+}
+
+// cutUnescaped splits a token search at its first unescaped '|'.
+func cutUnescaped(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '|':
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// searchUnescape undoes FHIR search escaping (\\, \, \$ \|).
+func searchUnescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
