@@ -103,11 +103,15 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		// A stop lets the request in flight finish (the client's timeout
 		// bounds it) rather than cut it off and send it again later.
 		sctx := context.WithoutCancel(ctx)
-		items = d.dedupe(sctx, items, owner)
+		keys := make(map[uint64]entryMeta, len(items))
+		for _, it := range items {
+			keys[it.ID] = metaOf(it)
+		}
+		items = d.dedupe(sctx, items, owner, keys)
 		// Devices and Endpoints go first, on their own, so that the
 		// conditional references of the Observations and ImagingStudies that
 		// follow resolve against the record as it is, on any server.
-		first, rest := partition(items)
+		first, rest := partition(items, keys)
 		if len(first) > 0 && !d.send(sctx, first, owner) {
 			if len(rest) > 0 {
 				d.retry(sctx, rest, owner, "held back behind a Device or Endpoint that waits for a retry", 0, 0)
@@ -120,16 +124,21 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
-// entryKey is what makes two entries write the same thing.
-func entryKey(it buffer.Item) (key, resourceType, method string) {
+// entryMeta is what delivery needs to know of an entry besides its bytes.
+type entryMeta struct {
+	key          string // what makes two entries write the same thing
+	resourceType string
+	method       string
+}
+
+func metaOf(it buffer.Item) entryMeta {
 	var e struct {
-		Resource struct {
-			ResourceType string `json:"resourceType"`
-		} `json:"resource"`
 		Request Request `json:"request"`
 	}
 	json.Unmarshal(it.Payload, &e)
-	return e.Request.Method + " " + e.Request.URL + " " + e.Request.IfNoneExist, e.Resource.ResourceType, e.Request.Method
+	typ, _, _ := strings.Cut(e.Request.URL, "?")
+	typ, _, _ = strings.Cut(typ, "/")
+	return entryMeta{key: e.Request.Method + " " + e.Request.URL + " " + e.Request.IfNoneExist, resourceType: typ, method: e.Request.Method}
 }
 
 // dedupe keeps one entry of each group that writes the same thing (a
@@ -138,11 +147,11 @@ func entryKey(it buffer.Item) (key, resourceType, method string) {
 // conditional updates (the newest state). The others are acknowledged now:
 // the one kept stays in the outbox until the record has it. Two such entries
 // in one transaction would otherwise both be created.
-func (d *Deliverer) dedupe(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch) []buffer.Item {
+func (d *Deliverer) dedupe(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch, meta map[uint64]entryMeta) []buffer.Item {
 	keep := map[string]int{} // key → index in items of the survivor
 	drop := map[int]bool{}
 	for i, it := range items {
-		key, _, method := entryKey(it)
+		key, method := meta[it.ID].key, meta[it.ID].method
 		if j, seen := keep[key]; seen {
 			if method == "PUT" {
 				drop[j] = true
@@ -171,9 +180,9 @@ func (d *Deliverer) dedupe(ctx context.Context, items []buffer.Item, owner map[u
 }
 
 // partition splits out the resources that others refer to.
-func partition(items []buffer.Item) (referenced, rest []buffer.Item) {
+func partition(items []buffer.Item, meta map[uint64]entryMeta) (referenced, rest []buffer.Item) {
 	for _, it := range items {
-		switch _, typ, _ := entryKey(it); typ {
+		switch meta[it.ID].resourceType {
 		case "Device", "Endpoint":
 			referenced = append(referenced, it)
 		default:

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,10 @@ type tx struct {
 	staged map[string]json.RawMessage // "Type/id" → resource
 	order  []string
 	ident  map[string]map[string]bool // "Type system|value" → staged ids
+	// checked holds the results of validating a Bundle's entries up front,
+	// by entry index; entry is the entry being processed.
+	checked map[int]error
+	entry   int
 }
 
 func (s *Server) begin() *tx {
@@ -457,14 +462,49 @@ func (t *tx) write(typ, id string, body []byte, f Faults) *httpError {
 	if err := t.resolve(res); err != nil {
 		return err
 	}
+	checked, pre := t.checked[t.entry]
+	if pre && checked != nil {
+		return fail(422, "invalid", "%v", checked)
+	}
 	res["id"] = id
 	res["meta"] = map[string]any{"versionId": strconv.Itoa(t.s.versions[typ+"/"+id] + 1), "lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)}
 	b, _ := json.Marshal(res)
-	if err := r4.Validate(b); err != nil {
-		return fail(422, "invalid", "%v", err)
+	if !pre {
+		if err := r4.Validate(b); err != nil {
+			return fail(422, "invalid", "%v", err)
+		}
 	}
 	t.put(typ, id, b)
 	return nil
+}
+
+// validateAll validates the resources of a Bundle's entries before the
+// store is locked, on every core; write uses the results.
+func validateAll(resources []json.RawMessage) map[int]error {
+	out := make(map[int]error, len(resources))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < runtime.NumCPU(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				err := r4.Validate(resources[i])
+				mu.Lock()
+				out[i] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	for i, r := range resources {
+		if len(r) > 0 {
+			next <- i
+		}
+	}
+	close(next)
+	wg.Wait()
+	return out
 }
 
 // bundle processes a transaction (all or nothing) or a batch (each entry on
@@ -484,10 +524,16 @@ func (s *Server) bundle(body []byte, f Faults) (int, any) {
 	if b.Type != "transaction" && b.Type != "batch" {
 		return 400, outcome("not-supported", "Bundle type "+b.Type+" is not processed")
 	}
+	resources := make([]json.RawMessage, len(b.Entry))
+	for i, e := range b.Entry {
+		resources[i] = e.Resource
+	}
+	checked := validateAll(resources)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	responses := make([]any, len(b.Entry))
 	t := s.begin()
+	t.checked = checked
 	// Creates first, then updates, then reads (the transaction order of the
 	// FHIR spec), each group in entry order.
 	for _, pass := range []string{"POST", "PUT", "GET"} {
@@ -497,7 +543,9 @@ func (s *Server) bundle(body []byte, f Faults) (int, any) {
 			}
 			if b.Type == "batch" {
 				t = s.begin()
+				t.checked = checked
 			}
+			t.entry = i
 			res, err := t.do(e.Request, e.Resource, f)
 			if err != nil {
 				if b.Type == "transaction" {
