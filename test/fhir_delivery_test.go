@@ -56,7 +56,8 @@ func TestSIGKILLBetweenPostAndAckMakesNoDuplicate(t *testing.T) {
 	record := fhirserver.New()
 	hs := httptest.NewServer(record)
 	defer hs.Close()
-	record.SetFaults(fhirserver.Faults{Hang: time.Hour}) // writes, then never answers
+	// Writes Observations, then never answers (the Device goes through).
+	record.SetFaults(fhirserver.Faults{Hang: time.Hour, HangOnly: "Observation"})
 
 	cfg, dataDir := gatewayConfig(t, "")
 	b, _ := os.ReadFile(cfg)

@@ -9,6 +9,7 @@
 package fhirserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +35,8 @@ type Faults struct {
 	// Hang delays each answer by this long after the request was processed:
 	// the write is in the record, the client may time out before it knows.
 	Hang time.Duration
+	// HangOnly limits Hang to requests that carry this resource type.
+	HangOnly string
 	// Reject makes any entry whose resource carries an identifier with this
 	// value invalid (422), as a strict server would.
 	Reject string
@@ -132,8 +135,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, f.Status, outcome("transient", "the server is told to fail"))
 		return
 	}
+	var reqBody []byte
+	if r.Body != nil {
+		reqBody, _ = io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	}
 	status, body := s.handle(r, f)
-	if f.Hang > 0 {
+	if f.Hang > 0 && (f.HangOnly == "" || bytes.Contains(reqBody, []byte(`"resourceType":"`+f.HangOnly+`"`))) {
 		select {
 		case <-time.After(f.Hang):
 		case <-r.Context().Done():
