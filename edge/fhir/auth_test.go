@@ -47,11 +47,12 @@ func TestClientCredentialsTokenReachesTheServer(t *testing.T) {
 		return r.Form.Get("grant_type") == "client_credentials" && id == "wardgate-4b" && secret == "s3cret" &&
 			r.Form.Get("scope") == "system/Observation.write"
 	})
-	r := newRig(t, 5*time.Second, 50)
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) {
+		d.Client.Auth = &ClientCredentials{Config: clientcredentials.Config{
+			ClientID: "wardgate-4b", ClientSecret: "s3cret", TokenURL: tokens.URL, Scopes: []string{"system/Observation.write"},
+		}}
+	})
 	r.server.SetFaults(fhirserver.Faults{Token: "granted"})
-	r.d.Client.Auth = &ClientCredentials{Config: clientcredentials.Config{
-		ClientID: "wardgate-4b", ClientSecret: "s3cret", TokenURL: tokens.URL, Scopes: []string{"system/Observation.write"},
-	}}
 	r.readings(30)
 	r.waitDrained(30 * time.Second)
 	r.exactlyOnce(30)
@@ -91,9 +92,8 @@ func TestSMARTBackendSignsAnAssertionTheTokenServerVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newRig(t, 5*time.Second, 50)
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) { d.Client.Auth = auth })
 	r.server.SetFaults(fhirserver.Faults{Token: "granted"})
-	r.d.Client.Auth = auth
 	r.readings(10)
 	r.waitDrained(30 * time.Second)
 	r.exactlyOnce(10)
@@ -104,8 +104,9 @@ func TestSMARTBackendSignsAnAssertionTheTokenServerVerifies(t *testing.T) {
 
 func TestARefusedTokenKeepsTheEntriesWaiting(t *testing.T) {
 	tokens, _ := tokenEndpoint(t, func(*http.Request) bool { return false })
-	r := newRig(t, 5*time.Second, 50)
-	r.d.Client.Auth = &ClientCredentials{Config: clientcredentials.Config{ClientID: "x", ClientSecret: "y", TokenURL: tokens.URL}}
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) {
+		d.Client.Auth = &ClientCredentials{Config: clientcredentials.Config{ClientID: "x", ClientSecret: "y", TokenURL: tokens.URL}}
+	})
 	r.server.SetFaults(fhirserver.Faults{Token: "granted"})
 	r.readings(3)
 	for r.d.Stats().Retried == 0 {

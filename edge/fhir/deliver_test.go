@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,9 @@ type rig struct {
 	n      int // readings made
 }
 
-func newRig(t *testing.T, timeout time.Duration, batch int) *rig {
+// newRig starts the deliverer after setup has adjusted it (before Run, so
+// that tests never change it under the running goroutine).
+func newRig(t *testing.T, timeout time.Duration, batch int, setup ...func(*Deliverer)) *rig {
 	t.Helper()
 	ob, err := buffer.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), buffer.OutboxOptions{
 		Logger:  quiet,
@@ -48,6 +51,9 @@ func newRig(t *testing.T, timeout time.Duration, batch int) *rig {
 	hs := httptest.NewServer(srv)
 	r := &rig{t: t, outbox: ob, server: srv, http: hs, m: testMapper(), done: make(chan error, 1)}
 	r.d = &Deliverer{Outbox: ob, Client: &Client{BaseURL: hs.URL, HTTP: &http.Client{Timeout: timeout}}, BatchSize: batch, Log: quiet}
+	for _, f := range setup {
+		f(r.d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- r.d.Run(ctx) }()
@@ -196,9 +202,8 @@ func TestAHangPastTheTimeoutMakesNoDuplicate(t *testing.T) {
 }
 
 func TestOneRefusedEntryAmongAHundred(t *testing.T) {
-	r := newRig(t, 5*time.Second, 200)
+	r := newRig(t, 5*time.Second, 200, func(d *Deliverer) { d.BatchWait = 200 * time.Millisecond }) // all 100 in one Bundle
 	r.server.SetFaults(fhirserver.Faults{Reject: "bed-12-monitor/150456/2026-11-25T03:00:42Z"})
-	r.d.BatchWait = 200 * time.Millisecond // let all 100 go in one Bundle
 	r.readings(100)
 	r.waitDrained(30 * time.Second)
 	if n := r.server.Count("Observation"); n != 99 {
@@ -218,9 +223,8 @@ func TestOneRefusedEntryAmongAHundred(t *testing.T) {
 }
 
 func TestATokenIsRenewedOnceAfter401(t *testing.T) {
-	r := newRig(t, 5*time.Second, 50)
 	tokens := &countingAuth{tokens: []string{"old", "new"}}
-	r.d.Client.Auth = tokens
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) { d.Client.Auth = tokens })
 	r.server.SetFaults(fhirserver.Faults{Token: "new"})
 	r.readings(5)
 	r.waitDrained(30 * time.Second)
@@ -272,34 +276,37 @@ func TestRetryAfterHeader(t *testing.T) {
 // A 2xx that is not the record's own answer (a redirect to a login page, a
 // proxy) must not acknowledge anything.
 func TestARedirectOrAProxyPageAcknowledgesNothing(t *testing.T) {
-	r := newRig(t, 5*time.Second, 50)
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	page := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == "/login" {
 			w.Write([]byte("<html>please log in</html>"))
 			return
 		}
 		http.Redirect(w, req, "/login", http.StatusFound)
-	}))
-	defer page.Close()
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	})
+	proxy := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(200)
 		w.Write([]byte(`{"ok":true}`))
+	})
+	// What answers at the configured base URL changes under the deliverer.
+	var current atomic.Pointer[http.Handler]
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		(*current.Load()).ServeHTTP(w, req)
 	}))
-	defer proxy.Close()
-	notFound := httptest.NewServer(http.NotFoundHandler())
-	defer notFound.Close()
-	for _, base := range []string{page.URL, proxy.URL, notFound.URL} {
-		r.d.Client.BaseURL = base
+	defer front.Close()
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) { d.Client.BaseURL = front.URL })
+	for _, h := range []http.Handler{page, proxy, http.NotFoundHandler()} {
+		current.Store(&h)
 		before := r.d.Stats().Retried
 		r.readings(3)
 		for r.d.Stats().Retried == before {
 			time.Sleep(5 * time.Millisecond)
 		}
 		if s := r.outbox.Stats(); s.Dead != 0 || r.d.Stats().Delivered != 0 {
-			t.Fatalf("%s: outbox %+v, delivery %+v", base, s, r.d.Stats())
+			t.Fatalf("outbox %+v, delivery %+v", s, r.d.Stats())
 		}
 	}
-	r.d.Client.BaseURL = r.http.URL
+	var record http.Handler = r.server
+	current.Store(&record)
 	r.waitDrained(30 * time.Second)
 	r.exactlyOnce(9)
 }
@@ -307,8 +314,7 @@ func TestARedirectOrAProxyPageAcknowledgesNothing(t *testing.T) {
 // The same entry twice in one Bundle (a source redelivering after a crash)
 // is written once.
 func TestDuplicateEntriesInOneBundleAreWrittenOnce(t *testing.T) {
-	r := newRig(t, 5*time.Second, 50)
-	r.d.BatchWait = 200 * time.Millisecond
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) { d.BatchWait = 200 * time.Millisecond })
 	rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 	rd.SerialNumber = "SN,1|x" // search-special characters in the identity
 	for i := 0; i < 3; i++ {

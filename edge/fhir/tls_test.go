@@ -71,13 +71,14 @@ func TestMutualTLSWithAPrivateCA(t *testing.T) {
 	hs.StartTLS()
 	defer hs.Close()
 
-	r := newRig(t, 5*time.Second, 50)
 	cfg, err := TLSConfig(caFile, certFile, cliKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.d.Client.BaseURL = hs.URL
-	r.d.Client.HTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) {
+		d.Client.BaseURL = hs.URL
+		d.Client.HTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	})
 	r.readings(5)
 	r.waitDrained(30 * time.Second)
 	if n := record.Count("Observation"); n != 5 {
@@ -87,10 +88,12 @@ func TestMutualTLSWithAPrivateCA(t *testing.T) {
 	// Without the client certificate the server refuses the handshake; the
 	// entries wait.
 	noCert, _ := TLSConfig(caFile, "", nil)
-	r.d.Client.HTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: noCert}}
-	before := r.d.Stats().Retried
-	r.readings(1)
-	for r.d.Stats().Retried == before {
+	r2 := newRig(t, 5*time.Second, 50, func(d *Deliverer) {
+		d.Client.BaseURL = hs.URL
+		d.Client.HTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: noCert}}
+	})
+	r2.readings(1)
+	for r2.d.Stats().Retried == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if n := record.Count("Observation"); n != 5 {
