@@ -101,6 +101,10 @@ const checkpointDelay = 50 * time.Millisecond
 // trickle is checkpointed (and delivered) at once, a flood in big commits.
 const checkpointPerItem = 50 * time.Microsecond
 
+// checkpointMinPause bounds checkpoints to 200 a second, so that their bbolt
+// flushes do not crowd out the journal's under a steady stream of appends.
+const checkpointMinPause = 5 * time.Millisecond
+
 type lease struct {
 	token uint64
 	until time.Time
@@ -501,9 +505,8 @@ func (o *Outbox) checkpointLoop(leftOver bool) {
 		case <-retry:
 		}
 		// Appends are checkpointed at once, then the loop pauses in
-		// proportion to how many there were (at most checkpointDelay): an
-		// idle gateway delivers without delay, a busy one makes few, large
-		// bbolt commits.
+		// proportion to how many there were (5 to 50 ms): an idle gateway
+		// delivers without delay, a busy one makes few, large bbolt commits.
 		retry = make(<-chan time.Time)
 		if o.holdCheckpoints.Load() { // tests: leave appends in the journal
 			continue
@@ -518,7 +521,7 @@ func (o *Outbox) checkpointLoop(leftOver bool) {
 		select {
 		case <-o.cpStop:
 			return
-		case <-time.After(min(checkpointDelay, time.Duration(n)*checkpointPerItem)):
+		case <-time.After(min(checkpointDelay, max(checkpointMinPause, time.Duration(n)*checkpointPerItem))):
 		}
 	}
 }
