@@ -61,9 +61,12 @@ func makeReserve(path string) {
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	if _, err := f.Write(make([]byte, reserveSize)); err != nil || f.Sync() != nil {
-		f.Close()
+	_, err = f.Write(make([]byte, reserveSize))
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
 		os.Remove(path) // no room for it now: the next open tries again
 	}
 }

@@ -422,7 +422,6 @@ func (o *Outbox) openJournal() error {
 				o.journalledLocked(r)
 			}
 			o.atOpen.Waiting += countItems(recs)
-			o.counters.Appended = 0
 		case err != nil:
 			j.f.Close()
 			return fmt.Errorf("outbox %s: replay journal: %w", o.path, err)
@@ -470,6 +469,7 @@ func countItems(recs []journalRecord) int {
 func (o *Outbox) journalled(r journalRecord) {
 	o.mu.Lock()
 	o.journalledLocked(r)
+	o.counters.Appended += uint64(len(r.items))
 	o.mu.Unlock()
 	select {
 	case o.cpKick <- struct{}{}:
@@ -483,7 +483,6 @@ func (o *Outbox) journalledLocked(r journalRecord) {
 		o.pendingBytes += int64(len(it.value)) + itemOverhead
 	}
 	o.pendingLSN = r.lsn
-	o.counters.Appended += uint64(len(r.items))
 }
 
 // checkpointRetry spaces the retries of a failed checkpoint (a full disk).

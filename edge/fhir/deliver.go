@@ -104,17 +104,28 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		// bounds it) rather than cut it off and send it again later.
 		sctx := context.WithoutCancel(ctx)
 		keys := make(map[uint64]entryMeta, len(items))
+		valid := items[:0:0]
 		for _, it := range items {
-			keys[it.ID] = metaOf(it)
+			m := metaOf(it)
+			if m.method == "" {
+				// Not a Bundle entry: it can never be delivered (a bug).
+				d.settle(sctx, []buffer.Item{it}, owner, func(b *buffer.Batch, ids []uint64) error {
+					return b.DeadLetter(sctx, "not a Bundle entry", ids...)
+				})
+				d.count(func(s *DeliveryStats) { s.DeadLettered++ })
+				continue
+			}
+			keys[it.ID] = m
+			valid = append(valid, it)
 		}
-		items = d.dedupe(sctx, items, owner, keys)
+		items = d.dedupe(sctx, valid, owner, keys)
 		// Devices and Endpoints go first, on their own, so that the
 		// conditional references of the Observations and ImagingStudies that
 		// follow resolve against the record as it is, on any server.
 		first, rest := partition(items, keys)
 		if len(first) > 0 && !d.send(sctx, first, owner) {
 			if len(rest) > 0 {
-				d.retry(sctx, rest, owner, "held back behind a Device or Endpoint that waits for a retry", 0, 0)
+				d.holdBack(sctx, rest, owner, "held back behind a Device or Endpoint that waits for a retry")
 			}
 			continue
 		}
@@ -131,11 +142,16 @@ type entryMeta struct {
 	method       string
 }
 
+// metaOf reads an entry's request; method is empty when the payload is not
+// a Bundle entry with a resource.
 func metaOf(it buffer.Item) entryMeta {
 	var e struct {
-		Request Request `json:"request"`
+		Resource json.RawMessage `json:"resource"`
+		Request  Request         `json:"request"`
 	}
-	json.Unmarshal(it.Payload, &e)
+	if json.Unmarshal(it.Payload, &e) != nil || len(e.Resource) == 0 {
+		return entryMeta{}
+	}
 	typ, _, _ := strings.Cut(e.Request.URL, "?")
 	typ, _, _ = strings.Cut(typ, "/")
 	return entryMeta{key: e.Request.Method + " " + e.Request.URL + " " + e.Request.IfNoneExist, resourceType: typ, method: e.Request.Method}
@@ -245,24 +261,6 @@ func bundle(items []buffer.Item) []byte {
 // some entry. It returns false when delivery must stop for now (the server
 // is unavailable): the items it did not settle are then put back.
 func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch) bool {
-	// An entry that is not JSON can never be delivered: a bug, never sent.
-	valid := items[:0:0]
-	for _, it := range items {
-		var e Entry
-		if err := json.Unmarshal(it.Payload, &e); err != nil || len(e.Resource) == 0 || e.Request.Method == "" {
-			d.settle(ctx, []buffer.Item{it}, owner, func(b *buffer.Batch, ids []uint64) error {
-				return b.DeadLetter(ctx, "not a Bundle entry: "+fmt.Sprint(err), ids...)
-			})
-			d.count(func(s *DeliveryStats) { s.DeadLettered++ })
-			continue
-		}
-		valid = append(valid, it)
-	}
-	items = valid
-	if len(items) == 0 {
-		return true
-	}
-
 	resp, err := d.Client.Post(ctx, bundle(items))
 	d.count(func(s *DeliveryStats) { s.Requests++ })
 	if err != nil {
@@ -311,7 +309,7 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 	}
 	half := len(items) / 2
 	if !d.send(ctx, items[:half], owner) {
-		d.retry(ctx, items[half:], owner, "held back behind an entry that waits for a retry", 0, 0)
+		d.holdBack(ctx, items[half:], owner, "held back behind an entry that waits for a retry")
 		return false
 	}
 	return d.send(ctx, items[half:], owner)
@@ -326,16 +324,21 @@ func all2xx(statuses []string) bool {
 	return true
 }
 
+// holdBack puts items back that were not sent because others before them
+// wait for a retry; the cause was recorded with those.
+func (d *Deliverer) holdBack(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch, why string) {
+	ctx = context.WithoutCancel(ctx)
+	d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.Nack(ctx, why, 0, ids...) })
+	d.count(func(s *DeliveryStats) { s.Retried += uint64(len(items)) })
+}
+
 // retry puts items back for a retry after the backoff (or after).
 func (d *Deliverer) retry(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch, reason string, after time.Duration, status int) {
 	ctx = context.WithoutCancel(ctx)
 	d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.Nack(ctx, reason, after, ids...) })
-	heldBack := strings.HasPrefix(reason, "held back")
 	d.count(func(s *DeliveryStats) {
 		s.Retried += uint64(len(items))
-		if !heldBack { // the cause was recorded with the entries it concerned
-			s.LastStatus, s.LastError, s.LastErrorAt = status, reason, time.Now()
-		}
+		s.LastStatus, s.LastError, s.LastErrorAt = status, reason, time.Now()
 	})
 	d.Log.Warn("FHIR delivery will be retried", "entries", len(items), "status", status, "retry_after", after)
 }

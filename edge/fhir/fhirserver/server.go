@@ -138,9 +138,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var reqBody []byte
 	if r.Body != nil {
 		reqBody, _ = io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		r.Body = io.NopCloser(bytes.NewReader(reqBody))
 	}
-	status, body := s.handle(r, f)
+	status, body := s.handle(r, reqBody, f)
 	if f.Hang > 0 && (f.HangOnly == "" || bytes.Contains(reqBody, []byte(`"resourceType":"`+f.HangOnly+`"`))) {
 		select {
 		case <-time.After(f.Hang):
@@ -155,14 +154,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
-func (s *Server) handle(r *http.Request, f Faults) (int, any) {
+func (s *Server) handle(r *http.Request, body []byte, f Faults) (int, any) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) == 1 && parts[0] == "" {
 		parts = nil
-	}
-	var body []byte
-	if r.Body != nil {
-		body, _ = io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	}
 	switch {
 	case r.Method == http.MethodPost && len(parts) == 0:
