@@ -8,15 +8,10 @@
 package config
 
 import (
-	"errors"
 	"fmt"
+	"github.com/wardgate/wardgate/devices/yamlstrict"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
-	"strconv"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole configuration of one gateway.
@@ -174,26 +169,11 @@ func Load(path string) (*Config, *Problems, error) {
 // Parse is Load for a file already read; name is used in messages and its
 // folder anchors relative paths.
 func Parse(name string, data []byte) (*Config, *Problems, error) {
-	ps := &Problems{File: name, lines: map[string]int{}}
+	ps := yamlstrict.NewProblems(name)
 	c := &Config{File: name}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, e := range te.Errors {
-				ps.add(yamlErrorLine(e))
-			}
-		} else {
-			ps.add(yamlErrorLine(err.Error()))
-		}
+	if !yamlstrict.Decode(ps, data, c) {
 		return nil, ps, ps
 	}
-	if root.Kind == 0 || len(root.Content) == 0 {
-		ps.add(0, "", "the file is empty")
-		return nil, ps, ps
-	}
-	d := &decoder{problems: ps, lines: ps.lines}
-	d.decode(&root, reflect.ValueOf(c).Elem(), "")
 	c.applyDefaults()
 	dir, err := filepath.Abs(filepath.Dir(name))
 	if err != nil {
@@ -201,7 +181,7 @@ func Parse(name string, data []byte) (*Config, *Problems, error) {
 	}
 	c.resolvePaths(dir)
 	validate(c, ps)
-	ps.sort()
+	ps.Sort()
 	if len(ps.Errors()) > 0 {
 		return nil, ps, ps
 	}
@@ -307,15 +287,8 @@ func (c *Config) Summary() string {
 	return s
 }
 
-var yamlLineRe = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+// Problem is one thing wrong (or, for a warning, risky) in the config file.
+type Problem = yamlstrict.Problem
 
-// yamlErrorLine splits "yaml: line 3: did not find expected key" into its
-// line and message.
-func yamlErrorLine(msg string) (int, string, string) {
-	m := yamlLineRe.FindStringSubmatch(msg)
-	if m == nil {
-		return 0, "", msg
-	}
-	line, _ := strconv.Atoi(m[1])
-	return line, "", "YAML syntax: " + m[2]
-}
+// Problems is every problem found in the config file.
+type Problems = yamlstrict.Problems

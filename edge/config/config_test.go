@@ -243,7 +243,7 @@ func TestBadYAMLAndWrongShapes(t *testing.T) {
 func TestByteSizes(t *testing.T) {
 	for in, want := range map[string]ByteSize{"1048576": 1 << 20, "512MiB": 512 << 20, "1GB": 1e9, "1.5GiB": 3 << 29, "20 GiB": 20 << 30} {
 		var b ByteSize
-		if err := b.parseScalar(in); err != nil || b != want {
+		if err := b.ParseScalar(in); err != nil || b != want {
 			t.Errorf("%q: %d %v, want %d", in, b, err, want)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // Duration is a time.Duration written as in Go: "60s", "1m30s", "250ms".
 type Duration time.Duration
 
-func (d *Duration) parseScalar(s string) error {
+func (d *Duration) ParseScalar(s string) error {
 	v, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("%q is not a duration (write it like 60s, 5m or 250ms)", s)
@@ -37,7 +37,7 @@ var sizeUnits = []struct {
 	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
 }
 
-func (b *ByteSize) parseScalar(s string) error {
+func (b *ByteSize) ParseScalar(s string) error {
 	t := strings.TrimSpace(s)
 	mult := int64(1)
 	for _, u := range sizeUnits {
@@ -72,7 +72,7 @@ type Secret struct {
 	value string
 }
 
-func (s *Secret) parseScalar(v string) error {
+func (s *Secret) ParseScalar(v string) error {
 	if strings.TrimSpace(v) == "" {
 		return fmt.Errorf("must name a file")
 	}

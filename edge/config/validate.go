@@ -24,9 +24,9 @@ var (
 func validate(c *Config, ps *Problems) {
 	switch {
 	case c.Site == "":
-		ps.at("site", "is required: it names this gateway in every identifier it mints (for example ward-4b)")
+		ps.At("site", "is required: it names this gateway in every identifier it mints (for example ward-4b)")
 	case !siteRe.MatchString(c.Site):
-		ps.at("site", "%q must be 1 to 63 lowercase letters, digits, '.' or '-'", c.Site)
+		ps.At("site", "%q must be 1 to 63 lowercase letters, digits, '.' or '-'", c.Site)
 	}
 	validateDataDir(c, ps)
 	validateListen(ps, "http.listen", c.HTTP.Listen, true)
@@ -36,9 +36,9 @@ func validate(c *Config, ps *Problems) {
 	validateFHIR(c, ps)
 	if c.ProfilesDir != "" {
 		if info, err := os.Stat(c.ProfilesDir); err != nil {
-			ps.at("profiles_dir", "%v", err)
+			ps.At("profiles_dir", "%v", err)
 		} else if !info.IsDir() {
-			ps.at("profiles_dir", "%s is not a folder", c.ProfilesDir)
+			ps.At("profiles_dir", "%s is not a folder", c.ProfilesDir)
 		}
 	}
 	validateMonitors(c, ps)
@@ -47,21 +47,21 @@ func validate(c *Config, ps *Problems) {
 		validateDICOM(c, ps)
 	}
 	if q := c.Buffer.OutboxQuota; q < 1<<20 {
-		ps.at("buffer.outbox_quota", "%s is too small: allow at least 1MiB", q)
+		ps.At("buffer.outbox_quota", "%s is too small: allow at least 1MiB", q)
 	}
 	if q := c.Buffer.SpoolQuota; q < 1<<20 {
-		ps.at("buffer.spool_quota", "%s is too small: allow at least 1MiB", q)
+		ps.At("buffer.spool_quota", "%s is too small: allow at least 1MiB", q)
 	}
 	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(ps, "log.format", c.Log.Format, "text", "json")
 	if c.Log.PatientData {
-		ps.warn("log.patient_data", "logs will show patient identifiers and values: for debugging only")
+		ps.Warn("log.patient_data", "logs will show patient identifiers and values: for debugging only")
 	}
 }
 
 func oneOf(ps *Problems, path, v string, allowed ...string) bool {
 	if !slices.Contains(allowed, v) {
-		ps.at(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		ps.At(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
 		return false
 	}
 	return true
@@ -70,16 +70,16 @@ func oneOf(ps *Problems, path, v string, allowed ...string) bool {
 func loadSecret(ps *Problems, path string, s *Secret) {
 	warn, err := s.load()
 	if err != nil {
-		ps.at(path, "%v", err)
+		ps.At(path, "%v", err)
 	} else if warn != "" {
-		ps.warn(path, "%s", warn)
+		ps.Warn(path, "%s", warn)
 	}
 }
 
 func readableFile(ps *Problems, path, file string) {
 	f, err := os.Open(file)
 	if err != nil {
-		ps.at(path, "%v", err)
+		ps.At(path, "%v", err)
 		return
 	}
 	f.Close()
@@ -87,36 +87,36 @@ func readableFile(ps *Problems, path, file string) {
 
 func validateDataDir(c *Config, ps *Problems) {
 	if c.DataDir == "" {
-		ps.at("data_dir", "is required: the folder that holds the outbox and the spool (for example /var/lib/wardgate)")
+		ps.At("data_dir", "is required: the folder that holds the outbox and the spool (for example /var/lib/wardgate)")
 		return
 	}
 	info, err := os.Stat(c.DataDir)
 	switch {
 	case err == nil && !info.IsDir():
-		ps.at("data_dir", "%s exists and is not a folder", c.DataDir)
+		ps.At("data_dir", "%s exists and is not a folder", c.DataDir)
 	case err != nil && !os.IsNotExist(err):
-		ps.at("data_dir", "%v", err)
+		ps.At("data_dir", "%v", err)
 	}
 }
 
 func validateListen(ps *Problems, path, addr string, warnPublic bool) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		ps.at(path, "%q is not host:port (for example 127.0.0.1:8080 or :11112)", addr)
+		ps.At(path, "%q is not host:port (for example 127.0.0.1:8080 or :11112)", addr)
 		return
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		ps.at(path, "port %q is not a number from 0 to 65535", port)
+		ps.At(path, "port %q is not a number from 0 to 65535", port)
 	}
 	if warnPublic && (host == "" || host == "0.0.0.0" || host == "::") {
-		ps.warn(path, "listens on every interface; the status page shows the ward's state to anyone who can reach it")
+		ps.Warn(path, "listens on every interface; the status page shows the ward's state to anyone who can reach it")
 	}
 }
 
 func validURL(ps *Problems, path, raw string, schemes ...string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme) {
-		ps.at(path, "%q is not a URL starting with %s://", raw, strings.Join(schemes, ":// or "))
+		ps.At(path, "%q is not a URL starting with %s://", raw, strings.Join(schemes, ":// or "))
 		return nil, false
 	}
 	return u, true
@@ -133,24 +133,24 @@ func isLoopback(host string) bool {
 func validateFHIR(c *Config, ps *Problems) {
 	f := &c.FHIR
 	if f.BaseURL == "" {
-		ps.at("fhir.base_url", "is required: the FHIR R4 base of the central record (for example https://fhir.example.org/R4)")
+		ps.At("fhir.base_url", "is required: the FHIR R4 base of the central record (for example https://fhir.example.org/R4)")
 	} else if u, ok := validURL(ps, "fhir.base_url", f.BaseURL, "https", "http"); ok {
 		if u.RawQuery != "" || u.Fragment != "" {
-			ps.at("fhir.base_url", "must not have a query or fragment")
+			ps.At("fhir.base_url", "must not have a query or fragment")
 		}
 		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			ps.warn("fhir.base_url", "plain http to %s sends patient data unencrypted; use https", u.Hostname())
+			ps.Warn("fhir.base_url", "plain http to %s sends patient data unencrypted; use https", u.Hostname())
 		}
 		f.BaseURL = strings.TrimRight(f.BaseURL, "/")
 	}
 	if s := f.PatientIdentifierSystem; s != "" {
 		if strings.HasPrefix(s, "urn:oid:") && !oidRe.MatchString(s) {
-			ps.at("fhir.patient_identifier_system", "%q is not a valid urn:oid (digits separated by dots, no leading zeros)", s)
+			ps.At("fhir.patient_identifier_system", "%q is not a valid urn:oid (digits separated by dots, no leading zeros)", s)
 		} else if u, err := url.Parse(s); err != nil || u.Scheme == "" {
-			ps.at("fhir.patient_identifier_system", "%q is not an absolute URI (urn:oid:..., https://...)", s)
+			ps.At("fhir.patient_identifier_system", "%q is not an absolute URI (urn:oid:..., https://...)", s)
 		}
 	} else if c.DICOM != nil {
-		ps.at("fhir.patient_identifier_system", "is required with dicom: it is the system under which a study's Patient ID is looked up")
+		ps.At("fhir.patient_identifier_system", "is required with dicom: it is the system under which a study's Patient ID is looked up")
 	}
 	a := &f.Auth
 	needs := map[string][]string{
@@ -168,12 +168,12 @@ func validateFHIR(c *Config, ps *Problems) {
 		optional := map[string][]string{"client_credentials": {"scopes"}, "smart_backend": {"scopes", "key_id"}}
 		for _, k := range needs[a.Type] {
 			if !set[k] {
-				ps.at("fhir.auth."+k, "is required with auth type %s", a.Type)
+				ps.At("fhir.auth."+k, "is required with auth type %s", a.Type)
 			}
 		}
 		for k, isSet := range set {
 			if isSet && !slices.Contains(needs[a.Type], k) && !slices.Contains(optional[a.Type], k) {
-				ps.at("fhir.auth."+k, "is not used with auth type %s", a.Type)
+				ps.At("fhir.auth."+k, "is not used with auth type %s", a.Type)
 			}
 		}
 		if a.TokenURL != "" {
@@ -189,7 +189,7 @@ func validateFHIR(c *Config, ps *Problems) {
 		readableFile(ps, "fhir.tls.ca_file", f.TLS.CAFile)
 	}
 	if (f.TLS.CertFile != "") != f.TLS.KeyFile.Set() {
-		ps.at("fhir.tls", "cert_file and key_file go together (mutual TLS needs both)")
+		ps.At("fhir.tls", "cert_file and key_file go together (mutual TLS needs both)")
 	}
 	if f.TLS.CertFile != "" {
 		readableFile(ps, "fhir.tls.cert_file", f.TLS.CertFile)
@@ -198,13 +198,13 @@ func validateFHIR(c *Config, ps *Problems) {
 		loadSecret(ps, "fhir.tls.key_file", &f.TLS.KeyFile)
 	}
 	if f.BatchSize < 1 || f.BatchSize > 1000 {
-		ps.at("fhir.batch_size", "%d is not from 1 to 1000", f.BatchSize)
+		ps.At("fhir.batch_size", "%d is not from 1 to 1000", f.BatchSize)
 	}
 	if f.BatchWait < 0 || f.BatchWait.D() > 60e9 {
-		ps.at("fhir.batch_wait", "%s is not from 0 to 60s", f.BatchWait)
+		ps.At("fhir.batch_wait", "%s is not from 0 to 60s", f.BatchWait)
 	}
 	if f.Timeout.D() < 1e9 || f.Timeout.D() > 600e9 {
-		ps.at("fhir.timeout", "%s is not from 1s to 10m", f.Timeout)
+		ps.At("fhir.timeout", "%s is not from 1s to 10m", f.Timeout)
 	}
 }
 
@@ -217,40 +217,40 @@ func validateMonitors(c *Config, ps *Problems) {
 		p := fmt.Sprintf("monitors[%d]", i)
 		switch {
 		case m.ID == "":
-			ps.at(p+".id", "is required")
+			ps.At(p+".id", "is required")
 		case !idRe.MatchString(m.ID):
-			ps.at(p+".id", "%q must be 1 to 64 letters, digits, '.', '_' or '-'", m.ID)
+			ps.At(p+".id", "%q must be 1 to 64 letters, digits, '.', '_' or '-'", m.ID)
 		default:
 			if j, dup := ids[m.ID]; dup {
-				ps.at(p+".id", "%q is already the id of monitors[%d]", m.ID, j)
+				ps.At(p+".id", "%q is already the id of monitors[%d]", m.ID, j)
 			}
 			ids[m.ID] = i
 		}
 		if strings.TrimSpace(m.Location) == "" {
-			ps.at(p+".location", "is required: the bed the monitor stands at, which links its readings to a patient")
+			ps.At(p+".location", "is required: the bed the monitor stands at, which links its readings to a patient")
 		}
 		switch {
 		case m.Profile == "":
-			ps.at(p+".profile", "is required: the firmware profile that decodes this model (for example masimo/radical-7)")
+			ps.At(p+".profile", "is required: the firmware profile that decodes this model (for example masimo/radical-7)")
 		case !profileRe.MatchString(m.Profile):
-			ps.at(p+".profile", "%q must be vendor/model in lowercase (for example masimo/radical-7)", m.Profile)
+			ps.At(p+".profile", "%q must be vendor/model in lowercase (for example masimo/radical-7)", m.Profile)
 		}
 		switch {
 		case m.Serial == nil && m.MQTT == nil:
-			ps.at(p, "needs serial or mqtt: how the monitor is reached")
+			ps.At(p, "needs serial or mqtt: how the monitor is reached")
 		case m.Serial != nil && m.MQTT != nil:
-			ps.at(p, "has both serial and mqtt; a monitor is reached one way")
+			ps.At(p, "has both serial and mqtt; a monitor is reached one way")
 		case m.Serial != nil:
 			validateSerial(ps, p+".serial", m.Serial)
 			if j, dup := ports[m.Serial.Port]; dup && m.Serial.Port != "" {
-				ps.at(p+".serial.port", "%s is already the port of monitors[%d]", m.Serial.Port, j)
+				ps.At(p+".serial.port", "%s is already the port of monitors[%d]", m.Serial.Port, j)
 			}
 			ports[m.Serial.Port] = i
 		default:
 			validateMQTT(ps, p+".mqtt", m.MQTT)
 			key := m.MQTT.Broker + " " + m.MQTT.Topic
 			if j, dup := topics[key]; dup && m.MQTT.Topic != "" {
-				ps.at(p+".mqtt.topic", "%s on %s is already the topic of monitors[%d]", m.MQTT.Topic, m.MQTT.Broker, j)
+				ps.At(p+".mqtt.topic", "%s on %s is already the topic of monitors[%d]", m.MQTT.Topic, m.MQTT.Broker, j)
 			}
 			topics[key] = i
 		}
@@ -259,15 +259,15 @@ func validateMonitors(c *Config, ps *Problems) {
 
 func validateSerial(ps *Problems, p string, s *Serial) {
 	if s.Port == "" {
-		ps.at(p+".port", "is required (for example /dev/ttyUSB0)")
+		ps.At(p+".port", "is required (for example /dev/ttyUSB0)")
 	} else if !strings.HasPrefix(s.Port, "/") {
-		ps.at(p+".port", "%q must be a device path (for example /dev/ttyUSB0)", s.Port)
+		ps.At(p+".port", "%q must be a device path (for example /dev/ttyUSB0)", s.Port)
 	}
 	if s.Baud != 0 && !slices.Contains(standardBaud, s.Baud) {
-		ps.at(p+".baud", "%d is not a standard rate (%s)", s.Baud, joinInts(standardBaud))
+		ps.At(p+".baud", "%d is not a standard rate (%s)", s.Baud, joinInts(standardBaud))
 	}
 	if s.DataBits != 0 && (s.DataBits < 5 || s.DataBits > 8) {
-		ps.at(p+".data_bits", "%d is not 5, 6, 7 or 8", s.DataBits)
+		ps.At(p+".data_bits", "%d is not 5, 6, 7 or 8", s.DataBits)
 	}
 	if s.Parity != "" {
 		oneOf(ps, p+".parity", s.Parity, "none", "even", "odd", "mark", "space")
@@ -290,22 +290,22 @@ func joinInts(v []int) string {
 
 func validateMQTT(ps *Problems, p string, m *MQTT) {
 	if m.Broker == "" {
-		ps.at(p+".broker", "is required (for example tcp://127.0.0.1:1883)")
+		ps.At(p+".broker", "is required (for example tcp://127.0.0.1:1883)")
 	} else if u, ok := validURL(ps, p+".broker", m.Broker, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"); ok && u.Port() == "" && !strings.HasPrefix(u.Scheme, "ws") {
-		ps.at(p+".broker", "%q needs a port (1883 for tcp, 8883 for ssl)", m.Broker)
+		ps.At(p+".broker", "%q needs a port (1883 for tcp, 8883 for ssl)", m.Broker)
 	}
 	if err := checkTopicFilter(m.Topic); err != nil {
-		ps.at(p+".topic", "%v", err)
+		ps.At(p+".topic", "%v", err)
 	}
 	if m.QoS != nil && *m.QoS != 0 && *m.QoS != 1 {
-		ps.at(p+".qos", "%d is not 0 or 1 (1: the broker redelivers until the reading is stored)", *m.QoS)
+		ps.At(p+".qos", "%d is not 0 or 1 (1: the broker redelivers until the reading is stored)", *m.QoS)
 	}
 	if m.ClientID != "" && len(m.ClientID) > 23 {
-		ps.warn(p+".client_id", "is longer than 23 characters; MQTT 3.1 brokers may refuse it")
+		ps.Warn(p+".client_id", "is longer than 23 characters; MQTT 3.1 brokers may refuse it")
 	}
 	if m.PasswordFile.Set() {
 		if m.Username == "" {
-			ps.at(p+".password_file", "is set without a username")
+			ps.At(p+".password_file", "is set without a username")
 		}
 		loadSecret(ps, p+".password_file", &m.PasswordFile)
 	}
@@ -344,10 +344,10 @@ func validatePatients(c *Config, ps *Problems) {
 		p := "patients.static." + bed
 		id, ok := strings.CutPrefix(ref, "Patient/")
 		if !ok || !fhirIDRe.MatchString(id) {
-			ps.at(p, "%q must be a Patient reference such as Patient/123", ref)
+			ps.At(p, "%q must be a Patient reference such as Patient/123", ref)
 		}
 		if !beds[bed] {
-			ps.warn(p, "no monitor stands at bed %q", bed)
+			ps.Warn(p, "no monitor stands at bed %q", bed)
 		}
 	}
 }
@@ -355,11 +355,11 @@ func validatePatients(c *Config, ps *Problems) {
 func validateAETitle(ps *Problems, path, ae string) {
 	switch {
 	case strings.TrimSpace(ae) == "":
-		ps.at(path, "is required (1 to 16 characters)")
+		ps.At(path, "is required (1 to 16 characters)")
 	case len(ae) > 16:
-		ps.at(path, "%q is longer than 16 characters", ae)
+		ps.At(path, "%q is longer than 16 characters", ae)
 	case strings.ContainsAny(ae, `\`) || strings.IndexFunc(ae, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0:
-		ps.at(path, "%q may hold only printable ASCII characters other than backslash", ae)
+		ps.At(path, "%q may hold only printable ASCII characters other than backslash", ae)
 	}
 }
 
@@ -371,26 +371,26 @@ func validateDICOM(c *Config, ps *Problems) {
 		p := fmt.Sprintf("dicom.allow[%d]", i)
 		validateAETitle(ps, p+".ae_title", a.AETitle)
 		if a.Port != 0 {
-			ps.at(p+".port", "is not used in allow (a modality's port is its own)")
+			ps.At(p+".port", "is not used in allow (a modality's port is its own)")
 		}
 	}
 	for i, f := range d.Forward {
 		p := fmt.Sprintf("dicom.forward[%d]", i)
 		validateAETitle(ps, p+".ae_title", f.AETitle)
 		if f.Host == "" {
-			ps.at(p+".host", "is required")
+			ps.At(p+".host", "is required")
 		}
 		if f.Port < 1 || f.Port > 65535 {
-			ps.at(p+".port", "%d is not from 1 to 65535", f.Port)
+			ps.At(p+".port", "%d is not from 1 to 65535", f.Port)
 		}
 	}
 	if d.StudyStableAfter.D() < 1e9 {
-		ps.at("dicom.study_stable_after", "%s is too short: at least 1s", d.StudyStableAfter)
+		ps.At("dicom.study_stable_after", "%s is too short: at least 1s", d.StudyStableAfter)
 	}
 	if d.WADORSBase != "" {
 		validURL(ps, "dicom.wado_rs_base", d.WADORSBase, "https", "http")
 	}
 	if d.MaxAssociations < 1 || d.MaxAssociations > 1000 {
-		ps.at("dicom.max_associations", "%d is not from 1 to 1000", d.MaxAssociations)
+		ps.At("dicom.max_associations", "%d is not from 1 to 1000", d.MaxAssociations)
 	}
 }

@@ -1,4 +1,4 @@
-package config
+package yamlstrict
 
 import (
 	"fmt"
@@ -10,10 +10,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// scalar is implemented by config types that parse themselves from one YAML
-// scalar (durations, byte sizes, secret files).
-type scalar interface {
-	parseScalar(s string) error
+// Scalar is implemented by types that parse themselves from one YAML scalar
+// (durations, byte sizes, secret files, MDC codes).
+type Scalar interface {
+	ParseScalar(s string) error
 }
 
 // decoder walks the YAML node tree into the config structs itself, instead of
@@ -25,7 +25,7 @@ type decoder struct {
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
-	d.problems.add(n.Line, path, fmt.Sprintf(format, args...))
+	d.problems.Add(n.Line, path, fmt.Sprintf(format, args...))
 }
 
 func join(path, key string) string {
@@ -59,12 +59,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.decode(n, v.Elem(), path)
 		return
 	}
-	if s, ok := v.Addr().Interface().(scalar); ok {
+	if s, ok := v.Addr().Interface().(Scalar); ok {
 		if n.Kind != yaml.ScalarNode {
 			d.errorf(n, path, "must be a single value, not a %s", kindName(n))
 			return
 		}
-		if err := s.parseScalar(n.Value); err != nil {
+		if err := s.ParseScalar(n.Value); err != nil {
 			d.errorf(n, path, "%v", err)
 		}
 		return
@@ -121,6 +121,28 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, path, "must be a number, not a %s", kindName(n))
+			return
+		}
+		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		if err != nil {
+			d.errorf(n, path, "must be a number, not %q", n.Value)
+			return
+		}
+		v.SetFloat(f)
+	case reflect.Uint64, reflect.Uint32:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, path, "must be a whole number, not a %s", kindName(n))
+			return
+		}
+		u, err := strconv.ParseUint(strings.ReplaceAll(n.Value, "_", ""), 0, v.Type().Bits())
+		if err != nil {
+			d.errorf(n, path, "must be a whole number from 0 (0x… for hexadecimal), not %q", n.Value)
+			return
+		}
+		v.SetUint(u)
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || (n.Value != "true" && n.Value != "false") {
 			d.errorf(n, path, "must be true or false, not %q", n.Value)
@@ -128,7 +150,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetBool(n.Value == "true")
 	default:
-		panic(fmt.Sprintf("config: no decoder for %s at %s", v.Type(), path))
+		panic(fmt.Sprintf("yamlstrict: no decoder for %s at %s", v.Type(), path))
 	}
 }
 

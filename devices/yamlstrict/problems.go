@@ -1,4 +1,4 @@
-package config
+package yamlstrict
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Problem is one thing wrong (or, for a warning, risky) in a config file.
+// Problem is one thing wrong (or, for a warning, risky) in a YAML file.
 type Problem struct {
 	File    string
 	Line    int    // 0 when the problem has no line (a missing key)
@@ -32,7 +32,7 @@ func (p Problem) String() string {
 	return b.String()
 }
 
-// Problems is every problem found in a config file; as an error it lists
+// Problems is every problem found in a file; as an error it lists
 // them all, one a line, in file order.
 type Problems struct {
 	File  string
@@ -40,22 +40,30 @@ type Problems struct {
 	lines map[string]int
 }
 
-func (ps *Problems) add(line int, path, msg string) {
+// NewProblems starts the list of problems of the named file.
+func NewProblems(file string) *Problems {
+	return &Problems{File: file, lines: map[string]int{}}
+}
+
+// Add reports a problem at a line.
+func (ps *Problems) Add(line int, path, msg string) {
 	ps.List = append(ps.List, Problem{File: ps.File, Line: line, Path: path, Message: msg})
 }
 
-// at reports a problem at a key path, on the line of the key or, when the key
+// At reports a problem at a key path, on the line of the key or, when the key
 // is absent, of its nearest present parent.
-func (ps *Problems) at(path, format string, args ...any) {
-	ps.add(ps.lineOf(path), path, fmt.Sprintf(format, args...))
+func (ps *Problems) At(path, format string, args ...any) {
+	ps.Add(ps.LineOf(path), path, fmt.Sprintf(format, args...))
 }
 
-func (ps *Problems) warn(path, format string, args ...any) {
-	ps.List = append(ps.List, Problem{File: ps.File, Line: ps.lineOf(path), Path: path,
+// Warn reports a warning at a key path.
+func (ps *Problems) Warn(path, format string, args ...any) {
+	ps.List = append(ps.List, Problem{File: ps.File, Line: ps.LineOf(path), Path: path,
 		Message: fmt.Sprintf(format, args...), Warning: true})
 }
 
-func (ps *Problems) lineOf(path string) int {
+// LineOf is the line of a key path, or of its nearest present parent.
+func (ps *Problems) LineOf(path string) int {
 	for p := path; p != ""; {
 		if l, ok := ps.lines[p]; ok {
 			return l
@@ -91,7 +99,8 @@ func (ps *Problems) Warnings() []Problem {
 	return out
 }
 
-func (ps *Problems) sort() {
+// Sort puts the problems in file order.
+func (ps *Problems) Sort() {
 	sort.SliceStable(ps.List, func(i, j int) bool { return ps.List[i].Line < ps.List[j].Line })
 }
 
