@@ -1,5 +1,7 @@
 package fhir
 
+import "github.com/wardgate/wardgate/devices/mdc"
+
 // Code systems.
 const (
 	LOINC          = "http://loinc.org"
@@ -65,7 +67,6 @@ var params = map[uint32]Param{
 	150344: {150344, "MDC_TEMP", "Temperature", []Coding{loincTemp}, "Cel", profileTemp},
 	151708: {151708, "MDC_CONC_AWAY_CO2_ET", "End-tidal CO2", []Coding{{System: LOINC, Code: "19891-1", Display: "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration"}}, "mm[Hg]", ""},
 	151728: {151728, "MDC_AWAY_CO2_ET", "End-tidal CO2", []Coding{{System: LOINC, Code: "19891-1", Display: "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration"}}, "mm[Hg]", ""},
-	150488: {150488, "MDC_BLD_PERF_INDEX", "Perfusion index", []Coding{{System: LOINC, Code: "61006-3", Display: "Perfusion index Tissue by Pulse oximetry"}}, "%", ""},
 }
 
 // bpFamily is one kind of blood pressure: the panel code and its
@@ -98,9 +99,28 @@ func bpOf(code uint32) (*bpFamily, int) {
 	return nil, 0
 }
 
+// paramOf returns how a code maps: from the table above, which carries the
+// vital-signs profiles, or else from the MDC table of devices/mdc, as an
+// Observation coded with MDC (and LOINC where the table has one) that
+// claims no profile.
+func paramOf(code uint32) (Param, bool) {
+	if p, ok := params[code]; ok {
+		return p, true
+	}
+	t, ok := mdc.ByCode(code)
+	if !ok {
+		return Param{}, false
+	}
+	p := Param{MDC: t.Code, RefID: t.RefID, Display: t.Display, UCUM: t.UCUM}
+	if t.LOINC != "" {
+		p.LOINC = []Coding{{System: LOINC, Code: t.LOINC}}
+	}
+	return p, true
+}
+
 // Known reports whether wardgate can map readings with this MDC code.
 func Known(code uint32) bool {
-	if _, ok := params[code]; ok {
+	if _, ok := paramOf(code); ok {
 		return true
 	}
 	f, _ := bpOf(code)

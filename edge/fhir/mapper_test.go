@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/wardgate/wardgate/devices/mdc"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,5 +253,30 @@ func TestTheValidatorRejectsBrokenResources(t *testing.T) {
 				t.Fatalf("%v, want an error about %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The FHIR mapping's own table and the MDC table the profiles are checked
+// against must agree on every code they share.
+func TestParamsAgreeWithMDCTable(t *testing.T) {
+	for code, p := range params {
+		term, ok := mdc.ByCode(code)
+		if !ok {
+			t.Errorf("%d %s is mapped but not in devices/mdc", code, p.RefID)
+			continue
+		}
+		if term.RefID != p.RefID || term.UCUM != p.UCUM {
+			t.Errorf("%d: fhir says %s in %s, devices/mdc says %s in %s", code, p.RefID, p.UCUM, term.RefID, term.UCUM)
+		}
+		if term.LOINC != "" && term.LOINC != p.LOINC[len(p.LOINC)-1].Code && term.LOINC != p.LOINC[0].Code {
+			t.Errorf("%d: LOINC %s in devices/mdc is not among fhir's %v", code, term.LOINC, p.LOINC)
+		}
+	}
+	for _, f := range bpFamilies {
+		for m := uint32(0); m <= 3; m++ {
+			if _, ok := mdc.ByCode(f.Panel + m); !ok {
+				t.Errorf("blood pressure code %d is not in devices/mdc", f.Panel+m)
+			}
+		}
 	}
 }

@@ -171,7 +171,7 @@ func mdcCoding(code uint32, ref string) Coding {
 }
 
 func (m *Mapper) observation(r devices.Reading) (Entry, error) {
-	p, ok := params[r.Code.Code]
+	p, ok := paramOf(r.Code.Code)
 	if !ok {
 		return Entry{}, fmt.Errorf("no mapping for MDC code %d (%s)", r.Code.Code, r.Code.RefID)
 	}
