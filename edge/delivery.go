@@ -3,7 +3,6 @@ package edge
 import (
 	"fmt"
 	"net/http"
-	"time"
 
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -45,13 +44,4 @@ func fhirClient(c config.FHIR) (*fhir.Client, error) {
 		return nil, fmt.Errorf("fhir.auth.type %q", a.Type)
 	}
 	return client, nil
-}
-
-// patientLookup answers from the static bed → patient table of the config.
-func patientLookup(c *config.Config) fhir.PatientLookup {
-	static := c.Patients.Static
-	return func(bed string, _ time.Time) (string, bool) {
-		ref, ok := static[bed]
-		return ref, ok
-	}
 }

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/devices"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir"
 )
@@ -28,6 +30,9 @@ type Gateway struct {
 
 	lock      *dataDirLock
 	outbox    *buffer.Outbox
+	held      *buffer.Outbox // frames waiting for a patient in their bed
+	beds      *beds
+	monitors  []*devices.Monitor
 	mapper    *fhir.Mapper
 	deliverer *fhir.Deliverer
 	spool     *buffer.Spool
@@ -66,6 +71,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 			serveErr <- err
 		}
 	}()
+	sourcesCtx, stopSources := context.WithCancel(context.Background())
+	defer stopSources()
+	waitSources := g.startMonitors(sourcesCtx)
+	resolved := make(chan struct{})
+	go func() { g.resolveHeld(sourcesCtx); close(resolved) }()
 	g.setReady(true)
 	g.log.Info("wardgate running", "version", g.version, "site", g.cfg.Site,
 		"status", "http://"+g.httpLn.Addr().String()+"/", "data_dir", g.cfg.DataDir)
@@ -79,6 +89,11 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	g.setReady(false)
 	shutdown, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
+	// Sources first: what they took in is stored before the stores close.
+	// MQTT messages not yet stored stay unacknowledged at the broker.
+	stopSources()
+	waitSources()
+	<-resolved
 	if e := g.httpSrv.Shutdown(shutdown); e != nil {
 		g.log.Warn("status server did not stop in time", "err", e)
 	}
@@ -116,6 +131,14 @@ func (g *Gateway) open() error {
 	if err != nil {
 		return err
 	}
+	g.held, err = buffer.OpenOutbox(filepath.Join(c.DataDir, "held.db"), buffer.OutboxOptions{
+		QuotaBytes: int64(c.Buffer.OutboxQuota) / 4,
+		Backoff:    holdBackoff,
+		Logger:     g.log,
+	})
+	if err != nil {
+		return err
+	}
 	if c.DICOM != nil {
 		g.spool, err = buffer.OpenSpool(c.SpoolDir(), buffer.SpoolOptions{
 			QuotaBytes: int64(c.Buffer.SpoolQuota),
@@ -129,9 +152,10 @@ func (g *Gateway) open() error {
 	if err != nil {
 		return err
 	}
+	g.beds = newBeds(c, client, g.log.With("component", "patients"))
 	g.mapper = &fhir.Mapper{
 		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
-		Local: time.Local, Patient: patientLookup(c),
+		Local: time.Local, Patient: g.beds.patient,
 	}
 	if c.DICOM != nil {
 		g.mapper.WADORSBase = c.DICOM.WADORSBase
@@ -158,10 +182,6 @@ func (g *Gateway) open() error {
 // announceMissingComponents says plainly which configured parts this build
 // does not run yet, so that nobody waits for data that cannot come.
 func (g *Gateway) announceMissingComponents() {
-	for _, m := range g.cfg.Monitors {
-		g.log.Warn("monitor configured but not started: this build has no bedside-monitor sources yet",
-			"monitor", m.ID)
-	}
 	if g.cfg.DICOM != nil {
 		g.log.Warn("dicom configured but not listening: this build has no DICOM receiver yet; the spool is open",
 			"ae_title", g.cfg.DICOM.AETitle)
@@ -173,6 +193,9 @@ func (g *Gateway) close() error {
 	var errs []error
 	if g.spool != nil {
 		errs = append(errs, g.spool.Close())
+	}
+	if g.held != nil {
+		errs = append(errs, g.held.Close())
 	}
 	if g.outbox != nil {
 		errs = append(errs, g.outbox.Close())
@@ -212,6 +235,9 @@ func (g *Gateway) routes() http.Handler {
 			"outbox": map[string]any{"waiting": st.Waiting, "dead": st.Dead, "bytes": st.Bytes, "quota_bytes": st.QuotaBytes},
 			"fhir": map[string]any{"delivered": ds.Delivered, "retried": ds.Retried, "dead_lettered": ds.DeadLettered,
 				"last_status": ds.LastStatus, "last_error": ds.LastError, "restarts": g.deliveryFailures.Load()},
+			"held": map[string]any{"waiting": g.held.Stats().Waiting, "frames_held": g.ingest.held.Load(),
+				"frames_charted_later": g.ingest.heldCharted.Load(), "readings_dropped": g.ingest.heldDropped.Load()},
+			"monitors":     g.MonitorStatus(),
 			"spool_open":   g.spool != nil,
 			"listening_on": g.httpLn.Addr().String(),
 		})

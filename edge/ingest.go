@@ -15,30 +15,89 @@ import (
 
 // ingestCounters count what the sources handed over and what became of it.
 type ingestCounters struct {
-	readings     atomic.Uint64 // readings received
-	entries      atomic.Uint64 // entries stored in the outbox
-	noPatient    atomic.Uint64 // readings from a bed with no patient: not charted
-	unmappable   atomic.Uint64 // unknown codes, wrong units: a profile to fix
-	invalid      atomic.Uint64 // resources that failed validation: dead-lettered
-	studies      atomic.Uint64
-	studyRefused atomic.Uint64
+	readings       atomic.Uint64 // readings received
+	entries        atomic.Uint64 // entries stored in the outbox
+	noPatient      atomic.Uint64 // readings from a bed with no patient: not charted
+	unmappable     atomic.Uint64 // unknown codes, wrong units: a profile to fix
+	invalid        atomic.Uint64 // resources that failed validation: dead-lettered
+	studies        atomic.Uint64
+	studyRefused   atomic.Uint64
+	held           atomic.Uint64 // frames put to wait for a patient
+	heldCharted    atomic.Uint64 // of those, frames charted once one was known
+	heldDropped    atomic.Uint64 // readings dropped after patients.hold_unassociated
+	rejectedFrames atomic.Uint64 // frames that did not decode, kept raw
 }
 
-// IngestReadings maps one frame's readings and stores the entries in the
-// outbox. It returns once they are durable: a source acknowledges its device
-// (MQTT PUBACK) only then. A reading that cannot be charted is counted and
-// logged without patient data; a resource that fails validation is a bug and
-// goes to the dead letters with the reason, never to the record. An error
-// (ErrFull: the outbox is full) means nothing of the frame was stored.
+// IngestReadings stores one frame's readings; see Ingest.
 func (g *Gateway) IngestReadings(ctx context.Context, readings []devices.Reading) error {
-	g.ingest.readings.Add(uint64(len(readings)))
-	entries, rejected := g.mapper.MapReadings(readings)
+	return g.Ingest(ctx, readings)
+}
+
+// Ingest takes frames of readings from the sources (devices.Sink). It
+// returns once they are durable: a source acknowledges its device (MQTT
+// PUBACK) only then. Frames from a bed with a known patient are mapped to
+// FHIR entries in the outbox; the others wait in the held store for one. A
+// reading that cannot be charted is counted and logged without patient
+// data; a resource that fails validation is a bug and goes to the dead
+// letters with the reason, never to the record. An error (ErrFull: the
+// outbox is full) means nothing of the frames was stored.
+func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error {
+	var ready, waiting [][]devices.Reading
+	for _, f := range frames {
+		if len(f) == 0 {
+			continue
+		}
+		g.ingest.readings.Add(uint64(len(f)))
+		if _, ok := g.beds.patient(f[0].Location, f[0].Effective()); ok || g.held == nil {
+			ready = append(ready, f)
+		} else {
+			waiting = append(waiting, f)
+		}
+	}
+	if len(waiting) > 0 {
+		if err := g.hold(ctx, waiting); err != nil {
+			return err
+		}
+	}
+	return g.store(ctx, ready)
+}
+
+// store maps frames and appends their entries to the outbox in one commit.
+func (g *Gateway) store(ctx context.Context, frames [][]devices.Reading) error {
+	var items []buffer.Item
+	var devs []string
+	for _, readings := range frames {
+		entries, rejected := g.mapper.MapReadings(readings)
+		g.countRejected(ctx, rejected)
+		for _, e := range entries {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			items = append(items, buffer.Item{Key: readings[0].Device, Kind: "fhir", Payload: b})
+		}
+		devs = append(devs, readings[0].Device)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	if _, err := g.outbox.Append(ctx, items...); err != nil {
+		for _, d := range devs {
+			g.mapper.Forget(d) // its Device entry did not get in either
+		}
+		return err
+	}
+	g.ingest.entries.Add(uint64(len(items)))
+	return nil
+}
+
+func (g *Gateway) countRejected(ctx context.Context, rejected []fhir.Rejected) {
 	for _, r := range rejected {
 		var invalid *r4.InvalidError
 		switch {
 		case errors.Is(r.Reason, fhir.ErrNoPatient):
 			g.ingest.noPatient.Add(1)
-			g.log.Debug("reading not charted: no patient in its bed", "reading", r.What)
+			g.log.Debug("reading not charted: no patient in its bed at its time", "reading", r.What)
 		case errors.As(r.Reason, &invalid):
 			g.ingest.invalid.Add(1)
 			g.log.Error("a mapped resource failed validation; it is in the dead letters", "reading", r.What, "resource", invalid.ResourceType)
@@ -48,23 +107,18 @@ func (g *Gateway) IngestReadings(ctx context.Context, readings []devices.Reading
 			g.log.Warn("reading not mapped", "reading", r.What, "reason", r.Reason.Error())
 		}
 	}
-	if len(entries) == 0 {
-		return nil
-	}
-	items := make([]buffer.Item, len(entries))
-	for i, e := range entries {
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		items[i] = buffer.Item{Key: readings[0].Device, Kind: "fhir", Payload: b}
-	}
-	if _, err := g.outbox.Append(ctx, items...); err != nil {
-		g.mapper.Forget(readings[0].Device) // its Device entry did not get in either
-		return err
-	}
-	g.ingest.entries.Add(uint64(len(items)))
-	return nil
+}
+
+// KindUndecodable marks a dead letter that holds a device's raw frame.
+const KindUndecodable = "undecodable"
+
+// Reject keeps a frame that could not be decoded, raw, among the dead
+// letters (devices.Sink): the engineer sees it with `wardgate queue list`,
+// the log never does.
+func (g *Gateway) Reject(ctx context.Context, device string, raw []byte, reason string) error {
+	g.ingest.rejectedFrames.Add(1)
+	_, err := g.outbox.AddDeadLetter(ctx, buffer.Item{Key: device, Kind: KindUndecodable, Payload: raw}, reason)
+	return err
 }
 
 // IngestStudy maps every instance header received for one study to its

@@ -77,7 +77,7 @@ func (p *Profile) checkSerial(ps *yamlstrict.Problems) {
 	}
 	oneOf(ps, at+"parity", s.Parity, "none", "even", "odd", "mark", "space")
 	oneOf(ps, at+"stop_bits", s.StopBits, "1", "1.5", "2")
-	oneOf(ps, at+"flow_control", s.FlowControl, "none", "rts_cts", "xon_xoff")
+	oneOf(ps, at+"flow_control", s.FlowControl, "none", "rtscts", "xonxoff")
 }
 
 func oneOf(ps *yamlstrict.Problems, at, v string, allowed ...string) {

@@ -73,7 +73,7 @@ type SerialDefaults struct {
 	DataBits    int    `yaml:"data_bits"`
 	Parity      string `yaml:"parity"`       // none, even, odd, mark, space
 	StopBits    string `yaml:"stop_bits"`    // 1, 1.5, 2
-	FlowControl string `yaml:"flow_control"` // none, rts_cts, xon_xoff
+	FlowControl string `yaml:"flow_control"` // none, rtscts, xonxoff
 }
 
 // Text is how a line-oriented device frames and splits its output.

@@ -9,9 +9,11 @@ package config
 
 import (
 	"fmt"
+	"github.com/wardgate/wardgate/devices/profile"
 	"github.com/wardgate/wardgate/devices/yamlstrict"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Config is the whole configuration of one gateway.
@@ -19,12 +21,14 @@ type Config struct {
 	// Site names this gateway; it is part of every identifier it mints.
 	Site string `yaml:"site"`
 	// DataDir holds the outbox and the spool.
-	DataDir     string    `yaml:"data_dir"`
-	HTTP        HTTP      `yaml:"http"`
-	FHIR        FHIR      `yaml:"fhir"`
-	ProfilesDir string    `yaml:"profiles_dir"`
-	Monitors    []Monitor `yaml:"monitors"`
-	Patients    Patients  `yaml:"patients"`
+	DataDir     string `yaml:"data_dir"`
+	HTTP        HTTP   `yaml:"http"`
+	FHIR        FHIR   `yaml:"fhir"`
+	ProfilesDir string `yaml:"profiles_dir"`
+	// Profiles are the firmware profiles: built-in ones and profiles_dir's.
+	Profiles *profile.Set `yaml:"-"`
+	Monitors []Monitor    `yaml:"monitors"`
+	Patients Patients     `yaml:"patients"`
 	// DICOM is nil when the gateway takes no studies.
 	DICOM  *DICOM `yaml:"dicom"`
 	Buffer Buffer `yaml:"buffer"`
@@ -101,12 +105,33 @@ type MQTT struct {
 	Username     string `yaml:"username"`
 	PasswordFile Secret `yaml:"password_file"`
 	CAFile       string `yaml:"ca_file"`
+	// LocationLevel takes each message's bed from this level of its topic
+	// (0 is the first), for a wildcard topic covering many beds:
+	// ward4/+/vitals with location_level 1. The monitor's location is then
+	// not needed.
+	LocationLevel *int `yaml:"location_level"`
 }
 
 // Patients says which patient lies in which bed.
 type Patients struct {
 	// Static maps a bed (a monitor's location) to a Patient reference.
 	Static map[string]string `yaml:"static"`
+	// EncounterLookup finds the patient in a bed from the FHIR server: the
+	// in-progress Encounter whose location is the bed's Location.
+	EncounterLookup *EncounterLookup `yaml:"encounter_lookup"`
+	// HoldUnassociated is how long readings from a bed with no known
+	// patient wait for one (default 1h); then they are dropped and counted.
+	HoldUnassociated Duration `yaml:"hold_unassociated"`
+}
+
+// EncounterLookup is how beds are found as FHIR Locations.
+type EncounterLookup struct {
+	// LocationSystem is the identifier system of the ward's Location
+	// resources; a bed's name is the identifier's value.
+	LocationSystem string `yaml:"location_system"`
+	// TTL is how long an answer is kept (default 1m): a patient moved to
+	// another bed is followed within it.
+	TTL Duration `yaml:"ttl"`
 }
 
 // DICOM is the gateway's DICOM node.
@@ -153,6 +178,8 @@ const (
 	DefaultFHIRTimeout      = Duration(30e9)
 	DefaultStudyStableAfter = Duration(60e9)
 	DefaultMaxAssociations  = 16
+	DefaultHoldUnassociated = Duration(time.Hour)
+	DefaultEncounterTTL     = Duration(time.Minute)
 )
 
 // Load reads, decodes and validates the config file at path. On any error
@@ -200,6 +227,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.FHIR.Timeout == 0 {
 		c.FHIR.Timeout = DefaultFHIRTimeout
+	}
+	if c.Patients.HoldUnassociated == 0 {
+		c.Patients.HoldUnassociated = DefaultHoldUnassociated
+	}
+	if e := c.Patients.EncounterLookup; e != nil && e.TTL == 0 {
+		e.TTL = DefaultEncounterTTL
 	}
 	for i := range c.Monitors {
 		if m := c.Monitors[i].MQTT; m != nil && m.QoS == nil {

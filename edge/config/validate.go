@@ -1,7 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/wardgate/wardgate/devices/profile"
+	firmwareprofiles "github.com/wardgate/wardgate/firmware-profiles"
 	"net"
 	"net/netip"
 	"net/url"
@@ -34,13 +39,32 @@ func validate(c *Config, ps *Problems) {
 		loadSecret(ps, "http.admin_token_file", &c.HTTP.AdminTokenFile)
 	}
 	validateFHIR(c, ps)
+	dir := ""
 	if c.ProfilesDir != "" {
 		if info, err := os.Stat(c.ProfilesDir); err != nil {
 			ps.At("profiles_dir", "%v", err)
 		} else if !info.IsDir() {
 			ps.At("profiles_dir", "%s is not a folder", c.ProfilesDir)
+		} else {
+			dir = c.ProfilesDir
 		}
 	}
+	set, err := profile.Load(firmwareprofiles.FS, dir)
+	if err != nil {
+		var le *profile.LoadError
+		if errors.As(err, &le) {
+			for _, f := range le.Files {
+				// A broken profile is reported as itself, with its own
+				// file and line, and as an error of the config.
+				for _, p := range f.Errors() {
+					ps.List = append(ps.List, p)
+				}
+			}
+		} else {
+			ps.At("profiles_dir", "%v", err)
+		}
+	}
+	c.Profiles = set
 	validateMonitors(c, ps)
 	validatePatients(c, ps)
 	if c.DICOM != nil {
@@ -226,7 +250,8 @@ func validateMonitors(c *Config, ps *Problems) {
 			}
 			ids[m.ID] = i
 		}
-		if strings.TrimSpace(m.Location) == "" {
+		fromTopic := m.MQTT != nil && m.MQTT.LocationLevel != nil
+		if strings.TrimSpace(m.Location) == "" && !fromTopic {
 			ps.At(p+".location", "is required: the bed the monitor stands at, which links its readings to a patient")
 		}
 		switch {
@@ -234,6 +259,11 @@ func validateMonitors(c *Config, ps *Problems) {
 			ps.At(p+".profile", "is required: the firmware profile that decodes this model (for example masimo/radical-7)")
 		case !profileRe.MatchString(m.Profile):
 			ps.At(p+".profile", "%q must be vendor/model in lowercase (for example masimo/radical-7)", m.Profile)
+		case c.Profiles != nil:
+			if _, ok := c.Profiles.Get(m.Profile); !ok {
+				msg := fmt.Sprintf("%q is not a known profile (known: %s)", m.Profile, strings.Join(c.Profiles.Names(), ", "))
+				ps.At(p+".profile", "%s", msg)
+			}
 		}
 		switch {
 		case m.Serial == nil && m.MQTT == nil:
@@ -275,8 +305,8 @@ func validateSerial(ps *Problems, p string, s *Serial) {
 	if s.StopBits != "" {
 		oneOf(ps, p+".stop_bits", s.StopBits, "1", "1.5", "2")
 	}
-	if s.FlowControl != "" {
-		oneOf(ps, p+".flow_control", s.FlowControl, "none", "rtscts", "xonxoff")
+	if s.FlowControl != "" && oneOf(ps, p+".flow_control", s.FlowControl, "none", "rtscts", "xonxoff") && s.FlowControl != "none" {
+		ps.At(p+".flow_control", "%s is not supported: the serial library (go.bug.st/serial) sets no flow control", s.FlowControl)
 	}
 }
 
@@ -312,6 +342,12 @@ func validateMQTT(ps *Problems, p string, m *MQTT) {
 	if m.CAFile != "" {
 		readableFile(ps, p+".ca_file", m.CAFile)
 	}
+	if l := m.LocationLevel; l != nil {
+		levels := strings.Split(m.Topic, "/")
+		if *l < 0 || *l >= len(levels) || (levels[*l] != "+" && m.Topic != "") {
+			ps.At(p+".location_level", "%d must be the index (from 0) of a '+' level of the topic", *l)
+		}
+	}
 }
 
 // checkTopicFilter checks an MQTT subscription filter: '+' fills a whole
@@ -339,6 +375,17 @@ func validatePatients(c *Config, ps *Problems) {
 	beds := map[string]bool{}
 	for _, m := range c.Monitors {
 		beds[m.Location] = true
+	}
+	if h := c.Patients.HoldUnassociated.D(); h < 0 || h > 7*24*time.Hour {
+		ps.At("patients.hold_unassociated", "%s is not from 0 to 168h", c.Patients.HoldUnassociated)
+	}
+	if e := c.Patients.EncounterLookup; e != nil {
+		if e.LocationSystem == "" {
+			ps.At("patients.encounter_lookup.location_system", "is required: the identifier system of the beds' Location resources")
+		}
+		if e.TTL.D() < time.Second || e.TTL.D() > time.Hour {
+			ps.At("patients.encounter_lookup.ttl", "%s is not from 1s to 1h", e.TTL)
+		}
 	}
 	for bed, ref := range c.Patients.Static {
 		p := "patients.static." + bed

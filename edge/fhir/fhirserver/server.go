@@ -283,6 +283,9 @@ func (t *tx) search(typ, query string) ([]string, *httpError) {
 	if err != nil {
 		return nil, fail(400, "invalid", "bad search %q", query)
 	}
+	if typ == "Encounter" && q.Has("location.identifier") {
+		return t.encountersAt(q)
+	}
 	ident := q.Get("identifier")
 	if ident == "" || len(q) != 1 {
 		return nil, fail(400, "not-supported", "only search by identifier is supported, not %q", query)
@@ -609,4 +612,65 @@ func searchUnescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// encountersAt answers Encounter?status=S&location.identifier=system|value:
+// the Encounters (of that status) located at a Location with that
+// identifier, as a bed lookup asks.
+func (t *tx) encountersAt(q url.Values) ([]string, *httpError) {
+	system, value, ok := cutUnescaped(q.Get("location.identifier"))
+	if !ok {
+		return nil, fail(400, "not-supported", "location.identifier needs system|value")
+	}
+	system, value = searchUnescape(system), searchUnescape(value)
+	locations := map[string]bool{}
+	for id := range t.s.ident["Location"][system+"|"+value] {
+		locations["Location/"+id] = true
+	}
+	var out []string
+	for id, raw := range t.s.store["Encounter"] {
+		var e struct {
+			Status   string `json:"status"`
+			Location []struct {
+				Location struct{ Reference string } `json:"location"`
+			} `json:"location"`
+		}
+		json.Unmarshal(raw, &e)
+		if st := q.Get("status"); st != "" && e.Status != st {
+			continue
+		}
+		for _, l := range e.Location {
+			if locations[l.Location.Reference] {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// Put stores a resource as if it had been written by someone else (a
+// registration system putting a patient in a bed), for tests and the demo.
+func (s *Server) Put(resourceType, id string, resource json.RawMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store[resourceType] == nil {
+		s.store[resourceType] = map[string]json.RawMessage{}
+	}
+	s.store[resourceType][id] = resource
+	s.versions[resourceType+"/"+id]++
+	var r struct {
+		Identifier []struct{ System, Value string } `json:"identifier"`
+	}
+	json.Unmarshal(resource, &r)
+	for _, i := range r.Identifier {
+		k := i.System + "|" + i.Value
+		if s.ident[resourceType] == nil {
+			s.ident[resourceType] = map[string]map[string]bool{}
+		}
+		if s.ident[resourceType][k] == nil {
+			s.ident[resourceType][k] = map[string]bool{}
+		}
+		s.ident[resourceType][k][id] = true
+	}
 }

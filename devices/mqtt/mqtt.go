@@ -1,0 +1,291 @@
+// Package mqtt reads monitors (or their bridges) that publish to an MQTT
+// broker. It subscribes at QoS 1 in a persistent session (a stable client
+// id, clean session off), so what is published while the gateway is down
+// waits at the broker; and it acknowledges each message (PUBACK) only after
+// its readings are committed to the outbox: acknowledged means durable.
+//
+// Messages are taken from the client in arrival order, decoded with the
+// monitor's profile, and handed to the sink in batches (one outbox commit
+// for all the messages waiting), then acknowledged in the order they came.
+// A payload that cannot be decoded is acknowledged too, after it is kept
+// raw among the dead letters: redelivering it forever would help no one,
+// and its content never reaches the log.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/profile"
+)
+
+// Source reads one configured topic (which may be a wildcard covering many
+// beds).
+type Source struct {
+	ID       string // the monitor's id in the config
+	Location string // its bed; empty when LocationLevel names a topic level
+	// LocationLevel, when not negative, takes the bed from that level of
+	// the topic (0 is the first): ward4/+/vitals with level 1.
+	LocationLevel int
+
+	Broker   string // tcp://host:1883, ssl://host:8883
+	Topic    string
+	QoS      byte
+	ClientID string
+	Username string
+	Password string
+	CAFile   string
+
+	Profile *profile.Profile
+	Sink    devices.Sink
+	Monitor *devices.Monitor
+	Log     *slog.Logger
+
+	// MaxBatch bounds the messages committed together (256 when zero).
+	MaxBatch int
+
+	mu     sync.Mutex
+	clocks map[string]*devices.Clock
+}
+
+type inbound struct {
+	msg      paho.Message
+	received time.Time
+}
+
+// Run connects, subscribes and reads until ctx ends. It returns an error
+// only for settings that cannot work (a bad CA file).
+func (s *Source) Run(ctx context.Context) error {
+	if s.Monitor == nil {
+		s.Monitor = devices.NewMonitor(s.ID, s.Location, s.Profile.Name, "mqtt")
+	}
+	if s.MaxBatch == 0 {
+		s.MaxBatch = 256
+	}
+	s.clocks = map[string]*devices.Clock{}
+	log := s.Log.With("monitor", s.ID, "broker", s.Broker, "topic", s.Topic)
+	opts, err := s.options()
+	if err != nil {
+		s.Monitor.Set(devices.Failed, err.Error())
+		log.Error("MQTT settings not usable", "err", err)
+		return err
+	}
+	// The client's handler only queues; a bounded queue makes the client
+	// stop reading from the broker when the outbox is slow (flow control,
+	// not loss: unacknowledged messages stay at the broker).
+	queue := make(chan inbound, s.MaxBatch)
+	handler := func(_ paho.Client, m paho.Message) {
+		select {
+		case queue <- inbound{m, time.Now()}:
+		case <-ctx.Done():
+		}
+	}
+	opts.SetDefaultPublishHandler(handler) // a persistent session delivers before Subscribe returns
+	opts.SetOnConnectHandler(func(c paho.Client) {
+		tok := c.Subscribe(s.Topic, s.QoS, handler)
+		go func() {
+			tok.Wait()
+			if err := tok.Error(); err != nil {
+				s.Monitor.Set(devices.Failed, "subscribe refused: "+err.Error())
+				log.Error("the broker refused the subscription", "err", err)
+				return
+			}
+			if st, _ := s.Monitor.State(); st != devices.Connected && s.Monitor.Set(devices.Connecting, "") {
+				log.Info("subscribed; waiting for messages", "profile", s.Profile.Name)
+			}
+		}()
+	})
+	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		if s.Monitor.Set(devices.Disconnected, "connection lost: "+err.Error()) {
+			log.Warn("broker connection lost; reconnecting", "err", err)
+		}
+	})
+	opts.SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
+		s.Monitor.Set(devices.Disconnected, "")
+	})
+	client := paho.NewClient(opts)
+	tok := client.Connect() // retries by itself (ConnectRetry)
+	go func() {
+		tok.Wait()
+		if err := tok.Error(); err != nil {
+			s.Monitor.Set(devices.Disconnected, err.Error())
+			log.Warn("cannot connect to the broker", "err", err)
+		}
+	}()
+	defer client.Disconnect(250)
+
+	silence := time.NewTicker(time.Second)
+	defer silence.Stop()
+	started := time.Now()
+	var batch []inbound
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-silence.C:
+			if st, _ := s.Monitor.State(); st == devices.Connected || st == devices.Connecting {
+				last := s.Monitor.LastFrame()
+				if last.Before(started) {
+					last = started
+				}
+				if client.IsConnectionOpen() && time.Since(last) > s.Profile.SilentAfter() && s.Monitor.Set(devices.Silent, "") {
+					log.Warn("monitor silent", "for", time.Since(last).Round(time.Second))
+				}
+			}
+			continue
+		case in := <-queue:
+			batch = append(batch[:0], in)
+		}
+		// Take whatever else is waiting, up to MaxBatch: one commit for all.
+	more:
+		for len(batch) < s.MaxBatch {
+			select {
+			case in := <-queue:
+				batch = append(batch, in)
+			default:
+				break more
+			}
+		}
+		s.process(ctx, batch, log)
+	}
+}
+
+// process decodes a batch, commits its readings, then acknowledges it in
+// order. If the commit fails, nothing is acknowledged: the broker will
+// deliver the messages again (after a reconnect), so the client is
+// disconnected to make it do so soon.
+func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger) {
+	var frames [][]devices.Reading
+	for _, in := range batch {
+		payload := in.msg.Payload()
+		s.Monitor.AddBytes(len(payload))
+		loc := s.Location
+		if s.LocationLevel >= 0 {
+			levels := strings.Split(in.msg.Topic(), "/")
+			if s.LocationLevel >= len(levels) || levels[s.LocationLevel] == "" {
+				s.reject(ctx, in, s.ID, "the topic has no bed at level "+fmt.Sprint(s.LocationLevel), log)
+				continue
+			}
+			loc = levels[s.LocationLevel]
+		}
+		f, err := s.Profile.Decode(payload)
+		if err != nil {
+			s.reject(ctx, in, s.ID, err.Error(), log)
+			continue
+		}
+		device := s.ID
+		if f.DeviceID != "" {
+			device = f.DeviceID
+		} else if s.LocationLevel >= 0 {
+			device = s.ID + "/" + loc
+		}
+		for i := range f.Readings {
+			f.Readings[i].Device, f.Readings[i].Location = device, loc
+		}
+		off := s.clock(device).Stamp(f.Readings, f.DeviceTime, in.received)
+		s.Monitor.Frame(f.Readings, len(f.Dropped), off)
+		if len(f.Readings) > 0 {
+			frames = append(frames, f.Readings)
+		}
+	}
+	if len(frames) > 0 {
+		for {
+			err := s.Sink.Ingest(ctx, frames...)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return // not acknowledged: the broker keeps them
+			}
+			// The outbox is full or failing: hold on to the messages (the
+			// broker holds the rest) and try again; never acknowledge what
+			// is not stored.
+			if s.Monitor.Set(devices.Failed, "the outbox does not take readings: "+err.Error()) {
+				log.Error("the outbox does not take readings; MQTT messages stay unacknowledged at the broker", "err", err)
+			}
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+		}
+	}
+	for _, in := range batch {
+		in.msg.Ack()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (s *Source) reject(ctx context.Context, in inbound, device, reason string, log *slog.Logger) {
+	s.Monitor.BadFrame()
+	if err := s.Sink.Reject(ctx, device, in.msg.Payload(), reason); err != nil {
+		log.Error("a bad payload could not be kept among the dead letters", "reason", reason, "err", err)
+		return
+	}
+	log.Warn("bad payload kept among the dead letters (its content is not logged)", "reason", reason, "bytes", len(in.msg.Payload()))
+}
+
+func (s *Source) clock(device string) *devices.Clock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clocks[device]
+	if c == nil {
+		c = devices.NewClock(0)
+		s.clocks[device] = c
+	}
+	return c
+}
+
+func (s *Source) options() (*paho.ClientOptions, error) {
+	if s.ClientID == "" {
+		return nil, errors.New("a client id is needed for a persistent session")
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(s.Broker).
+		SetClientID(s.ClientID).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetResumeSubs(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(2 * time.Second).
+		SetMaxReconnectInterval(30 * time.Second).
+		SetConnectTimeout(10 * time.Second).
+		SetKeepAlive(30 * time.Second)
+	if s.Username != "" {
+		opts.SetUsername(s.Username)
+		opts.SetPassword(s.Password)
+	}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", s.CAFile)
+		}
+		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	return opts, nil
+}

@@ -1,0 +1,295 @@
+// Package serial reads a bedside monitor on an RS-232 port (or a USB
+// adapter, or a pseudo-terminal standing in for one), frames its output
+// with the monitor's firmware profile, and hands each frame's readings to
+// the sink. Serial has no acknowledgement: a frame is as safe as the sink's
+// group commit (at most 200 ms), which is all a crash can lose.
+//
+// The port is opened with the profile's settings, each overridable in the
+// config. A port that vanishes (an adapter pulled out) or fails is reopened
+// with backoff; a monitor that says nothing for longer than its profile
+// allows is shown as silent. Bad lines are counted and logged without their
+// content.
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	bugst "go.bug.st/serial"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/profile"
+)
+
+// Settings are a port's line settings; zero values take the profile's.
+type Settings struct {
+	Baud        int
+	DataBits    int
+	Parity      string // none, even, odd, mark, space
+	StopBits    string // 1, 1.5, 2
+	FlowControl string // none (hardware and software flow control are not supported by the serial library)
+}
+
+// Merge returns s with its zero fields taken from the profile's defaults,
+// then from 9600 8N1.
+func (s Settings) Merge(d profile.SerialDefaults) Settings {
+	pick := func(a, b, c string) string {
+		if a != "" {
+			return a
+		}
+		if b != "" {
+			return b
+		}
+		return c
+	}
+	out := s
+	if out.Baud == 0 {
+		out.Baud = d.Baud
+	}
+	if out.Baud == 0 {
+		out.Baud = 9600
+	}
+	if out.DataBits == 0 {
+		out.DataBits = d.DataBits
+	}
+	if out.DataBits == 0 {
+		out.DataBits = 8
+	}
+	out.Parity = pick(s.Parity, d.Parity, "none")
+	out.StopBits = pick(s.StopBits, d.StopBits, "1")
+	out.FlowControl = pick(s.FlowControl, d.FlowControl, "none")
+	return out
+}
+
+func (s Settings) mode() (*bugst.Mode, error) {
+	m := &bugst.Mode{BaudRate: s.Baud, DataBits: s.DataBits}
+	switch s.Parity {
+	case "none":
+		m.Parity = bugst.NoParity
+	case "even":
+		m.Parity = bugst.EvenParity
+	case "odd":
+		m.Parity = bugst.OddParity
+	case "mark":
+		m.Parity = bugst.MarkParity
+	case "space":
+		m.Parity = bugst.SpaceParity
+	default:
+		return nil, fmt.Errorf("parity %q", s.Parity)
+	}
+	switch s.StopBits {
+	case "1":
+		m.StopBits = bugst.OneStopBit
+	case "1.5":
+		m.StopBits = bugst.OnePointFiveStopBits
+	case "2":
+		m.StopBits = bugst.TwoStopBits
+	default:
+		return nil, fmt.Errorf("stop bits %q", s.StopBits)
+	}
+	if s.FlowControl != "none" {
+		return nil, fmt.Errorf("flow control %q is not supported by this build", s.FlowControl)
+	}
+	// InitialStatusBits stays nil: setting DTR/RTS needs modem ioctls that
+	// pseudo-terminals and some adapters refuse.
+	return m, nil
+}
+
+func (s Settings) String() string {
+	p := map[string]string{"none": "N", "even": "E", "odd": "O", "mark": "M", "space": "S"}[s.Parity]
+	return fmt.Sprintf("%d %d%s%s", s.Baud, s.DataBits, p, s.StopBits)
+}
+
+// Port is what the source reads: a serial port, or anything that behaves
+// like one in tests.
+type Port interface {
+	io.ReadCloser
+	SetReadTimeout(time.Duration) error
+}
+
+// Source reads one monitor.
+type Source struct {
+	ID, Location string
+	Path         string // /dev/ttyUSB0
+	Settings     Settings
+	Profile      *profile.Profile
+	Sink         devices.Sink
+	Monitor      *devices.Monitor
+	Log          *slog.Logger
+
+	// Open opens the port; go.bug.st/serial when nil.
+	Open func(path string, s Settings) (Port, error)
+	// MaxBackoff caps the wait between reopen attempts (30 s when zero).
+	MaxBackoff time.Duration
+
+	clock *devices.Clock
+}
+
+func openSerial(path string, s Settings) (Port, error) {
+	m, err := s.mode()
+	if err != nil {
+		return nil, err
+	}
+	p, err := bugst.Open(path, m)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// errSilentCheck is the read timeout: the loop wakes at least this often
+// to notice silence and cancellation.
+const readTimeout = 500 * time.Millisecond
+
+// Run reads the monitor until ctx ends.
+func (s *Source) Run(ctx context.Context) error {
+	if s.Open == nil {
+		s.Open = openSerial
+	}
+	if s.MaxBackoff == 0 {
+		s.MaxBackoff = 30 * time.Second
+	}
+	if s.Monitor == nil {
+		s.Monitor = devices.NewMonitor(s.ID, s.Location, s.Profile.Name, "serial")
+	}
+	s.clock = devices.NewClock(0)
+	log := s.Log.With("monitor", s.ID, "port", s.Path)
+	if _, err := s.Settings.mode(); err != nil {
+		s.Monitor.Set(devices.Failed, err.Error())
+		log.Error("serial settings not usable", "err", err)
+		<-ctx.Done()
+		return nil
+	}
+	backoff := time.Second / 4
+	for ctx.Err() == nil {
+		port, err := s.Open(s.Path, s.Settings)
+		if err != nil {
+			if s.Monitor.Set(devices.Disconnected, "cannot open the port: "+err.Error()) {
+				log.Warn("monitor disconnected: cannot open its port; retrying", "err", err)
+			}
+			if !sleep(ctx, backoff) {
+				break
+			}
+			backoff = min(backoff*2, s.MaxBackoff)
+			continue
+		}
+		if s.Monitor.Set(devices.Connecting, "") {
+			log.Info("port open; waiting for the monitor", "settings", s.Settings.String(), "profile", s.Profile.Name)
+		}
+		err = s.read(ctx, port, log)
+		port.Close()
+		if ctx.Err() != nil {
+			break
+		}
+		if s.Monitor.Set(devices.Disconnected, "the port failed: "+err.Error()) {
+			log.Warn("monitor disconnected: the port failed; reopening", "err", err)
+		}
+		backoff = time.Second / 4
+		if !sleep(ctx, backoff) {
+			break
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// read reads from an open port until it fails or ctx ends.
+func (s *Source) read(ctx context.Context, port Port, log *slog.Logger) error {
+	if err := port.SetReadTimeout(readTimeout); err != nil {
+		return err
+	}
+	// A blocked Read returns within readTimeout, so closing is not needed
+	// to stop; ctx is checked between reads.
+	lines := s.Profile.NewLines()
+	buf := make([]byte, 4096)
+	opened := time.Now()
+	var badLogged time.Time
+	var badSince int
+	for ctx.Err() == nil {
+		n, err := port.Read(buf)
+		if n > 0 {
+			s.Monitor.AddBytes(n)
+			received := time.Now()
+			lines.Feed(buf[:n], func(line []byte, tooLong bool) {
+				if tooLong {
+					s.bad(log, &badLogged, &badSince, profile.ErrTooLong)
+					return
+				}
+				s.frame(ctx, line, received, log, &badLogged, &badSince)
+			})
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("end of file")
+			}
+			return err
+		}
+		if n == 0 {
+			// A timed-out read: go.bug.st/serial returns (0, nil).
+			last := s.Monitor.LastFrame()
+			if last.Before(opened) {
+				last = opened
+			}
+			if time.Since(last) > s.Profile.SilentAfter() {
+				if s.Monitor.Set(devices.Silent, "") {
+					log.Warn("monitor silent", "for", time.Since(last).Round(time.Second))
+				}
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *Source) frame(ctx context.Context, line []byte, received time.Time, log *slog.Logger, badLogged *time.Time, badSince *int) {
+	f, err := s.Profile.Decode(line)
+	if err != nil {
+		s.bad(log, badLogged, badSince, err)
+		return
+	}
+	if f.Ignored {
+		return
+	}
+	for i := range f.Readings {
+		r := &f.Readings[i]
+		r.Device, r.Location = s.ID, s.Location
+	}
+	off := s.clock.Stamp(f.Readings, f.DeviceTime, received)
+	was, _ := s.Monitor.State()
+	s.Monitor.Frame(f.Readings, len(f.Dropped), off)
+	if was != devices.Connected {
+		log.Info("monitor connected: frames are arriving")
+	}
+	if len(f.Readings) == 0 {
+		return
+	}
+	if err := s.Sink.Ingest(ctx, f.Readings); err != nil {
+		s.Monitor.Lost(len(f.Readings))
+		log.Error("readings lost: the outbox did not take them", "readings", len(f.Readings), "err", err)
+	}
+}
+
+// bad counts a bad line and logs it without its content, at most once a
+// minute with the count since the last message.
+func (s *Source) bad(log *slog.Logger, last *time.Time, since *int, err error) {
+	s.Monitor.BadFrame()
+	*since++
+	if time.Since(*last) < time.Minute {
+		return
+	}
+	log.Warn("bad line from the monitor (its content is not logged)", "reason", err.Error(), "bad_lines", *since)
+	*last, *since = time.Now(), 0
+}

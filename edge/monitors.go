@@ -1,0 +1,88 @@
+package edge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/mqtt"
+	"github.com/wardgate/wardgate/devices/serial"
+	"github.com/wardgate/wardgate/edge/config"
+)
+
+// source is one running monitor source.
+type source interface {
+	Run(ctx context.Context) error
+}
+
+// startMonitors starts a source for each configured monitor; they run
+// until ctx ends, and the returned wait blocks until all have stopped.
+func (g *Gateway) startMonitors(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	for _, m := range g.cfg.Monitors {
+		src, mon := g.newSource(m)
+		g.monitors = append(g.monitors, mon)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := src.Run(ctx); err != nil {
+				g.log.Error("monitor stopped", "monitor", m.ID, "err", err)
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {
+	p, _ := g.cfg.Profiles.Get(m.Profile) // the config checked it exists
+	log := g.log.With("component", "monitors")
+	if m.Serial != nil {
+		s := m.Serial
+		mon := devices.NewMonitor(m.ID, m.Location, p.Name, "serial "+s.Port)
+		return &serial.Source{
+			ID: m.ID, Location: m.Location, Path: s.Port,
+			Settings: serial.Settings{Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, FlowControl: s.FlowControl}.Merge(p.Transport.Serial),
+			Profile:  p, Sink: g, Monitor: mon, Log: log,
+		}, mon
+	}
+	q := m.MQTT
+	level := -1
+	if q.LocationLevel != nil {
+		level = *q.LocationLevel
+	}
+	mon := devices.NewMonitor(m.ID, m.Location, p.Name, "mqtt "+q.Topic)
+	return &mqtt.Source{
+		ID: m.ID, Location: m.Location, LocationLevel: level,
+		Broker: q.Broker, Topic: q.Topic, QoS: byte(*q.QoS), ClientID: mqttClientID(g.cfg.Site, m.ID, q.ClientID),
+		Username: q.Username, Password: q.PasswordFile.Value(), CAFile: q.CAFile,
+		Profile: p, Sink: g, Monitor: mon, Log: log,
+	}, mon
+}
+
+// mqttClientID is the configured client id or a stable one derived from
+// the site and monitor: the broker keeps the persistent session under it,
+// so it must be the same at every start. MQTT 3.1 brokers accept 23
+// characters at most.
+func mqttClientID(site, monitor, configured string) string {
+	if configured != "" {
+		return configured
+	}
+	id := "wg-" + site + "-" + monitor
+	if len(id) <= 23 {
+		return id
+	}
+	h := sha256.Sum256([]byte(site + "/" + monitor))
+	return fmt.Sprintf("wg-%s", hex.EncodeToString(h[:10]))
+}
+
+// MonitorStatus is the live status of every monitor, in config order.
+func (g *Gateway) MonitorStatus() []devices.Status {
+	out := make([]devices.Status, len(g.monitors))
+	for i, m := range g.monitors {
+		out[i] = m.Status()
+	}
+	return out
+}
