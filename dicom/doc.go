@@ -1,5 +1,31 @@
-// Package dicom will hold wardgate's DICOM network layer: the PS3.8 upper
-// layer, PS3.7 DIMSE (C-ECHO, C-STORE as SCP and SCU), on top of
-// suyashkumar/dicom for data sets. It stores into buffer.Spool and never
-// imports edge.
+// Package dicom is wardgate's DICOM network layer: the PS3.8 upper layer
+// (PDUs, association negotiation, timers) and PS3.7 DIMSE C-ECHO and
+// C-STORE, as an SCP (Server) and an SCU (Dialer, Association), plus the
+// PS3.10 file meta header (WriteFileMeta, ReadFileMeta). It uses only the
+// standard library and never imports edge.
+//
+// What the SCP promises, and what it needs from its StoreHandler:
+//   - A data set reaches the StoreWriter exactly as received, in the
+//     negotiated transfer syntax, as it arrives; it is never held whole in
+//     memory.
+//   - The C-STORE-RSP carries the status StoreWriter.Commit returned and is
+//     sent only after Commit returned. Commit must therefore return success
+//     only once the instance is durable (fsync): that is contract 1,
+//     "acknowledged means durable".
+//   - An instance that does not arrive completely (A-ABORT, broken or timed
+//     out connection, protocol violation, Shutdown past its deadline) gets
+//     StoreWriter.Abort and no response: nothing partial is kept.
+//   - A refused instance (BeginStore or Write failing) is still read to its
+//     end, so the association goes on; the response says A700 when the
+//     error wraps ErrOutOfResources, C000 otherwise.
+//
+// Bounds: an A-ASSOCIATE PDU may not exceed 64 KiB, a P-DATA-TF the length
+// we advertised, a command set 64 KiB; each is checked before anything is
+// allocated. Every PDU must arrive within Timeouts.Read of its start, the
+// association request within Timeouts.ARTIM, the next message within
+// Timeouts.Idle. A peer breaking any of these is aborted; other
+// associations do not notice. Every PDU we send goes out in one write.
+//
+// Logs carry AE titles, addresses, SOP class UIDs and statuses, never
+// patient data.
 package dicom

@@ -1,0 +1,549 @@
+package dicom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrOutOfResources is the error a StoreHandler wraps when it refuses an
+// instance for lack of room (a full spool); the C-STORE-RSP then carries
+// status A700 (Out of Resources) instead of C000.
+var ErrOutOfResources = errors.New("dicom: out of resources")
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("dicom: server closed")
+
+// StoreHandler receives the instances of C-STORE requests.
+type StoreHandler interface {
+	// BeginStore is called when a C-STORE-RQ's command set has arrived.
+	// The data set bytes, exactly as received in the negotiated transfer
+	// syntax, are then written to the returned StoreWriter as they arrive.
+	// An error refuses the instance: its data set is read and dropped, and
+	// the response carries A700 if the error wraps ErrOutOfResources, C000
+	// otherwise.
+	BeginStore(ctx context.Context, req StoreRequest) (StoreWriter, error)
+}
+
+// StoreRequest describes an incoming instance. It holds no patient data.
+type StoreRequest struct {
+	CallingAE, CalledAE string
+	Remote              net.Addr
+	SOPClassUID         string
+	SOPInstanceUID      string
+	TransferSyntaxUID   string
+	MessageID           uint16
+}
+
+// StoreWriter receives one instance's data set. Exactly one of Commit and
+// Abort is called, unless Write failed (then Abort is called).
+type StoreWriter interface {
+	io.Writer
+	// Commit is called after the last fragment. Its status goes into the
+	// C-STORE-RSP; success must mean the instance is durable. A non-nil
+	// error with status 0 is answered with A700 (when it wraps
+	// ErrOutOfResources) or C000.
+	Commit(ctx context.Context) (status uint16, err error)
+	// Abort is called when the instance cannot be completed (the
+	// association broke or was aborted mid-instance, or Write failed): the
+	// partial instance must be discarded.
+	Abort()
+}
+
+// ServerStats is a snapshot of a Server's counters.
+type ServerStats struct {
+	AssociationsActive   int64  // open connections, including ones still negotiating
+	AssociationsAccepted uint64 // associations accepted since start
+	AssociationsRejected uint64 // A-ASSOCIATE-RJ sent
+	AssociationsAborted  uint64 // ended by an A-ABORT, a timeout or a broken connection
+	InstancesStored      uint64 // C-STORE answered with success or a warning
+	InstancesFailed      uint64 // C-STORE answered with a failure status
+	BytesReceived        uint64 // data set bytes received by C-STORE
+}
+
+// Server is a DICOM SCP: it accepts associations for Verification and, with
+// a StoreHandler, for every Storage SOP class in any transfer syntax it can
+// keep as received. The zero value accepts every called and calling AE
+// title. Fields must not change after Serve is called.
+type Server struct {
+	// AETitle is our AE title; an association asking for another one is
+	// rejected (called AE title not recognized). Empty: accept any.
+	AETitle string
+	// Allow decides whether a calling AE title, connecting from remote, may
+	// associate. Nil: everyone may.
+	Allow func(callingAE string, remote net.Addr) bool
+	// MaxAssociations bounds concurrent associations; beyond it a new one
+	// is rejected transiently (local limit exceeded). 0: unbounded.
+	MaxAssociations int
+	// MaxPDULength is the maximum P-DATA-TF length we advertise.
+	// 0: DefaultMaxPDULength.
+	MaxPDULength uint32
+	Timeouts     Timeouts
+	// Store receives C-STORE instances. Nil: only Verification is accepted.
+	Store StoreHandler
+	// Logger receives connection-level events; it never gets patient data.
+	// Nil: slog.Default().
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*assoc]context.CancelFunc
+	closing   atomic.Bool
+	wg        sync.WaitGroup
+
+	active                                atomic.Int64
+	accepted, rejected, aborted           atomic.Uint64
+	instancesStored, instancesFailed, rxB atomic.Uint64
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		AssociationsActive:   s.active.Load(),
+		AssociationsAccepted: s.accepted.Load(),
+		AssociationsRejected: s.rejected.Load(),
+		AssociationsAborted:  s.aborted.Load(),
+		InstancesStored:      s.instancesStored.Load(),
+		InstancesFailed:      s.instancesFailed.Load(),
+		BytesReceived:        s.rxB.Load(),
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxPDU() uint32 {
+	if s.MaxPDULength == 0 {
+		return DefaultMaxPDULength
+	}
+	return s.MaxPDULength
+}
+
+// Serve accepts connections on ln until Shutdown, serving each association
+// on its own goroutine. It returns ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("dicom: accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		ctx, cancel := context.WithCancel(context.Background())
+		a := newAssoc(nc, s.Timeouts, s.maxPDU())
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			cancel()
+			nc.Close()
+			return ErrServerClosed
+		}
+		if s.conns == nil {
+			s.conns = map[*assoc]context.CancelFunc{}
+		}
+		s.conns[a] = cancel
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(ctx, a)
+	}
+}
+
+// Shutdown stops accepting connections and waits for running associations
+// to end. When ctx expires first, it aborts them (A-ABORT, which makes each
+// in-flight StoreWriter's Abort run) and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for a, cancel := range s.conns {
+		cancel()
+		a.abortNow(abortSourceUser, abortReasonNotSpecified)
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// serveConn runs one association from A-ASSOCIATE-RQ to its end. Nothing
+// that happens in it reaches another association.
+func (s *Server) serveConn(ctx context.Context, a *assoc) {
+	remote := a.nc.RemoteAddr()
+	log := s.logger().With("remote", remote.String())
+	n := s.active.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("dicom: association panicked", "panic", r, "stack", string(debug.Stack()))
+			s.aborted.Add(1)
+			a.abort(abortSourceProvider, abortReasonNotSpecified)
+		}
+		a.nc.Close()
+		s.active.Add(-1)
+		s.mu.Lock()
+		if cancel := s.conns[a]; cancel != nil {
+			cancel()
+		}
+		delete(s.conns, a)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	rq, err := s.readAssociateRQ(a)
+	if err != nil {
+		log.Warn("dicom: bad association request", "err", describe(err))
+		s.aborted.Add(1)
+		a.failWith(err)
+		return
+	}
+	log = log.With("calling", rq.CallingAE, "called", rq.CalledAE)
+	if rj := s.check(rq, remote, n); rj != nil {
+		log.Warn("dicom: association rejected", "reason", rj.Error())
+		s.rejected.Add(1)
+		if a.write(rejectPDU(rj.Result, rj.Source, rj.Reason)) == nil {
+			a.closeGracefully()
+		}
+		return
+	}
+	ac := s.negotiate(a, rq)
+	if err := a.write(appendAssociate(nil, pduAssociateAC, ac)); err != nil {
+		log.Warn("dicom: sending A-ASSOCIATE-AC", "err", describe(err))
+		s.aborted.Add(1)
+		return
+	}
+	s.accepted.Add(1)
+	log.Info("dicom: association accepted", "contexts", len(a.contexts), "peer_max_pdu", a.peerMax)
+
+	sess := &session{s: s, a: a, rq: rq, remote: remote, log: log}
+	err = sess.run(ctx)
+	var o *otherPDU
+	switch {
+	case err == nil:
+		log.Info("dicom: association released")
+	case errors.As(err, &o):
+		log.Warn("dicom: association aborted", "err", fmt.Sprintf("unexpected PDU type 0x%02x", o.Type))
+		s.aborted.Add(1)
+		a.abort(abortSourceProvider, abortUnexpectedPDU)
+	default:
+		log.Warn("dicom: association aborted", "err", describe(err))
+		s.aborted.Add(1)
+		a.failWith(err)
+	}
+}
+
+// readAssociateRQ waits up to ARTIM for the A-ASSOCIATE-RQ.
+func (s *Server) readAssociateRQ(a *assoc) (*associate, error) {
+	a.nc.SetReadDeadline(time.Now().Add(a.t.ARTIM))
+	h, body, err := readPDU(a.br, a.ourMax)
+	if err != nil {
+		return nil, err
+	}
+	if h.Type != pduAssociateRQ {
+		return nil, violation(abortUnexpectedPDU, "PDU type 0x%02x before A-ASSOCIATE-RQ", h.Type)
+	}
+	rq, err := decodeAssociate(body, false)
+	if err != nil {
+		return nil, violation(abortInvalidPDUParameterValue, "%v", err)
+	}
+	return rq, nil
+}
+
+// check returns the rejection for rq, or nil to accept it. n counts this
+// connection among the active ones.
+func (s *Server) check(rq *associate, remote net.Addr, n int64) *RejectError {
+	switch {
+	case s.MaxAssociations > 0 && n > int64(s.MaxAssociations):
+		return &RejectError{rejectTransient, rejectSourcePresentation, rejectLocalLimitExceeded}
+	case rq.ProtocolVersion&1 == 0:
+		return &RejectError{rejectPermanent, rejectSourceACSE, rejectProtocolVersionUnsupported}
+	case rq.ApplicationContext != ApplicationContextName:
+		return &RejectError{rejectPermanent, rejectSourceUser, rejectAppContextUnsupported}
+	case s.AETitle != "" && rq.CalledAE != s.AETitle:
+		return &RejectError{rejectPermanent, rejectSourceUser, rejectCalledAENotRecognized}
+	case s.Allow != nil && !s.Allow(rq.CallingAE, remote):
+		return &RejectError{rejectPermanent, rejectSourceUser, rejectCallingAENotRecognized}
+	case len(rq.Contexts) == 0:
+		return &RejectError{rejectPermanent, rejectSourceUser, rejectNoReason}
+	}
+	return nil
+}
+
+// Supports reports whether the server accepts abstractSyntax (a SOP class
+// UID) with its current configuration.
+func (s *Server) Supports(abstractSyntax string) bool {
+	return abstractSyntax == VerificationSOPClass || s.Store != nil && IsStorageSOPClass(abstractSyntax)
+}
+
+// negotiate builds the A-ASSOCIATE-AC for rq and records the accepted
+// contexts and the peer's maximum PDU length in a.
+func (s *Server) negotiate(a *assoc, rq *associate) *associate {
+	a.peerMax = rq.User.MaxPDULength
+	ac := &associate{
+		ProtocolVersion:    1,
+		CalledAE:           rq.CalledAE,
+		CallingAE:          rq.CallingAE,
+		ApplicationContext: ApplicationContextName,
+		User: userInformation{
+			MaxPDULength:           a.ourMax,
+			ImplementationClassUID: ImplementationClassUID,
+			ImplementationVersion:  ImplementationVersionName,
+		},
+	}
+	if rq.User.AsyncOps != nil {
+		// We perform one operation at a time (PS3.7 D.3.3.3).
+		ac.User.AsyncOps = &[2]uint16{1, 1}
+	}
+	seen := map[byte]bool{}
+	for _, pc := range rq.Contexts {
+		res := presentationContext{ID: pc.ID, Result: contextAccepted}
+		ts := ""
+		switch {
+		case pc.ID%2 == 0 || seen[pc.ID]:
+			res.Result = contextNoReason
+		case !s.Supports(pc.AbstractSyntax):
+			res.Result = contextAbstractSyntaxUnsupported
+		default:
+			for _, t := range pc.TransferSyntaxes {
+				if t == ImplicitVRLittleEndian || pc.AbstractSyntax != VerificationSOPClass && IsStorableTransferSyntax(t) ||
+					pc.AbstractSyntax == VerificationSOPClass && (t == ExplicitVRLittleEndian || t == ExplicitVRBigEndian) {
+					ts = t
+					break
+				}
+			}
+			if ts == "" {
+				res.Result = contextTransferSyntaxUnsupported
+			}
+		}
+		seen[pc.ID] = true
+		if ts == "" {
+			// Not significant when not accepted, but DCMTK and others
+			// expect a sub-item.
+			ts = ImplicitVRLittleEndian
+		} else {
+			a.contexts[pc.ID] = acceptedContext{AbstractSyntax: pc.AbstractSyntax, TransferSyntax: ts}
+		}
+		res.TransferSyntaxes = []string{ts}
+		ac.Contexts = append(ac.Contexts, res)
+	}
+	for _, r := range rq.User.Roles {
+		if !s.Supports(r.SOPClassUID) {
+			continue
+		}
+		// We act as SCP only: the requestor may be the SCU if it offers to.
+		ac.User.Roles = append(ac.User.Roles, roleSelection{SOPClassUID: r.SOPClassUID, SCU: r.SCU, SCP: false})
+	}
+	return ac
+}
+
+// session is one accepted association on the server side.
+type session struct {
+	s      *Server
+	a      *assoc
+	rq     *associate
+	remote net.Addr
+	log    *slog.Logger
+}
+
+// run serves DIMSE messages until the peer releases (nil) or something
+// ends the association (an error for serveConn to act on).
+func (ss *session) run(ctx context.Context) error {
+	a := ss.a
+	for {
+		pcid, cmd, err := a.readCommand()
+		if err != nil {
+			var o *otherPDU
+			if errors.As(err, &o) && o.Type == pduReleaseRQ {
+				if err := a.write(releaseRPPDU); err != nil {
+					return err
+				}
+				a.closeGracefully()
+				return nil
+			}
+			return err
+		}
+		switch {
+		case cmd.CommandField == cEchoRQ:
+			if cmd.hasDataSet() {
+				if _, err := io.Copy(io.Discard, a.dataSet(pcid)); err != nil {
+					return err
+				}
+			}
+			err = ss.respond(pcid, cmd, cEchoRSP, StatusSuccess, "")
+		case cmd.CommandField == cStoreRQ:
+			err = ss.store(ctx, pcid, cmd)
+		case cmd.isResponse() || cmd.CommandField == cCancelRQ:
+			// Nothing of ours to answer or cancel: drop it.
+			if cmd.hasDataSet() {
+				_, err = io.Copy(io.Discard, a.dataSet(pcid))
+			}
+		default:
+			if cmd.hasDataSet() {
+				if _, err := io.Copy(io.Discard, a.dataSet(pcid)); err != nil {
+					return err
+				}
+			}
+			ss.log.Info("dicom: unsupported DIMSE command", "command_field", fmt.Sprintf("0x%04x", cmd.CommandField))
+			err = ss.respond(pcid, cmd, cmd.CommandField|0x8000, StatusUnrecognizedOperation, "")
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (ss *session) respond(pcid byte, rq *command, field, status uint16, comment string) error {
+	return ss.a.sendCommand(pcid, &command{
+		AffectedSOPClassUID:       rq.AffectedSOPClassUID,
+		CommandField:              field,
+		MessageIDBeingRespondedTo: rq.MessageID,
+		CommandDataSetType:        noDataSet,
+		Status:                    status,
+		ErrorComment:              comment,
+		AffectedSOPInstanceUID:    rq.AffectedSOPInstanceUID,
+	})
+}
+
+// store handles one C-STORE-RQ whose command set has arrived: its data set
+// goes to the StoreHandler, its response carries the handler's verdict.
+func (ss *session) store(ctx context.Context, pcid byte, cmd *command) error {
+	a, s := ss.a, ss.s
+	pc := a.contexts[pcid]
+	if !cmd.hasDataSet() {
+		s.instancesFailed.Add(1)
+		return ss.respond(pcid, cmd, cStoreRSP, StatusCannotUnderstand, "C-STORE-RQ without a data set")
+	}
+	data := a.dataSet(pcid)
+	defer func() { s.rxB.Add(uint64(data.n)) }()
+	refuse := func(status uint16, comment string) error {
+		if _, err := io.Copy(io.Discard, data); err != nil {
+			return err
+		}
+		s.instancesFailed.Add(1)
+		return ss.respond(pcid, cmd, cStoreRSP, status, comment)
+	}
+	switch {
+	case s.Store == nil || !IsStorageSOPClass(pc.AbstractSyntax):
+		return refuse(StatusSOPClassNotSupported, "not a storage presentation context")
+	case cmd.AffectedSOPClassUID != pc.AbstractSyntax:
+		return refuse(StatusDataSetMismatch, "SOP class differs from the presentation context's")
+	case cmd.AffectedSOPInstanceUID == "":
+		return refuse(StatusCannotUnderstand, "no affected SOP instance UID")
+	}
+	req := StoreRequest{
+		CallingAE:         ss.rq.CallingAE,
+		CalledAE:          ss.rq.CalledAE,
+		Remote:            ss.remote,
+		SOPClassUID:       cmd.AffectedSOPClassUID,
+		SOPInstanceUID:    cmd.AffectedSOPInstanceUID,
+		TransferSyntaxUID: pc.TransferSyntax,
+		MessageID:         cmd.MessageID,
+	}
+	w, err := s.Store.BeginStore(ctx, req)
+	if err != nil {
+		ss.log.Warn("dicom: instance refused", "sop_class", req.SOPClassUID, "err", err)
+		return refuse(statusFor(err), "")
+	}
+	sink := &sinkWriter{w: w}
+	if _, err := io.Copy(sink, data); err != nil {
+		w.Abort()
+		return err
+	}
+	if sink.err != nil {
+		w.Abort()
+		ss.log.Warn("dicom: writing instance failed", "sop_class", req.SOPClassUID, "err", sink.err)
+		s.instancesFailed.Add(1)
+		return ss.respond(pcid, cmd, cStoreRSP, statusFor(sink.err), "")
+	}
+	status, err := w.Commit(ctx)
+	if err != nil {
+		ss.log.Warn("dicom: committing instance failed", "sop_class", req.SOPClassUID, "err", err)
+		if status == StatusSuccess {
+			status = statusFor(err)
+		}
+	}
+	if isFailure(status) {
+		s.instancesFailed.Add(1)
+	} else {
+		s.instancesStored.Add(1)
+	}
+	ss.log.Debug("dicom: C-STORE", "sop_class", req.SOPClassUID, "status", fmt.Sprintf("0x%04x", status), "bytes", data.n)
+	return ss.respond(pcid, cmd, cStoreRSP, status, "")
+}
+
+// isFailure reports whether a C-STORE status is a failure (not success, not
+// a warning B000/B006/B007, not 0x0107 attribute list warning).
+func isFailure(status uint16) bool {
+	return status != StatusSuccess && status&0xF000 != 0xB000 && status != 0x0107 && status != 0x0116
+}
+
+func statusFor(err error) uint16 {
+	if errors.Is(err, ErrOutOfResources) {
+		return StatusOutOfResources
+	}
+	return StatusCannotUnderstand
+}
+
+// sinkWriter keeps the data set flowing after the handler's writer fails,
+// so the association stays in step and can still answer.
+type sinkWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *sinkWriter) Write(b []byte) (int, error) {
+	if s.err == nil {
+		var n int
+		n, s.err = s.w.Write(b)
+		if s.err == nil && n < len(b) {
+			s.err = io.ErrShortWrite
+		}
+	}
+	return len(b), nil
+}
