@@ -174,3 +174,30 @@ func (p *Process) Wait(t testing.TB, within time.Duration) int {
 		return -1
 	}
 }
+
+// WaitLogCount waits until re matches the log at least n times.
+func (p *Process) WaitLogCount(t testing.TB, re string, n int, within time.Duration) {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if len(rx.FindAllString(p.Log(), -1)) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("wardgate did not log %q %d times within %v:\n%s", re, n, within, p.Log())
+}
+
+// Eventually polls cond until it holds or within passes, then fails with
+// what describe says.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, describe())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

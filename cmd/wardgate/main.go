@@ -2,6 +2,8 @@
 //
 //	wardgate run -config FILE     run the gateway until SIGINT or SIGTERM
 //	wardgate check -config FILE   validate the config; exit 0, or 2 listing every problem
+//	wardgate replay -profile P FILE  decode a monitor capture with a firmware profile
+//	wardgate simulate -profile P ... simulate a bedside monitor on a serial port or MQTT
 //	wardgate version              print the version
 //
 // Exit codes: 0 success, 1 a runtime failure, 2 a usage or config error.
@@ -38,6 +40,10 @@ const usage = `wardgate: edge gateway for bedside monitors and imaging modalitie
 Usage:
   wardgate run -config FILE     run the gateway until SIGINT or SIGTERM
   wardgate check -config FILE   validate the config and print every problem
+  wardgate replay -profile VENDOR/MODEL [-fhir] FILE
+                                decode a monitor capture; print readings or Observations
+  wardgate simulate -profile VENDOR/MODEL (-serial PORT | -mqtt BROKER -topic T | -stdout)
+                                simulate a bedside monitor
   wardgate version              print the version
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
@@ -57,6 +63,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(args[1:], stdout, stderr)
+	case "simulate":
+		return cmdSimulate(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "wardgate", versionString())
 		return exitOK

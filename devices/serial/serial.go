@@ -177,9 +177,8 @@ func (s *Source) Run(ctx context.Context) error {
 			backoff = min(backoff*2, s.MaxBackoff)
 			continue
 		}
-		if s.Monitor.Set(devices.Connecting, "") {
-			log.Info("port open; waiting for the monitor", "settings", s.Settings.String(), "profile", s.Profile.Name)
-		}
+		s.Monitor.Set(devices.Connecting, "")
+		log.Info("port open; waiting for the monitor", "settings", s.Settings.String(), "profile", s.Profile.Name)
 		err = s.read(ctx, port, log)
 		port.Close()
 		if ctx.Err() != nil {
