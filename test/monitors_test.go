@@ -112,7 +112,9 @@ patients:
 		time.Sleep(2 * time.Millisecond)
 	}
 	Eventually(t, 30*time.Second, func() bool { return record.Count("Observation") >= 30 },
-		func() string { return fmt.Sprintf("%d Observations in the record\n%s", record.Count("Observation"), gw.Log()) })
+		func() string {
+			return fmt.Sprintf("%d Observations in the record\n%s", record.Count("Observation"), gw.Log())
+		})
 	seen := observationsByIdentifier(record)
 	if len(seen) != 30 || record.Count("Observation") != 30 {
 		t.Fatalf("want 30 Observations (10 lines × SpO2, pulse rate, PI), each once; got %d (%d distinct)", record.Count("Observation"), len(seen))
@@ -143,7 +145,9 @@ patients:
 		port.WriteString(masimoLine(i))
 	}
 	Eventually(t, 30*time.Second, func() bool { return record.Count("Observation") >= 45 },
-		func() string { return fmt.Sprintf("%d Observations after the port came back\n%s", record.Count("Observation"), gw.Log()) })
+		func() string {
+			return fmt.Sprintf("%d Observations after the port came back\n%s", record.Count("Observation"), gw.Log())
+		})
 
 	gw.Cmd.Process.Signal(syscall.SIGTERM)
 	if code := gw.Wait(t, 30*time.Second); code != 0 {
@@ -171,7 +175,9 @@ patients:
 		t.Fatalf("simulate: exit %d\n%s", sim.Code, sim.Stderr)
 	}
 	Eventually(t, 30*time.Second, func() bool { return record.Count("Observation") >= 8 },
-		func() string { return fmt.Sprintf("%d Observations from the simulator\n%s", record.Count("Observation"), gw.Log()) })
+		func() string {
+			return fmt.Sprintf("%d Observations from the simulator\n%s", record.Count("Observation"), gw.Log())
+		})
 	for _, raw := range record.Resources("Observation") {
 		var o fhir.Observation
 		json.Unmarshal(raw, &o)

@@ -41,7 +41,7 @@ type Monitor struct {
 	rng *rand.Rand
 	// Vitals, drifting around their baselines.
 	hr, spo2, pi, rr, temp, sys, dia float64
-	baseHR, baseSpO2                   float64
+	baseHR, baseSpO2                 float64
 	// Clock: the device is offset from true time and drifts (ppm).
 	clockOffset time.Duration
 	driftPPM    float64
