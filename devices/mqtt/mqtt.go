@@ -57,6 +57,7 @@ type Source struct {
 
 	mu     sync.Mutex
 	clocks map[string]*devices.Clock
+	acks   *acker
 }
 
 type inbound struct {
@@ -81,10 +82,13 @@ func (s *Source) Run(ctx context.Context) error {
 		log.Error("MQTT settings not usable", "err", err)
 		return err
 	}
-	// The client's handler only queues; a bounded queue makes the client
-	// stop reading from the broker when the outbox is slow (flow control,
-	// not loss: unacknowledged messages stay at the broker).
-	queue := make(chan inbound, s.MaxBatch)
+	// The client's handler only queues. The broker sends no more than its
+	// in-flight window of unacknowledged messages (20 for Mosquitto), so
+	// the queue stays short; only a broker without a window can fill it,
+	// and then the client stops reading (flow control, not loss).
+	queue := make(chan inbound, 16*s.MaxBatch)
+	s.acks = newAcker()
+	go s.acks.run(ctx)
 	handler := func(_ paho.Client, m paho.Message) {
 		select {
 		case queue <- inbound{m, time.Now()}:
@@ -101,9 +105,10 @@ func (s *Source) Run(ctx context.Context) error {
 				log.Error("the broker refused the subscription", "err", err)
 				return
 			}
-			if st, _ := s.Monitor.State(); st != devices.Connected && s.Monitor.Set(devices.Connecting, "") {
-				log.Info("subscribed; waiting for messages", "profile", s.Profile.Name)
+			if st, _ := s.Monitor.State(); st != devices.Connected {
+				s.Monitor.Set(devices.Connecting, "")
 			}
+			log.Info("subscribed; waiting for messages", "profile", s.Profile.Name, "qos", s.QoS)
 		}()
 	})
 	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
@@ -219,8 +224,50 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 			}
 		}
 	}
-	for _, in := range batch {
-		in.msg.Ack()
+	msgs := make([]paho.Message, len(batch))
+	for i, in := range batch {
+		msgs[i] = in.msg
+	}
+	s.acks.push(msgs)
+}
+
+// acker sends PUBACKs in order on its own goroutine: the client may hold
+// an acknowledgement while its connection is being torn down, and the
+// reading loop must not wait on that (paho drops acknowledgements for a
+// connection that is gone; the broker redelivers, and the outbox already
+// holds those readings, which map to the same Observations).
+type acker struct {
+	mu      sync.Mutex
+	pending []paho.Message
+	wake    chan struct{}
+}
+
+func newAcker() *acker { return &acker{wake: make(chan struct{}, 1)} }
+
+func (a *acker) push(msgs []paho.Message) {
+	a.mu.Lock()
+	a.pending = append(a.pending, msgs...)
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *acker) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.wake:
+		}
+		a.mu.Lock()
+		msgs := a.pending
+		a.pending = nil
+		a.mu.Unlock()
+		for _, m := range msgs {
+			m.Ack()
+		}
 	}
 }
 
