@@ -16,7 +16,7 @@ import (
 
 // gatewayConfig writes a config for a gateway on a free port in a fresh
 // folder and returns its path and data_dir.
-func gatewayConfig(t *testing.T, extra string) (cfg, dataDir string) {
+func gatewayConfig(t testing.TB, extra string) (cfg, dataDir string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg = filepath.Join(dir, "wardgate.yaml")
@@ -36,7 +36,7 @@ fhir:
 
 const statusRe = `status=http://([0-9.:]+)/`
 
-func getJSON(t *testing.T, url string) (int, map[string]any) {
+func getJSON(t testing.TB, url string) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

@@ -14,13 +14,13 @@ import (
 // mosquitto runs Debian's broker on a free port, with persistence in dir so
 // that a restart keeps sessions and queued messages.
 type mosquitto struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	port int
 	cmd  *exec.Cmd
 }
 
-func startMosquitto(t *testing.T, dir string, port int) *mosquitto {
+func startMosquitto(t testing.TB, dir string, port int) *mosquitto {
 	t.Helper()
 	RequirePeers(t, "mosquitto", "mosquitto_pub")
 	conf := filepath.Join(dir, "mosquitto.conf")

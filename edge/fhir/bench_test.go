@@ -140,3 +140,25 @@ func BenchmarkLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkMapReadings is the cost of turning one frame of five readings
+// into validated Observation entries.
+func BenchmarkMapReadings(b *testing.B) {
+	m := &Mapper{Site: "ward-4b", Patient: func(string, time.Time) (string, bool) { return "Patient/1", true }}
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	codes := []devices.MDC{{Code: 147842, RefID: "MDC_ECG_HEART_RATE"}, {Code: 150456, RefID: "MDC_PULS_OXIM_SAT_O2"},
+		{Code: 149530, RefID: "MDC_PULS_OXIM_PULS_RATE"}, {Code: 151578, RefID: "MDC_TTHOR_RESP_RATE"}, {Code: 150364, RefID: "MDC_TEMP_BODY"}}
+	units := []string{"/min", "%", "/min", "/min", "Cel"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		frame := make([]devices.Reading, len(codes))
+		for j := range codes {
+			frame[j] = devices.Reading{Device: "d", Location: "bed", Code: codes[j], Value: 70, Unit: units[j],
+				DeviceTime: at.Add(time.Duration(i) * time.Second), Received: at}
+		}
+		if _, rej := m.MapReadings(frame); len(rej) > 0 {
+			b.Fatal(rej)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(codes))/b.Elapsed().Seconds(), "readings/s")
+}

@@ -37,6 +37,7 @@ type Mapper struct {
 
 	mu      sync.Mutex
 	devices map[string]string // device id → identity of the Device written
+	shapes  map[string]bool   // Observation shapes found valid (shapes.go)
 }
 
 // Rejected is a reading (or study) that could not be mapped, and why.
@@ -59,9 +60,9 @@ func ifNoneExist(system, value string) string {
 // searchEscape escapes FHIR search's special characters (\ , $ |) in a
 // token, so that a serial number with a comma cannot turn one search into
 // two.
-func searchEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `$`, `\$`, `|`, `\|`).Replace(s)
-}
+func searchEscape(s string) string { return searchEscaper.Replace(s) }
+
+var searchEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `$`, `\$`, `|`, `\|`)
 
 // entry validates a resource and wraps it.
 func entry(resource any, req Request) (Entry, error) {

@@ -188,7 +188,7 @@ func (m *Mapper) observation(r devices.Reading) (Entry, error) {
 		o.Meta = &Meta{Profile: []string{profileBase, p.Profile}}
 		o.Category = vitalSignsCategory
 	}
-	return entry(o, request(o))
+	return m.observationEntry(o)
 }
 
 func (m *Mapper) bloodPressure(f *bpFamily, p [4]*devices.Reading) (Entry, error) {
@@ -217,7 +217,7 @@ func (m *Mapper) bloodPressure(f *bpFamily, p [4]*devices.Reading) (Entry, error
 			ValueQuantity: quantity(r.Value, r.Unit),
 		})
 	}
-	return entry(o, request(o))
+	return m.observationEntry(o)
 }
 
 func (m *Mapper) bpMember(f *bpFamily, member int, r devices.Reading) (Entry, error) {
@@ -231,5 +231,5 @@ func (m *Mapper) bpMember(f *bpFamily, member int, r devices.Reading) (Entry, er
 	codings := [...][]Coding{nil, f.Sys, f.Dia, f.Mean}[member]
 	o.Code = CodeableConcept{Coding: append(slices.Clone(codings), mdcCoding(r.Code.Code, f.RefID+bpMemberRef[member]))}
 	o.ValueQuantity = quantity(r.Value, r.Unit)
-	return entry(o, request(o))
+	return m.observationEntry(o)
 }
