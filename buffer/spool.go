@@ -614,6 +614,20 @@ func (s *Spool) Each(fn func(Instance) bool) error {
 // Remove deletes key's entry and then its file (a crash in between leaves a
 // file without an entry, which the next open removes).
 func (s *Spool) Remove(ctx context.Context, key string) error {
+	return s.remove(ctx, key, "")
+}
+
+// RemoveVersion is Remove for the content whose SHA-256 (Instance.SHA256) is
+// sha256 only: when key was replaced by other content since the caller read
+// its entry, nothing is removed and the error matches ErrNotFound.
+func (s *Spool) RemoveVersion(ctx context.Context, key, sha256 string) error {
+	if sha256 == "" {
+		return fmt.Errorf("spool: RemoveVersion needs the content's SHA-256")
+	}
+	return s.remove(ctx, key, sha256)
+}
+
+func (s *Spool) remove(ctx context.Context, key, sha string) error {
 	mu := s.keyLock(key)
 	mu.Lock()
 	defer mu.Unlock()
@@ -626,6 +640,9 @@ func (s *Spool) Remove(ctx context.Context, key string) error {
 		}
 		if err := json.Unmarshal(v, &in); err != nil {
 			return err
+		}
+		if sha != "" && in.SHA256 != sha {
+			return fmt.Errorf("spool: instance %w in that version (it was replaced)", ErrNotFound)
 		}
 		if err := ungroup(tx, in.Group, key); err != nil {
 			return err

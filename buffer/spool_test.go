@@ -316,3 +316,30 @@ func TestAFailedDuplicateStoreKeepsTheStoredCopy(t *testing.T) {
 		t.Fatalf("%d files in objects/, want 1", n)
 	}
 }
+
+func TestSpoolRemoveVersionRemovesOnlyThatContent(t *testing.T) {
+	ctx := context.Background()
+	s := openTestSpool(t, t.TempDir(), SpoolOptions{})
+	old, _, err := s.Store(ctx, "k", "g", nil, bytes.NewReader([]byte("first")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Store(ctx, "k", "g", nil, bytes.NewReader([]byte("second"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveVersion(ctx, "k", old.SHA256); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("RemoveVersion of the replaced content: %v, want ErrNotFound", err)
+	}
+	if got := readAll(t, s, "k"); string(got) != "second" {
+		t.Fatalf("after a refused RemoveVersion the instance holds %q", got)
+	}
+	if err := s.RemoveVersion(ctx, "k", sha([]byte("second"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after RemoveVersion: %v", err)
+	}
+	if g, _ := s.Group("g"); len(g) != 0 {
+		t.Fatalf("group still lists %d instances", len(g))
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir"
 )
@@ -36,6 +37,7 @@ type Gateway struct {
 	mapper    *fhir.Mapper
 	deliverer *fhir.Deliverer
 	spool     *buffer.Spool
+	dicom     *dicom.Node
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	started   time.Time
@@ -76,6 +78,17 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	waitSources := g.startMonitors(sourcesCtx)
 	resolved := make(chan struct{})
 	go func() { g.resolveHeld(sourcesCtx); close(resolved) }()
+	stopDICOM, err := g.startDICOM(sourcesCtx)
+	if err != nil {
+		stopSources()
+		waitSources()
+		<-resolved
+		stopDelivery()
+		<-delivered
+		g.httpSrv.Close()
+		g.close()
+		return err
+	}
 	g.setReady(true)
 	g.log.Info("wardgate running", "version", g.version, "site", g.cfg.Site,
 		"status", "http://"+g.httpLn.Addr().String()+"/", "data_dir", g.cfg.DataDir)
@@ -93,6 +106,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	// MQTT messages not yet stored stay unacknowledged at the broker.
 	stopSources()
 	waitSources()
+	stopDICOM()
 	<-resolved
 	if e := g.httpSrv.Shutdown(shutdown); e != nil {
 		g.log.Warn("status server did not stop in time", "err", e)
@@ -164,7 +178,6 @@ func (g *Gateway) open() error {
 		Outbox: g.outbox, Client: client, BatchSize: c.FHIR.BatchSize, BatchWait: c.FHIR.BatchWait.D(),
 		Log: g.log.With("component", "fhir"),
 	}
-	g.announceMissingComponents()
 
 	ln, err := net.Listen("tcp", c.HTTP.Listen)
 	if err != nil {
@@ -177,15 +190,6 @@ func (g *Gateway) open() error {
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	return nil
-}
-
-// announceMissingComponents says plainly which configured parts this build
-// does not run yet, so that nobody waits for data that cannot come.
-func (g *Gateway) announceMissingComponents() {
-	if g.cfg.DICOM != nil {
-		g.log.Warn("dicom configured but not listening: this build has no DICOM receiver yet; the spool is open",
-			"ae_title", g.cfg.DICOM.AETitle)
-	}
 }
 
 // close releases everything open, in reverse order.
@@ -238,6 +242,7 @@ func (g *Gateway) routes() http.Handler {
 			"held": map[string]any{"waiting": g.held.Stats().Waiting, "frames_held": g.ingest.held.Load(),
 				"frames_charted_later": g.ingest.heldCharted.Load(), "readings_dropped": g.ingest.heldDropped.Load()},
 			"monitors":     g.MonitorStatus(),
+			"dicom":        g.dicomStatus(),
 			"spool_open":   g.spool != nil,
 			"listening_on": g.httpLn.Addr().String(),
 		})

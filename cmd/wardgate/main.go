@@ -44,6 +44,10 @@ Usage:
                                 decode a monitor capture; print readings or Observations
   wardgate simulate -profile VENDOR/MODEL (-serial PORT | -mqtt BROKER -topic T | -stdout)
                                 simulate a bedside monitor
+  wardgate echo [-aet A] [-aec B] HOST:PORT
+                                C-ECHO a DICOM node; print the outcome and round-trip time
+  wardgate send [-aet A] [-aec B] HOST:PORT FILE|DIR...
+                                C-STORE the DICOM files found, one association; status per file
   wardgate version              print the version
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
@@ -67,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(args[1:], stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args[1:], stdout, stderr)
+	case "echo":
+		return cmdEcho(args[1:], stdout, stderr)
+	case "send":
+		return cmdSend(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "wardgate", versionString())
 		return exitOK

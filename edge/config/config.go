@@ -143,6 +143,10 @@ type DICOM struct {
 	StudyStableAfter Duration    `yaml:"study_stable_after"`
 	WADORSBase       string      `yaml:"wado_rs_base"`
 	MaxAssociations  int         `yaml:"max_associations"`
+	// Retention keeps a received instance in the spool this long after it
+	// arrived, even once every forward destination and the FHIR server
+	// have it (default 0: removed as soon as they do).
+	Retention Duration `yaml:"retention"`
 }
 
 // DICOMPeer is a modality allowed to send (ae_title, optional host) or a

@@ -437,6 +437,9 @@ func validateDICOM(c *Config, ps *Problems) {
 	if d.WADORSBase != "" {
 		validURL(ps, "dicom.wado_rs_base", d.WADORSBase, "https", "http")
 	}
+	if d.Retention < 0 {
+		ps.At("dicom.retention", "%s is negative", d.Retention)
+	}
 	if d.MaxAssociations < 1 || d.MaxAssociations > 1000 {
 		ps.At("dicom.max_associations", "%d is not from 1 to 1000", d.MaxAssociations)
 	}

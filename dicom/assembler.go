@@ -1,0 +1,246 @@
+package dicom
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// StudySink takes a stable study: every instance header received for it so
+// far. It returns nil only once the study is durably on its way (edge's
+// Gateway stores its ImagingStudy in the outbox). Calls for the same study
+// are repeated when instances arrive later, so the sink must be idempotent.
+type StudySink interface {
+	IngestStudy(ctx context.Context, instances []InstanceHeader) error
+}
+
+// StudyAssembler hands a study to its StudySink once no new instance has
+// arrived for it for StableAfter, again whenever instances arrive later, and
+// again after an error (with backoff). What it handed over is recorded in
+// the Ledger; at Start it finds every study with an instance that was not,
+// so that a study received before a crash or a restart is still handed over.
+type StudyAssembler struct {
+	Spool       *buffer.Spool
+	Ledger      *Ledger
+	Sink        StudySink
+	StableAfter time.Duration
+	// Backoff paces retries after the sink failed; zero: buffer.DefaultBackoff.
+	Backoff buffer.Backoff
+	Logger  *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]*pendingStudy
+	kick    chan struct{}
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	handed, failed atomic.Uint64
+}
+
+type pendingStudy struct {
+	due      time.Time
+	failures int
+}
+
+// AssemblerStats counts the studies handed over.
+type AssemblerStats struct {
+	Pending   int    // studies waiting to become stable or to be retried
+	HandedOff uint64 // hand-overs the sink accepted
+	Failed    uint64 // hand-overs the sink refused (retried)
+}
+
+// Stats returns a snapshot.
+func (a *StudyAssembler) Stats() AssemblerStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return AssemblerStats{Pending: len(a.pending), HandedOff: a.handed.Load(), Failed: a.failed.Load()}
+}
+
+// Start finds the studies not yet fully handed over and runs until Stop.
+func (a *StudyAssembler) Start() error {
+	if a.Logger == nil {
+		a.Logger = slog.Default()
+	}
+	a.pending = map[string]*pendingStudy{}
+	a.kick = make(chan struct{}, 1)
+	studies := map[string]bool{}
+	err := a.Spool.Each(func(in buffer.Instance) bool {
+		if in.Group != "" && !studies[in.Group] && !a.Ledger.IsCharted(in.Group, in.Key, in.SHA256) {
+			studies[in.Group] = true
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for s := range studies {
+		a.Add(s)
+	}
+	if len(studies) > 0 {
+		a.Logger.Info("dicom: studies received before the restart will be handed over", "studies", len(studies))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	a.done = make(chan struct{})
+	go a.run(ctx)
+	return nil
+}
+
+// Stop stops the assembler and waits for a hand-over in progress. Studies
+// still pending are found again at the next Start.
+func (a *StudyAssembler) Stop() {
+	if a.stop != nil {
+		a.stop()
+		<-a.done
+	}
+}
+
+// Add notes that study received an instance: its hand-over is (re)scheduled
+// StableAfter from now.
+func (a *StudyAssembler) Add(study string) {
+	a.mu.Lock()
+	p := a.pending[study]
+	if p == nil {
+		p = &pendingStudy{}
+		a.pending[study] = p
+	}
+	p.due = time.Now().Add(a.StableAfter)
+	p.failures = 0
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *StudyAssembler) run(ctx context.Context) {
+	defer close(a.done)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		var due []string
+		next := time.Now().Add(time.Hour)
+		now := time.Now()
+		a.mu.Lock()
+		for s, p := range a.pending {
+			if !p.due.After(now) {
+				due = append(due, s)
+			} else if p.due.Before(next) {
+				next = p.due
+			}
+		}
+		a.mu.Unlock()
+		for _, s := range due {
+			if ctx.Err() != nil {
+				return
+			}
+			a.handOver(ctx, s)
+		}
+		if len(due) > 0 {
+			continue
+		}
+		t.Reset(time.Until(next))
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kick:
+		case <-t.C:
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+	}
+}
+
+// handOver gives the sink the study's headers: those handed over before
+// (which may have left the spool) updated with those in the spool now.
+func (a *StudyAssembler) handOver(ctx context.Context, study string) {
+	a.mu.Lock()
+	p := a.pending[study]
+	a.mu.Unlock()
+	if p == nil {
+		return
+	}
+	started := time.Now()
+	retry := func(err error) {
+		a.failed.Add(1)
+		a.mu.Lock()
+		if !p.due.After(started) { // no instance arrived meanwhile
+			p.failures++
+			p.due = time.Now().Add(a.Backoff.Delay(p.failures))
+		}
+		a.mu.Unlock()
+		a.Logger.Warn("dicom: study not handed over; retrying", "err", err)
+	}
+	charted, err := a.Ledger.Charted(study)
+	if err != nil {
+		retry(err)
+		return
+	}
+	byKey := map[string]InstanceHeader{}
+	for k, m := range charted {
+		byKey[k] = m.Header
+	}
+	marks := map[string]ChartedMark{}
+	instances, err := a.Spool.Group(study)
+	if err != nil {
+		retry(err)
+		return
+	}
+	for _, in := range instances {
+		h, err := HeaderOf(in)
+		if err != nil {
+			a.Logger.Error("dicom: a spooled instance has no readable header; it is left out of its study", "err", err)
+			continue
+		}
+		byKey[in.Key] = h
+		marks[in.Key] = ChartedMark{SHA256: in.SHA256, Header: h}
+	}
+	if len(byKey) == 0 {
+		a.mu.Lock()
+		delete(a.pending, study)
+		a.mu.Unlock()
+		return
+	}
+	headers := make([]InstanceHeader, 0, len(byKey))
+	for _, h := range byKey {
+		headers = append(headers, h)
+	}
+	sort.Slice(headers, func(i, j int) bool {
+		x, y := headers[i], headers[j]
+		if x.SeriesNumber != y.SeriesNumber {
+			return x.SeriesNumber < y.SeriesNumber
+		}
+		if x.SeriesInstanceUID != y.SeriesInstanceUID {
+			return x.SeriesInstanceUID < y.SeriesInstanceUID
+		}
+		if x.InstanceNumber != y.InstanceNumber {
+			return x.InstanceNumber < y.InstanceNumber
+		}
+		return x.SOPInstanceUID < y.SOPInstanceUID
+	})
+	if err := a.Sink.IngestStudy(ctx, headers); err != nil {
+		retry(err)
+		return
+	}
+	if err := a.Ledger.MarkCharted(study, marks); err != nil {
+		// The sink has it; without the mark it gets it again after a
+		// restart, which it takes as an update.
+		a.Logger.Error("dicom: recording a handed-over study failed", "err", err)
+	}
+	a.handed.Add(1)
+	a.Logger.Debug("dicom: study handed over", "study", study, "instances", len(headers))
+	a.mu.Lock()
+	if a.pending[study] == p && !p.due.After(started) { // nothing arrived meanwhile
+		delete(a.pending, study)
+	}
+	a.mu.Unlock()
+}

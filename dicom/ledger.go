@@ -1,0 +1,209 @@
+package dicom
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Ledger records, durably, what has become of spooled instances after they
+// were acknowledged: which studies were handed to the FHIR side (with the
+// headers handed over, so that a late instance re-describes the whole study
+// even when earlier ones have left the spool), and which instances each
+// forward destination has, or refused for good.
+//
+// It never sits on the acknowledgement path. What the spool holds is the
+// work; the ledger only says what of it is done. A mark lost in a crash
+// makes the work happen again (a study handed over twice, an instance sent
+// twice): both are idempotent downstream.
+//
+// Every mark carries the SHA-256 of the content it is about, so that an
+// instance replaced by different content is work again.
+type Ledger struct {
+	db *bolt.DB
+}
+
+var (
+	chartedBucket   = []byte("charted")   // study UID → SOP instance UID → ChartedMark
+	forwardedBucket = []byte("forwarded") // destination → SOP instance UID → ForwardMark
+)
+
+// ChartedMark says that an instance's content was in a study handed over.
+type ChartedMark struct {
+	SHA256 string         `json:"sha256"`
+	Header InstanceHeader `json:"header"`
+}
+
+// ForwardMark says that a destination has an instance's content (Dead
+// false), or refused it for good (Dead true, with the reason).
+type ForwardMark struct {
+	SHA256 string    `json:"sha256"`
+	Dead   bool      `json:"dead,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// OpenLedger opens or creates the ledger file at path.
+func OpenLedger(path string) (*Ledger, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("dicom ledger %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{chartedBucket, forwardedBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("dicom ledger %s: %w", path, err)
+	}
+	return &Ledger{db: db}, nil
+}
+
+// Close closes the ledger file.
+func (l *Ledger) Close() error { return l.db.Close() }
+
+// MarkCharted records that study was handed over with these instances
+// (SOP Instance UID → mark), in one durable commit.
+func (l *Ledger) MarkCharted(study string, marks map[string]ChartedMark) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(chartedBucket).CreateBucketIfNotExists([]byte(study))
+		if err != nil {
+			return err
+		}
+		for k, m := range marks {
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Charted returns the marks of a study's instances handed over so far.
+func (l *Ledger) Charted(study string) (map[string]ChartedMark, error) {
+	out := map[string]ChartedMark{}
+	err := l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(chartedBucket).Bucket([]byte(study))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var m ChartedMark
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("ledger: charted %q: %w", k, err)
+			}
+			out[string(k)] = m
+			return nil
+		})
+	})
+	return out, err
+}
+
+// IsCharted reports whether the instance key of study, with content sha, was
+// handed over.
+func (l *Ledger) IsCharted(study, key, sha string) bool {
+	var m ChartedMark
+	found := false
+	l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(chartedBucket).Bucket([]byte(study))
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); v != nil && json.Unmarshal(v, &m) == nil {
+			found = true
+		}
+		return nil
+	})
+	return found && m.SHA256 == sha
+}
+
+// MarkForwarded records marks (SOP Instance UID → mark) for destination in
+// one durable commit.
+func (l *Ledger) MarkForwarded(destination string, marks map[string]ForwardMark) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	return l.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(forwardedBucket).CreateBucketIfNotExists([]byte(destination))
+		if err != nil {
+			return err
+		}
+		for k, m := range marks {
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Forwarded returns every mark of destination.
+func (l *Ledger) Forwarded(destination string) (map[string]ForwardMark, error) {
+	out := map[string]ForwardMark{}
+	err := l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var m ForwardMark
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("ledger: forwarded %q: %w", k, err)
+			}
+			out[string(k)] = m
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ForwardMarkOf returns destination's mark for key, if any.
+func (l *Ledger) ForwardMarkOf(destination, key string) (ForwardMark, bool) {
+	var m ForwardMark
+	found := false
+	l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); v != nil && json.Unmarshal(v, &m) == nil {
+			found = true
+		}
+		return nil
+	})
+	return m, found
+}
+
+// ForgetForwarded drops every destination's mark for keys (instances that
+// left the spool). Charted marks stay: they describe the study.
+func (l *Ledger) ForgetForwarded(keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	return l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(forwardedBucket).ForEachBucket(func(dest []byte) error {
+			b := tx.Bucket(forwardedBucket).Bucket(dest)
+			for _, k := range keys {
+				if err := b.Delete([]byte(k)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}

@@ -1,0 +1,159 @@
+package dicom
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// NodeConfig says what a Node is and where its instances go.
+type NodeConfig struct {
+	AETitle         string
+	Allow           func(callingAE string, remote net.Addr) bool // nil: everyone
+	MaxAssociations int
+	Timeouts        Timeouts
+	// Spool keeps the instances; the Node keeps its Ledger beside it
+	// (ledger.db in the spool's folder).
+	Spool *buffer.Spool
+	// Sink takes stable studies; nil: studies are not handed over (and so
+	// never pruned).
+	Sink        StudySink
+	StableAfter time.Duration
+	Forward     []Destination
+	// Retention keeps an instance this long after it was received, even
+	// when everyone has it.
+	Retention time.Duration
+	Logger    *slog.Logger
+}
+
+// Node is wardgate's DICOM node: the Server storing into the spool through
+// a Receiver, the StudyAssembler, one Forwarder per destination and the
+// Pruner, wired together.
+type Node struct {
+	Server     *Server
+	Receiver   *Receiver
+	Assembler  *StudyAssembler
+	Forwarders []*Forwarder
+	Pruner     *Pruner
+	Ledger     *Ledger
+	ln         net.Listener
+	served     chan error
+}
+
+// NodeStats is a snapshot for the status page.
+type NodeStats struct {
+	Listening string         `json:"listening,omitempty"`
+	AETitle   string         `json:"ae_title"`
+	Server    ServerStats    `json:"associations"`
+	Received  ReceiverStats  `json:"instances"`
+	Studies   AssemblerStats `json:"studies"`
+	Forward   []ForwardStats `json:"forward"`
+	Pruned    uint64         `json:"pruned"`
+}
+
+// NewNode opens the Ledger and builds the parts; Start runs them.
+func NewNode(c NodeConfig) (*Node, error) {
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "dicom")
+	ledger, err := OpenLedger(filepath.Join(c.Spool.Dir(), "ledger.db"))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Ledger: ledger}
+	if c.Sink != nil {
+		n.Assembler = &StudyAssembler{Spool: c.Spool, Ledger: ledger, Sink: c.Sink, StableAfter: c.StableAfter, Logger: log}
+	}
+	for _, d := range c.Forward {
+		n.Forwarders = append(n.Forwarders, &Forwarder{
+			Dest: d, CallingAE: c.AETitle, Spool: c.Spool, Ledger: ledger, Timeouts: c.Timeouts, Logger: log,
+		})
+	}
+	if c.Sink != nil {
+		n.Pruner = &Pruner{Spool: c.Spool, Ledger: ledger, Destinations: c.Forward, Retention: c.Retention, Logger: log}
+	}
+	n.Receiver = &Receiver{Spool: c.Spool, Logger: log, Stored: func(h InstanceHeader, in buffer.Instance) {
+		if n.Assembler != nil {
+			n.Assembler.Add(h.StudyInstanceUID)
+		}
+		for _, f := range n.Forwarders {
+			f.Enqueue(in.Key)
+		}
+	}}
+	n.Server = &Server{
+		AETitle: c.AETitle, Allow: c.Allow, MaxAssociations: c.MaxAssociations,
+		Timeouts: c.Timeouts, Store: n.Receiver, Logger: log,
+	}
+	return n, nil
+}
+
+// Start starts the assembler, forwarders and pruner (each first finds the
+// work left from before), then serves ln.
+func (n *Node) Start(ln net.Listener) error {
+	if n.Assembler != nil {
+		if err := n.Assembler.Start(); err != nil {
+			return err
+		}
+	}
+	for _, f := range n.Forwarders {
+		if err := f.Start(); err != nil {
+			return err
+		}
+	}
+	if n.Pruner != nil {
+		n.Pruner.Start()
+	}
+	n.ln = ln
+	n.served = make(chan error, 1)
+	go func() { n.served <- n.Server.Serve(ln) }()
+	return nil
+}
+
+// Stop shuts the server down gracefully (associations in progress may
+// finish until ctx ends, then are aborted), stops the other parts and
+// closes the Ledger.
+func (n *Node) Stop(ctx context.Context) error {
+	var errs []error
+	if n.served != nil {
+		errs = append(errs, n.Server.Shutdown(ctx))
+		if err := <-n.served; !errors.Is(err, ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range n.Forwarders {
+		f.Stop()
+	}
+	if n.Assembler != nil {
+		n.Assembler.Stop()
+	}
+	if n.Pruner != nil {
+		n.Pruner.Stop()
+	}
+	errs = append(errs, n.Ledger.Close())
+	return errors.Join(errs...)
+}
+
+// Stats returns a snapshot.
+func (n *Node) Stats() NodeStats {
+	st := NodeStats{AETitle: n.Server.AETitle, Server: n.Server.Stats(), Received: n.Receiver.Stats(), Forward: []ForwardStats{}}
+	if n.ln != nil {
+		st.Listening = n.ln.Addr().String()
+	}
+	if n.Assembler != nil {
+		st.Studies = n.Assembler.Stats()
+	}
+	for _, f := range n.Forwarders {
+		st.Forward = append(st.Forward, f.Stats())
+	}
+	if n.Pruner != nil {
+		st.Pruned = n.Pruner.Removed()
+	}
+	return st
+}

@@ -1,0 +1,519 @@
+package dicom
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// recordingSink is a StudySink keeping every hand-over.
+type recordingSink struct {
+	mu    sync.Mutex
+	calls [][]InstanceHeader
+	fail  error
+}
+
+func (s *recordingSink) IngestStudy(ctx context.Context, hs []InstanceHeader) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.calls = append(s.calls, hs)
+	return nil
+}
+
+func (s *recordingSink) snapshot() [][]InstanceHeader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]InstanceHeader(nil), s.calls...)
+}
+
+func openSpool(t *testing.T, dir string, quota int64) *buffer.Spool {
+	t.Helper()
+	s, err := buffer.OpenSpool(dir, buffer.SpoolOptions{QuotaBytes: quota, Logger: discardLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// startNode runs a Node on a free port until the test ends (or stop).
+func startNode(t *testing.T, c NodeConfig) (n *Node, port string, stop func()) {
+	t.Helper()
+	if c.AETitle == "" {
+		c.AETitle = "WARDGATE"
+	}
+	if c.Logger == nil {
+		c.Logger = discardLogger
+	}
+	n, err := NewNode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ln); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := n.Stop(ctx); err != nil {
+				t.Errorf("node stop: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	_, port, _ = net.SplitHostPort(ln.Addr().String())
+	return n, port, stop
+}
+
+func spooledFile(t *testing.T, s *buffer.Spool, key string) []byte {
+	t.Helper()
+	in, err := s.Get(key)
+	if err != nil {
+		t.Fatalf("instance %s not in the spool: %v", key, err)
+	}
+	b, err := os.ReadFile(s.Path(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The spooled file is the meta header built from the association followed
+// by exactly the bytes storescp +B receives from the same storescu command.
+func TestReceiverSpoolsBitExact(t *testing.T) {
+	spool := openSpool(t, t.TempDir(), 0)
+	n, port, _ := startNode(t, NodeConfig{Spool: spool})
+	for _, f := range fixtures {
+		t.Run(f.name, func(t *testing.T) {
+			file := fixturePath(t, f)
+			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.scuFlags...), "127.0.0.1", port, file)
+			mustDCMTK(t, "storescu", args...)
+			var scpArgs []string
+			if f.scpFlag != "" {
+				scpArgs = append(scpArgs, f.scpFlag)
+			}
+			scpPort, dir := storescp(t, scpArgs...)
+			args[len(args)-2] = fmt.Sprint(scpPort)
+			mustDCMTK(t, "storescu", args...)
+			_, want := dataSetOf(t, onlyFile(t, dir))
+
+			var head bytes.Buffer
+			WriteFileMeta(&head, FileMeta{SOPClassUID: ctImage, SOPInstanceUID: instanceUID(0), TransferSyntaxUID: f.transferSyntax, SourceAET: "MODALITY"})
+			got := spooledFile(t, spool, instanceUID(0))
+			if !bytes.Equal(got, append(head.Bytes(), want...)) {
+				t.Fatalf("spooled file (%d bytes) is not the meta header (%d) + the %d bytes storescp received", len(got), head.Len(), len(want))
+			}
+			in, _ := spool.Get(instanceUID(0))
+			h, err := HeaderOf(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.PatientID != "PID0" || h.Modality != "CT" || h.StudyInstanceUID != "1.2.826.0.1.3680043.2.1125.2" ||
+				h.SeriesInstanceUID != "1.2.826.0.1.3680043.2.1125.3" || h.SOPClassUID != ctImage || h.TransferSyntaxUID != f.transferSyntax {
+				t.Fatalf("header %+v", h)
+			}
+			if in.Group != h.StudyInstanceUID {
+				t.Fatalf("group %q", in.Group)
+			}
+		})
+	}
+	if st := n.Receiver.Stats(); st.Received != 1 || st.Replaced != uint64(len(fixtures)-1) {
+		// The same SOP instance in another syntax is different content.
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestReceiverDuplicateAndReplace(t *testing.T) {
+	spool := openSpool(t, t.TempDir(), 0)
+	n, port, _ := startNode(t, NodeConfig{Spool: spool})
+	dir := t.TempDir()
+	a := writeCT(t, dir, "a.dcm", 7)
+	send := func(file string) {
+		mustDCMTK(t, "storescu", "-xi", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port, file)
+	}
+	send(a)
+	first := spooledFile(t, spool, instanceUID(7))
+	send(a)
+	if st := n.Receiver.Stats(); st.Received != 1 || st.Duplicates != 1 || spool.Stats().Instances != 1 {
+		t.Fatalf("after a duplicate: %+v, spool %+v", n.Receiver.Stats(), spool.Stats())
+	}
+	// Same SOP Instance UID, different content (Explicit VR instead).
+	mustDCMTK(t, "storescu", "-xe", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port, a)
+	if st := n.Receiver.Stats(); st.Replaced != 1 || spool.Stats().Instances != 1 {
+		t.Fatalf("after a replacement: %+v", st)
+	}
+	if bytes.Equal(first, spooledFile(t, spool, instanceUID(7))) {
+		t.Fatal("the replacing content was not stored")
+	}
+}
+
+// A data set that cannot be parsed is answered C000 and not stored.
+func TestReceiverRefusesUnparseable(t *testing.T) {
+	spool := openSpool(t, t.TempDir(), 0)
+	n, port, _ := startNode(t, NodeConfig{Spool: spool})
+	ctx := context.Background()
+	as, err := Dialer{CallingAE: "MODALITY", CalledAE: "WARDGATE"}.Dial(ctx, "127.0.0.1:"+port,
+		[]PresentationContextProposal{{ctImage, []string{ExplicitVRLittleEndian}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Release(ctx)
+	garbage := bytes.Repeat([]byte{0x08, 0x00, 0x18, 0x00, 'Z', 'Z', 0xff, 0xff}, 64)
+	st, err := as.Store(ctx, ctImage, "1.2.3.4", ExplicitVRLittleEndian, bytes.NewReader(garbage))
+	if err != nil || st != StatusCannotUnderstand {
+		t.Fatalf("garbage: 0x%04x, %v; want 0xC000", st, err)
+	}
+	// A parseable data set without its Study Instance UID cannot be filed.
+	noStudy := []byte("\x08\x00\x18\x00UI\x08\x001.2.3.5\x00")
+	st, err = as.Store(ctx, ctImage, "1.2.3.5", ExplicitVRLittleEndian, bytes.NewReader(noStudy))
+	if err != nil || st != StatusCannotUnderstand {
+		t.Fatalf("no study UID: 0x%04x, %v; want 0xC000", st, err)
+	}
+	if spool.Stats().Instances != 0 || n.Receiver.Stats().RefusedUnparseable != 2 {
+		t.Fatalf("spool %+v receiver %+v", spool.Stats(), n.Receiver.Stats())
+	}
+	if e, _ := os.ReadDir(filepath.Join(spool.Dir(), "tmp")); len(e) != 0 {
+		t.Fatalf("%d temporary files left", len(e))
+	}
+}
+
+// A quota smaller than the study: A700 for what does not fit, and every
+// instance acknowledged is stored whole.
+func TestReceiverQuotaRefusesWithA700(t *testing.T) {
+	files := writeCTs(t, 100, 8)
+	fi, _ := os.Stat(files[0])
+	spool := openSpool(t, t.TempDir(), 3*fi.Size()+fi.Size()/2)
+	n, port, _ := startNode(t, NodeConfig{Spool: spool})
+	args := append([]string{"-v", "-nh", "-xi", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port}, files...)
+	out, _ := dcmtk(t, "storescu", args...)
+	acked := strings.Count(out, "Received Store Response (Success)")
+	refused := strings.Count(out, "Received Store Response (Refused: OutOfResources)")
+	if acked != 3 || refused != 5 {
+		t.Fatalf("storescu saw %d successes and %d A700 (want 3 and 5):\n%s", acked, refused, out)
+	}
+	if st := n.Receiver.Stats(); st.Received != 3 || st.RefusedFull != 5 {
+		t.Fatalf("receiver %+v", st)
+	}
+	for i := 100; i < 103; i++ {
+		_, want := dataSetOf(t, files[i-100])
+		got := spooledFile(t, spool, instanceUID(i))
+		if !bytes.HasSuffix(got, want) {
+			t.Fatalf("instance %d not stored whole", i)
+		}
+	}
+}
+
+// storeFiles stores files into spool as the Receiver would, and tells n.
+func storeFile(t *testing.T, spool *buffer.Spool, path string) (InstanceHeader, buffer.Instance) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, off, err := ReadFileMeta(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ReadInstanceHeader(bytes.NewReader(b[off:]), m.TransferSyntaxUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _, err := spool.Store(context.Background(), h.SOPInstanceUID, h.StudyInstanceUID,
+		map[string]string{AttrHeader: mustJSON(t, h)}, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, in
+}
+
+func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
+	files := writeCTs(t, 200, 4)
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
+	ledger, err := OpenLedger(filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordingSink{}
+	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 300 * time.Millisecond, Logger: discardLogger}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files[:2] {
+		h, _ := storeFile(t, spool, f)
+		a.Add(h.StudyInstanceUID)
+		time.Sleep(100 * time.Millisecond) // less than StableAfter: one hand-over
+	}
+	waitFor(t, "first hand-over", func() bool { return len(sink.snapshot()) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	if c := sink.snapshot(); len(c) != 1 || len(c[0]) != 2 {
+		t.Fatalf("hand-overs %d, first with %d instances; want 1 with 2", len(c), len(c[0]))
+	}
+	// A late instance hands the whole study over again.
+	h, _ := storeFile(t, spool, files[2])
+	a.Add(h.StudyInstanceUID)
+	waitFor(t, "second hand-over", func() bool { return len(sink.snapshot()) == 2 })
+	if c := sink.snapshot(); len(c[1]) != 3 {
+		t.Fatalf("second hand-over has %d instances", len(c[1]))
+	}
+	a.Stop()
+
+	// Received but not handed over when the process stopped: after a
+	// restart it is handed over without anyone calling Add.
+	storeFile(t, spool, files[3])
+	sink2 := &recordingSink{}
+	a2 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink2, StableAfter: 300 * time.Millisecond, Logger: discardLogger}
+	if err := a2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Stop()
+	waitFor(t, "hand-over after restart", func() bool { return len(sink2.snapshot()) == 1 })
+	if c := sink2.snapshot(); len(c[0]) != 4 {
+		t.Fatalf("hand-over after restart has %d instances, want 4", len(c[0]))
+	}
+	a2.Stop()
+	// Everything handed over: a further restart hands nothing over.
+	sink3 := &recordingSink{}
+	a3 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink3, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
+	a3.Start()
+	time.Sleep(400 * time.Millisecond)
+	a3.Stop()
+	if n := len(sink3.snapshot()); n != 0 {
+		t.Fatalf("%d hand-overs of a study already handed over", n)
+	}
+}
+
+func TestAssemblerRetriesAFailingSink(t *testing.T) {
+	files := writeCTs(t, 300, 1)
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
+	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
+	sink := &recordingSink{fail: errors.New("outbox full")}
+	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 100 * time.Millisecond,
+		Backoff: buffer.Backoff{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}, Logger: discardLogger}
+	a.Start()
+	defer a.Stop()
+	h, _ := storeFile(t, spool, files[0])
+	a.Add(h.StudyInstanceUID)
+	waitFor(t, "a failed hand-over", func() bool { return a.Stats().Failed >= 2 })
+	sink.mu.Lock()
+	sink.fail = nil
+	sink.mu.Unlock()
+	waitFor(t, "hand-over after the sink recovered", func() bool { return len(sink.snapshot()) == 1 })
+	waitFor(t, "nothing pending", func() bool { return a.Stats().Pending == 0 })
+}
+
+// storescpAt runs storescp +B on port until stop; it can be restarted on
+// the same port.
+func storescpAt(t *testing.T, port int, dir string, args ...string) (stop func()) {
+	t.Helper()
+	args = append([]string{"+B", "-od", dir, "-aet", "PACS"}, append(args, strconv.Itoa(port))...)
+	cmd := exec.Command(requireTool(t, "storescp"), args...)
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting storescp: %v", err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return stop
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storescp did not listen on %d: %v\n%s", port, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countFiles(dir string) int {
+	e, _ := os.ReadDir(dir)
+	return len(e)
+}
+
+// The Forwarder sends many instances per association, byte for byte, goes
+// on after the PACS was down, and its queue survives a restart.
+func TestForwarderToStorescp(t *testing.T) {
+	files := writeCTs(t, 400, 30)
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
+	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
+	defer ledger.Close()
+	port := freePort(t)
+	recv := t.TempDir()
+	stopSCP := storescpAt(t, port, recv)
+	dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}
+	newF := func() *Forwarder {
+		return &Forwarder{Dest: dest, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: discardLogger,
+			IdleRelease: 500 * time.Millisecond,
+			Backoff:     buffer.Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond, Multiplier: 2}}
+	}
+	f := newF()
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range files[:10] {
+		_, in := storeFile(t, spool, p)
+		f.Enqueue(in.Key)
+	}
+	waitFor(t, "10 forwarded", func() bool { return countFiles(recv) == 10 })
+	if st := f.Stats(); st.Associations != 1 || st.Delivered != 10 || st.Waiting != 0 {
+		t.Fatalf("stats %+v; want 10 delivered over 1 association", st)
+	}
+	for _, p := range files[:10] {
+		_, want := dataSetOf(t, p)
+		name := filepath.Join(recv, "CT."+instanceUIDFor(t, p))
+		_, got := dataSetOf(t, name)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s forwarded with %d bytes, spooled %d", p, len(got), len(want))
+		}
+	}
+
+	// The PACS goes down: instances wait, with the reason shown.
+	stopSCP()
+	for _, p := range files[10:20] {
+		_, in := storeFile(t, spool, p)
+		f.Enqueue(in.Key)
+	}
+	waitFor(t, "the failure shown", func() bool { st := f.Stats(); return st.LastError != "" && st.Waiting == 10 })
+	// Restart of wardgate while the PACS is down: the queue is the spool.
+	f.Stop()
+	for _, p := range files[20:] {
+		storeFile(t, spool, p) // received while stopped, never enqueued
+	}
+	f2 := newF()
+	if err := f2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Stop()
+	if st := f2.Stats(); st.Waiting != 20 {
+		t.Fatalf("after restart %d waiting, want 20", st.Waiting)
+	}
+	storescpAt(t, port, recv)
+	waitFor(t, "all 30 forwarded", func() bool { return countFiles(recv) == 30 })
+	waitFor(t, "queue empty", func() bool { return f2.Stats().Waiting == 0 })
+	marks, _ := ledger.Forwarded("PACS")
+	if len(marks) != 30 {
+		t.Fatalf("%d forward marks, want 30", len(marks))
+	}
+}
+
+func instanceUIDFor(t *testing.T, path string) string {
+	m, _ := dataSetOf(t, path)
+	return m.SOPInstanceUID
+}
+
+// A compressed instance to a PACS that accepts only uncompressed syntaxes
+// waits with the reason; nothing is sent re-encoded.
+func TestForwarderWaitsWhenTheSyntaxIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
+	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
+	defer ledger.Close()
+	port := freePort(t)
+	recv := t.TempDir()
+	storescpAt(t, port, recv)                                 // without +xs and the like: uncompressed only
+	_, in := storeFile(t, spool, fixturePath(t, fixtures[4])) // JPEG lossless
+	f := &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: discardLogger}
+	f.Start()
+	defer f.Stop()
+	f.Enqueue(in.Key)
+	want := "accepts none of the transfer syntaxes: stored in " + JPEGLosslessSV1
+	waitFor(t, "the reason shown", func() bool {
+		for r := range f.Stats().Reasons {
+			if strings.Contains(r, want) {
+				return true
+			}
+		}
+		return false
+	})
+	if countFiles(recv) != 0 || f.Stats().Waiting != 1 {
+		t.Fatalf("stats %+v, %d files at the PACS", f.Stats(), countFiles(recv))
+	}
+}
+
+// The Pruner removes an instance only when every destination and the FHIR
+// side have it, and retention has passed.
+func TestPrunerRemovesOnlyWhatEveryoneHas(t *testing.T) {
+	files := writeCTs(t, 500, 2)
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
+	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
+	defer ledger.Close()
+	h0, in0 := storeFile(t, spool, files[0])
+	_, in1 := storeFile(t, spool, files[1])
+	dests := []Destination{{AETitle: "A"}, {AETitle: "B"}}
+	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: dests, Logger: discardLogger}
+	ctx := context.Background()
+	prune := func() int64 {
+		if err := p.Prune(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return spool.Stats().Instances
+	}
+	now := time.Now()
+	ledger.MarkForwarded("A", map[string]ForwardMark{in0.Key: {SHA256: in0.SHA256, At: now}, in1.Key: {SHA256: in1.SHA256, At: now}})
+	ledger.MarkForwarded("B", map[string]ForwardMark{in0.Key: {SHA256: in0.SHA256, At: now}, in1.Key: {SHA256: in1.SHA256, Dead: true}})
+	if n := prune(); n != 2 {
+		t.Fatalf("%d left before the study was charted, want 2", n)
+	}
+	ledger.MarkCharted(h0.StudyInstanceUID, map[string]ChartedMark{in0.Key: {SHA256: in0.SHA256}, in1.Key: {SHA256: in1.SHA256}})
+	p.Retention = time.Hour
+	if n := prune(); n != 2 {
+		t.Fatalf("%d left within retention, want 2", n)
+	}
+	p.Retention = 0
+	if n := prune(); n != 1 {
+		t.Fatalf("%d left, want 1 (the one dead-lettered at B)", n)
+	}
+	if _, err := spool.Get(in1.Key); err != nil {
+		t.Fatalf("the dead-lettered instance was removed: %v", err)
+	}
+	if _, ok := ledger.ForwardMarkOf("A", in0.Key); ok {
+		t.Fatal("forward mark of a removed instance kept")
+	}
+	if c, _ := ledger.Charted(h0.StudyInstanceUID); len(c) != 2 {
+		t.Fatal("charted marks must stay: they describe the study")
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

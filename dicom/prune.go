@@ -1,0 +1,118 @@
+package dicom
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// Pruner removes a spooled instance once it is no longer needed: every
+// forward destination has it (a dead-lettered one does not count), its
+// study was handed over with this content, and Retention has passed since
+// it was received. It checks every Interval and when kicked.
+type Pruner struct {
+	Spool        *buffer.Spool
+	Ledger       *Ledger
+	Destinations []Destination
+	Retention    time.Duration
+	Interval     time.Duration // 0: 10 s
+	Logger       *slog.Logger
+
+	removed atomic.Uint64
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// Removed counts the instances the Pruner removed.
+func (p *Pruner) Removed() uint64 { return p.removed.Load() }
+
+// Start runs the Pruner until Stop.
+func (p *Pruner) Start() {
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	if p.Interval == 0 {
+		p.Interval = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = cancel
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(p.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+					p.Logger.Warn("dicom: pruning the spool failed", "err", err)
+				}
+			}
+		}
+	}()
+}
+
+// Stop stops the Pruner.
+func (p *Pruner) Stop() {
+	if p.stop != nil {
+		p.stop()
+		<-p.done
+	}
+}
+
+// Prune removes every instance no longer needed, once.
+func (p *Pruner) Prune(ctx context.Context) error {
+	var done []buffer.Instance
+	marks := make([]map[string]ForwardMark, len(p.Destinations))
+	for i, d := range p.Destinations {
+		m, err := p.Ledger.Forwarded(d.LedgerName())
+		if err != nil {
+			return err
+		}
+		marks[i] = m
+	}
+	now := time.Now()
+	err := p.Spool.Each(func(in buffer.Instance) bool {
+		if now.Sub(in.Stored) < p.Retention {
+			return true
+		}
+		for _, m := range marks {
+			if fm, ok := m[in.Key]; !ok || fm.Dead || fm.SHA256 != in.SHA256 {
+				return true
+			}
+		}
+		if !p.Ledger.IsCharted(in.Group, in.Key, in.SHA256) {
+			return true
+		}
+		done = append(done, in)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for _, in := range done {
+		if ctx.Err() != nil {
+			break
+		}
+		// Only this content: a copy that replaced it meanwhile stays.
+		if err := p.Spool.RemoveVersion(ctx, in.Key, in.SHA256); err != nil {
+			if !errors.Is(err, buffer.ErrNotFound) {
+				return err
+			}
+			continue
+		}
+		keys = append(keys, in.Key)
+		p.removed.Add(1)
+	}
+	if len(keys) > 0 {
+		p.Logger.Debug("dicom: removed delivered instances from the spool", "instances", len(keys))
+	}
+	return p.Ledger.ForgetForwarded(keys)
+}

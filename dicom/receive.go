@@ -1,0 +1,170 @@
+package dicom
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// AttrHeader is the spool attribute holding an instance's InstanceHeader as
+// JSON.
+const AttrHeader = "header"
+
+// Receiver is the StoreHandler that keeps each instance in a buffer.Spool:
+// a Part 10 meta header built from the association, then the data set bytes
+// exactly as received. On Commit it reads the header fields from the
+// spooled bytes (streaming, pixel data skipped), commits the file (fsync of
+// file and folder, then the index) under the SOP Instance UID in the group
+// of its Study Instance UID, and only then answers Success.
+//
+// Refusals: a full spool (quota or disk) gives A700 and keeps nothing of the
+// instance; a data set that cannot be parsed gives C000 and is not stored.
+// A second copy with identical content is acknowledged and stored once; one
+// with different content replaces the first and is counted.
+type Receiver struct {
+	Spool *buffer.Spool
+	// Stored, when set, is told of every instance committed as new or as a
+	// replacement (not of duplicates), after it is durable and before the
+	// modality is answered. It must not block for long.
+	Stored func(h InstanceHeader, in buffer.Instance)
+	// Logger; nil: slog.Default(). It gets UIDs at debug level only.
+	Logger *slog.Logger
+
+	received, duplicates, replaced, refusedFull, refusedUnparseable, failed atomic.Uint64
+}
+
+// ReceiverStats counts what the Receiver did with the instances it got.
+type ReceiverStats struct {
+	Received           uint64 // stored as new instances
+	Duplicates         uint64 // identical copies acknowledged, stored once
+	Replaced           uint64 // different content under a SOP Instance UID already stored
+	RefusedFull        uint64 // A700: spool quota or disk full
+	RefusedUnparseable uint64 // C000: data set could not be read
+	Failed             uint64 // other storage errors (C000)
+}
+
+// Stats returns the counters.
+func (r *Receiver) Stats() ReceiverStats {
+	return ReceiverStats{
+		Received: r.received.Load(), Duplicates: r.duplicates.Load(), Replaced: r.replaced.Load(),
+		RefusedFull: r.refusedFull.Load(), RefusedUnparseable: r.refusedUnparseable.Load(), Failed: r.failed.Load(),
+	}
+}
+
+func (r *Receiver) log() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+// BeginStore implements StoreHandler.
+func (r *Receiver) BeginStore(ctx context.Context, req StoreRequest) (StoreWriter, error) {
+	w, err := r.Spool.Create()
+	if err != nil {
+		return nil, r.refusal(err)
+	}
+	n, err := WriteFileMeta(w, FileMeta{
+		SOPClassUID: req.SOPClassUID, SOPInstanceUID: req.SOPInstanceUID,
+		TransferSyntaxUID: req.TransferSyntaxUID, SourceAET: req.CallingAE,
+	})
+	if err != nil {
+		w.Abort()
+		return nil, r.refusal(err)
+	}
+	return &receiveWriter{r: r, w: w, req: req, dataset: n}, nil
+}
+
+// refusal counts err and makes a full spool an ErrOutOfResources (A700).
+func (r *Receiver) refusal(err error) error {
+	if errors.Is(err, buffer.ErrFull) {
+		r.refusedFull.Add(1)
+		return fmt.Errorf("%w: %w", ErrOutOfResources, err)
+	}
+	r.failed.Add(1)
+	return err
+}
+
+type receiveWriter struct {
+	r       *Receiver
+	w       *buffer.SpoolWriter
+	req     StoreRequest
+	dataset int64 // offset of the data set in the file
+	err     error
+}
+
+func (rw *receiveWriter) Write(p []byte) (int, error) {
+	n, err := rw.w.Write(p)
+	if err != nil && rw.err == nil {
+		rw.err = rw.r.refusal(err)
+		return n, rw.err
+	}
+	return n, err
+}
+
+func (rw *receiveWriter) Abort() { rw.w.Abort() }
+
+func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
+	r := rw.r
+	if rw.err != nil {
+		rw.w.Abort()
+		return statusFor(rw.err), rw.err
+	}
+	size := rw.w.Size() - rw.dataset
+	h, err := ReadInstanceHeader(io.NewSectionReader(rw.w.ReaderAt(), rw.dataset, size), rw.req.TransferSyntaxUID)
+	if err != nil {
+		rw.w.Abort()
+		r.refusedUnparseable.Add(1)
+		return StatusCannotUnderstand, fmt.Errorf("instance not stored: %w", err)
+	}
+	if h.SOPInstanceUID != rw.req.SOPInstanceUID {
+		rw.w.Abort()
+		r.refusedUnparseable.Add(1)
+		return StatusDataSetMismatch, errors.New("instance not stored: the data set's SOP Instance UID differs from the C-STORE request's")
+	}
+	if h.SOPClassUID == "" {
+		h.SOPClassUID = rw.req.SOPClassUID
+	}
+	hj, err := json.Marshal(h)
+	if err != nil {
+		rw.w.Abort()
+		r.failed.Add(1)
+		return StatusProcessingFailure, err
+	}
+	in, outcome, err := rw.w.Commit(ctx, rw.req.SOPInstanceUID, h.StudyInstanceUID, map[string]string{AttrHeader: string(hj)})
+	if err != nil {
+		return statusFor(r.refusal(err)), err
+	}
+	switch outcome {
+	case buffer.Duplicate:
+		r.duplicates.Add(1)
+		r.log().Debug("dicom: identical copy of a stored instance", "sop_instance", h.SOPInstanceUID)
+		return StatusSuccess, nil
+	case buffer.Replaced:
+		r.replaced.Add(1)
+		r.log().Info("dicom: an instance was sent again with different content; it replaced the stored one")
+	default:
+		r.received.Add(1)
+	}
+	if r.Stored != nil {
+		r.Stored(h, in)
+	}
+	return StatusSuccess, nil
+}
+
+// HeaderOf returns the InstanceHeader kept with a spooled instance.
+func HeaderOf(in buffer.Instance) (InstanceHeader, error) {
+	var h InstanceHeader
+	v, ok := in.Attrs[AttrHeader]
+	if !ok {
+		return h, fmt.Errorf("spooled instance has no %q attribute", AttrHeader)
+	}
+	err := json.Unmarshal([]byte(v), &h)
+	return h, err
+}

@@ -1,0 +1,138 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/edge/config"
+)
+
+// startDICOM runs the DICOM node when the config has one: the SCP storing
+// into the spool, the study assembler handing stable studies to the
+// gateway (IngestStudy), a forwarder per dicom.forward destination and the
+// spool's pruner. stop shuts the SCP down gracefully (associations in
+// progress get ShutdownTimeout to finish, then are aborted, which keeps
+// nothing partial) and stops the rest. ctx is not used for the node's
+// life: stop ends it, in the order Run needs.
+func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
+	c := g.cfg.DICOM
+	if c == nil {
+		return func() {}, nil
+	}
+	allow, err := allowList(c.Allow)
+	if err != nil {
+		return nil, err
+	}
+	var forward []dicom.Destination
+	for _, f := range c.Forward {
+		forward = append(forward, dicom.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port})
+	}
+	node, err := dicom.NewNode(dicom.NodeConfig{
+		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations,
+		Spool: g.spool, Sink: g, StableAfter: c.StudyStableAfter.D(),
+		Forward: forward, Retention: c.Retention.D(), Logger: g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		node.Stop(ctx)
+		return nil, fmt.Errorf("dicom.listen %s: %w", c.Listen, err)
+	}
+	if err := node.Start(ln); err != nil {
+		ln.Close()
+		node.Stop(ctx)
+		return nil, err
+	}
+	g.mu.Lock()
+	g.dicom = node
+	g.mu.Unlock()
+	g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", ln.Addr().String(), "forward", len(forward))
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		if err := node.Stop(sctx); err != nil {
+			g.log.Warn("dicom did not stop cleanly; instances not acknowledged will be sent again by their modality", "err", err)
+		}
+	}, nil
+}
+
+// allowList turns dicom.allow into the SCP's check: the calling AE title
+// must be listed, and come from the listed host (its addresses) when one
+// is given. Hosts are resolved once, at start.
+func allowList(peers []config.DICOMPeer) (func(string, net.Addr) bool, error) {
+	if len(peers) == 0 {
+		return nil, nil
+	}
+	type entry struct {
+		ae  string
+		ips map[string]bool // nil: any host
+	}
+	var entries []entry
+	for _, p := range peers {
+		e := entry{ae: strings.TrimSpace(p.AETitle)}
+		if p.Host != "" {
+			addrs, err := net.LookupHost(p.Host)
+			if err != nil {
+				return nil, fmt.Errorf("dicom.allow %s: host %s: %w", p.AETitle, p.Host, err)
+			}
+			e.ips = map[string]bool{}
+			for _, a := range addrs {
+				if ip := net.ParseIP(a); ip != nil {
+					e.ips[ip.String()] = true
+				}
+			}
+		}
+		entries = append(entries, e)
+	}
+	return func(callingAE string, remote net.Addr) bool {
+		ae := strings.TrimSpace(callingAE)
+		var ip string
+		if ta, ok := remote.(*net.TCPAddr); ok {
+			ip = ta.IP.String()
+			if v4 := ta.IP.To4(); v4 != nil {
+				ip = v4.String()
+			}
+		}
+		for _, e := range entries {
+			if e.ae == ae && (e.ips == nil || e.ips[ip]) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// dicomStatus is the "dicom" section of /readyz.
+func (g *Gateway) dicomStatus() any {
+	g.mu.Lock()
+	node := g.dicom
+	g.mu.Unlock()
+	if node == nil {
+		return nil
+	}
+	st := node.Stats()
+	forward := []map[string]any{}
+	for _, f := range st.Forward {
+		forward = append(forward, map[string]any{
+			"destination": f.Destination, "waiting": f.Waiting, "delivered": f.Delivered,
+			"dead_lettered": f.DeadLettered, "connected": f.Connected,
+			"last_error": f.LastError, "reasons": f.Reasons,
+		})
+	}
+	return map[string]any{
+		"listening": st.Listening, "ae_title": st.AETitle,
+		"associations": map[string]any{"now": st.Server.AssociationsActive, "total": st.Server.AssociationsAccepted,
+			"rejected": st.Server.AssociationsRejected, "aborted": st.Server.AssociationsAborted},
+		"instances": map[string]any{"received": st.Received.Received, "duplicates": st.Received.Duplicates,
+			"replaced": st.Received.Replaced, "refused_full": st.Received.RefusedFull,
+			"refused_unparseable": st.Received.RefusedUnparseable, "failed": st.Received.Failed},
+		"studies": map[string]any{"pending": st.Studies.Pending, "handed_over": st.Studies.HandedOff, "failed": st.Studies.Failed},
+		"forward": forward,
+		"pruned":  st.Pruned,
+	}
+}
