@@ -29,7 +29,7 @@ func TestTheREADMEExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the README's example does not load:\n%v", err)
 	}
-	if len(c.Monitors) != 2 || c.DICOM == nil || len(c.DICOM.Forward) != 1 {
+	if len(c.Monitors) != 3 || c.Patients.EncounterLookup == nil || c.DICOM == nil || len(c.DICOM.Forward) != 1 {
 		t.Fatalf("example loaded as %+v", c)
 	}
 	for _, w := range ps.Warnings() {
