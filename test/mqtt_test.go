@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -182,4 +183,37 @@ func TestMQTTSIGKILLWhileMessagesFlow(t *testing.T) {
 		t.Fatalf("record holds %d Observations, %d distinct; want %d each once", record.Count("Observation"), len(seen), want)
 	}
 	t.Logf("%d Observations were in the record at the kill; all %d are there once", before, want)
+}
+
+// One wildcard subscription serves many beds: each message's bed is taken
+// from its topic, and its readings go to that bed's patient.
+func TestMQTTWildcardTopicGivesTheBed(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	broker := startMosquitto(t, dir, port)
+	record, cfg, _ := recordWith(t, fmt.Sprintf(`monitors:
+  - id: ward-bridge
+    profile: generic/flat-json
+    mqtt: {broker: "tcp://127.0.0.1:%d", topic: ward4b/+/flat, location_level: 1}
+patients:
+  static: {bed-1: Patient/one, bed-2: Patient/two}
+`, port))
+	gw := Start(t, "run", "-config", cfg)
+	gw.WaitLog(t, `subscribed; waiting for messages`, 30*time.Second)
+	for bed, hr := range map[string]int{"bed-1": 61, "bed-2": 62} {
+		broker.publish("ward4b/"+bed+"/flat", []string{fmt.Sprintf(`{"device":"bridge/%s","ts":1795593600000,"vitals":{"hr":%d}}`, bed, hr)})
+	}
+	Eventually(t, 30*time.Second, func() bool { return record.Count("Observation") == 2 },
+		func() string { return fmt.Sprintf("%d Observations\n%s", record.Count("Observation"), gw.Log()) })
+	for _, raw := range record.Resources("Observation") {
+		var o struct {
+			Subject       struct{ Reference string }
+			ValueQuantity struct{ Value float64 }
+		}
+		json.Unmarshal(raw, &o)
+		want := map[float64]string{61: "Patient/one", 62: "Patient/two"}[o.ValueQuantity.Value]
+		if o.Subject.Reference != want {
+			t.Fatalf("heart rate %v charted for %s, want %s", o.ValueQuantity.Value, o.Subject.Reference, want)
+		}
+	}
 }
