@@ -1,10 +1,13 @@
 // Command wardgate is the edge gateway for hospital wards and imaging suites.
 //
-//	wardgate run -config FILE     run the gateway until SIGINT or SIGTERM
-//	wardgate check -config FILE   validate the config; exit 0, or 2 listing every problem
+//	wardgate run -config FILE        run the gateway until SIGINT or SIGTERM
+//	wardgate check -config FILE      validate the config; exit 0, or 2 listing every problem
+//	wardgate demo                    the whole gateway with simulators, until Ctrl-C
 //	wardgate replay -profile P FILE  decode a monitor capture with a firmware profile
 //	wardgate simulate -profile P ... simulate a bedside monitor on a serial port or MQTT
-//	wardgate version              print the version
+//	wardgate echo / send ...         C-ECHO a DICOM node; C-STORE files to it
+//	wardgate queue -config FILE ...  list, retry or drop a running gateway's dead letters
+//	wardgate version                 print the version
 //
 // Exit codes: 0 success, 1 a runtime failure, 2 a usage or config error.
 package main
@@ -38,7 +41,9 @@ const (
 const usage = `wardgate: edge gateway for bedside monitors and imaging modalities
 
 Usage:
-  wardgate run -config FILE     run the gateway until SIGINT or SIGTERM
+  wardgate run -config FILE [-log-format json]
+                                run the gateway until SIGINT or SIGTERM
+  wardgate demo                 the whole gateway with simulated monitors, modality and record
   wardgate check -config FILE   validate the config and print every problem
   wardgate replay -profile VENDOR/MODEL [-fhir] FILE
                                 decode a monitor capture; print readings or Observations
@@ -48,6 +53,8 @@ Usage:
                                 C-ECHO a DICOM node; print the outcome and round-trip time
   wardgate send [-aet A] [-aec B] HOST:PORT FILE|DIR...
                                 C-STORE the DICOM files found, one association; status per file
+  wardgate queue -config FILE list|retry|drop [-all | ID...]
+                                the dead letters of a running gateway
   wardgate version              print the version
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
@@ -82,9 +89,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "demo":
-		fmt.Fprintln(stderr, "wardgate demo is not in this build yet; it comes with the operator surface (status page, simulators).\n"+
-			"Until then: wardgate run -config FILE (see README.md).")
-		return exitUsage
+		return cmdDemo(args[1:], stdout, stderr)
+	case "queue":
+		return cmdQueue(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "wardgate: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage
@@ -162,13 +169,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	path, ok := configFlag("run", args, stderr)
+	fs := flag.NewFlagSet("wardgate run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the gateway's YAML config `FILE`")
+	format := fs.String("log-format", "", "text or json: overrides log.format")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *path == "" || fs.NArg() > 0 || (*format != "" && *format != "text" && *format != "json") {
+		fmt.Fprintln(stderr, "usage: wardgate run -config FILE [-log-format text|json]")
+		return exitUsage
+	}
+	c, ps, ok := load(*path, stderr)
 	if !ok {
 		return exitUsage
 	}
-	c, ps, ok := load(path, stderr)
-	if !ok {
-		return exitUsage
+	if *format != "" {
+		c.Log.Format = *format
 	}
 	log := newLogger(c.Log, stderr)
 	for _, w := range ps.Warnings() {
