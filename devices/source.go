@@ -48,8 +48,9 @@ type Status struct {
 
 // Monitor keeps a source's live status; safe for concurrent use.
 type Monitor struct {
-	mu sync.Mutex
-	st Status
+	mu     sync.Mutex
+	st     Status
+	trends map[string]*trend // by MDC reference id
 
 	bytes, frames, bad, readings, dropped, lost atomic.Uint64
 }
@@ -103,6 +104,7 @@ func (m *Monitor) Frame(rs []Reading, dropped int, offset time.Duration) {
 	m.st.ClockOffset = offset
 	for _, r := range rs {
 		m.st.Latest[r.Code.RefID] = r
+		m.addTrendLocked(r, m.st.LastFrame)
 	}
 	if m.st.State != Connected {
 		m.st.State, m.st.Since, m.st.LastError = Connected, time.Now(), ""
@@ -128,4 +130,86 @@ func (m *Monitor) Status() Status {
 	st.Bytes, st.Frames, st.BadFrames = m.bytes.Load(), m.frames.Load(), m.bad.Load()
 	st.Readings, st.Dropped, st.Lost = m.readings.Load(), m.dropped.Load(), m.lost.Load()
 	return st
+}
+
+// Trends keep, per parameter, the recent values for the status page's
+// sparklines: at most one point per TrendStep (the last value in each step
+// wins), for TrendSpan, for at most maxTrends parameters. Memory stays
+// bounded whatever a device sends.
+const (
+	TrendSpan = 15 * time.Minute
+	TrendStep = 10 * time.Second
+	maxTrends = 32
+)
+
+// TrendPoint is one point of a parameter's recent trend, on the gateway's
+// clock (time of receipt).
+type TrendPoint struct {
+	At    time.Time `json:"t"`
+	Value float64   `json:"v"`
+}
+
+// trend is a ring of points, oldest first from start.
+type trend struct {
+	pts   [int(TrendSpan/TrendStep) + 1]TrendPoint
+	start int
+	n     int
+}
+
+func (t *trend) add(p TrendPoint) {
+	size := len(t.pts)
+	if t.n > 0 {
+		last := &t.pts[(t.start+t.n-1)%size]
+		if p.At.Truncate(TrendStep).Equal(last.At.Truncate(TrendStep)) {
+			*last = p
+			return
+		}
+	}
+	if t.n == size {
+		t.start = (t.start + 1) % size
+		t.n--
+	}
+	t.pts[(t.start+t.n)%size] = p
+	t.n++
+}
+
+func (t *trend) since(from time.Time) []TrendPoint {
+	out := make([]TrendPoint, 0, t.n)
+	for i := 0; i < t.n; i++ {
+		p := t.pts[(t.start+i)%len(t.pts)]
+		if !p.At.Before(from) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (m *Monitor) addTrendLocked(r Reading, at time.Time) {
+	t := m.trends[r.Code.RefID]
+	if t == nil {
+		if m.trends == nil {
+			m.trends = map[string]*trend{}
+		}
+		if len(m.trends) >= maxTrends {
+			return
+		}
+		t = &trend{}
+		m.trends[r.Code.RefID] = t
+	}
+	t.add(TrendPoint{At: at, Value: r.Value})
+}
+
+// Trends returns the points of the last TrendSpan for each parameter, by
+// MDC reference id, oldest first.
+func (m *Monitor) Trends() map[string][]TrendPoint {
+	from := time.Now().Add(-TrendSpan)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]TrendPoint, len(m.trends))
+	for k, t := range m.trends {
+		if pts := t.since(from); len(pts) > 0 {
+			out[k] = pts
+		}
+	}
+	return out
 }

@@ -41,8 +41,10 @@ type Node struct {
 	Forwarders []*Forwarder
 	Pruner     *Pruner
 	Ledger     *Ledger
-	ln         net.Listener
-	served     chan error
+	// Recent are the last studies received since the Node started.
+	Recent *RecentStudies
+	ln     net.Listener
+	served chan error
 }
 
 // NodeStats is a snapshot for the status page.
@@ -67,9 +69,10 @@ func NewNode(c NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Ledger: ledger}
+	n := &Node{Ledger: ledger, Recent: &RecentStudies{}}
 	if c.Sink != nil {
-		n.Assembler = &StudyAssembler{Spool: c.Spool, Ledger: ledger, Sink: c.Sink, StableAfter: c.StableAfter, Logger: log}
+		sink := handOverNotice{StudySink: c.Sink, recent: n.Recent}
+		n.Assembler = &StudyAssembler{Spool: c.Spool, Ledger: ledger, Sink: sink, StableAfter: c.StableAfter, Logger: log}
 	}
 	for _, d := range c.Forward {
 		n.Forwarders = append(n.Forwarders, &Forwarder{
@@ -80,6 +83,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 		n.Pruner = &Pruner{Spool: c.Spool, Ledger: ledger, Destinations: c.Forward, Retention: c.Retention, Logger: log}
 	}
 	n.Receiver = &Receiver{Spool: c.Spool, Logger: log, Stored: func(h InstanceHeader, in buffer.Instance) {
+		n.Recent.received(h, in)
 		if n.Assembler != nil {
 			n.Assembler.Add(h.StudyInstanceUID)
 		}
@@ -156,4 +160,14 @@ func (n *Node) Stats() NodeStats {
 		st.Pruned = n.Pruner.Removed()
 	}
 	return st
+}
+
+// RecentStudies returns the last studies received since the Node started
+// (at most MaxRecentStudies), newest first.
+func (n *Node) RecentStudies() []RecentStudy {
+	var dests []string
+	for _, f := range n.Forwarders {
+		dests = append(dests, f.Dest.LedgerName())
+	}
+	return n.Recent.snapshot(n.Ledger, dests)
 }

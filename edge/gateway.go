@@ -45,6 +45,9 @@ type Gateway struct {
 	mu     sync.Mutex
 	ready  bool
 	ingest ingestCounters
+	// deliveries keeps what the status page and /metrics show of FHIR
+	// deliveries (metrics.go).
+	deliveries deliveryLog
 	// deliveryFailures counts restarts of FHIR delivery after an error.
 	deliveryFailures atomic.Uint64
 }
@@ -167,6 +170,9 @@ func (g *Gateway) open() error {
 		return err
 	}
 	g.beds = newBeds(c, client, g.log.With("component", "patients"))
+	if g.beds.manual, err = openAssociations(c.DataDir, c.Patients.HoldUnassociated.D()); err != nil {
+		return err
+	}
 	g.mapper = &fhir.Mapper{
 		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
 		Local: time.Local, Patient: g.beds.patient,
@@ -176,7 +182,7 @@ func (g *Gateway) open() error {
 	}
 	g.deliverer = &fhir.Deliverer{
 		Outbox: g.outbox, Client: client, BatchSize: c.FHIR.BatchSize, BatchWait: c.FHIR.BatchWait.D(),
-		Log: g.log.With("component", "fhir"),
+		Log: g.log.With("component", "fhir"), OnDelivered: g.deliveries.delivered,
 	}
 
 	ln, err := net.Listen("tcp", c.HTTP.Listen)
@@ -247,6 +253,9 @@ func (g *Gateway) routes() http.Handler {
 			"listening_on": g.httpLn.Addr().String(),
 		})
 	})
+	mux.HandleFunc("GET /{$}", g.serveStatusPage)
+	mux.Handle("GET /metrics", g.metricsHandler())
+	g.apiRoutes(mux)
 	return mux
 }
 

@@ -17,6 +17,7 @@ import (
 // guesses: an unknown, ambiguous or unreachable answer is "no patient", and
 // the readings wait (see held.go).
 type beds struct {
+	manual *associations // set through the admin API; first (associations.go)
 	static map[string]string
 	client *fhir.Client
 	system string
@@ -56,6 +57,9 @@ func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, 
 // patient returns the Patient reference for bed at time at, if one is
 // known for that time.
 func (b *beds) patient(bed string, at time.Time) (string, bool) {
+	if ref, ok := b.manual.patient(bed, at); ok {
+		return ref, true
+	}
 	if ref, ok := b.static[bed]; ok {
 		return ref, true
 	}

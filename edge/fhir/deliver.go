@@ -46,6 +46,10 @@ type Deliverer struct {
 	// BatchWait, when set, holds a small batch this long for more entries.
 	BatchWait time.Duration
 	Log       *slog.Logger
+	// OnDelivered, when set, is told of the entries each 2xx acknowledged
+	// (with their Key and Enqueued time), for the status page and metrics.
+	// It must not block.
+	OnDelivered func(items []buffer.Item)
 
 	mu         sync.Mutex
 	stats      DeliveryStats
@@ -107,6 +111,11 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		valid := items[:0:0]
 		for _, it := range items {
 			m := metaOf(it)
+			if it.Kind != "" && it.Kind != "fhir" {
+				// A raw device frame retried from the dead letters: whatever
+				// it holds, it is not ours to post.
+				m = entryMeta{}
+			}
 			if m.method == "" {
 				// Not a Bundle entry: it can never be delivered (a bug).
 				d.settle(sctx, []buffer.Item{it}, owner, func(b *buffer.Batch, ids []uint64) error {
@@ -281,6 +290,9 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 			s.Delivered += uint64(len(items))
 			s.LastStatus, s.LastSuccess = st, time.Now()
 		})
+		if d.OnDelivered != nil {
+			d.OnDelivered(items)
+		}
 		return true
 	case (st == 400 || st == 404 || st == 422) && resp.IsOutcome:
 		// The record refused something in this Bundle: find it below.

@@ -1,0 +1,350 @@
+package edge
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// The JSON API under /api/ shows what the status page shows, and carries
+// the admin actions: retrying and dropping dead letters, setting and
+// ending a bed's patient. Actions, the beds' patients and dead-letter
+// payloads need the token of http.admin_token_file as
+// "Authorization: Bearer <token>"; without a configured token they are
+// refused with 403, with a missing or wrong one with 401.
+
+// apiRoutes registers the API on mux.
+func (g *Gateway) apiRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, g.statusReport())
+	})
+	mux.HandleFunc("GET /api/monitors", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"monitors": g.statusReport().Monitors})
+	})
+	mux.HandleFunc("GET /api/dicom", func(w http.ResponseWriter, r *http.Request) {
+		d := g.dicomReport()
+		if d == nil {
+			writeError(w, http.StatusNotFound, "no DICOM node: the config has no dicom section")
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
+	})
+	mux.HandleFunc("GET /api/outbox", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, g.statusReport().Outbox)
+	})
+	mux.HandleFunc("GET /api/dead-letters", g.listDeadLetters)
+	mux.HandleFunc("POST /api/dead-letters/retry", g.adminOnly(g.retryDeadLetters))
+	mux.HandleFunc("POST /api/dead-letters/drop", g.adminOnly(g.dropDeadLetters))
+	mux.HandleFunc("GET /api/beds", g.adminOnly(g.listBeds))
+	mux.HandleFunc("PUT /api/beds/{bed}", g.adminOnly(g.setBed))
+	mux.HandleFunc("DELETE /api/beds/{bed}", g.adminOnly(g.endBed))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API: see GET /api/status, /api/monitors, /api/dicom, /api/outbox, /api/dead-letters, /api/beds")
+	})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// errNoAdminToken is the answer to an admin action when no token is set.
+const errNoAdminToken = "admin actions are disabled: set http.admin_token_file"
+
+// authorized checks the admin token; when it is not there or wrong it
+// answers the request and returns false.
+func (g *Gateway) authorized(w http.ResponseWriter, r *http.Request) bool {
+	want := g.cfg.HTTP.AdminTokenFile.Value()
+	if !g.cfg.HTTP.AdminTokenFile.Set() || want == "" {
+		writeError(w, http.StatusForbidden, errNoAdminToken)
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	// Hashes first: the comparison then takes the same time whatever the
+	// lengths.
+	gh, wh := sha256.Sum256([]byte(strings.TrimSpace(got))), sha256.Sum256([]byte(want))
+	if !ok || subtle.ConstantTimeCompare(gh[:], wh[:]) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate"`)
+		writeError(w, http.StatusUnauthorized, "this needs the admin token (of http.admin_token_file) as \"Authorization: Bearer <token>\"")
+		g.log.Warn("admin API: refused a request without the right token", "method", r.Method, "path", r.URL.Path, "from", remoteHost(r))
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if g.authorized(w, r) {
+			h(w, r)
+		}
+	}
+}
+
+func remoteHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+// decodeBody reads a small JSON body strictly.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "the body must be JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// GET /api/dead-letters[?payload=1][&max=N]
+func (g *Gateway) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	withPayload := r.URL.Query().Get("payload") == "1"
+	if withPayload && !g.authorized(w, r) {
+		return
+	}
+	max := 0
+	if s := r.URL.Query().Get("max"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "max must be a whole number ≥ 0")
+			return
+		}
+		max = n
+	}
+	dls, err := g.outbox.DeadLetters(max)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
+		return
+	}
+	out := make([]deadLetterReport, 0, len(dls))
+	for _, d := range dls {
+		rep := deadLetterOf(d)
+		if withPayload {
+			p := string(d.Payload)
+			if !json.Valid(d.Payload) {
+				p = fmt.Sprintf("%q", d.Payload) // raw device bytes, quoted
+			}
+			rep.Payload = &p
+		}
+		out = append(out, rep)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"count": g.outbox.Stats().Dead, "dead_letters": out})
+}
+
+// deadLetterIDs is the body of the retry and drop actions.
+type deadLetterIDs struct {
+	IDs []flexID `json:"ids"`
+	All bool     `json:"all"`
+}
+
+// flexID takes a dead letter's id as a JSON number or string: the ids
+// are above 2^53 for some, which JavaScript numbers cannot hold.
+type flexID uint64
+
+func (f *flexID) UnmarshalJSON(b []byte) error {
+	s := string(bytes.Trim(b, `"`))
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("id %s is not a dead letter id", b)
+	}
+	*f = flexID(n)
+	return nil
+}
+
+// selectDeadLetters resolves the body to dead letters; it answers the
+// request itself when it cannot.
+func (g *Gateway) selectDeadLetters(w http.ResponseWriter, r *http.Request) (dls []buffer.DeadLetter, all, ok bool) {
+	var req deadLetterIDs
+	if !decodeBody(w, r, &req) {
+		return nil, false, false
+	}
+	if req.All == (len(req.IDs) > 0) {
+		writeError(w, http.StatusBadRequest, `give either {"ids": [...]} or {"all": true}`)
+		return nil, false, false
+	}
+	dls, err := g.outbox.DeadLetters(0)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
+		return nil, false, false
+	}
+	if req.All {
+		return dls, true, true
+	}
+	var out []buffer.DeadLetter
+	for _, id := range req.IDs {
+		i := slices.IndexFunc(dls, func(d buffer.DeadLetter) bool { return d.ID == uint64(id) })
+		if i < 0 {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no dead letter %d", uint64(id)))
+			return nil, false, false
+		}
+		out = append(out, dls[i])
+	}
+	return out, false, true
+}
+
+func ids(dls []buffer.DeadLetter) []uint64 {
+	out := make([]uint64, len(dls))
+	for i, d := range dls {
+		out[i] = d.ID
+	}
+	return out
+}
+
+// POST /api/dead-letters/retry {"ids": [...]} | {"all": true}
+func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
+	dls, all, ok := g.selectDeadLetters(w, r)
+	if !ok {
+		return
+	}
+	// With "all", what cannot be retried is skipped; named, it is refused.
+	var retry []buffer.DeadLetter
+	skipped := 0
+	for _, d := range dls {
+		if deadLetterOf(d).Retryable {
+			retry = append(retry, d)
+			continue
+		}
+		skipped++
+		if !all {
+			writeError(w, http.StatusConflict, fmt.Sprintf("dead letter %d holds what a device sent that could not be decoded (kind %q): retrying cannot deliver it. Drop it, or fix the profile and let the device send again", d.ID, d.Kind))
+			return
+		}
+	}
+	n := 0
+	if len(retry) > 0 {
+		var err error
+		if n, err = g.outbox.RetryDead(r.Context(), ids(retry)...); err != nil {
+			g.answerOutboxError(w, err)
+			return
+		}
+	}
+	g.log.Info("admin API: dead letters retried", "count", n, "not_retryable", skipped, "from", remoteHost(r))
+	writeJSON(w, http.StatusOK, map[string]int{"retried": n, "not_retryable": skipped})
+}
+
+// POST /api/dead-letters/drop {"ids": [...]} | {"all": true}
+func (g *Gateway) dropDeadLetters(w http.ResponseWriter, r *http.Request) {
+	dls, _, ok := g.selectDeadLetters(w, r)
+	if !ok {
+		return
+	}
+	n := 0
+	if len(dls) > 0 {
+		var err error
+		if n, err = g.outbox.DropDead(r.Context(), ids(dls)...); err != nil {
+			g.answerOutboxError(w, err)
+			return
+		}
+	}
+	g.log.Info("admin API: dead letters dropped", "count", n, "from", remoteHost(r))
+	writeJSON(w, http.StatusOK, map[string]int{"dropped": n})
+}
+
+func (g *Gateway) answerOutboxError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, buffer.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error()+" (retried or dropped meanwhile?)")
+	case errors.Is(err, buffer.ErrFull):
+		writeError(w, http.StatusInsufficientStorage, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// GET /api/beds: every bed the gateway knows of, with its patient now and
+// where that comes from, and the manual associations kept.
+func (g *Gateway) listBeds(w http.ResponseWriter, r *http.Request) {
+	names := map[string]bool{}
+	for _, m := range g.cfg.Monitors {
+		if m.Location != "" {
+			names[m.Location] = true
+		}
+	}
+	for b := range g.beds.static {
+		names[b] = true
+	}
+	for _, b := range g.beds.manual.beds() {
+		names[b] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for b := range names {
+		sorted = append(sorted, b)
+	}
+	slices.Sort(sorted)
+	beds := make([]bedSource, 0, len(sorted))
+	for _, b := range sorted {
+		beds = append(beds, g.beds.current(b))
+	}
+	g.beds.manual.mu.Lock()
+	manual := append([]stay{}, g.beds.manual.stays...)
+	g.beds.manual.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"beds": beds, "manual": manual})
+}
+
+// PUT /api/beds/{bed} {"patient": "Patient/123", "since": RFC 3339 (optional), "by": "..." (optional)}
+func (g *Gateway) setBed(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Patient string    `json:"patient"`
+		Since   time.Time `json:"since"`
+		By      string    `json:"by"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	bed := r.PathValue("bed")
+	st, err := g.beds.manual.set(bed, req.Patient, req.Since, who(req.By, r))
+	switch {
+	case errors.Is(err, errBadBed), errors.Is(err, errBadPatient), errors.Is(err, errInFuture):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, errOverlapsBefore):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	g.log.Info("admin API: a patient was associated with a bed", "bed", bed, "since", st.Start, "from", remoteHost(r))
+	writeJSON(w, http.StatusOK, st)
+}
+
+// DELETE /api/beds/{bed}: the bed's manual association ends now.
+func (g *Gateway) endBed(w http.ResponseWriter, r *http.Request) {
+	bed := r.PathValue("bed")
+	st, err := g.beds.manual.end(bed, who(r.URL.Query().Get("by"), r))
+	switch {
+	case errors.Is(err, errNoManualStay):
+		writeError(w, http.StatusNotFound, err.Error()+" (patients.static and the Encounter lookup are not changed here)")
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	g.log.Info("admin API: a bed's patient association ended", "bed", bed, "from", remoteHost(r))
+	writeJSON(w, http.StatusOK, st)
+}
+
+// who records who made a change: what the operator says, and from where.
+func who(by string, r *http.Request) string {
+	by = strings.TrimSpace(by)
+	if len(by) > 100 {
+		by = by[:100]
+	}
+	if by == "" {
+		return "admin API from " + remoteHost(r)
+	}
+	return by + " (admin API from " + remoteHost(r) + ")"
+}

@@ -1,0 +1,316 @@
+package edge
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/dicom"
+)
+
+// deliveryLog keeps what the status page and /metrics show of FHIR
+// deliveries beyond the Deliverer's counters: the Append-to-2xx latency,
+// the entries delivered in the last minute and when each recent study's
+// ImagingStudy reached the record. Its zero value is ready; it is fed by
+// the Deliverer's OnDelivered hook and stays bounded.
+type deliveryLog struct {
+	once    sync.Once
+	latency prometheus.Histogram
+
+	mu      sync.Mutex
+	perSec  [60]secondCount
+	studies map[string]time.Time // study UID → last delivery of its entries
+}
+
+type secondCount struct {
+	unix int64
+	n    int
+}
+
+// maxChartedStudies bounds the studies whose delivery time is kept.
+const maxChartedStudies = 256
+
+func (d *deliveryLog) init() {
+	d.once.Do(func() {
+		d.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wardgate_delivery_latency_seconds",
+			Help: "Time from an entry's commit to the outbox to the FHIR server's 2xx for it.",
+			// From an idle gateway's sub-second sends to retries after hours.
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600},
+		})
+	})
+}
+
+// delivered is the Deliverer's OnDelivered hook.
+func (d *deliveryLog) delivered(items []buffer.Item) {
+	d.init()
+	now := time.Now()
+	for _, it := range items {
+		if !it.Enqueued.IsZero() {
+			d.latency.Observe(now.Sub(it.Enqueued).Seconds())
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sec := now.Unix()
+	slot := &d.perSec[sec%int64(len(d.perSec))]
+	if slot.unix != sec {
+		*slot = secondCount{unix: sec}
+	}
+	slot.n += len(items)
+	for _, it := range items {
+		uid, ok := strings.CutPrefix(it.Key, "study:")
+		if !ok {
+			continue
+		}
+		if d.studies == nil {
+			d.studies = map[string]time.Time{}
+		}
+		if _, known := d.studies[uid]; !known && len(d.studies) >= maxChartedStudies {
+			var oldest string
+			for k, at := range d.studies {
+				if oldest == "" || at.Before(d.studies[oldest]) {
+					oldest = k
+				}
+			}
+			delete(d.studies, oldest)
+		}
+		d.studies[uid] = now
+	}
+}
+
+// lastMinute is how many entries were delivered in the last 60 s.
+func (d *deliveryLog) lastMinute() int {
+	now := time.Now().Unix()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, s := range d.perSec {
+		if now-s.unix < int64(len(d.perSec)) {
+			n += s.n
+		}
+	}
+	return n
+}
+
+// studyDelivered is when entries of study last reached the record (zero:
+// not since the start).
+func (d *deliveryLog) studyDelivered(uid string) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.studies[uid]
+}
+
+// metricsHandler serves /metrics from a registry of the gateway's own: its
+// collector reads the counters the gateway keeps anyway at scrape time,
+// plus the delivery latency histogram and the Go and process collectors.
+func (g *Gateway) metricsHandler() http.Handler {
+	g.deliveries.init()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		g.deliveries.latency,
+		&gatewayCollector{g: g},
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:          promLogger{g},
+		ErrorHandling:     promhttp.ContinueOnError,
+		EnableOpenMetrics: false,
+	})
+}
+
+type promLogger struct{ g *Gateway }
+
+func (l promLogger) Println(v ...any) {
+	l.g.log.Warn("metrics", "err", strings.TrimSpace(sprintln(v...)))
+}
+
+func sprintln(v ...any) string {
+	var b strings.Builder
+	for i, x := range v {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if e, ok := x.(error); ok {
+			b.WriteString(e.Error())
+		} else if s, ok := x.(string); ok {
+			b.WriteString(s)
+		}
+	}
+	return b.String()
+}
+
+// gatewayCollector turns the gateway's counters into metrics when scraped.
+type gatewayCollector struct{ g *Gateway }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	mBuildInfo      = desc("wardgate_build_info", "The gateway's version and site; always 1.", "version", "site")
+	mReadings       = desc("wardgate_readings_total", "Readings handed over by the monitor sources.")
+	mEntries        = desc("wardgate_outbox_entries_stored_total", "FHIR entries stored in the outbox.")
+	mDelivered      = desc("wardgate_observations_delivered_total", "FHIR entries (Observations, Devices, ImagingStudies) the record acknowledged.")
+	mRequests       = desc("wardgate_fhir_requests_total", "Transaction Bundles posted to the FHIR server.")
+	mOutboxWaiting  = desc("wardgate_outbox_waiting", "Entries waiting for delivery, including those in flight.")
+	mOutboxLeased   = desc("wardgate_outbox_in_flight", "Entries being delivered now.")
+	mOutboxDead     = desc("wardgate_outbox_dead_letters", "Dead letters: entries the record refused, invalid resources, undecodable frames.")
+	mOutboxOldest   = desc("wardgate_outbox_oldest_waiting_seconds", "Age of the oldest entry waiting (0: none).")
+	mOutboxBytes    = desc("wardgate_outbox_bytes", "Bytes the outbox uses.")
+	mOutboxQuota    = desc("wardgate_outbox_quota_bytes", "The outbox's quota (buffer.outbox_quota).")
+	mHeld           = desc("wardgate_held_frames", "Frames waiting for a patient in their bed.")
+	mHeldCharted    = desc("wardgate_held_frames_charted_total", "Held frames charted once their bed had a patient.")
+	mSpoolBytes     = desc("wardgate_spool_bytes", "Bytes the DICOM spool uses.")
+	mSpoolQuota     = desc("wardgate_spool_quota_bytes", "The spool's quota (buffer.spool_quota).")
+	mSpoolInstances = desc("wardgate_spool_instances", "DICOM instances in the spool.")
+	mAssocActive    = desc("wardgate_dicom_associations_active", "DICOM associations open now.")
+	mAssocTotal     = desc("wardgate_dicom_associations_total", "DICOM associations accepted since the start.")
+	mInstances      = desc("wardgate_dicom_instances_received_total", "DICOM instances stored (C-STORE answered with success).")
+	mForwarded      = desc("wardgate_dicom_instances_forwarded_total", "DICOM instances a forward destination acknowledged.", "destination")
+	mForwardWaiting = desc("wardgate_dicom_forward_waiting", "DICOM instances waiting for a forward destination.", "destination")
+	mDICOMBytes     = desc("wardgate_dicom_bytes_received_total", "DICOM data set bytes received by C-STORE.")
+	mStudies        = desc("wardgate_dicom_studies_handed_over_total", "Study hand-overs to the FHIR side.")
+	mErrors         = desc("wardgate_errors_total", "Things that went wrong, by kind; each is also logged (without patient data).", "kind")
+	mMonitorState   = desc("wardgate_monitor_state", "1 for the monitor's current state, 0 for the others.", "monitor", "state")
+	mMonitorFrames  = desc("wardgate_monitor_frames_total", "Frames decoded from the monitor.", "monitor")
+	mMonitorRead    = desc("wardgate_monitor_readings_total", "Readings decoded from the monitor.", "monitor")
+	mMonitorBad     = desc("wardgate_monitor_bad_frames_total", "Frames from the monitor that did not decode.", "monitor")
+	mMonitorLast    = desc("wardgate_monitor_last_frame_timestamp_seconds", "When the monitor's last decoded frame arrived (Unix time; 0: none yet).", "monitor")
+)
+
+var monitorStates = []devices.State{devices.Connecting, devices.Connected, devices.Silent, devices.Disconnected, devices.Failed}
+
+func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mBuildInfo, mReadings, mEntries, mDelivered, mRequests, mOutboxWaiting,
+		mOutboxLeased, mOutboxDead, mOutboxOldest, mOutboxBytes, mOutboxQuota, mHeld, mHeldCharted, mSpoolBytes,
+		mSpoolQuota, mSpoolInstances, mAssocActive, mAssocTotal, mInstances, mForwarded, mForwardWaiting,
+		mDICOMBytes, mStudies, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast} {
+		ch <- d
+	}
+}
+
+func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
+	g := c.g
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(mBuildInfo, 1, g.version, g.cfg.Site)
+	in := &g.ingest
+	counter(mReadings, in.readings.Load())
+	counter(mEntries, in.entries.Load())
+	ds := g.deliverer.Stats()
+	counter(mDelivered, ds.Delivered)
+	counter(mRequests, ds.Requests)
+	obs := g.outbox.Stats()
+	gauge(mOutboxWaiting, float64(obs.Waiting))
+	gauge(mOutboxLeased, float64(obs.Leased))
+	gauge(mOutboxDead, float64(obs.Dead))
+	oldest := 0.0
+	if !obs.Oldest.IsZero() {
+		oldest = time.Since(obs.Oldest).Seconds()
+	}
+	gauge(mOutboxOldest, oldest)
+	gauge(mOutboxBytes, float64(obs.Bytes))
+	gauge(mOutboxQuota, float64(obs.QuotaBytes))
+	hs := g.held.Stats()
+	gauge(mHeld, float64(hs.Waiting))
+	counter(mHeldCharted, in.heldCharted.Load())
+
+	errs := map[string]uint64{
+		"readings_unmappable":         in.unmappable.Load(),
+		"resources_invalid":           in.invalid.Load(),
+		"readings_dropped_unassigned": in.heldDropped.Load(),
+		"frames_undecodable":          in.rejectedFrames.Load(),
+		"studies_not_charted":         in.studyRefused.Load(),
+		"outbox_refused_full":         obs.Counters.RefusedFull + hs.Counters.RefusedFull,
+		"delivery_retried":            ds.Retried,
+		"delivery_refused":            ds.DeadLettered,
+		"delivery_restarts":           g.deliveryFailures.Load(),
+		"bed_lookup_failures":         g.beds.failures.Load(),
+		"bed_lookup_ambiguous":        g.beds.ambiguous.Load(),
+	}
+	var bad, lost uint64
+	for _, m := range g.monitorsNow() {
+		bad += m.BadFrames
+		lost += m.Lost
+		for _, s := range monitorStates {
+			v := 0.0
+			if m.State == s {
+				v = 1
+			}
+			gauge(mMonitorState, v, m.ID, string(s))
+		}
+		counter(mMonitorFrames, m.Frames, m.ID)
+		counter(mMonitorRead, m.Readings, m.ID)
+		counter(mMonitorBad, m.BadFrames, m.ID)
+		last := 0.0
+		if !m.LastFrame.IsZero() {
+			last = float64(m.LastFrame.UnixNano()) / 1e9
+		}
+		gauge(mMonitorLast, last, m.ID)
+	}
+	errs["bad_frames"] = bad
+	errs["readings_lost"] = lost
+
+	if g.spool != nil {
+		ss := g.spool.Stats()
+		gauge(mSpoolBytes, float64(ss.Bytes))
+		gauge(mSpoolQuota, float64(ss.QuotaBytes))
+		gauge(mSpoolInstances, float64(ss.Instances))
+	}
+	if node := g.dicomNode(); node != nil {
+		st := node.Stats()
+		gauge(mAssocActive, float64(st.Server.AssociationsActive))
+		counter(mAssocTotal, st.Server.AssociationsAccepted)
+		counter(mInstances, st.Server.InstancesStored)
+		counter(mDICOMBytes, st.Server.BytesReceived)
+		counter(mStudies, st.Studies.HandedOff)
+		var fwdDead uint64
+		for _, f := range st.Forward {
+			counter(mForwarded, f.Delivered, f.Destination)
+			gauge(mForwardWaiting, float64(f.Waiting), f.Destination)
+			fwdDead += f.DeadLettered
+		}
+		errs["dicom_associations_rejected"] = st.Server.AssociationsRejected
+		errs["dicom_associations_aborted"] = st.Server.AssociationsAborted
+		errs["dicom_refused_full"] = st.Received.RefusedFull
+		errs["dicom_refused_unparseable"] = st.Received.RefusedUnparseable
+		errs["dicom_store_failed"] = st.Received.Failed
+		errs["dicom_study_handover_failed"] = st.Studies.Failed
+		errs["dicom_forward_refused"] = fwdDead
+	}
+	for kind, v := range errs {
+		counter(mErrors, v, kind)
+	}
+}
+
+// monitorsNow is every monitor's status while the gateway is ready (none
+// while it starts or stops: the sources are started before it is ready).
+func (g *Gateway) monitorsNow() []devices.Status {
+	g.mu.Lock()
+	ready := g.ready
+	g.mu.Unlock()
+	if !ready {
+		return nil
+	}
+	return g.MonitorStatus()
+}
+
+// dicomNode is the running DICOM node, or nil.
+func (g *Gateway) dicomNode() *dicom.Node {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dicom
+}

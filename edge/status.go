@@ -1,0 +1,516 @@
+package edge
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/mdc"
+)
+
+// The status page (GET /) and GET /api/status show one statusReport: the
+// page renders it with status.html, the API encodes it as JSON. It holds no
+// patient data: beds show only whether a patient is associated, studies
+// only the last characters of their UID, dead letters their kind, key and
+// the first words of their reason, never their payload.
+
+//go:embed status.html
+var statusHTML string
+
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"ago": ago,
+	"uptime": func(s int64) string {
+		d := time.Duration(s) * time.Second
+		if d < time.Minute {
+			return d.String()
+		}
+		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+	},
+	"clock": clock,
+	"bytes": humanBytes,
+	"pct":   func(f float64) string { return strconv.FormatFloat(f, 'f', 0, 64) + " %" },
+	"int64": func(n uint64) int64 { return int64(min(n, math.MaxInt64)) },
+	"deref": func(b *bool) bool { return b != nil && *b },
+}).Parse(statusHTML))
+
+type statusReport struct {
+	Site          string          `json:"site"`
+	Version       string          `json:"version"`
+	Now           time.Time       `json:"now"`
+	Started       time.Time       `json:"started"`
+	UptimeSeconds int64           `json:"uptime_seconds"`
+	Ready         bool            `json:"ready"`
+	FHIR          fhirReport      `json:"fhir"`
+	Disk          diskReport      `json:"disk"`
+	Monitors      []monitorReport `json:"monitors"`
+	DICOM         *dicomReport    `json:"dicom"` // null: no dicom section
+	Outbox        outboxReport    `json:"outbox"`
+}
+
+type fhirReport struct {
+	// State: unknown (nothing sent yet), ok (the last request was
+	// answered with success), unreachable (no answer), error (an answer
+	// other than success).
+	State        string    `json:"state"`
+	LastStatus   int       `json:"last_status"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	LastSuccess  time.Time `json:"last_success,omitzero"`
+	Delivered    uint64    `json:"delivered"`
+	Retried      uint64    `json:"retried"`
+	DeadLettered uint64    `json:"dead_lettered"`
+	Requests     uint64    `json:"requests"`
+	Restarts     uint64    `json:"restarts"`
+}
+
+type usage struct {
+	Bytes      int64   `json:"bytes"`
+	QuotaBytes int64   `json:"quota_bytes"`
+	Percent    float64 `json:"percent"`
+}
+
+func newUsage(b, q int64) *usage {
+	u := &usage{Bytes: b, QuotaBytes: q}
+	if q > 0 {
+		u.Percent = math.Round(float64(b)/float64(q)*1000) / 10
+	}
+	return u
+}
+
+type diskReport struct {
+	Outbox *usage `json:"outbox"`
+	Held   *usage `json:"held"`
+	Spool  *usage `json:"spool,omitempty"`
+}
+
+type monitorReport struct {
+	ID            string        `json:"id"`
+	Bed           string        `json:"bed"`
+	Profile       string        `json:"profile"`
+	Transport     string        `json:"transport"`
+	State         string        `json:"state"`
+	Since         time.Time     `json:"since"`
+	LastFrame     time.Time     `json:"last_frame,omitzero"`
+	LastError     string        `json:"last_error,omitempty"`
+	ClockOffsetMS int64         `json:"clock_offset_ms"`
+	Associated    bool          `json:"associated"` // a patient is associated with the bed now
+	Counters      monitorCounts `json:"counters"`
+	Values        []valueReport `json:"values"`
+	Trends        []trendReport `json:"trends"`
+}
+
+type monitorCounts struct {
+	Bytes     uint64 `json:"bytes"`
+	Frames    uint64 `json:"frames"`
+	BadFrames uint64 `json:"bad_frames"`
+	Readings  uint64 `json:"readings"`
+	Dropped   uint64 `json:"dropped"`
+	Lost      uint64 `json:"lost"`
+}
+
+type valueReport struct {
+	Code         string       `json:"code"` // MDC reference id
+	MDC          uint32       `json:"mdc"`
+	Label        string       `json:"label"`
+	Value        float64      `json:"value"`
+	Unit         string       `json:"unit"`
+	At           time.Time    `json:"at"` // effective time, gateway clock
+	Questionable bool         `json:"questionable,omitempty"`
+	Trend        *trendReport `json:"-"`
+}
+
+// Text is the value with its unit, as the page shows it.
+func (v valueReport) Text() string {
+	s := strconv.FormatFloat(v.Value, 'f', -1, 64)
+	if v.Unit != "" {
+		s += " " + v.Unit
+	}
+	return s
+}
+
+type trendReport struct {
+	Code   string               `json:"code"`
+	Label  string               `json:"label"`
+	Unit   string               `json:"unit"`
+	Points []devices.TrendPoint `json:"points"`
+	Min    float64              `json:"min"`
+	Max    float64              `json:"max"`
+	// SVG is the polyline of the sparkline in a 0 0 120 24 box, ending at
+	// LastX, LastY.
+	SVG          string  `json:"-"`
+	LastX, LastY float64 `json:"-"`
+}
+
+// mainParameters are the parameters with a sparkline: heart and pulse
+// rate, SpO2, respiratory rates, NIBP and cuff systolic.
+var mainParameters = []uint32{147842, 149530, 150456, 151562, 151570, 151578, 151594, 150021, 150301}
+
+type dicomReport struct {
+	Listening          string          `json:"listening"`
+	AETitle            string          `json:"ae_title"`
+	AssociationsNow    int64           `json:"associations_now"`
+	AssociationsTotal  uint64          `json:"associations_since_start"`
+	Rejected           uint64          `json:"associations_rejected"`
+	Aborted            uint64          `json:"associations_aborted"`
+	InstancesReceived  uint64          `json:"instances_received"`
+	BytesReceived      uint64          `json:"bytes_received"`
+	RefusedFull        uint64          `json:"refused_full"`
+	RefusedUnparseable uint64          `json:"refused_unparseable"`
+	StudiesPending     int             `json:"studies_pending"`
+	StudiesHandedOver  uint64          `json:"studies_handed_over"`
+	Destinations       []forwardReport `json:"forward"`
+	Studies            []studyReport   `json:"recent_studies"`
+}
+
+type forwardReport struct {
+	Destination  string         `json:"destination"`
+	Waiting      int            `json:"waiting"`
+	Delivered    uint64         `json:"delivered"`
+	DeadLettered uint64         `json:"dead_lettered"`
+	Connected    bool           `json:"connected"`
+	LastError    string         `json:"last_error,omitempty"`
+	Reasons      map[string]int `json:"reasons,omitempty"`
+}
+
+type studyReport struct {
+	// Handle is the last 8 characters of the Study Instance UID.
+	Handle     string    `json:"handle"`
+	Received   time.Time `json:"received"`
+	Last       time.Time `json:"last_received"`
+	Modalities []string  `json:"modalities"`
+	Instances  int       `json:"instances"`
+	HandedOver bool      `json:"handed_over"` // its ImagingStudy is in the outbox
+	// Forwarded: every destination has every instance; null when there
+	// is no destination.
+	Forwarded *bool `json:"forwarded"`
+	// Charted: the record acknowledged the ImagingStudy with every
+	// instance received.
+	Charted bool `json:"charted"`
+}
+
+type outboxReport struct {
+	Waiting            int                `json:"waiting"`
+	InFlight           int                `json:"in_flight"`
+	Oldest             time.Time          `json:"oldest,omitzero"`
+	OldestAgeSeconds   float64            `json:"oldest_age_seconds"`
+	DeliveredPerMinute int                `json:"delivered_last_minute"`
+	Bytes              int64              `json:"bytes"`
+	QuotaBytes         int64              `json:"quota_bytes"`
+	Held               heldReport         `json:"held"`
+	DeadLetterCount    int                `json:"dead_letters"`
+	DeadLetters        []deadLetterReport `json:"recent_dead_letters"` // the first statusDeadLetters
+}
+
+type heldReport struct {
+	Waiting            int    `json:"waiting"`
+	FramesHeld         uint64 `json:"frames_held"`
+	FramesChartedLater uint64 `json:"frames_charted_later"`
+	ReadingsDropped    uint64 `json:"readings_dropped"`
+}
+
+// deadLetterReport is a dead letter without its payload. IDs are strings:
+// they do not fit in a JavaScript number.
+type deadLetterReport struct {
+	ID        uint64    `json:"id,string"`
+	Kind      string    `json:"kind"`
+	Key       string    `json:"key"`
+	Reason    string    `json:"reason"`
+	At        time.Time `json:"time"`
+	Enqueued  time.Time `json:"enqueued,omitzero"`
+	Attempts  int       `json:"attempts"`
+	Retryable bool      `json:"retryable"`
+	Payload   *string   `json:"payload,omitempty"` // only with ?payload=1 and the admin token
+	// Page is the key and reason as the page shows them.
+	PageKey, PageReason string `json:"-"`
+}
+
+// statusDeadLetters bounds the dead letters in the status report.
+const statusDeadLetters = 50
+
+func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
+	return deadLetterReport{
+		ID: d.ID, Kind: d.Kind, Key: d.Key, Reason: d.Reason, At: d.At, Enqueued: d.Enqueued,
+		Attempts: d.Attempts, Retryable: d.Kind == "fhir" || d.Kind == "",
+		PageKey: pageKey(d.Key), PageReason: pageReason(d.Reason),
+	}
+}
+
+// pageKey shortens a study's key to its handle.
+func pageKey(k string) string {
+	if uid, ok := strings.CutPrefix(k, "study:"); ok {
+		return "study …" + uidHandle(uid)
+	}
+	return k
+}
+
+// pageReason keeps the start of a reason: an OperationOutcome's
+// diagnostics or a validator's message may quote patient data further on
+// (the API has it whole).
+func pageReason(r string) string {
+	if strings.HasPrefix(r, "HTTP ") {
+		if i := strings.Index(r, ":"); i > 0 {
+			return r[:i] + ": refused by the FHIR server (details: /api/dead-letters)"
+		}
+	}
+	if i := strings.IndexAny(r, ":\n"); i > 0 && i < 80 {
+		return r[:i]
+	}
+	if len(r) > 80 {
+		return r[:80] + "…"
+	}
+	return r
+}
+
+func uidHandle(uid string) string {
+	if len(uid) > 8 {
+		return uid[len(uid)-8:]
+	}
+	return uid
+}
+
+// statusReport gathers everything the page shows.
+func (g *Gateway) statusReport() statusReport {
+	now := time.Now()
+	g.mu.Lock()
+	ready := g.ready
+	g.mu.Unlock()
+	r := statusReport{
+		Site: g.cfg.Site, Version: g.version, Now: now, Started: g.started,
+		UptimeSeconds: int64(now.Sub(g.started).Seconds()), Ready: ready,
+		Monitors: []monitorReport{},
+	}
+	ds := g.deliverer.Stats()
+	r.FHIR = fhirReport{
+		LastStatus: ds.LastStatus, LastError: ds.LastError, LastErrorAt: ds.LastErrorAt, LastSuccess: ds.LastSuccess,
+		Delivered: ds.Delivered, Retried: ds.Retried, DeadLettered: ds.DeadLettered, Requests: ds.Requests,
+		Restarts: g.deliveryFailures.Load(),
+	}
+	switch {
+	case ds.Requests == 0:
+		r.FHIR.State = "unknown"
+	case !ds.LastSuccess.IsZero() && !ds.LastSuccess.Before(ds.LastErrorAt):
+		r.FHIR.State = "ok"
+	case ds.LastStatus == 0:
+		r.FHIR.State = "unreachable"
+	default:
+		r.FHIR.State = "error"
+	}
+	st := g.outbox.Stats()
+	hs := g.held.Stats()
+	r.Disk = diskReport{Outbox: newUsage(st.Bytes, st.QuotaBytes), Held: newUsage(hs.Bytes, hs.QuotaBytes)}
+	if g.spool != nil {
+		ss := g.spool.Stats()
+		r.Disk.Spool = newUsage(ss.Bytes+ss.InFlightBytes, ss.QuotaBytes)
+	}
+	r.Outbox = outboxReport{
+		Waiting: st.Waiting, InFlight: st.Leased, Oldest: st.Oldest,
+		DeliveredPerMinute: g.deliveries.lastMinute(), Bytes: st.Bytes, QuotaBytes: st.QuotaBytes,
+		DeadLetterCount: st.Dead, DeadLetters: []deadLetterReport{},
+		Held: heldReport{Waiting: hs.Waiting, FramesHeld: g.ingest.held.Load(),
+			FramesChartedLater: g.ingest.heldCharted.Load(), ReadingsDropped: g.ingest.heldDropped.Load()},
+	}
+	if !st.Oldest.IsZero() {
+		r.Outbox.OldestAgeSeconds = math.Round(now.Sub(st.Oldest).Seconds()*10) / 10
+	}
+	if st.Dead > 0 {
+		if dls, err := g.outbox.DeadLetters(statusDeadLetters); err == nil {
+			for _, d := range dls {
+				r.Outbox.DeadLetters = append(r.Outbox.DeadLetters, deadLetterOf(d))
+			}
+		}
+	}
+	if ready { // the sources are started before the gateway is ready
+		for _, mon := range g.monitors {
+			r.Monitors = append(r.Monitors, g.monitorReport(mon.Status(), mon.Trends()))
+		}
+	}
+	r.DICOM = g.dicomReport()
+	return r
+}
+
+func (g *Gateway) monitorReport(s devices.Status, trends map[string][]devices.TrendPoint) monitorReport {
+	m := monitorReport{
+		ID: s.ID, Bed: s.Location, Profile: s.Profile, Transport: s.Transport, State: string(s.State),
+		Since: s.Since, LastFrame: s.LastFrame, LastError: s.LastError, ClockOffsetMS: s.ClockOffset.Milliseconds(),
+		Counters: monitorCounts{Bytes: s.Bytes, Frames: s.Frames, BadFrames: s.BadFrames, Readings: s.Readings, Dropped: s.Dropped, Lost: s.Lost},
+		Values:   []valueReport{}, Trends: []trendReport{},
+	}
+	if s.Location != "" {
+		m.Associated = g.beds.current(s.Location).Source != "none"
+	}
+	for _, rd := range s.Latest {
+		label := rd.Code.RefID
+		if t, ok := mdc.ByCode(rd.Code.Code); ok && t.Display != "" {
+			label = t.Display
+		}
+		m.Values = append(m.Values, valueReport{
+			Code: rd.Code.RefID, MDC: rd.Code.Code, Label: label, Value: rd.Value, Unit: rd.Unit,
+			At: rd.Effective(), Questionable: rd.Quality&devices.Questionable != 0,
+		})
+	}
+	sort.Slice(m.Values, func(i, j int) bool {
+		a, b := slices.Index(mainParameters, m.Values[i].MDC), slices.Index(mainParameters, m.Values[j].MDC)
+		if (a < 0) != (b < 0) {
+			return a >= 0
+		}
+		if a != b {
+			return a < b
+		}
+		return m.Values[i].MDC < m.Values[j].MDC
+	})
+	for _, v := range m.Values {
+		pts := trends[v.Code]
+		if !slices.Contains(mainParameters, v.MDC) || len(pts) == 0 {
+			continue
+		}
+		t := trendReport{Code: v.Code, Label: v.Label, Unit: v.Unit, Points: pts}
+		t.SVG, t.LastX, t.LastY, t.Min, t.Max = sparkline(pts, time.Now())
+		m.Trends = append(m.Trends, t)
+	}
+	for i := range m.Values {
+		for j := range m.Trends {
+			if m.Trends[j].Code == m.Values[i].Code {
+				m.Values[i].Trend = &m.Trends[j]
+			}
+		}
+	}
+	return m
+}
+
+// sparkline draws points over the last TrendSpan in a 120×24 box.
+func sparkline(pts []devices.TrendPoint, now time.Time) (svg string, lastX, lastY, lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, p := range pts {
+		lo, hi = min(lo, p.Value), max(hi, p.Value)
+	}
+	span := hi - lo
+	if span == 0 {
+		span = 1
+	}
+	from := now.Add(-devices.TrendSpan)
+	var b strings.Builder
+	for i, p := range pts {
+		x := float64(p.At.Sub(from)) / float64(devices.TrendSpan) * 120
+		y := 12.0 // a flat trend runs through the middle
+		if hi > lo {
+			y = 22 - (p.Value-lo)/span*20
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		lastX, lastY = math.Round(min(max(x, 0), 120)*10)/10, math.Round(y*10)/10
+		fmt.Fprintf(&b, "%.1f,%.1f", lastX, lastY)
+	}
+	return b.String(), lastX, lastY, lo, hi
+}
+
+func (g *Gateway) dicomReport() *dicomReport {
+	node := g.dicomNode()
+	if node == nil {
+		return nil
+	}
+	st := node.Stats()
+	d := &dicomReport{
+		Listening: st.Listening, AETitle: st.AETitle,
+		AssociationsNow: st.Server.AssociationsActive, AssociationsTotal: st.Server.AssociationsAccepted,
+		Rejected: st.Server.AssociationsRejected, Aborted: st.Server.AssociationsAborted,
+		InstancesReceived: st.Server.InstancesStored, BytesReceived: st.Server.BytesReceived,
+		RefusedFull: st.Received.RefusedFull, RefusedUnparseable: st.Received.RefusedUnparseable,
+		StudiesPending: st.Studies.Pending, StudiesHandedOver: st.Studies.HandedOff,
+		Destinations: []forwardReport{}, Studies: []studyReport{},
+	}
+	for _, f := range st.Forward {
+		d.Destinations = append(d.Destinations, forwardReport{
+			Destination: f.Destination, Waiting: f.Waiting, Delivered: f.Delivered, DeadLettered: f.DeadLettered,
+			Connected: f.Connected, LastError: f.LastError, Reasons: f.Reasons,
+		})
+	}
+	for _, s := range node.RecentStudies() {
+		sr := studyReport{
+			Handle: uidHandle(s.StudyInstanceUID), Received: s.FirstReceived, Last: s.LastReceived,
+			Modalities: s.Modalities, Instances: s.Instances, HandedOver: !s.HandedOver.IsZero(),
+		}
+		if sr.Modalities == nil {
+			sr.Modalities = []string{}
+		}
+		if len(st.Forward) > 0 {
+			fw := s.Forwarded
+			sr.Forwarded = &fw
+		}
+		delivered := g.deliveries.studyDelivered(s.StudyInstanceUID)
+		sr.Charted = sr.HandedOver && s.HandedInstances >= s.Instances && !delivered.IsZero() && !delivered.Before(s.LastReceived)
+		d.Studies = append(d.Studies, sr)
+	}
+	return d
+}
+
+func (g *Gateway) serveStatusPage(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	rep := g.statusReport()
+	var b strings.Builder
+	if err := statusPage.Execute(&b, rep); err != nil {
+		g.log.Error("status page", "err", err)
+		http.Error(w, "the status page failed to render; /api/status has the same data", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.Write([]byte(b.String()))
+}
+
+// ago says how long before now t was, briefly ("12 s", "3 min").
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "now"
+	case d < time.Minute:
+		return fmt.Sprintf("%d s ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h %d min ago", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+	}
+}
+
+// clock is a time as the page shows it: local, to the second.
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
