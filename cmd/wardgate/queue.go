@@ -107,7 +107,7 @@ func notRunning(api string, err error, stderr io.Writer) int {
 
 // deadLetter is one dead letter as the API lists it.
 type deadLetter struct {
-	ID       uint64    `json:"id"`
+	ID       uint64    `json:"id,string"`
 	Kind     string    `json:"kind"`
 	Key      string    `json:"key"`
 	Reason   string    `json:"reason"`
@@ -152,7 +152,12 @@ func queueList(api string, stdout, stderr io.Writer) int {
 }
 
 func queueAct(api, action, token string, ids []uint64, all bool, stdout, stderr io.Writer) int {
-	body, _ := json.Marshal(map[string]any{"ids": ids, "all": all})
+	// Ids go as strings: those of dead letters added directly are ≥ 2^63.
+	strIDs := make([]string, len(ids))
+	for i, id := range ids {
+		strIDs[i] = strconv.FormatUint(id, 10)
+	}
+	body, _ := json.Marshal(map[string]any{"ids": strIDs, "all": all})
 	req, _ := http.NewRequest(http.MethodPost, api+"/api/dead-letters/"+action, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
