@@ -45,7 +45,7 @@ func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {
 		return &serial.Source{
 			ID: m.ID, Location: m.Location, Path: s.Port,
 			Settings: serial.Settings{Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, FlowControl: s.FlowControl}.Merge(p.Transport.Serial),
-			Profile:  p, Sink: g, Monitor: mon, Log: log,
+			Profile:  p, Sink: g, Monitor: mon, Log: log, LogContent: g.cfg.Log.PatientData,
 		}, mon
 	}
 	q := m.MQTT
@@ -58,7 +58,7 @@ func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {
 		ID: m.ID, Location: m.Location, LocationLevel: level,
 		Broker: q.Broker, Topic: q.Topic, QoS: byte(*q.QoS), ClientID: mqttClientID(g.cfg.Site, m.ID, q.ClientID),
 		Username: q.Username, Password: q.PasswordFile.Value(), CAFile: q.CAFile,
-		Profile: p, Sink: g, Monitor: mon, Log: log,
+		Profile: p, Sink: g, Monitor: mon, Log: log, LogContent: g.cfg.Log.PatientData,
 	}, mon
 }
 

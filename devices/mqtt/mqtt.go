@@ -54,6 +54,9 @@ type Source struct {
 
 	// MaxBatch bounds the messages committed together (256 when zero).
 	MaxBatch int
+	// LogContent logs each bad payload (the first 512 bytes): it may hold
+	// patient data, so only for debugging a profile (log.patient_data).
+	LogContent bool
 
 	mu     sync.Mutex
 	clocks map[string]*devices.Clock
@@ -284,6 +287,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 func (s *Source) reject(ctx context.Context, in inbound, device, reason string, log *slog.Logger) {
 	s.Monitor.BadFrame()
+	if s.LogContent {
+		p := in.msg.Payload()
+		log.Warn("bad payload (log.patient_data is on)", "reason", reason, "payload", string(p[:min(len(p), 512)]))
+	}
 	if err := s.Sink.Reject(ctx, device, in.msg.Payload(), reason); err != nil {
 		log.Error("a bad payload could not be kept among the dead letters", "reason", reason, "err", err)
 		return

@@ -125,6 +125,10 @@ type Source struct {
 	Open func(path string, s Settings) (Port, error)
 	// MaxBackoff caps the wait between reopen attempts (30 s when zero).
 	MaxBackoff time.Duration
+	// LogContent logs each bad line's content (the first 256 bytes): it may
+	// hold patient data, so only for debugging a profile
+	// (log.patient_data).
+	LogContent bool
 
 	clock *devices.Clock
 }
@@ -256,6 +260,9 @@ func (s *Source) read(ctx context.Context, port Port, log *slog.Logger) error {
 func (s *Source) frame(ctx context.Context, line []byte, received time.Time, log *slog.Logger, badLogged *time.Time, badSince *int) {
 	f, err := s.Profile.Decode(line)
 	if err != nil {
+		if s.LogContent {
+			log.Warn("bad line (log.patient_data is on)", "reason", err.Error(), "line", string(line[:min(len(line), 256)]))
+		}
 		s.bad(log, badLogged, badSince, err)
 		return
 	}
