@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"bufio"
+	"bytes"
 	"compress/flate"
 	"encoding/binary"
 	"errors"
@@ -29,7 +30,7 @@ func ReadInstanceHeader(r io.Reader, transferSyntax string) (h InstanceHeader, e
 	defer func() {
 		// The parser is a third party's, fed with bytes from the network.
 		if p := recover(); p != nil {
-			err = fmt.Errorf("data set parser failed: %v", p)
+			err = errors.New("data set: the parser failed on it")
 		}
 	}()
 	var bo binary.ByteOrder = binary.LittleEndian
@@ -42,24 +43,44 @@ func ReadInstanceHeader(r io.Reader, transferSyntax string) (h InstanceHeader, e
 	case DeflatedExplicitVRLittleEndian:
 		fr := flate.NewReader(bufio.NewReaderSize(r, 64<<10))
 		defer fr.Close()
-		r = fr
+		r = fr // boundedHeader reads at most maxHeaderBytes of it
 	}
-	p, err := sdicom.NewParser(bufio.NewReaderSize(r, 64<<10), dicomio.LimitReadUntilEOF, nil,
-		sdicom.SkipMetadataReadOnNewParserInit(), sdicom.SkipPixelData(),
-		sdicom.AllowUnknownSpecificCharacterSet())
+	head, err := boundedHeader(r, bo, implicit)
 	if err != nil {
-		return h, fmt.Errorf("data set: %w", err)
+		return h, err
 	}
-	p.SetTransferSyntax(bo, implicit)
+	// The library is given a meta header naming the syntax: without one it
+	// guesses the syntax by reading the first bytes under each candidate,
+	// allocating whatever lengths that reading makes of them (and refuses a
+	// data set under 100 bytes). A deflated data set is already inflated.
+	parsedAs := transferSyntax
+	if parsedAs == DeflatedExplicitVRLittleEndian {
+		parsedAs = ExplicitVRLittleEndian
+	}
+	var withMeta bytes.Buffer
+	if _, err := WriteFileMeta(&withMeta, FileMeta{SOPClassUID: "1.2", SOPInstanceUID: "1.2", TransferSyntaxUID: parsedAs}); err != nil {
+		return h, err
+	}
+	withMeta.Write(head)
+	p, err := sdicom.NewParser(&withMeta, dicomio.LimitReadUntilEOF, nil,
+		sdicom.SkipPixelData(), sdicom.AllowUnknownSpecificCharacterSet())
+	if err != nil {
+		// The library's messages may quote a value: not passed on.
+		return h, errors.New("data set: cannot be read")
+	}
 	h.TransferSyntaxUID = transferSyntax
 	elements := 0
 	for {
 		e, err := p.Next()
-		if errors.Is(err, sdicom.ErrorEndOfDICOM) {
+		// The bytes end at an element boundary that boundedHeader
+		// checked: the library's EOF there is the header's end.
+		if errors.Is(err, sdicom.ErrorEndOfDICOM) || errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return h, fmt.Errorf("data set, after %d elements: %w", elements, err)
+			// The library's messages may quote an element's value: only
+			// where it failed is passed on.
+			return h, fmt.Errorf("data set: element %d cannot be read", elements+1)
 		}
 		elements++
 		if e.Tag.Group > lastHeaderGroup {
