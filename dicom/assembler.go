@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sort"
 	"sync"
@@ -39,8 +40,14 @@ type StudyAssembler struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 
-	handed, failed atomic.Uint64
+	handed, failed, refused atomic.Uint64
 }
+
+// ErrStudyRefused is wrapped by a StudySink's error when the study cannot
+// be charted as it is (no Patient ID, a resource the record would refuse):
+// the assembler does not retry it until another instance of the study
+// arrives (or the gateway starts again).
+var ErrStudyRefused = errors.New("study refused by the FHIR side")
 
 type pendingStudy struct {
 	due      time.Time
@@ -51,14 +58,15 @@ type pendingStudy struct {
 type AssemblerStats struct {
 	Pending   int    // studies waiting to become stable or to be retried
 	HandedOff uint64 // hand-overs the sink accepted
-	Failed    uint64 // hand-overs the sink refused (retried)
+	Failed    uint64 // hand-overs that failed and are retried
+	Refused   uint64 // hand-overs refused for good (ErrStudyRefused)
 }
 
 // Stats returns a snapshot.
 func (a *StudyAssembler) Stats() AssemblerStats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return AssemblerStats{Pending: len(a.pending), HandedOff: a.handed.Load(), Failed: a.failed.Load()}
+	return AssemblerStats{Pending: len(a.pending), HandedOff: a.handed.Load(), Failed: a.failed.Load(), Refused: a.refused.Load()}
 }
 
 // Start finds the studies not yet fully handed over and runs until Stop.
@@ -70,7 +78,9 @@ func (a *StudyAssembler) Start() error {
 	a.kick = make(chan struct{}, 1)
 	studies := map[string]bool{}
 	err := a.Spool.Each(func(in buffer.Instance) bool {
-		if in.Group != "" && !studies[in.Group] && !a.Ledger.IsCharted(in.Group, in.Key, in.SHA256) {
+		// Not yet in an ImagingStudy the record acknowledged: hand over
+		// again (the record takes it as an update).
+		if in.Group != "" && !studies[in.Group] && !a.Ledger.IsDelivered(in.Group, in.Key, in.SHA256) {
 			studies[in.Group] = true
 		}
 		return true
@@ -171,6 +181,18 @@ func (a *StudyAssembler) handOver(ctx context.Context, study string) {
 	}
 	started := time.Now()
 	retry := func(err error) {
+		if errors.Is(err, ErrStudyRefused) {
+			// The FHIR side cannot make an ImagingStudy of it (no Patient
+			// ID, an invalid resource): it has said why, once. Trying again
+			// would change nothing until another instance arrives.
+			a.refused.Add(1)
+			a.mu.Lock()
+			if a.pending[study] == p && !p.due.After(started) {
+				delete(a.pending, study)
+			}
+			a.mu.Unlock()
+			return
+		}
 		a.failed.Add(1)
 		a.mu.Lock()
 		if !p.due.After(started) { // no instance arrived meanwhile
@@ -178,7 +200,8 @@ func (a *StudyAssembler) handOver(ctx context.Context, study string) {
 			p.due = time.Now().Add(a.Backoff.Delay(p.failures))
 		}
 		a.mu.Unlock()
-		a.Logger.Warn("dicom: study not handed over; retrying", "err", err)
+		// Not the error itself: a sink's error may quote the data set.
+		a.Logger.Warn("dicom: study not handed over to the FHIR side; retrying", "failures", p.failures)
 	}
 	charted, err := a.Ledger.Charted(study)
 	if err != nil {
@@ -196,13 +219,18 @@ func (a *StudyAssembler) handOver(ctx context.Context, study string) {
 		return
 	}
 	for _, in := range instances {
+		// Through the key's lock: an instance whose store is still being
+		// committed is waited for, and one whose commit failed is left out.
+		if cur, err := a.Spool.Get(in.Key); err != nil || cur.SHA256 != in.SHA256 {
+			continue
+		}
 		h, err := HeaderOf(in)
 		if err != nil {
 			a.Logger.Error("dicom: a spooled instance has no readable header; it is left out of its study", "err", err)
 			continue
 		}
 		byKey[in.Key] = h
-		marks[in.Key] = ChartedMark{SHA256: in.SHA256, Header: h}
+		marks[in.Key] = ChartedMark{SHA256: in.SHA256, Header: h, HandedAt: started}
 	}
 	if len(byKey) == 0 {
 		a.mu.Lock()
@@ -227,14 +255,15 @@ func (a *StudyAssembler) handOver(ctx context.Context, study string) {
 		}
 		return x.SOPInstanceUID < y.SOPInstanceUID
 	})
-	if err := a.Sink.IngestStudy(ctx, headers); err != nil {
+	// The marks go first, not delivered: if the process ends before the
+	// record acknowledges the study, the next start hands it over again.
+	if err := a.Ledger.MarkCharted(study, marks); err != nil {
 		retry(err)
 		return
 	}
-	if err := a.Ledger.MarkCharted(study, marks); err != nil {
-		// The sink has it; without the mark it gets it again after a
-		// restart, which it takes as an update.
-		a.Logger.Error("dicom: recording a handed-over study failed", "err", err)
+	if err := a.Sink.IngestStudy(ctx, headers); err != nil {
+		retry(err)
+		return
 	}
 	a.handed.Add(1)
 	a.Logger.Debug("dicom: study handed over", "study", study, "instances", len(headers))

@@ -30,10 +30,15 @@ var (
 	forwardedBucket = []byte("forwarded") // destination → SOP instance UID → ForwardMark
 )
 
-// ChartedMark says that an instance's content was in a study handed over.
+// ChartedMark says that an instance's content was in a study handed over
+// to the FHIR side at HandedAt, and, once the record acknowledged an
+// ImagingStudy made at or after that, that it is Delivered. Only a
+// delivered instance may leave the spool.
 type ChartedMark struct {
-	SHA256 string         `json:"sha256"`
-	Header InstanceHeader `json:"header"`
+	SHA256    string         `json:"sha256"`
+	Header    InstanceHeader `json:"header"`
+	HandedAt  time.Time      `json:"handed_at"`
+	Delivered bool           `json:"delivered,omitempty"`
 }
 
 // ForwardMark says that a destination has an instance's content (Dead
@@ -69,8 +74,11 @@ func OpenLedger(path string) (*Ledger, error) {
 // Close closes the ledger file.
 func (l *Ledger) Close() error { return l.db.Close() }
 
-// MarkCharted records that study was handed over with these instances
-// (SOP Instance UID → mark), in one durable commit.
+// MarkCharted records that study is being handed over with these
+// instances (SOP Instance UID → mark), in one durable commit. It is written
+// before the hand-over: a mark that is not Delivered is work still to do,
+// at a restart too. A mark for the same content that was already delivered
+// stays delivered.
 func (l *Ledger) MarkCharted(study string, marks map[string]ChartedMark) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(chartedBucket).CreateBucketIfNotExists([]byte(study))
@@ -78,6 +86,10 @@ func (l *Ledger) MarkCharted(study string, marks map[string]ChartedMark) error {
 			return err
 		}
 		for k, m := range marks {
+			var old ChartedMark
+			if v := b.Get([]byte(k)); v != nil && json.Unmarshal(v, &old) == nil && old.Delivered && old.SHA256 == m.SHA256 {
+				continue
+			}
 			v, err := json.Marshal(m)
 			if err != nil {
 				return err
@@ -108,6 +120,60 @@ func (l *Ledger) Charted(study string) (map[string]ChartedMark, error) {
 		})
 	})
 	return out, err
+}
+
+// MarkStudyDelivered records that the record acknowledged an ImagingStudy
+// of study that was queued at enqueued: every instance handed over at or
+// before then is in it.
+func (l *Ledger) MarkStudyDelivered(study string, enqueued time.Time) error {
+	return l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(chartedBucket).Bucket([]byte(study))
+		if b == nil {
+			return nil
+		}
+		type kv struct{ k, v []byte }
+		var changed []kv
+		err := b.ForEach(func(k, v []byte) error {
+			var m ChartedMark
+			if json.Unmarshal(v, &m) != nil || m.Delivered || m.HandedAt.IsZero() || m.HandedAt.After(enqueued) {
+				return nil
+			}
+			m.Delivered = true
+			nv, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			changed = append(changed, kv{append([]byte(nil), k...), nv})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range changed {
+			if err := b.Put(c.k, c.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// IsDelivered reports whether the instance key of study, with content sha,
+// is in an ImagingStudy the record acknowledged.
+func (l *Ledger) IsDelivered(study, key, sha string) bool {
+	var m ChartedMark
+	found := false
+	l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(chartedBucket).Bucket([]byte(study))
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); v != nil && json.Unmarshal(v, &m) == nil {
+			found = true
+		}
+		return nil
+	})
+	return found && m.SHA256 == sha && m.Delivered
 }
 
 // IsCharted reports whether the instance key of study, with content sha, was

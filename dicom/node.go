@@ -171,3 +171,10 @@ func (n *Node) RecentStudies() []RecentStudy {
 	}
 	return n.Recent.snapshot(n.Ledger, dests)
 }
+
+// StudyDelivered records that the record acknowledged an ImagingStudy of
+// study that was queued at enqueued, so that the instances it holds may
+// leave the spool once every destination has them.
+func (n *Node) StudyDelivered(study string, enqueued time.Time) error {
+	return n.Ledger.MarkStudyDelivered(study, enqueued)
+}

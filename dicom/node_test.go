@@ -294,7 +294,17 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 		t.Fatalf("hand-over after restart has %d instances, want 4", len(c[0]))
 	}
 	a2.Stop()
-	// Everything handed over: a further restart hands nothing over.
+	// Handed over but not yet acknowledged by the record: a restart hands
+	// it over again.
+	sinkAgain := &recordingSink{}
+	aAgain := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sinkAgain, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
+	aAgain.Start()
+	waitFor(t, "hand-over of an undelivered study after restart", func() bool { return len(sinkAgain.snapshot()) == 1 })
+	aAgain.Stop()
+	// The record acknowledges it: a further restart hands nothing over.
+	if err := ledger.MarkStudyDelivered(h.StudyInstanceUID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	sink3 := &recordingSink{}
 	a3 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink3, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
 	a3.Start()
@@ -474,7 +484,8 @@ func TestPrunerRemovesOnlyWhatEveryoneHas(t *testing.T) {
 	defer ledger.Close()
 	h0, in0 := storeFile(t, spool, files[0])
 	_, in1 := storeFile(t, spool, files[1])
-	dests := []Destination{{AETitle: "A"}, {AETitle: "B"}}
+	dests := []Destination{{AETitle: "A", Host: "10.0.0.1", Port: 104}, {AETitle: "B", Host: "10.0.0.2", Port: 104}}
+	a, b := dests[0].LedgerName(), dests[1].LedgerName()
 	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: dests, Logger: discardLogger}
 	ctx := context.Background()
 	prune := func() int64 {
@@ -484,12 +495,23 @@ func TestPrunerRemovesOnlyWhatEveryoneHas(t *testing.T) {
 		return spool.Stats().Instances
 	}
 	now := time.Now()
-	ledger.MarkForwarded("A", map[string]ForwardMark{in0.Key: {SHA256: in0.SHA256, At: now}, in1.Key: {SHA256: in1.SHA256, At: now}})
-	ledger.MarkForwarded("B", map[string]ForwardMark{in0.Key: {SHA256: in0.SHA256, At: now}, in1.Key: {SHA256: in1.SHA256, Dead: true}})
+	ledger.MarkForwarded(a, map[string]ForwardMark{in0.Key: {SHA256: in0.SHA256, At: now}, in1.Key: {SHA256: in1.SHA256, At: now}})
+	ledger.MarkForwarded(b, map[string]ForwardMark{in0.Key: {SHA256: in0.SHA256, At: now}, in1.Key: {SHA256: in1.SHA256, Dead: true}})
 	if n := prune(); n != 2 {
 		t.Fatalf("%d left before the study was charted, want 2", n)
 	}
-	ledger.MarkCharted(h0.StudyInstanceUID, map[string]ChartedMark{in0.Key: {SHA256: in0.SHA256}, in1.Key: {SHA256: in1.SHA256}})
+	handed := time.Now()
+	ledger.MarkCharted(h0.StudyInstanceUID, map[string]ChartedMark{in0.Key: {SHA256: in0.SHA256, HandedAt: handed}, in1.Key: {SHA256: in1.SHA256, HandedAt: handed}})
+	if n := prune(); n != 2 {
+		t.Fatalf("%d left when the study was handed over but not yet in the record, want 2", n)
+	}
+	// The record acknowledges an ImagingStudy queued before the hand-over:
+	// it cannot hold these instances.
+	ledger.MarkStudyDelivered(h0.StudyInstanceUID, handed.Add(-time.Second))
+	if n := prune(); n != 2 {
+		t.Fatalf("%d left after an older ImagingStudy was delivered, want 2", n)
+	}
+	ledger.MarkStudyDelivered(h0.StudyInstanceUID, handed.Add(time.Millisecond))
 	p.Retention = time.Hour
 	if n := prune(); n != 2 {
 		t.Fatalf("%d left within retention, want 2", n)
@@ -501,7 +523,7 @@ func TestPrunerRemovesOnlyWhatEveryoneHas(t *testing.T) {
 	if _, err := spool.Get(in1.Key); err != nil {
 		t.Fatalf("the dead-lettered instance was removed: %v", err)
 	}
-	if _, ok := ledger.ForwardMarkOf("A", in0.Key); ok {
+	if _, ok := ledger.ForwardMarkOf(a, in0.Key); ok {
 		t.Fatal("forward mark of a removed instance kept")
 	}
 	if c, _ := ledger.Charted(h0.StudyInstanceUID); len(c) != 2 {

@@ -11,9 +11,10 @@ import (
 )
 
 // Pruner removes a spooled instance once it is no longer needed: every
-// forward destination has it (a dead-lettered one does not count), its
-// study was handed over with this content, and Retention has passed since
-// it was received. It checks every Interval and when kicked.
+// forward destination has it (a dead-lettered one does not count), the
+// record has acknowledged an ImagingStudy of its study with this content,
+// and Retention has passed since it was received. With no destination, the
+// record's acknowledgement alone decides. It checks every Interval and when kicked.
 type Pruner struct {
 	Spool        *buffer.Spool
 	Ledger       *Ledger
@@ -87,7 +88,7 @@ func (p *Pruner) Prune(ctx context.Context) error {
 				return true
 			}
 		}
-		if !p.Ledger.IsCharted(in.Group, in.Key, in.SHA256) {
+		if !p.Ledger.IsDelivered(in.Group, in.Key, in.SHA256) {
 			return true
 		}
 		done = append(done, in)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 )
@@ -134,5 +135,27 @@ func (g *Gateway) dicomStatus() any {
 		"studies": map[string]any{"pending": st.Studies.Pending, "handed_over": st.Studies.HandedOff, "failed": st.Studies.Failed},
 		"forward": forward,
 		"pruned":  st.Pruned,
+	}
+}
+
+// delivered is told of every entry the record acknowledged: for the
+// status page and metrics, and, for an ImagingStudy, so that the DICOM
+// node may let its instances leave the spool.
+func (g *Gateway) delivered(items []buffer.Item) {
+	g.deliveries.delivered(items)
+	g.mu.Lock()
+	node := g.dicom
+	g.mu.Unlock()
+	if node == nil {
+		return
+	}
+	for _, it := range items {
+		uid, ok := strings.CutPrefix(it.Key, "study:")
+		if !ok || !strings.Contains(string(it.Payload[:min(len(it.Payload), 64)]), "ImagingStudy") {
+			continue
+		}
+		if err := node.StudyDelivered(uid, it.Enqueued); err != nil {
+			g.log.Error("dicom: recording a delivered study failed; its files stay until it is delivered again", "err", err)
+		}
 	}
 }

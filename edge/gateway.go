@@ -182,7 +182,7 @@ func (g *Gateway) open() error {
 	}
 	g.deliverer = &fhir.Deliverer{
 		Outbox: g.outbox, Client: client, BatchSize: c.FHIR.BatchSize, BatchWait: c.FHIR.BatchWait.D(),
-		Log: g.log.With("component", "fhir"), OnDelivered: g.deliveries.delivered,
+		Log: g.log.With("component", "fhir"), OnDelivered: g.delivered,
 	}
 
 	ln, err := net.Listen("tcp", c.HTTP.Listen)

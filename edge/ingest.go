@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/wardgate/wardgate/buffer"
@@ -137,13 +138,13 @@ func (g *Gateway) IngestStudy(ctx context.Context, instances []dicom.InstanceHea
 		} else {
 			g.log.Warn("study not charted", "reason", err.Error())
 		}
-		return err
+		return fmt.Errorf("%w: %v", dicom.ErrStudyRefused, err)
 	}
 	var items []buffer.Item
 	ep, err := g.mapper.EndpointEntry()
 	if err != nil {
 		g.log.Error("the Endpoint of dicom.wado_rs_base failed validation; studies cannot be charted", "wado_rs_base", g.cfg.DICOM.WADORSBase)
-		return err
+		return fmt.Errorf("%w: %v", dicom.ErrStudyRefused, err)
 	}
 	if ep != nil {
 		b, _ := json.Marshal(ep)
