@@ -99,6 +99,9 @@ func (p *Profile) fields() map[string]bool {
 		return nil
 	}
 	f := map[string]bool{}
+	if p.Text.Match != nil && p.Text.Match.Regexp == nil {
+		return nil // a bad expression, already reported: no follow-on errors
+	}
 	if p.Text.Match != nil && p.Text.Match.Regexp != nil {
 		for _, n := range p.Text.Match.SubexpNames() {
 			if n != "" {
@@ -246,7 +249,15 @@ func (p *Profile) checkParams(ps *yamlstrict.Problems) {
 		if prm.MDC == "" {
 			ps.At(at+".mdc", "is missing (an MDC reference id like MDC_PULS_OXIM_SAT_O2, or its number)")
 		} else if t, ok := mdc.Lookup(prm.MDC); !ok {
-			ps.At(at+".mdc", "%q is not an MDC code wardgate knows (see devices/mdc)", prm.MDC)
+			hint := ""
+			var refs []string
+			for _, t := range mdc.Terms() {
+				refs = append(refs, t.RefID)
+			}
+			if s := yamlstrict.Suggest(strings.ToUpper(prm.MDC), refs); s != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			ps.At(at+".mdc", "%q is not an MDC code wardgate knows%s (see devices/mdc)", prm.MDC, hint)
 		} else {
 			prm.term = t
 		}

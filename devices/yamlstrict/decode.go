@@ -206,6 +206,10 @@ func kindName(n *yaml.Node) string {
 	}
 }
 
+// Suggest returns the known word closest to an unknown one, if it is close
+// enough to be a typo ("" otherwise).
+func Suggest(key string, known []string) string { return suggest(key, known) }
+
 // suggest returns the known key closest to an unknown one, if it is close
 // enough to be a typo.
 func suggest(key string, known []string) string {

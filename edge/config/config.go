@@ -27,8 +27,10 @@ type Config struct {
 	ProfilesDir string `yaml:"profiles_dir"`
 	// Profiles are the firmware profiles: built-in ones and profiles_dir's.
 	Profiles *profile.Set `yaml:"-"`
-	Monitors []Monitor    `yaml:"monitors"`
-	Patients Patients     `yaml:"patients"`
+	// brokenProfiles names the profiles whose files failed to load.
+	brokenProfiles map[string]bool
+	Monitors       []Monitor `yaml:"monitors"`
+	Patients       Patients  `yaml:"patients"`
 	// DICOM is nil when the gateway takes no studies.
 	DICOM  *DICOM `yaml:"dicom"`
 	Buffer Buffer `yaml:"buffer"`

@@ -263,3 +263,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A monitor naming a profile whose file is broken is told so, and the
+// profile's own problems come with its file and line.
+func TestBrokenProfileIsReportedWithItsFile(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "profiles", "acme"), 0o755)
+	os.WriteFile(filepath.Join(dir, "profiles", "acme", "vm-100.yaml"), []byte("vendor: Acme\nmodel: VM-100\nformat: text\ntext: {tokens: {}}\nparameters:\n  - {field: HR, mdc: MDC_ECG_HART_RATE, unit: /min}\n"), 0o644)
+	cfg := filepath.Join(dir, "wardgate.yaml")
+	os.WriteFile(cfg, []byte("site: w\ndata_dir: data\nfhir: {base_url: http://127.0.0.1:9/R4}\nprofiles_dir: profiles\nmonitors:\n  - {id: m1, location: bed-1, profile: acme/vm-100, serial: {port: /dev/ttyUSB0}}\n"), 0o600)
+	_, _, err := Load(cfg)
+	if err == nil {
+		t.Fatal("a broken profile loaded")
+	}
+	for _, want := range []string{
+		"vm-100.yaml:6: parameters[0].mdc: \"MDC_ECG_HART_RATE\" is not an MDC code wardgate knows (did you mean MDC_ECG_HEART_RATE?)",
+		"monitors[0].profile: profile \"acme/vm-100\" did not load",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -49,6 +50,7 @@ func validate(c *Config, ps *Problems) {
 			dir = c.ProfilesDir
 		}
 	}
+	c.brokenProfiles = map[string]bool{}
 	set, err := profile.Load(firmwareprofiles.FS, dir)
 	if err != nil {
 		var le *profile.LoadError
@@ -59,6 +61,8 @@ func validate(c *Config, ps *Problems) {
 				for _, p := range f.Errors() {
 					ps.List = append(ps.List, p)
 				}
+				dir, file := filepath.Split(strings.TrimSuffix(strings.TrimSuffix(f.File, ".yaml"), ".yml"))
+				c.brokenProfiles[strings.ToLower(filepath.Base(filepath.Clean(dir))+"/"+file)] = true
 			}
 		} else {
 			ps.At("profiles_dir", "%v", err)
@@ -262,6 +266,9 @@ func validateMonitors(c *Config, ps *Problems) {
 		case c.Profiles != nil:
 			if _, ok := c.Profiles.Get(m.Profile); !ok {
 				msg := fmt.Sprintf("%q is not a known profile (known: %s)", m.Profile, strings.Join(c.Profiles.Names(), ", "))
+				if c.brokenProfiles[m.Profile] {
+					msg = fmt.Sprintf("profile %q did not load: its problems are listed with its file", m.Profile)
+				}
 				ps.At(p+".profile", "%s", msg)
 			}
 		}
@@ -421,6 +428,10 @@ func validateDICOM(c *Config, ps *Problems) {
 			ps.At(p+".port", "is not used in allow (a modality's port is its own)")
 		}
 	}
+	// A forward destination is its AE title at its address: the ledger keeps
+	// what each has by that name, so the same three twice would be one
+	// destination sent everything twice.
+	seenForward := map[string]int{}
 	for i, f := range d.Forward {
 		p := fmt.Sprintf("dicom.forward[%d]", i)
 		validateAETitle(ps, p+".ae_title", f.AETitle)
@@ -429,6 +440,12 @@ func validateDICOM(c *Config, ps *Problems) {
 		}
 		if f.Port < 1 || f.Port > 65535 {
 			ps.At(p+".port", "%d is not from 1 to 65535", f.Port)
+		}
+		id := fmt.Sprintf("%s@%s:%d", strings.TrimSpace(f.AETitle), strings.ToLower(f.Host), f.Port)
+		if j, ok := seenForward[id]; ok {
+			ps.At(p, "repeats dicom.forward[%d] (ae_title %s, host %s, port %d): each destination must differ in ae_title, host or port", j, f.AETitle, f.Host, f.Port)
+		} else {
+			seenForward[id] = i
 		}
 	}
 	if d.StudyStableAfter.D() < 1e9 {
