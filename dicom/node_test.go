@@ -434,7 +434,7 @@ func TestForwarderToStorescp(t *testing.T) {
 	storescpAt(t, port, recv)
 	waitFor(t, "all 30 forwarded", func() bool { return countFiles(recv) == 30 })
 	waitFor(t, "queue empty", func() bool { return f2.Stats().Waiting == 0 })
-	marks, _ := ledger.Forwarded("PACS")
+	marks, _ := ledger.Forwarded(dest.LedgerName())
 	if len(marks) != 30 {
 		t.Fatalf("%d forward marks, want 30", len(marks))
 	}

@@ -1,0 +1,466 @@
+package dicom
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// scriptedPACS is a StoreHandler answering each C-STORE as a test says:
+// status picks the status of the n-th try (from 1) of an instance; gate
+// holds BeginStore of an instance until closed; hang makes Commit of an
+// instance wait (for the sender to time out).
+type scriptedPACS struct {
+	mu     sync.Mutex
+	status func(uid string, n int) uint16
+	gate   map[string]chan struct{}
+	hang   map[string]bool
+	began  chan string
+	tries  map[string]int
+	first  map[string]time.Time
+	stored map[string]pacsGot // instances answered with success
+}
+
+type pacsGot struct {
+	ts   string
+	data []byte
+}
+
+func newScriptedPACS(t *testing.T) (p *scriptedPACS, port int) {
+	p = &scriptedPACS{gate: map[string]chan struct{}{}, hang: map[string]bool{}, began: make(chan string, 1024)}
+	p.reset(nil)
+	_, ps := startServer(t, quietServer(&Server{Store: p}))
+	port, _ = strconv.Atoi(ps)
+	return p, port
+}
+
+// reset forgets what was received and answers with status from now on.
+func (p *scriptedPACS) reset(status func(uid string, n int) uint16) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status = status
+	p.tries, p.first, p.stored = map[string]int{}, map[string]time.Time{}, map[string]pacsGot{}
+}
+
+func (p *scriptedPACS) triesOf(uid string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tries[uid]
+}
+
+func (p *scriptedPACS) got(uid string) (pacsGot, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g, ok := p.stored[uid]
+	return g, ok
+}
+
+func (p *scriptedPACS) storedCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.stored)
+}
+
+func (p *scriptedPACS) BeginStore(ctx context.Context, req StoreRequest) (StoreWriter, error) {
+	p.began <- req.SOPInstanceUID
+	p.mu.Lock()
+	g := p.gate[req.SOPInstanceUID]
+	p.mu.Unlock()
+	if g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+		}
+	}
+	return &pacsWriter{p: p, req: req}, nil
+}
+
+type pacsWriter struct {
+	p   *scriptedPACS
+	req StoreRequest
+	buf bytes.Buffer
+}
+
+func (w *pacsWriter) Write(b []byte) (int, error) { return w.buf.Write(b) }
+func (w *pacsWriter) Abort()                      {}
+
+func (w *pacsWriter) Commit(ctx context.Context) (uint16, error) {
+	p, uid := w.p, w.req.SOPInstanceUID
+	p.mu.Lock()
+	p.tries[uid]++
+	n := p.tries[uid]
+	if n == 1 {
+		p.first[uid] = time.Now()
+	}
+	hang, status := p.hang[uid], p.status
+	p.mu.Unlock()
+	if hang {
+		select {
+		case <-ctx.Done():
+		case <-time.After(1500 * time.Millisecond):
+		}
+		return StatusCannotUnderstand, nil
+	}
+	s := StatusSuccess
+	if status != nil {
+		s = status(uid, n)
+	}
+	if !isFailure(s) {
+		p.mu.Lock()
+		p.stored[uid] = pacsGot{ts: w.req.TransferSyntaxUID, data: bytes.Clone(w.buf.Bytes())}
+		p.mu.Unlock()
+	}
+	return s, nil
+}
+
+// fwdFixture is a spool and a ledger in a fresh folder.
+func fwdFixture(t *testing.T) (*buffer.Spool, *Ledger) {
+	t.Helper()
+	dir := t.TempDir()
+	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
+	ledger, err := OpenLedger(filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
+	return spool, ledger
+}
+
+func startForwarder(t *testing.T, f *Forwarder) *Forwarder {
+	t.Helper()
+	if f.CallingAE == "" {
+		f.CallingAE = "WARDGATE"
+	}
+	if f.Logger == nil {
+		f.Logger = discardLogger
+	}
+	if f.Backoff.Initial == 0 {
+		f.Backoff = buffer.Backoff{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}
+	}
+	if f.IdleRelease == 0 {
+		f.IdleRelease = 200 * time.Millisecond
+	}
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	return f
+}
+
+func TestForwardLedgerNameIsAEAtAddress(t *testing.T) {
+	for _, tc := range []struct {
+		d    Destination
+		want string
+	}{
+		{Destination{"PACS", "10.0.0.1", 104}, "PACS@10.0.0.1:104"},
+		{Destination{"PACS", "pacs.example.org", 11112}, "PACS@pacs.example.org:11112"},
+		{Destination{"PACS", "::1", 104}, "PACS@[::1]:104"},
+	} {
+		if got := tc.d.LedgerName(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// Two PACS with the same AE title at different addresses are two
+// destinations: what one has, the other still gets.
+func TestForwardTwoDestinationsWithTheSameAETitle(t *testing.T) {
+	files := writeCTs(t, 700, 3)
+	spool, ledger := fwdFixture(t)
+	var keys []string
+	for _, p := range files {
+		_, in := storeFile(t, spool, p)
+		keys = append(keys, in.Key)
+	}
+	portA, recvA := storescp(t)
+	portB, recvB := storescp(t)
+	a := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: portA}
+	b := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: portB}
+
+	fa := startForwarder(t, &Forwarder{Dest: a, Spool: spool, Ledger: ledger})
+	waitFor(t, "3 at PACS A", func() bool { return countFiles(recvA) == 3 && fa.Stats().Waiting == 0 })
+	fa.Stop()
+	if m, _ := ledger.Forwarded(a.LedgerName()); len(m) != 3 {
+		t.Fatalf("%d marks for A, want 3", len(m))
+	}
+
+	// B starts after A delivered everything: it must still send it all.
+	fb := startForwarder(t, &Forwarder{Dest: b, Spool: spool, Ledger: ledger})
+	waitFor(t, "3 at PACS B", func() bool { return countFiles(recvB) == 3 && fb.Stats().Waiting == 0 })
+	fb.Stop()
+	mb, _ := ledger.Forwarded(b.LedgerName())
+	for _, k := range keys {
+		if m, ok := mb[k]; !ok || m.Dead {
+			t.Fatalf("B's mark of an instance: %+v %v", m, ok)
+		}
+	}
+	if st := fb.Stats(); st.Destination != b.LedgerName() || st.Delivered != 3 {
+		t.Fatalf("B's stats %+v", st)
+	}
+	if countFiles(recvA) != 3 {
+		t.Fatalf("PACS A got %d files, want 3 (nothing twice)", countFiles(recvA))
+	}
+}
+
+func TestForwardPermanentRefusalStatuses(t *testing.T) {
+	for s, want := range map[uint16]bool{
+		0xA900: true, 0xA9FF: true, 0x0122: true, 0x0124: true,
+		0xA700: false, 0xA7FF: false, 0x0110: false, 0xC000: false, 0xCFFF: false, 0x0211: false,
+	} {
+		if isPermanentRefusal(s) != want {
+			t.Errorf("status 0x%04X: permanent %v, want %v", s, !want, want)
+		}
+	}
+}
+
+// Out of resources, processing failures and "cannot understand" are the
+// state of the PACS: retried for as long as they last, never dead-lettered.
+func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
+	files := writeCTs(t, 710, 3)
+	spool, ledger := fwdFixture(t)
+	var uids []string
+	for _, p := range files {
+		h, _ := storeFile(t, spool, p)
+		uids = append(uids, h.SOPInstanceUID)
+	}
+	pacs, port := newScriptedPACS(t)
+	cycle := []uint16{StatusOutOfResources, StatusProcessingFailure, StatusCannotUnderstand, 0xC123}
+	pacs.reset(func(_ string, n int) uint16 { return cycle[n%len(cycle)] })
+	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
+		MaxAttempts: 2, DeadAfter: time.Nanosecond})
+	waitFor(t, "every instance refused 8 times", func() bool {
+		for _, u := range uids {
+			if pacs.triesOf(u) < 8 {
+				return false
+			}
+		}
+		return true
+	})
+	st := f.Stats()
+	if st.DeadLettered != 0 || st.Waiting != 3 || st.Delivered != 0 {
+		t.Fatalf("stats %+v: transient failures must wait, not be dead-lettered", st)
+	}
+	if len(st.Reasons) == 0 {
+		t.Fatal("no reason shown for the waiting instances")
+	}
+	for r := range st.Reasons {
+		if !strings.Contains(r, "(status 0x") {
+			t.Fatalf("reason %q", r)
+		}
+	}
+	pacs.reset(nil) // the PACS recovers
+	waitFor(t, "all delivered", func() bool { return pacs.storedCount() == 3 && f.Stats().Waiting == 0 })
+	f.Stop()
+	marks, _ := ledger.Forwarded(f.Dest.LedgerName())
+	for _, m := range marks {
+		if m.Dead {
+			t.Fatalf("a dead mark: %+v", m)
+		}
+	}
+}
+
+// A permanent refusal dead-letters only after it has lasted DeadAfter and
+// MaxAttempts tries; the instance stays in the spool, and a restart counts
+// it in the stats without sending it again.
+func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
+	files := writeCTs(t, 720, 2)
+	spool, ledger := fwdFixture(t)
+	var uids []string
+	var ins []buffer.Instance
+	for _, p := range files {
+		h, in := storeFile(t, spool, p)
+		uids = append(uids, h.SOPInstanceUID)
+		ins = append(ins, in)
+	}
+	pacs, port := newScriptedPACS(t)
+	refusals := map[string]uint16{uids[0]: StatusSOPClassNotSupported, uids[1]: 0xA900}
+	pacs.reset(func(uid string, _ int) uint16 { return refusals[uid] })
+	dest := Destination{"PACS", "127.0.0.1", port}
+
+	// Refused 8 times within well under an hour: not dead.
+	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger, MaxAttempts: 3})
+	waitFor(t, "8 refusals each", func() bool { return pacs.triesOf(uids[0]) >= 8 && pacs.triesOf(uids[1]) >= 8 })
+	if st := f.Stats(); st.DeadLettered != 0 || st.Waiting != 2 {
+		t.Fatalf("dead-lettered before DeadAfter: %+v", st)
+	}
+	f.Stop()
+	if m, _ := ledger.Forwarded(dest.LedgerName()); len(m) != 0 {
+		t.Fatalf("marks %+v before DeadAfter", m)
+	}
+
+	// With DeadAfter 400 ms: dead after 3 refusals over at least 400 ms.
+	pacs.reset(func(uid string, _ int) uint16 { return refusals[uid] })
+	started := time.Now()
+	f = startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger, MaxAttempts: 3, DeadAfter: 400 * time.Millisecond})
+	waitFor(t, "both dead-lettered", func() bool { return f.Stats().DeadLettered == 2 })
+	if el := time.Since(started); el < 400*time.Millisecond {
+		t.Fatalf("dead-lettered after %s", el)
+	}
+	for _, u := range uids {
+		if n := pacs.triesOf(u); n < 3 {
+			t.Fatalf("dead-lettered after %d tries", n)
+		}
+	}
+	if st := f.Stats(); st.Waiting != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	f.Stop()
+	marks, _ := ledger.Forwarded(dest.LedgerName())
+	for i, in := range ins {
+		m := marks[in.Key]
+		if !m.Dead || m.SHA256 != in.SHA256 || !strings.Contains(m.Reason, "status 0x") {
+			t.Fatalf("mark of instance %d: %+v", i, m)
+		}
+		if _, err := spool.Get(in.Key); err != nil {
+			t.Fatalf("a dead-lettered instance left the spool: %v", err)
+		}
+	}
+
+	// After a restart the dead letters show, and are not sent again.
+	pacs.reset(nil)
+	f = startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
+	if st := f.Stats(); st.DeadLettered != 2 || st.Waiting != 0 {
+		t.Fatalf("after restart %+v; want 2 dead-lettered, none waiting", st)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := pacs.storedCount(); n != 0 {
+		t.Fatalf("%d dead-lettered instances sent again", n)
+	}
+}
+
+// An instance the association breaks on (here the PACS never answers it)
+// backs off on its own: the instances behind it are delivered meanwhile.
+func TestForwardSendErrorBacksOffTheInstance(t *testing.T) {
+	files := writeCTs(t, 730, 5)
+	spool, ledger := fwdFixture(t)
+	var uids []string
+	for _, p := range files {
+		h, _ := storeFile(t, spool, p)
+		uids = append(uids, h.SOPInstanceUID)
+	}
+	pacs, port := newScriptedPACS(t)
+	pacs.mu.Lock()
+	pacs.hang[uids[0]] = true // the first in the queue
+	pacs.mu.Unlock()
+	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
+		// ARTIM bounds the wait for the hung PACS to take the A-ABORT.
+		Timeouts: Timeouts{Idle: 300 * time.Millisecond, ARTIM: 500 * time.Millisecond},
+		Backoff:  buffer.Backoff{Initial: time.Second, Max: 5 * time.Second, Multiplier: 2}})
+	waitFor(t, "the 4 others delivered", func() bool { return pacs.storedCount() == 4 && f.Stats().Delivered == 4 })
+	st := f.Stats()
+	if st.Waiting != 1 || st.Delivered != 4 {
+		t.Fatalf("stats %+v", st)
+	}
+	want := "sending failed: timed out waiting for the destination"
+	if st.Reasons[want] != 1 {
+		t.Fatalf("reasons %v; want %q once", st.Reasons, want)
+	}
+	for r := range st.Reasons {
+		if strings.Contains(r, uids[0]) {
+			t.Fatalf("reason %q names the instance", r)
+		}
+	}
+	f.mu.Lock()
+	it := f.items[spoolKey(t, spool, uids[0])]
+	attempts, notBefore := it.attempts, it.notBefore
+	f.mu.Unlock()
+	if attempts < 1 || !notBefore.After(time.Now().Add(-time.Second)) {
+		t.Fatalf("the failed instance: %d attempts, next try %s", attempts, notBefore)
+	}
+	if n := pacs.triesOf(uids[0]); n > 2 {
+		t.Fatalf("the failing instance was tried %d times within its backoff", n)
+	}
+}
+
+func spoolKey(t *testing.T, spool *buffer.Spool, uid string) string {
+	t.Helper()
+	in, err := spool.Get(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.Key
+}
+
+// An instance replaced, between the association being negotiated and its
+// turn, by content in another transfer syntax is not sent under the old
+// syntax's presentation context: it goes on a later association proposing
+// the new syntax, and the ledger records the content sent.
+func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
+	gateFile := writeCTs(t, 740, 1)[0]
+	spool, ledger := fwdFixture(t)
+	gh, _ := storeFile(t, spool, gateFile)
+	time.Sleep(5 * time.Millisecond) // stored after the gate instance: queued behind it
+	kh, _ := storeFile(t, spool, fixturePath(t, fixtures[0]))
+	if kh.SOPInstanceUID == gh.SOPInstanceUID {
+		t.Fatal("fixture UIDs collide")
+	}
+	pacs, port := newScriptedPACS(t)
+	gate := make(chan struct{})
+	pacs.mu.Lock()
+	pacs.gate[gh.SOPInstanceUID] = gate
+	pacs.mu.Unlock()
+	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
+	select {
+	case uid := <-pacs.began:
+		if uid != gh.SOPInstanceUID {
+			t.Fatalf("first instance sent: %s", uid)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing sent")
+	}
+	// Both are opened, the association is negotiated for Implicit VR LE:
+	// now the second is replaced by its JPEG Lossless version.
+	jpeg := fixturePath(t, fixtures[4])
+	_, kin := storeFile(t, spool, jpeg)
+	close(gate)
+	waitFor(t, "both delivered", func() bool { return pacs.storedCount() == 2 && f.Stats().Waiting == 0 })
+	got, _ := pacs.got(kh.SOPInstanceUID)
+	_, want := dataSetOf(t, jpeg)
+	if got.ts != JPEGLosslessSV1 || !bytes.Equal(got.data, want) {
+		t.Fatalf("replaced instance sent in %s (%d bytes); want %s (%d bytes)", got.ts, len(got.data), JPEGLosslessSV1, len(want))
+	}
+	if n := pacs.triesOf(kh.SOPInstanceUID); n != 1 {
+		t.Fatalf("replaced instance stored %d times, want once", n)
+	}
+	f.Stop()
+	if m, ok := ledger.ForwardMarkOf(f.Dest.LedgerName(), kin.Key); !ok || m.SHA256 != kin.SHA256 {
+		t.Fatalf("mark %+v, want the new content's %s", m, kin.SHA256)
+	}
+	if st := f.Stats(); st.Associations < 2 {
+		t.Fatalf("%d associations: the new syntax needs its own", st.Associations)
+	}
+}
+
+// Enqueue (on the C-STORE response path) never waits for the queue's lock.
+func TestForwardEnqueueDoesNotWaitForTheQueue(t *testing.T) {
+	spool, ledger := fwdFixture(t)
+	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", freePort(t)}, Spool: spool, Ledger: ledger})
+	f.mu.Lock() // as a long scan would
+	done := make(chan struct{})
+	go func() {
+		for i := range 1000 {
+			f.Enqueue(fmt.Sprintf("1.2.3.%d", i))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		f.mu.Unlock()
+		t.Fatal("Enqueue waited for the queue's lock")
+	}
+	f.mu.Unlock()
+	if st := f.Stats(); st.Waiting > 1000 {
+		t.Fatalf("%d waiting", st.Waiting)
+	}
+	// None is in the spool: each leaves the queue once the sender sees it.
+	waitFor(t, "the queue empty", func() bool { return f.Stats().Waiting == 0 })
+}
