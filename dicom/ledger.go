@@ -80,46 +80,14 @@ func (l *Ledger) Close() error { return l.db.Close() }
 // at a restart too. A mark for the same content that was already delivered
 // stays delivered.
 func (l *Ledger) MarkCharted(study string, marks map[string]ChartedMark) error {
-	return l.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(chartedBucket).CreateBucketIfNotExists([]byte(study))
-		if err != nil {
-			return err
-		}
-		for k, m := range marks {
-			var old ChartedMark
-			if v := b.Get([]byte(k)); v != nil && json.Unmarshal(v, &old) == nil && old.Delivered && old.SHA256 == m.SHA256 {
-				continue
-			}
-			v, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
+	return putMarks(l.db, chartedBucket, study, marks, func(old, m ChartedMark) bool {
+		return old.Delivered && old.SHA256 == m.SHA256
 	})
 }
 
 // Charted returns the marks of a study's instances handed over so far.
 func (l *Ledger) Charted(study string) (map[string]ChartedMark, error) {
-	out := map[string]ChartedMark{}
-	err := l.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(chartedBucket).Bucket([]byte(study))
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var m ChartedMark
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("ledger: charted %q: %w", k, err)
-			}
-			out[string(k)] = m
-			return nil
-		})
-	})
-	return out, err
+	return readMarks[ChartedMark](l.db, chartedBucket, study)
 }
 
 // MarkStudyDelivered records that the record acknowledged an ImagingStudy
@@ -176,66 +144,18 @@ func (l *Ledger) IsDelivered(study, key, sha string) bool {
 	return found && m.SHA256 == sha && m.Delivered
 }
 
-// IsCharted reports whether the instance key of study, with content sha, was
-// handed over.
-func (l *Ledger) IsCharted(study, key, sha string) bool {
-	var m ChartedMark
-	found := false
-	l.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(chartedBucket).Bucket([]byte(study))
-		if b == nil {
-			return nil
-		}
-		if v := b.Get([]byte(key)); v != nil && json.Unmarshal(v, &m) == nil {
-			found = true
-		}
-		return nil
-	})
-	return found && m.SHA256 == sha
-}
-
 // MarkForwarded records marks (SOP Instance UID → mark) for destination in
 // one durable commit.
 func (l *Ledger) MarkForwarded(destination string, marks map[string]ForwardMark) error {
 	if len(marks) == 0 {
 		return nil
 	}
-	return l.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(forwardedBucket).CreateBucketIfNotExists([]byte(destination))
-		if err != nil {
-			return err
-		}
-		for k, m := range marks {
-			v, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return putMarks(l.db, forwardedBucket, destination, marks, nil)
 }
 
 // Forwarded returns every mark of destination.
 func (l *Ledger) Forwarded(destination string) (map[string]ForwardMark, error) {
-	out := map[string]ForwardMark{}
-	err := l.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var m ForwardMark
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("ledger: forwarded %q: %w", k, err)
-			}
-			out[string(k)] = m
-			return nil
-		})
-	})
-	return out, err
+	return readMarks[ForwardMark](l.db, forwardedBucket, destination)
 }
 
 // ForwardMarkOf returns destination's mark for key, if any.
@@ -272,4 +192,51 @@ func (l *Ledger) ForgetForwarded(keys []string) error {
 			return nil
 		})
 	})
+}
+
+// putMarks writes marks (key → mark) into the named bucket under top, in
+// one durable commit; keep, when given, leaves a stored mark in place.
+func putMarks[M any](db *bolt.DB, top []byte, name string, marks map[string]M, keep func(old, m M) bool) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(top).CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
+		}
+		for k, m := range marks {
+			if keep != nil {
+				var old M
+				if v := b.Get([]byte(k)); v != nil && json.Unmarshal(v, &old) == nil && keep(old, m) {
+					continue
+				}
+			}
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// readMarks returns every mark in the named bucket under top.
+func readMarks[M any](db *bolt.DB, top []byte, name string) (map[string]M, error) {
+	out := map[string]M{}
+	err := db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(top).Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var m M
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("ledger: %s %s %q: %w", top, name, k, err)
+			}
+			out[string(k)] = m
+			return nil
+		})
+	})
+	return out, err
 }

@@ -2,9 +2,9 @@ package test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,61 +21,25 @@ import (
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
 
-const ctImageStorage = "1.2.840.10008.5.1.4.1.1.2"
-
-// implicitElement encodes one Implicit VR Little Endian element, padded
-// to even length with pad.
-func implicitElement(b *bytes.Buffer, group, elem uint16, v []byte, pad byte) {
-	if len(v)%2 == 1 {
-		v = append(v, pad)
-	}
-	binary.Write(b, binary.LittleEndian, [2]uint16{group, elem})
-	binary.Write(b, binary.LittleEndian, uint32(len(v)))
-	b.Write(v)
-}
-
-// WriteCT writes a Part 10 CT instance in Implicit VR Little Endian with
-// rows×cols 16-bit pixels, without group lengths or trailing padding, so
-// that storescu -xi sends its data set unchanged.
+// WriteCT writes a generated Part 10 CT instance (Implicit VR Little
+// Endian, rows×cols 16-bit pixels, no group lengths or trailing padding, so
+// that storescu -xi sends its data set unchanged).
 func WriteCT(path, study, series, sop, patientID string, number, rows, cols int) error {
-	var ds bytes.Buffer
-	str := func(g, e uint16, s string) { implicitElement(&ds, g, e, []byte(s), ' ') }
-	uid := func(g, e uint16, s string) { implicitElement(&ds, g, e, []byte(s), 0) }
-	us := func(g, e uint16, v uint16) { implicitElement(&ds, g, e, binary.LittleEndian.AppendUint16(nil, v), 0) }
-	uid(0x0008, 0x0016, ctImageStorage)
-	uid(0x0008, 0x0018, sop)
-	str(0x0008, 0x0020, "20261125")
-	str(0x0008, 0x0030, "081500")
-	str(0x0008, 0x0060, "CT")
-	str(0x0010, 0x0010, "Test^Patient")
-	str(0x0010, 0x0020, patientID)
-	uid(0x0020, 0x000D, study)
-	uid(0x0020, 0x000E, series)
-	str(0x0020, 0x0011, "1")
-	str(0x0020, 0x0013, strconv.Itoa(number))
-	us(0x0028, 0x0002, 1)
-	str(0x0028, 0x0004, "MONOCHROME2")
-	us(0x0028, 0x0010, uint16(rows))
-	us(0x0028, 0x0011, uint16(cols))
-	us(0x0028, 0x0100, 16)
-	us(0x0028, 0x0101, 12)
-	us(0x0028, 0x0102, 11)
-	us(0x0028, 0x0103, 0)
-	px := make([]byte, rows*cols*2)
-	for i := 0; i < rows*cols; i++ {
-		binary.LittleEndian.PutUint16(px[2*i:], uint16((i*7+number*13)%4096))
+	st := dicom.SyntheticStudy{StudyUID: study, SeriesUID: series, PatientID: patientID, PatientName: "Test^Patient"}
+	if st.InstanceUID(number) != sop {
+		return fmt.Errorf("WriteCT: instance %d of series %s is %s, not %s", number, series, st.InstanceUID(number), sop)
 	}
-	implicitElement(&ds, 0x7FE0, 0x0010, px, 0)
+	ds, _ := st.Instance(number, rows, cols)
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := dicom.WriteFileMeta(f, dicom.FileMeta{SOPClassUID: ctImageStorage, SOPInstanceUID: sop,
+	if _, err := dicom.WriteFileMeta(f, dicom.FileMeta{SOPClassUID: dicom.CTImageStorage, SOPInstanceUID: sop,
 		TransferSyntaxUID: dicom.ImplicitVRLittleEndian}); err != nil {
 		f.Close()
 		return err
 	}
-	if _, err := f.Write(ds.Bytes()); err != nil {
+	if _, err := io.Copy(f, ds); err != nil {
 		f.Close()
 		return err
 	}
@@ -95,16 +59,6 @@ func studyFiles(t testing.TB, study string, n, rows, cols int) []string {
 		files = append(files, p)
 	}
 	return files
-}
-
-func freeTCPPort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // dcmtkCmd is a DCMTK program with TCP_NODELAY=1 (Debian's build leaves
@@ -139,7 +93,7 @@ func startStorescp(t *testing.T, port int, dir string) {
 // to a FHIR server where the test patient exists.
 func dicomGateway(t *testing.T, extraDICOM, extra string) (p *Process, record *fhirserver.Server, cfg string, port int) {
 	t.Helper()
-	port = freeTCPPort(t)
+	port = freePort(t)
 	record, cfg, _ = recordWith(t, fmt.Sprintf(`dicom:
   listen: 127.0.0.1:%d
   ae_title: WARDGATE
@@ -196,7 +150,7 @@ func readyz(t *testing.T, p *Process) map[string]any {
 // byte for byte; the study in the record once; an unknown AE rejected.
 func TestDicomEchoStoreAndForward(t *testing.T) {
 	RequirePeers(t, "echoscu", "storescu", "storescp")
-	pacsPort, pacsDir := freeTCPPort(t), t.TempDir()
+	pacsPort, pacsDir := freePort(t), t.TempDir()
 	startStorescp(t, pacsPort, pacsDir)
 	p, record, _, port := dicomGateway(t, fmt.Sprintf(`  allow: [{ae_title: MODALITY}]
   forward: [{ae_title: PACS, host: 127.0.0.1, port: %d}]
@@ -271,7 +225,7 @@ func acknowledged(out string) []string {
 // and the study reaches the record once.
 func TestDicomSIGKILLDuringTransfer(t *testing.T) {
 	RequirePeers(t, "storescu", "storescp")
-	pacsPort, pacsDir := freeTCPPort(t), t.TempDir()
+	pacsPort, pacsDir := freePort(t), t.TempDir()
 	p, record, cfg, port := dicomGateway(t, fmt.Sprintf(`  forward: [{ae_title: PACS, host: 127.0.0.1, port: %d}]
   study_stable_after: 2s
 `, pacsPort), "")
@@ -389,14 +343,14 @@ func TestDicomQuotaRefusesWithA700(t *testing.T) {
 
 // `wardgate echo` and `wardgate send` against storescp.
 func TestDicomEchoAndSendCommands(t *testing.T) {
-	pacsPort, pacsDir := freeTCPPort(t), t.TempDir()
+	pacsPort, pacsDir := freePort(t), t.TempDir()
 	startStorescp(t, pacsPort, pacsDir)
 	addr := fmt.Sprintf("127.0.0.1:%d", pacsPort)
 	r := Run(t, "echo", "-aet", "WARDGATE", "-aec", "PACS", addr)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "success") {
 		t.Fatalf("echo: %+v", r)
 	}
-	if r := Run(t, "echo", "-aec", "PACS", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))); r.Code != 1 {
+	if r := Run(t, "echo", "-aec", "PACS", fmt.Sprintf("127.0.0.1:%d", freePort(t))); r.Code != 1 {
 		t.Fatalf("echo to a closed port: %+v", r)
 	}
 	files := studyFiles(t, "1.2.826.0.1.3680043.2.1125.66", 3, 64, 64)
@@ -414,7 +368,7 @@ func TestDicomEchoAndSendCommands(t *testing.T) {
 			t.Fatalf("%s arrived changed", f)
 		}
 	}
-	if r := Run(t, "send", "-aec", "PACS", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)), files[0]); r.Code != 1 {
+	if r := Run(t, "send", "-aec", "PACS", fmt.Sprintf("127.0.0.1:%d", freePort(t)), files[0]); r.Code != 1 {
 		t.Fatalf("send to a closed port: %+v", r)
 	}
 }
