@@ -44,6 +44,10 @@ type Reading struct {
 	ClockOffset time.Duration
 	// Received is when the gateway read the frame.
 	Received time.Time
+	// FrameID identifies the frame by its content when the device sends no
+	// time of its own (an MQTT message without one): a frame received
+	// twice is then one reading, not two. Empty otherwise.
+	FrameID string
 
 	Quality Quality
 

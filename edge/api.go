@@ -61,19 +61,27 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 // errNoAdminToken is the answer to an admin action when no token is set.
 const errNoAdminToken = "admin actions are disabled: set http.admin_token_file"
 
-// authorized checks the admin token; when it is not there or wrong it
-// answers the request and returns false.
-func (g *Gateway) authorized(w http.ResponseWriter, r *http.Request) bool {
+// hasToken reports whether the request carries the admin token.
+func (g *Gateway) hasToken(r *http.Request) bool {
 	want := g.cfg.HTTP.AdminTokenFile.Value()
 	if !g.cfg.HTTP.AdminTokenFile.Set() || want == "" {
-		writeError(w, http.StatusForbidden, errNoAdminToken)
 		return false
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	// Hashes first: the comparison then takes the same time whatever the
 	// lengths.
 	gh, wh := sha256.Sum256([]byte(strings.TrimSpace(got))), sha256.Sum256([]byte(want))
-	if !ok || subtle.ConstantTimeCompare(gh[:], wh[:]) != 1 {
+	return ok && subtle.ConstantTimeCompare(gh[:], wh[:]) == 1
+}
+
+// authorized checks the admin token; when it is not there or wrong it
+// answers the request and returns false.
+func (g *Gateway) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if want := g.cfg.HTTP.AdminTokenFile.Value(); !g.cfg.HTTP.AdminTokenFile.Set() || want == "" {
+		writeError(w, http.StatusForbidden, errNoAdminToken)
+		return false
+	}
+	if !g.hasToken(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate"`)
 		writeError(w, http.StatusUnauthorized, "this needs the admin token (of http.admin_token_file) as \"Authorization: Bearer <token>\"")
 		g.log.Warn("admin API: refused a request without the right token", "method", r.Method, "path", r.URL.Path, "from", remoteHost(r))
@@ -109,13 +117,17 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// defaultDeadLetterList bounds a listing without ?max=.
+const defaultDeadLetterList = 1000
+
 // GET /api/dead-letters[?payload=1][&max=N]
 func (g *Gateway) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	withPayload := r.URL.Query().Get("payload") == "1"
 	if withPayload && !g.authorized(w, r) {
 		return
 	}
-	max := 0
+	// Bounded by default: every dead letter is read with its payload.
+	max := defaultDeadLetterList
 	if s := r.URL.Query().Get("max"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
@@ -129,9 +141,16 @@ func (g *Gateway) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
 		return
 	}
+	// The record's words (an OperationOutcome) and a study's UID may be
+	// patient data: whole only with the token, as the page shows them
+	// otherwise.
+	full := g.hasToken(r)
 	out := make([]deadLetterReport, 0, len(dls))
 	for _, d := range dls {
 		rep := deadLetterOf(d)
+		if full {
+			rep.Key, rep.Reason = d.Key, d.Reason
+		}
 		if withPayload {
 			p := string(d.Payload)
 			if !json.Valid(d.Payload) {

@@ -28,7 +28,10 @@ func (g *Gateway) hold(ctx context.Context, frames [][]devices.Reading) error {
 		if err != nil {
 			return err
 		}
-		items = append(items, buffer.Item{Key: f[0].Device, Kind: "readings", Payload: b})
+		// No key: held frames are independent (their entries are
+		// deterministic), so one that cannot be charted yet must not hold
+		// back a later one that can.
+		items = append(items, buffer.Item{Kind: "readings", Payload: b})
 	}
 	if _, err := g.held.Append(ctx, items...); err != nil {
 		return err
@@ -85,9 +88,18 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 			}
 		}
 		if len(ready) > 0 {
-			if err := g.store(ctx, ready); err != nil {
+			noPatient, err := g.store(ctx, ready)
+			if err != nil {
 				b.Release(ctx)
 				return err
+			}
+			if len(noPatient) > 0 {
+				// The bed's patient changed since the look above: these wait
+				// again, as a frame of their own.
+				if err := g.hold(ctx, [][]devices.Reading{noPatient}); err != nil {
+					b.Release(ctx)
+					return err
+				}
 			}
 			g.ingest.heldCharted.Add(uint64(len(ready)))
 		}

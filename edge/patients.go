@@ -26,8 +26,9 @@ type beds struct {
 		Warn(string, ...any)
 	}
 
-	mu    sync.Mutex
-	cache map[string]bedAnswer
+	mu        sync.Mutex
+	cache     map[string]bedAnswer
+	firstSeen map[string]time.Time // bed|Encounter → when first seen, for Encounters without a start
 
 	lookups, failures, ambiguous atomic.Uint64
 }
@@ -47,7 +48,7 @@ const failureTTL = 10 * time.Second
 const lookupTimeout = 3 * time.Second
 
 func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, ...any) }) *beds {
-	b := &beds{static: c.Patients.Static, client: client, log: log, cache: map[string]bedAnswer{}}
+	b := &beds{static: c.Patients.Static, client: client, log: log, cache: map[string]bedAnswer{}, firstSeen: map[string]time.Time{}}
 	if e := c.Patients.EncounterLookup; e != nil {
 		b.system, b.ttl = e.LocationSystem, e.TTL.D()
 	}
@@ -72,7 +73,7 @@ func (b *beds) patient(bed string, at time.Time) (string, bool) {
 	}
 	// A reading from before this stay began belongs to someone else (or
 	// to no one): never to the patient who came after it.
-	if !a.p.Since.IsZero() && at.Before(a.p.Since) {
+	if at.Before(a.p.Since) {
 		return "", false
 	}
 	return a.p.Patient, true
@@ -105,6 +106,21 @@ func (b *beds) answer(bed string) bedAnswer {
 		}
 	}
 	b.mu.Lock()
+	if err == nil && p.Encounter != "" && p.Since.IsZero() {
+		// An Encounter without a start: it counts from when the gateway
+		// first saw it at this bed, so that readings held from before (or
+		// queued at a broker) do not go to a patient who came later.
+		key := bed + "|" + p.Encounter
+		first, seen := b.firstSeen[key]
+		if !seen {
+			if len(b.firstSeen) > 10000 {
+				b.firstSeen = map[string]time.Time{}
+			}
+			first = now
+			b.firstSeen[key] = first
+		}
+		a.p.Since = first
+	}
 	b.cache[bed] = a
 	b.mu.Unlock()
 	return a

@@ -238,7 +238,7 @@ const statusDeadLetters = 50
 
 func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
 	return deadLetterReport{
-		ID: d.ID, Kind: d.Kind, Key: d.Key, Reason: d.Reason, At: d.At, Enqueued: d.Enqueued,
+		ID: d.ID, Kind: d.Kind, Key: pageKey(d.Key), Reason: pageReason(d.Reason), At: d.At, Enqueued: d.Enqueued,
 		Attempts: d.Attempts, Retryable: d.Kind == "fhir" || d.Kind == "",
 		PageKey: pageKey(d.Key), PageReason: pageReason(d.Reason),
 	}

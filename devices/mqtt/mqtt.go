@@ -14,8 +14,10 @@ package mqtt
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,6 +177,7 @@ func (s *Source) Run(ctx context.Context) error {
 // disconnected to make it do so soon.
 func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger) {
 	var frames [][]devices.Reading
+	var rejects []rejection
 	for _, in := range batch {
 		payload := in.msg.Payload()
 		s.Monitor.AddBytes(len(payload))
@@ -182,14 +185,14 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		if s.LocationLevel >= 0 {
 			levels := strings.Split(in.msg.Topic(), "/")
 			if s.LocationLevel >= len(levels) || levels[s.LocationLevel] == "" {
-				s.reject(ctx, in, s.ID, "the topic has no bed at level "+fmt.Sprint(s.LocationLevel), log)
+				rejects = append(rejects, rejection{in, s.ID, "the topic has no bed at level " + fmt.Sprint(s.LocationLevel)})
 				continue
 			}
 			loc = levels[s.LocationLevel]
 		}
 		f, err := s.Profile.Decode(payload)
 		if err != nil {
-			s.reject(ctx, in, s.ID, err.Error(), log)
+			rejects = append(rejects, rejection{in, s.ID, err.Error()})
 			continue
 		}
 		device := s.ID
@@ -198,14 +201,44 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		} else if s.LocationLevel >= 0 {
 			device = s.ID + "/" + loc
 		}
+		// A message without the device's time is known by its content: a
+		// redelivery (after an acknowledgement lost with its connection)
+		// then maps to the same Observations, not to new ones stamped with
+		// the new receipt time.
+		var frameID string
+		if f.DeviceTime.IsZero() {
+			h := sha256.Sum256(append([]byte(in.msg.Topic()+"\n"), payload...))
+			frameID = hex.EncodeToString(h[:10])
+		}
 		for i := range f.Readings {
 			f.Readings[i].Device, f.Readings[i].Location = device, loc
+			if f.Readings[i].DeviceTime.IsZero() {
+				f.Readings[i].FrameID = frameID
+			}
 		}
 		off := s.clock(device).Stamp(f.Readings, f.DeviceTime, in.received)
 		s.Monitor.Frame(f.Readings, len(f.Dropped), off)
 		if len(f.Readings) > 0 {
 			frames = append(frames, f.Readings)
 		}
+	}
+	// Undecodable payloads are kept before they are acknowledged, like
+	// readings: a payload the dead letters could not take stays at the
+	// broker.
+	for len(rejects) > 0 {
+		if err := s.reject(ctx, rejects[0], log); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if s.Monitor.Set(devices.Failed, "the dead letters do not take a bad payload: "+err.Error()) {
+				log.Error("a bad payload cannot be kept among the dead letters; MQTT messages stay unacknowledged at the broker", "err", err)
+			}
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		rejects = rejects[1:]
 	}
 	if len(frames) > 0 {
 		for {
@@ -285,17 +318,24 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *Source) reject(ctx context.Context, in inbound, device, reason string, log *slog.Logger) {
+// rejection is a message that could not be decoded, and why.
+type rejection struct {
+	in             inbound
+	device, reason string
+}
+
+func (s *Source) reject(ctx context.Context, rj rejection, log *slog.Logger) error {
+	in, device, reason := rj.in, rj.device, rj.reason
+	if err := s.Sink.Reject(ctx, device, in.msg.Payload(), reason); err != nil {
+		return err
+	}
 	s.Monitor.BadFrame()
 	if s.LogContent {
 		p := in.msg.Payload()
 		log.Warn("bad payload (log.patient_data is on)", "reason", reason, "payload", string(p[:min(len(p), 512)]))
 	}
-	if err := s.Sink.Reject(ctx, device, in.msg.Payload(), reason); err != nil {
-		log.Error("a bad payload could not be kept among the dead letters", "reason", reason, "err", err)
-		return
-	}
 	log.Warn("bad payload kept among the dead letters (its content is not logged)", "reason", reason, "bytes", len(in.msg.Payload()))
+	return nil
 }
 
 func (s *Source) clock(device string) *devices.Clock {

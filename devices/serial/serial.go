@@ -169,6 +169,8 @@ func (s *Source) Run(ctx context.Context) error {
 		return nil
 	}
 	backoff := time.Second / 4
+	opens := 0
+	var framesBefore uint64
 	for ctx.Err() == nil {
 		port, err := s.Open(s.Path, s.Settings)
 		if err != nil {
@@ -181,8 +183,14 @@ func (s *Source) Run(ctx context.Context) error {
 			backoff = min(backoff*2, s.MaxBackoff)
 			continue
 		}
-		s.Monitor.Set(devices.Connecting, "")
-		log.Info("port open; waiting for the monitor", "settings", s.Settings.String(), "profile", s.Profile.Name)
+		if opens == 0 || framesBefore != s.Monitor.Status().Frames {
+			// Said once per stretch of work, not at every retry of a port
+			// that opens and fails at once.
+			log.Info("port open; waiting for the monitor", "settings", s.Settings.String(), "profile", s.Profile.Name)
+		}
+		opens++
+		framesBefore = s.Monitor.Status().Frames
+		opened := time.Now()
 		err = s.read(ctx, port, log)
 		port.Close()
 		if ctx.Err() != nil {
@@ -191,7 +199,13 @@ func (s *Source) Run(ctx context.Context) error {
 		if s.Monitor.Set(devices.Disconnected, "the port failed: "+err.Error()) {
 			log.Warn("monitor disconnected: the port failed; reopening", "err", err)
 		}
-		backoff = time.Second / 4
+		// A port that worked for a while is reopened at once; one that
+		// fails as soon as it opens backs off like one that will not open.
+		if s.Monitor.Status().Frames != framesBefore || time.Since(opened) > s.MaxBackoff {
+			backoff = time.Second / 4
+		} else {
+			backoff = min(backoff*2, s.MaxBackoff)
+		}
 		if !sleep(ctx, backoff) {
 			break
 		}
@@ -241,16 +255,16 @@ func (s *Source) read(ctx context.Context, port Port, log *slog.Logger) error {
 			}
 			return err
 		}
-		if n == 0 {
-			// A timed-out read: go.bug.st/serial returns (0, nil).
-			last := s.Monitor.LastFrame()
-			if last.Before(opened) {
-				last = opened
-			}
-			if time.Since(last) > s.Profile.SilentAfter() {
-				if s.Monitor.Set(devices.Silent, "") {
-					log.Warn("monitor silent", "for", time.Since(last).Round(time.Second))
-				}
+		// Every pass, not only on a timed-out read (go.bug.st/serial
+		// returns (0, nil) then): a monitor sending bytes that never make a
+		// frame (a wrong baud rate, new firmware) is silent too.
+		last := s.Monitor.LastFrame()
+		if last.Before(opened) {
+			last = opened
+		}
+		if time.Since(last) > s.Profile.SilentAfter() {
+			if s.Monitor.Set(devices.Silent, "") {
+				log.Warn("monitor silent: no frame decoded", "for", time.Since(last).Round(time.Second))
 			}
 		}
 	}

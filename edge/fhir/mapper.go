@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
+	"github.com/wardgate/wardgate/devices"
 	"net/url"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type Mapper struct {
 type Rejected struct {
 	What   string // device/code, or the study's UID: no patient data
 	Reason error
+	// Reading is the rejected reading, for a caller that keeps it (a
+	// reading with no patient waits for one).
+	Reading devices.Reading
 }
 
 func (m *Mapper) system(kind string) string { return "urn:wardgate:" + m.Site + ":" + kind }

@@ -26,7 +26,7 @@ func (m *Mapper) MapReadings(readings []devices.Reading) ([]Entry, []Rejected) {
 	var out []Entry
 	var rejected []Rejected
 	reject := func(r devices.Reading, err error) {
-		rejected = append(rejected, Rejected{What: r.Device + "/" + strconv.FormatUint(uint64(r.Code.Code), 10), Reason: err})
+		rejected = append(rejected, Rejected{What: r.Device + "/" + strconv.FormatUint(uint64(r.Code.Code), 10), Reason: err, Reading: r})
 	}
 
 	// Blood-pressure members sharing a device, family and time form a panel.
@@ -115,6 +115,9 @@ func identityTime(r devices.Reading) time.Time {
 }
 
 func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
+	if r.DeviceTime.IsZero() && r.FrameID != "" {
+		return Identifier{System: m.system("observation"), Value: fmt.Sprintf("%s/%d/frame-%s", r.Device, code, r.FrameID)}
+	}
 	return Identifier{
 		System: m.system("observation"),
 		Value:  fmt.Sprintf("%s/%d/%s", r.Device, code, fhirTime(identityTime(r))),

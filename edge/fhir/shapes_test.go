@@ -42,3 +42,20 @@ func TestObservationShape(t *testing.T) {
 		t.Fatal("a control character is taken as valid")
 	}
 }
+
+// A reading without a device time that comes again in the same frame (an
+// MQTT message redelivered) is the same Observation, whenever it arrived.
+func TestFrameIDIdentifiesReadingsWithoutDeviceTime(t *testing.T) {
+	m := &Mapper{Site: "w"}
+	r := devices.Reading{Device: "d", Code: devices.MDC{Code: 147842}, FrameID: "abc123", Received: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	again := r
+	again.Received = r.Received.Add(time.Minute)
+	if a, b := m.observationID(r, 147842), m.observationID(again, 147842); a != b {
+		t.Fatalf("%v and %v differ", a, b)
+	}
+	timed := r
+	timed.DeviceTime = r.Received
+	if m.observationID(timed, 147842).Value == m.observationID(r, 147842).Value {
+		t.Fatal("a device time must still decide when there is one")
+	}
+}
