@@ -42,10 +42,13 @@ func (d Destination) LedgerName() string { return d.AETitle + "@" + d.addr() }
 // Enqueue adds what arrives meanwhile.
 //
 // A destination that accepts only the other uncompressed Little Endian
-// syntax (Implicit ↔ Explicit VR) is not sent to: that would need a
-// re-encoded data set, and wardgate keeps and sends what it received. Such
-// an instance, like one whose syntax the destination refuses outright,
-// waits with the reason in Stats and is proposed again later.
+// syntax (Implicit ↔ Explicit VR) gets the data set converted on the fly
+// (ConvertLE: the same elements and values, other element headers); the
+// Ledger records the stored content as delivered. An instance that cannot
+// be converted (a value too long for its explicit VR, a malformed data
+// set), like one in a compressed syntax the destination refuses, is never
+// altered otherwise: it waits with the reason in Stats and is proposed
+// again later.
 //
 // Statuses: Success and the warnings (B000, B006, B007) mean delivered.
 // Failures are retried per instance, with backoff (Backoff, capped), and
@@ -620,18 +623,38 @@ func (f *Forwarder) send(ctx context.Context, as *Association, proposed map[SOPC
 		f.mu.Unlock()
 		return true, nil
 	}
-	if !as.AcceptedTransferSyntax(m.SOPClassUID, m.TransferSyntaxUID) {
-		reason := fmt.Sprintf("destination PACS accepts none of the transfer syntaxes: stored in %s (SOP class %s)", m.TransferSyntaxUID, m.SOPClassUID)
-		if IsUncompressedLittleEndian(m.TransferSyntaxUID) && f.acceptsClass(as, m.SOPClassUID) {
-			reason = fmt.Sprintf("destination PACS accepts only the other Little Endian syntax (stored in %s); wardgate does not re-encode", m.TransferSyntaxUID)
+	ts := m.TransferSyntaxUID
+	var dataset io.Reader = br
+	if !as.AcceptedTransferSyntax(m.SOPClassUID, ts) {
+		other := OtherLittleEndian(ts)
+		if other == "" || !as.AcceptedTransferSyntax(m.SOPClassUID, other) {
+			reason := fmt.Sprintf("destination PACS accepts none of the transfer syntaxes: stored in %s (SOP class %s)", ts, m.SOPClassUID)
+			f.mu.Lock()
+			f.rescheduleLocked(it, time.Minute, reason)
+			f.mu.Unlock()
+			return true, nil
 		}
-		f.mu.Lock()
-		f.rescheduleLocked(it, time.Minute, reason)
-		f.mu.Unlock()
-		return true, nil
+		// The other uncompressed Little Endian syntax: the same content,
+		// re-encoded on the fly. The ledger records the stored content.
+		conv, done := NewLEConverter(br, ts, other)
+		defer done() // before the deferred file.Close
+		dataset, ts = conv, other
 	}
-	status, err := as.Store(ctx, m.SOPClassUID, m.SOPInstanceUID, m.TransferSyntaxUID, br)
+	status, err := as.Store(ctx, m.SOPClassUID, m.SOPInstanceUID, ts, dataset)
 	if err != nil {
+		var ce *ConvertError
+		if errors.As(err, &ce) && ctx.Err() == nil {
+			// The association is aborted (the data set was cut off), but
+			// the instance is at fault: it waits, like an instance in a
+			// syntax the destination refuses, and is tried again later.
+			reason := fmt.Sprintf("cannot be sent in %s, the only Little Endian syntax the destination accepts: %v", ts, ce)
+			f.mu.Lock()
+			it.attempts++
+			f.rescheduleLocked(it, max(time.Minute, f.Backoff.Delay(it.attempts)), reason)
+			f.mu.Unlock()
+			f.Logger.Warn("dicom: an instance cannot be converted to the transfer syntax the destination accepts; it waits", "err", ce)
+			return true, err
+		}
 		if ctx.Err() == nil {
 			reason := sendFailure(err)
 			f.mu.Lock()
@@ -720,6 +743,8 @@ func sendFailure(err error) string {
 	var src *errDataSetSource
 	var ne net.Error
 	switch {
+	case errors.As(err, new(*ConvertError)):
+		return "the instance could not be converted to the transfer syntax the destination accepts"
 	case errors.As(err, &src):
 		return "the spooled instance could not be read while sending"
 	case errors.As(err, &ab):
@@ -733,13 +758,4 @@ func sendFailure(err error) string {
 	default:
 		return "the association failed"
 	}
-}
-
-func (f *Forwarder) acceptsClass(as *Association, sopClass string) bool {
-	for _, c := range as.Accepted() {
-		if c.AbstractSyntax == sopClass {
-			return true
-		}
-	}
-	return false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -463,4 +464,168 @@ func TestForwardEnqueueDoesNotWaitForTheQueue(t *testing.T) {
 	}
 	// None is in the spool: each leaves the queue once the sender sees it.
 	waitFor(t, "the queue empty", func() bool { return f.Stats().Waiting == 0 })
+}
+
+// storescpExplicitOnly runs storescp accepting CT images in Explicit VR
+// Little Endian only (a profile in a config file: no command-line option
+// does it).
+func storescpExplicitOnly(t *testing.T) (port int, dir string) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "explicit-only.cfg")
+	if err := os.WriteFile(cfg, []byte(`[[TransferSyntaxes]]
+[ExplicitOnly]
+TransferSyntax1 = LocalEndianExplicit
+
+[[PresentationContexts]]
+[CTExplicit]
+PresentationContext1 = CTImageStorage\ExplicitOnly
+
+[[Profiles]]
+[Default]
+PresentationContexts = CTExplicit
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return storescp(t, "-xf", cfg, "Default")
+}
+
+// receivedDataSets reads what storescp wrote: SOP instance UID → meta and
+// data set.
+func receivedDataSets(t *testing.T, dir string) map[string]struct {
+	meta FileMeta
+	ds   []byte
+} {
+	t.Helper()
+	out := map[string]struct {
+		meta FileMeta
+		ds   []byte
+	}{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		m, ds := dataSetOf(t, filepath.Join(dir, e.Name()))
+		out[m.SOPInstanceUID] = struct {
+			meta FileMeta
+			ds   []byte
+		}{m, ds}
+	}
+	return out
+}
+
+// A destination accepting only the other uncompressed Little Endian syntax
+// gets the data set converted on the fly: what storescp receives is what
+// DCMTK's dcmconv makes of the stored file, element for element the
+// original, and the ledger marks the stored content delivered.
+func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
+	pairs := leFixtures(t)
+	for _, tc := range []struct {
+		name   string
+		stored int // index in a pair: 0 implicit, 1 explicit
+		dest   func(t *testing.T) (int, string)
+	}{
+		{"implicit stored, explicit-only PACS", 0, storescpExplicitOnly},
+		{"explicit stored, implicit-only PACS", 1, func(t *testing.T) (int, string) { return storescp(t, "+xi") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spool, ledger := fwdFixture(t)
+			names := []string{"ct", "sequences-undefined-length", "sequences-group-lengths"}
+			stored := map[string]buffer.Instance{}
+			for _, n := range names {
+				h, in := storeFile(t, spool, pairs[n][tc.stored])
+				stored[h.SOPInstanceUID] = in
+			}
+			if len(stored) != 2 { // the two sequence files are one instance
+				t.Fatalf("%d instances", len(stored))
+			}
+			port, dir := tc.dest(t)
+			f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
+			waitFor(t, "2 at the PACS", func() bool { return countFiles(dir) == 2 && f.Stats().Waiting == 0 })
+			f.Stop()
+			if st := f.Stats(); st.Delivered != 2 || len(st.Reasons) != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			got := receivedDataSets(t, dir)
+			wantTS := []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}[tc.stored]
+			for _, n := range []string{"ct", "sequences-group-lengths"} {
+				om, orig := dataSetOf(t, pairs[n][tc.stored])
+				_, want := dataSetOf(t, pairs[n][1-tc.stored])
+				g, ok := got[om.SOPInstanceUID]
+				if !ok {
+					t.Fatalf("%s not received", n)
+				}
+				if g.meta.TransferSyntaxUID != wantTS {
+					t.Fatalf("%s received in %s, want %s", n, g.meta.TransferSyntaxUID, wantTS)
+				}
+				a, b := parsedElements(t, g.ds, wantTS), parsedElements(t, orig, om.TransferSyntaxUID)
+				if strings.Join(a, "\n") != strings.Join(b, "\n") {
+					t.Fatalf("%s: the received data set's elements differ:\n%s\nwant\n%s", n, strings.Join(a, "\n"), strings.Join(b, "\n"))
+				}
+				if n == "ct" && !bytes.Equal(g.ds, want) {
+					t.Fatalf("%s: received %d bytes, not dcmconv's %d (differ at byte %d)", n, len(g.ds), len(want), firstDiff(g.ds, want))
+				}
+			}
+			marks, _ := ledger.Forwarded(f.Dest.LedgerName())
+			for uid, in := range stored {
+				if m := marks[in.Key]; m.Dead || m.SHA256 != in.SHA256 {
+					t.Fatalf("mark of %s: %+v, want the stored content's %s", uid, m, in.SHA256)
+				}
+			}
+		})
+	}
+}
+
+// writeInstance writes a Part 10 file of an Implicit VR data set.
+func writeInstance(t *testing.T, uid string, elements func(*bytes.Buffer)) string {
+	t.Helper()
+	var ds bytes.Buffer
+	implicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	implicitElement(&ds, 0x0008, 0x0018, []byte(uid), 0)
+	elements(&ds)
+	implicitElement(&ds, 0x0020, 0x000D, []byte("1.2.826.0.1.3680043.2.1125.77"), 0)
+	var b bytes.Buffer
+	if _, err := WriteFileMeta(&b, FileMeta{SOPClassUID: ctImage, SOPInstanceUID: uid, TransferSyntaxUID: ImplicitVRLittleEndian}); err != nil {
+		t.Fatal(err)
+	}
+	b.Write(ds.Bytes())
+	p := filepath.Join(t.TempDir(), uid+".dcm")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// An instance that cannot be converted (a value too long for its explicit
+// VR) waits with the reason, naming no value; the others are delivered.
+func TestForwardUnconvertibleInstanceWaits(t *testing.T) {
+	spool, ledger := fwdFixture(t)
+	bad := writeInstance(t, "1.2.826.0.1.3680043.2.1125.78", func(ds *bytes.Buffer) {
+		implicitElement(ds, 0x0010, 0x0010, bytes.Repeat([]byte("SECRET^NAME"), 7000), ' ')
+	})
+	_, badIn := storeFile(t, spool, bad)
+	time.Sleep(5 * time.Millisecond) // queued behind the bad one
+	storeFile(t, spool, fixturePath(t, fixtures[0]))
+	port, dir := storescpExplicitOnly(t)
+	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
+	waitFor(t, "the good one delivered, the bad one waiting", func() bool {
+		st := f.Stats()
+		return countFiles(dir) == 1 && st.Delivered == 1 && st.Waiting == 1 && len(st.Reasons) == 1
+	})
+	st := f.Stats()
+	f.Stop()
+	for r := range st.Reasons {
+		if !strings.Contains(r, "cannot be sent in "+ExplicitVRLittleEndian) || !strings.Contains(r, "too long for VR PN") {
+			t.Fatalf("reason %q", r)
+		}
+		if strings.Contains(r, "SECRET") {
+			t.Fatalf("reason %q quotes a value", r)
+		}
+	}
+	if strings.Contains(st.LastError, "SECRET") {
+		t.Fatalf("last error %q", st.LastError)
+	}
+	if _, ok := ledger.ForwardMarkOf(f.Dest.LedgerName(), badIn.Key); ok {
+		t.Fatal("the unconvertible instance is marked")
+	}
 }
