@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,7 @@ type ReconcileReport struct {
 	TempRemoved   int   // partial files of stores that never finished
 	OrphanRemoved int   // complete files no index entry names (a Commit that did not return)
 	MissingFile   int   // index entries dropped because their file was gone
+	CutShort      int   // index entries of new instances whose store a crash cut short (never acknowledged)
 	WrongSize     int   // index entries (and files) dropped because the file's size did not match
 }
 
@@ -141,9 +143,9 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 	s.c = newCommitter(db, filepath.Join(dir, "reserve"))
 	r := s.atOpen
 	s.log.Info("spool open", "dir", dir, "instances", r.Instances, "bytes", r.Bytes)
-	if r.TempRemoved+r.OrphanRemoved > 0 {
-		s.log.Warn("removed files of stores that did not finish (never acknowledged)",
-			"partial", r.TempRemoved, "unindexed", r.OrphanRemoved)
+	if r.TempRemoved+r.OrphanRemoved+r.CutShort > 0 {
+		s.log.Warn("removed what stores that did not finish left behind (never acknowledged)",
+			"partial", r.TempRemoved, "unindexed", r.OrphanRemoved, "index_entries", r.CutShort)
 	}
 	if r.MissingFile+r.WrongSize > 0 {
 		s.log.Error("spooled instances were lost outside wardgate (files deleted or damaged); their index entries were dropped",
@@ -165,7 +167,11 @@ func (s *Spool) reconcile(created bool) (err error) {
 	if err != nil {
 		return err
 	}
+	committing := map[string]bool{} // final names of new instances a crash caught mid-commit
 	for _, e := range entries {
+		if base, ok := strings.CutSuffix(e.Name(), commitSuffix); ok {
+			committing[base] = true
+		}
 		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
 			return err
 		}
@@ -211,6 +217,9 @@ func (s *Spool) reconcile(created bool) (err error) {
 			}
 			size, ok := files[in.File]
 			switch {
+			case !ok && committing[filepath.Base(in.File)]:
+				rep.CutShort++
+				drop = append(drop, in)
 			case !ok:
 				rep.MissingFile++
 				drop = append(drop, in)
@@ -483,16 +492,30 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 	return in, outcome, nil
 }
 
+// commitSuffix marks a temporary file whose index entry may already be
+// written (commitNew).
+const commitSuffix = ".commit"
+
 // commitNew stores an instance under a key that has no entry yet. Its
 // index entry is written while the file is made durable, not after: on a
 // crash before both are done, the next open drops an entry whose file is
-// missing and removes a file no entry names — neither was acknowledged —
+// missing (its temporary file, renamed first, says so) and removes a file
+// no entry names — neither was acknowledged —
 // and no earlier instance can be lost, as there is none under this key.
 // This takes the index's two fsyncs off the path of every new instance.
 // The caller holds the key's lock.
 func (w *SpoolWriter) commitNew(ctx context.Context, in Instance, v []byte) (Instance, StoreOutcome, error) {
 	s := w.s
 	key := []byte(in.Key)
+	// First a name that says which instance this is: if the process ends
+	// after the index entry is written but before the file is in place,
+	// the next open tells that entry (never acknowledged) from a lost file.
+	committing := filepath.Join(s.dir, "tmp", filepath.Base(in.File)+commitSuffix)
+	if err := os.Rename(w.tmp, committing); err != nil {
+		w.Abort()
+		return Instance{}, 0, fmt.Errorf("spool: %w", diskFull(err))
+	}
+	w.tmp = committing
 	indexed := make(chan error, 1)
 	go func() {
 		indexed <- s.c.do(ctx, func(tx *bolt.Tx) error {
