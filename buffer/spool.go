@@ -57,6 +57,53 @@ type Spool struct {
 	keyLocks [64]sync.Mutex
 	atOpen   ReconcileReport
 	closed   atomic.Bool
+
+	// spares are empty temporary files made ahead: creating a file costs
+	// ~0.7 ms on an ext4 box, which would otherwise be paid while a
+	// modality waits between two instances.
+	spares     chan *os.File
+	stopSpares chan struct{}
+	sparesDone chan struct{}
+}
+
+// spareFiles is how many empty temporary files are kept ready.
+const spareFiles = 4
+
+// sparePrefix names the spare files, which the next open removes without
+// counting them as stores that did not finish.
+const sparePrefix = "spare-"
+
+// makeSpares keeps the spares channel full until Close.
+func (s *Spool) makeSpares() {
+	defer close(s.sparesDone)
+	for {
+		f, err := s.newTemp(sparePrefix)
+		if err != nil {
+			// A full disk or a broken folder: Create makes its own file
+			// and reports the error; try again later.
+			select {
+			case <-s.stopSpares:
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		select {
+		case s.spares <- f:
+		case <-s.stopSpares:
+			f.Close()
+			os.Remove(f.Name())
+			return
+		}
+	}
+}
+
+// newTemp creates an empty temporary file.
+func (s *Spool) newTemp(prefix string) (*os.File, error) {
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	p := filepath.Join(s.dir, "tmp", prefix+hex.EncodeToString(rnd[:])+".part")
+	return os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 type spoolCounters struct {
@@ -141,6 +188,8 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 	}
 	makeReserve(filepath.Join(dir, "reserve"))
 	s.c = newCommitter(db, filepath.Join(dir, "reserve"))
+	s.spares, s.stopSpares, s.sparesDone = make(chan *os.File, spareFiles-1), make(chan struct{}), make(chan struct{})
+	go s.makeSpares()
 	r := s.atOpen
 	s.log.Info("spool open", "dir", dir, "instances", r.Instances, "bytes", r.Bytes)
 	if r.TempRemoved+r.OrphanRemoved+r.CutShort > 0 {
@@ -172,10 +221,13 @@ func (s *Spool) reconcile(created bool) (err error) {
 		if base, ok := strings.CutSuffix(e.Name(), commitSuffix); ok {
 			committing[base] = true
 		}
+		// A spare nobody wrote to is not a store that did not finish.
+		if info, err := e.Info(); err != nil || !strings.HasPrefix(e.Name(), sparePrefix) || info.Size() > 0 {
+			rep.TempRemoved++
+		}
 		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
 			return err
 		}
-		rep.TempRemoved++
 	}
 
 	// Every file under objects/, by its path relative to the spool.
@@ -274,14 +326,16 @@ func (s *Spool) Create() (*SpoolWriter, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	var rnd [12]byte
-	_, _ = rand.Read(rnd[:])
-	p := filepath.Join(s.dir, "tmp", hex.EncodeToString(rnd[:])+".part")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", diskFull(err))
+	var f *os.File
+	select {
+	case f = <-s.spares:
+	default:
+		var err error
+		if f, err = s.newTemp(""); err != nil {
+			return nil, fmt.Errorf("spool: %w", diskFull(err))
+		}
 	}
-	return &SpoolWriter{s: s, f: f, tmp: p, h: sha256.New()}, nil
+	return &SpoolWriter{s: s, f: f, tmp: f.Name(), h: sha256.New()}, nil
 }
 
 // Store is Create, a copy of r, and Commit.
@@ -798,6 +852,38 @@ func (s *Spool) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	if s.stopSpares != nil {
+		close(s.stopSpares)
+		<-s.sparesDone
+	}
+	for s.spares != nil {
+		select {
+		case f := <-s.spares:
+			f.Close()
+			os.Remove(f.Name())
+			continue
+		default:
+		}
+		break
+	}
 	s.c.close()
 	return s.db.Close()
+}
+
+// Unfinished counts the temporary files of stores in progress (or left by
+// a writer that was neither committed nor aborted), not the empty spares
+// kept ready.
+func (s *Spool) Unfinished() (int, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, "tmp"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Size() == 0 && strings.HasPrefix(e.Name(), sparePrefix) {
+			continue
+		}
+		n++
+	}
+	return n, nil
 }

@@ -194,8 +194,8 @@ func TestReceiverRefusesUnparseable(t *testing.T) {
 	if spool.Stats().Instances != 0 || n.Receiver.Stats().RefusedUnparseable != 2 {
 		t.Fatalf("spool %+v receiver %+v", spool.Stats(), n.Receiver.Stats())
 	}
-	if e, _ := os.ReadDir(filepath.Join(spool.Dir(), "tmp")); len(e) != 0 {
-		t.Fatalf("%d temporary files left", len(e))
+	if n, _ := spool.Unfinished(); n != 0 {
+		t.Fatalf("%d temporary files left", n)
 	}
 }
 
