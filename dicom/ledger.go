@@ -2,10 +2,12 @@ package dicom
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Ledger records, durably, what has become of spooled instances after they
@@ -239,4 +241,52 @@ func readMarks[M any](db *bolt.DB, top []byte, name string) (map[string]M, error
 		})
 	})
 	return out, err
+}
+
+// ForgetStudies drops the marks of studies handed over last before cutoff
+// whose instances have all left the spool (spooled tells). The marks keep
+// the headers of every instance handed over (Patient ID among them), so
+// that a late instance re-describes the whole study; after the horizon a
+// study is taken as closed, and what it said of its patient is not kept
+// for ever. It returns how many studies were forgotten.
+func (l *Ledger) ForgetStudies(cutoff time.Time, spooled func(study string) bool) (int, error) {
+	var old []string
+	err := l.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(chartedBucket).ForEachBucket(func(study []byte) error {
+			var latest time.Time
+			b := tx.Bucket(chartedBucket).Bucket(study)
+			b.ForEach(func(_, v []byte) error {
+				var m ChartedMark
+				if json.Unmarshal(v, &m) == nil && m.HandedAt.After(latest) {
+					latest = m.HandedAt
+				}
+				return nil
+			})
+			if latest.Before(cutoff) {
+				old = append(old, string(study))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	var forget []string
+	for _, st := range old {
+		if !spooled(st) {
+			forget = append(forget, st)
+		}
+	}
+	if len(forget) == 0 {
+		return 0, nil
+	}
+	err = l.db.Update(func(tx *bolt.Tx) error {
+		for _, st := range forget {
+			if err := tx.Bucket(chartedBucket).DeleteBucket([]byte(st)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(forget), err
 }

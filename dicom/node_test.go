@@ -541,3 +541,28 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// A study whose instances have all left the spool is forgotten by the
+// ledger after its memory (its headers hold the Patient ID); one that still
+// has an instance in the spool, or was handed over recently, is kept.
+func TestLedgerForgetsClosedStudies(t *testing.T) {
+	dir := t.TempDir()
+	ledger, err := OpenLedger(filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close()
+	long := time.Now().Add(-40 * 24 * time.Hour)
+	for study, at := range map[string]time.Time{"old-gone": long, "old-spooled": long, "recent": time.Now()} {
+		ledger.MarkCharted(study, map[string]ChartedMark{study + ".1": {SHA256: "x", HandedAt: at, Header: InstanceHeader{PatientID: "PID"}}})
+	}
+	n, err := ledger.ForgetStudies(time.Now().Add(-30*24*time.Hour), func(study string) bool { return study == "old-spooled" })
+	if err != nil || n != 1 {
+		t.Fatalf("forgot %d, %v; want 1", n, err)
+	}
+	for study, want := range map[string]int{"old-gone": 0, "old-spooled": 1, "recent": 1} {
+		if c, _ := ledger.Charted(study); len(c) != want {
+			t.Errorf("%s: %d marks, want %d", study, len(c), want)
+		}
+	}
+}

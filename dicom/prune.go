@@ -26,7 +26,16 @@ type Pruner struct {
 	removed atomic.Uint64
 	stop    context.CancelFunc
 	done    chan struct{}
+
+	// StudyMemory is how long after its last hand-over a study whose
+	// instances have all left the spool is remembered (30 days when 0).
+	StudyMemory time.Duration
+	lastForget  time.Time
+	forgotten   atomic.Uint64
 }
+
+// studySweep is how often the ledger is swept for studies to forget.
+const studySweep = time.Hour
 
 // Removed counts the instances the Pruner removed.
 func (p *Pruner) Removed() uint64 { return p.removed.Load() }
@@ -115,5 +124,23 @@ func (p *Pruner) Prune(ctx context.Context) error {
 	if len(keys) > 0 {
 		p.Logger.Debug("dicom: removed delivered instances from the spool", "instances", len(keys))
 	}
-	return p.Ledger.ForgetForwarded(keys)
+	if err := p.Ledger.ForgetForwarded(keys); err != nil {
+		return err
+	}
+	if time.Since(p.lastForget) >= studySweep {
+		p.lastForget = time.Now()
+		memory := p.StudyMemory
+		if memory == 0 {
+			memory = 30 * 24 * time.Hour
+		}
+		n, err := p.Ledger.ForgetStudies(time.Now().Add(-memory), func(study string) bool {
+			in, err := p.Spool.Group(study)
+			return err != nil || len(in) > 0 // when unsure, keep
+		})
+		if err != nil {
+			return err
+		}
+		p.forgotten.Add(uint64(n))
+	}
+	return nil
 }
