@@ -54,6 +54,12 @@ func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
 	g.mu.Unlock()
 	g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", ln.Addr().String(), "forward", len(forward))
 	return func() {
+		// Out of sight first: the delivery hook and the status page stop
+		// using the node (a delivery acknowledged now is recorded after the
+		// restart, when the study is handed over again).
+		g.mu.Lock()
+		g.dicom = nil
+		g.mu.Unlock()
 		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
 		if err := node.Stop(sctx); err != nil {
