@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"os"
 	"strconv"
 )
 
@@ -100,4 +101,24 @@ func (p *pixelReader) Read(b []byte) (int, error) {
 	}
 	p.off += int64(len(b))
 	return len(b), nil
+}
+
+// WriteFile writes instance number n as a Part 10 file (Implicit VR Little
+// Endian), for tests and the benchmark's generator.
+func (s SyntheticStudy) WriteFile(path string, n, rows, cols int) error {
+	ds, _ := s.Instance(n, rows, cols)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := WriteFileMeta(f, FileMeta{SOPClassUID: CTImageStorage, SOPInstanceUID: s.InstanceUID(n),
+		TransferSyntaxUID: ImplicitVRLittleEndian}); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := io.Copy(f, ds); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -22,22 +22,30 @@ import (
 func running(t *testing.T) (*Gateway, *fhirserver.Server, string) {
 	t.Helper()
 	record := fhirserver.New()
+	g, base := runGateway(t, record, `patients:
+  static: {bed-12: Patient/123}
+monitors:
+  - {id: bed-12-monitor, location: bed-12, profile: masimo/radical-7, serial: {port: /dev/null}}
+dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.example.org/dicomweb", study_stable_after: 1s}
+`)
+	return g, record, base
+}
+
+// runGateway runs a gateway recording to record, with extra appended to a
+// minimal config, until the test ends; it returns once the gateway is
+// ready, with the record's base URL.
+func runGateway(t *testing.T, record *fhirserver.Server, extra string) (*Gateway, string) {
+	t.Helper()
 	hs := httptest.NewServer(record)
 	t.Cleanup(hs.Close)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "wardgate.yaml")
+	path := filepath.Join(t.TempDir(), "wardgate.yaml")
 	os.WriteFile(path, []byte(`site: ward-4b
 data_dir: data
 http: {listen: "127.0.0.1:0"}
 fhir:
   base_url: `+hs.URL+`
   patient_identifier_system: urn:oid:1.2.3.4
-patients:
-  static: {bed-12: Patient/123}
-monitors:
-  - {id: bed-12-monitor, location: bed-12, profile: masimo/radical-7, serial: {port: /dev/null}}
-dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.example.org/dicomweb", study_stable_after: 1s}
-`), 0o600)
+`+extra), 0o600)
 	cfg, _, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -52,10 +60,8 @@ dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.e
 			t.Error(err)
 		}
 	})
-	for !g.isReady() {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return g, record, hs.URL
+	waitFor(t, "the gateway ready", g.isReady)
+	return g, hs.URL
 }
 
 func (g *Gateway) isReady() bool {

@@ -3,16 +3,10 @@ package edge
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
@@ -21,33 +15,9 @@ import (
 // the beds' Locations in record, holding readings for hold.
 func lookupGateway(t *testing.T, record *fhirserver.Server, hold string) *Gateway {
 	t.Helper()
-	hs := httptest.NewServer(record)
-	t.Cleanup(hs.Close)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "wardgate.yaml")
-	os.WriteFile(path, []byte(`site: ward-4b
-data_dir: data
-http: {listen: "127.0.0.1:0"}
-fhir: {base_url: `+hs.URL+`, patient_identifier_system: urn:oid:1.2.3.4}
-patients:
+	g, _ := runGateway(t, record, `patients:
   encounter_lookup: {location_system: "urn:example:beds", ttl: 1s}
-  hold_unassociated: `+hold+`
-`), 0o600)
-	cfg, _, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	waitFor(t, "ready", g.isReady)
+  hold_unassociated: `+hold+"\n")
 	return g
 }
 

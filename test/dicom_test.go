@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,39 +20,15 @@ import (
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
 
-// WriteCT writes a generated Part 10 CT instance (Implicit VR Little
-// Endian, rows×cols 16-bit pixels, no group lengths or trailing padding, so
-// that storescu -xi sends its data set unchanged).
-func WriteCT(path, study, series, sop, patientID string, number, rows, cols int) error {
-	st := dicom.SyntheticStudy{StudyUID: study, SeriesUID: series, PatientID: patientID, PatientName: "Test^Patient"}
-	if st.InstanceUID(number) != sop {
-		return fmt.Errorf("WriteCT: instance %d of series %s is %s, not %s", number, series, st.InstanceUID(number), sop)
-	}
-	ds, _ := st.Instance(number, rows, cols)
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := dicom.WriteFileMeta(f, dicom.FileMeta{SOPClassUID: dicom.CTImageStorage, SOPInstanceUID: sop,
-		TransferSyntaxUID: dicom.ImplicitVRLittleEndian}); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := io.Copy(f, ds); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // studyFiles writes n instances of one study into a new folder.
 func studyFiles(t testing.TB, study string, n, rows, cols int) []string {
 	t.Helper()
 	dir := t.TempDir()
 	var files []string
+	st := dicom.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: "PID-E2E", PatientName: "Test^Patient"}
 	for i := 1; i <= n; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("ct%04d.dcm", i))
-		if err := WriteCT(p, study, study+".1", fmt.Sprintf("%s.1.%d", study, i), "PID-E2E", i, rows, cols); err != nil {
+		if err := st.WriteFile(p, i, rows, cols); err != nil {
 			t.Fatal(err)
 		}
 		files = append(files, p)

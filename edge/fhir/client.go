@@ -172,22 +172,8 @@ func (c *Client) post(ctx context.Context, bundle []byte) (*Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/fhir+json")
-	req.Header.Set("Accept", "application/fhir+json")
 	req.Header.Set("Prefer", "return=minimal")
-	req.Header.Set("User-Agent", "wardgate")
-	if c.Auth != nil {
-		tok, err := c.Auth.Token(ctx)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	hc := http.Client{}
-	if c.HTTP != nil {
-		hc = *c.HTTP
-	}
-	hc.CheckRedirect = noRedirects
-	res, err := hc.Do(req)
+	res, err := c.do(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -247,4 +233,24 @@ func truncateString(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// do sends a request with the headers every request carries (FHIR JSON,
+// the bearer token) and without following redirects.
+func (c *Client) do(ctx context.Context, req *http.Request) (*http.Response, error) {
+	req.Header.Set("Accept", "application/fhir+json")
+	req.Header.Set("User-Agent", "wardgate")
+	if c.Auth != nil {
+		tok, err := c.Auth.Token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.CheckRedirect = noRedirects
+	return hc.Do(req)
 }

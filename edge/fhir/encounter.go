@@ -97,21 +97,7 @@ func (c *Client) get(ctx context.Context, u string) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("User-Agent", "wardgate")
-	if c.Auth != nil {
-		tok, err := c.Auth.Token(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	hc := http.Client{}
-	if c.HTTP != nil {
-		hc = *c.HTTP
-	}
-	hc.CheckRedirect = noRedirects
-	res, err := hc.Do(req)
+	res, err := c.do(ctx, req)
 	if err != nil {
 		return nil, 0, err
 	}
