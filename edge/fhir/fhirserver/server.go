@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ type Faults struct {
 	// OperationOutcome) without processing it: 503 for an outage, 429 for
 	// rate limiting.
 	Status int
+	// StatusOnly limits Status to requests whose path starts with this
+	// resource type ("Encounter": the bed lookups fail, writes go through).
+	StatusOnly string
 	// RetryAfter is sent with Status (seconds, as a string).
 	RetryAfter string
 	// Hang delays each answer by this long after the request was processed:
@@ -38,8 +42,13 @@ type Faults struct {
 	// HangOnly limits Hang to requests that carry this resource type.
 	HangOnly string
 	// Reject makes any entry whose resource carries an identifier with this
-	// value invalid (422), as a strict server would.
-	Reject string
+	// value invalid (422, or RejectStatus), as a strict server would.
+	Reject       string
+	RejectStatus int
+	// KeepConditionalReferences stores conditional references
+	// ("Patient?identifier=…") as they were sent instead of resolving them,
+	// as Medplum does: the stored reference points at nothing.
+	KeepConditionalReferences bool
 	// Unauthorized answers 401 to requests whose bearer token is not Token.
 	Token string
 }
@@ -128,7 +137,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, outcome("login", "missing or wrong bearer token"))
 		return
 	}
-	if f.Status != 0 {
+	if f.Status != 0 && (f.StatusOnly == "" || strings.HasPrefix(strings.TrimPrefix(r.URL.Path, "/"), f.StatusOnly)) {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
@@ -350,8 +359,15 @@ func (t *tx) resolve(v any) *httpError {
 				if err != nil {
 					return err
 				}
-				if len(ids) != 1 {
-					return fail(400, "not-found", "conditional reference %s matches %d resources", ref, len(ids))
+				// R4 (http.html, conditional references): no match or
+				// several fail the transaction; as for a conditional
+				// create, several is 412.
+				switch len(ids) {
+				case 0:
+					return fail(404, "not-found", "conditional reference %s matches no resource", ref)
+				case 1:
+				default:
+					return fail(412, "multiple-matches", "conditional reference %s matches %d resources", ref, len(ids))
 				}
 				x[k] = typ + "/" + ids[0]
 				continue
@@ -386,16 +402,7 @@ func (t *tx) do(req entryRequest, body []byte, f Faults) (result, *httpError) {
 		}
 		return result{status: 200, body: json.RawMessage(r)}, nil
 	case req.Method == "GET" && len(parts) == 1:
-		ids, err := t.search(typ, query)
-		if err != nil {
-			return result{}, err
-		}
-		var entries []any
-		for _, id := range ids {
-			r, _ := t.get(typ, id)
-			entries = append(entries, map[string]any{"fullUrl": typ + "/" + id, "resource": json.RawMessage(r)})
-		}
-		return result{status: 200, body: map[string]any{"resourceType": "Bundle", "type": "searchset", "total": len(ids), "entry": entries}}, nil
+		return t.searchBundle(typ, query)
 	case req.Method == "POST" && len(parts) == 1:
 		if req.IfNoneExist != "" {
 			ids, err := t.search(typ, req.IfNoneExist)
@@ -463,10 +470,16 @@ func (t *tx) write(typ, id string, body []byte, f Faults) *httpError {
 		return fail(400, "invalid", "resourceType %v where %s was expected", res["resourceType"], typ)
 	}
 	if f.Reject != "" && strings.Contains(string(body), `"value":"`+f.Reject+`"`) {
-		return fail(422, "business-rule", "the server refuses the resource with identifier %s", f.Reject)
+		status := f.RejectStatus
+		if status == 0 {
+			status = 422
+		}
+		return fail(status, "business-rule", "the server refuses the resource with identifier %s", f.Reject)
 	}
-	if err := t.resolve(res); err != nil {
-		return err
+	if !f.KeepConditionalReferences {
+		if err := t.resolve(res); err != nil {
+			return err
+		}
 	}
 	checked, pre := t.checked[t.entry]
 	if pre && checked != nil {
@@ -614,13 +627,126 @@ func searchUnescape(s string) string {
 	return b.String()
 }
 
-// encountersAt answers Encounter?status=S&location.identifier=system|value:
-// the Encounters (of that status) located at a Location with that
-// identifier, as a bed lookup asks.
+// searchBundle answers a search with a searchset Bundle: the matches in id
+// order, _count of them from _offset, a next link while more remain, and
+// with _include=Encounter:location the Locations the page's Encounters name.
+func (t *tx) searchBundle(typ, query string) (result, *httpError) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return result{}, fail(400, "invalid", "bad search %q", query)
+	}
+	count, offset := 100, 0
+	if v := q.Get("_count"); v != "" {
+		if count, err = strconv.Atoi(v); err != nil || count < 1 {
+			return result{}, fail(400, "invalid", "_count %q", v)
+		}
+	}
+	if v := q.Get("_offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return result{}, fail(400, "invalid", "_offset %q", v)
+		}
+	}
+	includes := q["_include"]
+	rest := url.Values{}
+	for k, v := range q {
+		if k != "_count" && k != "_offset" && k != "_include" {
+			rest[k] = v
+		}
+	}
+	ids, herr := t.search(typ, rest.Encode())
+	if herr != nil {
+		return result{}, herr
+	}
+	sortIDs(ids)
+	total := len(ids)
+	ids = ids[min(offset, total):min(offset+count, total)]
+	entries := []any{}
+	included := map[string]bool{}
+	var includeIDs []string
+	for _, id := range ids {
+		r, _ := t.get(typ, id)
+		entries = append(entries, map[string]any{"fullUrl": typ + "/" + id, "resource": json.RawMessage(r), "search": map[string]any{"mode": "match"}})
+		if typ == "Encounter" && slices.Contains(includes, "Encounter:location") {
+			var e struct {
+				Location []struct {
+					Location struct{ Reference string } `json:"location"`
+				} `json:"location"`
+			}
+			json.Unmarshal(r, &e)
+			for _, l := range e.Location {
+				if lid, ok := strings.CutPrefix(l.Location.Reference, "Location/"); ok && !included[lid] {
+					included[lid] = true
+					includeIDs = append(includeIDs, lid)
+				}
+			}
+		}
+	}
+	for _, lid := range includeIDs {
+		if r, ok := t.get("Location", lid); ok {
+			entries = append(entries, map[string]any{"fullUrl": "Location/" + lid, "resource": json.RawMessage(r), "search": map[string]any{"mode": "include"}})
+		}
+	}
+	body := map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries}
+	if offset+count < total {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("_offset", strconv.Itoa(offset+count))
+		next.Set("_count", strconv.Itoa(count))
+		body["link"] = []any{map[string]any{"relation": "next", "url": typ + "?" + next.Encode()}}
+	}
+	return result{status: 200, body: body}, nil
+}
+
+// sortIDs orders ids numerically where they are numbers, so that pages are
+// stable.
+func sortIDs(ids []string) {
+	slices.SortFunc(ids, func(a, b string) int {
+		x, ea := strconv.Atoi(a)
+		y, eb := strconv.Atoi(b)
+		if ea == nil && eb == nil {
+			return x - y
+		}
+		return strings.Compare(a, b)
+	})
+}
+
+// encountersAt answers an Encounter search on location.identifier
+// (system|value): the Encounters with a location entry naming a Location
+// that carries that identifier, filtered by status (a comma-separated list)
+// and by date, which R4 defines on Encounter.period: ge/gt keep periods that
+// end at or after (after) the value or are open, le/lt those that start at
+// or before (before) it; an Encounter without a period matches no date.
 func (t *tx) encountersAt(q url.Values) ([]string, *httpError) {
 	system, value, ok := cutUnescaped(q.Get("location.identifier"))
 	if !ok {
 		return nil, fail(400, "not-supported", "location.identifier needs system|value")
+	}
+	for k := range q {
+		if k != "location.identifier" && k != "status" && k != "date" {
+			return nil, fail(400, "not-supported", "Encounter search parameter %q is not supported here", k)
+		}
+	}
+	type bound struct {
+		prefix string
+		at     time.Time
+	}
+	var dates []bound
+	for _, d := range q["date"] {
+		prefix := "eq"
+		if len(d) > 2 && strings.Trim(d[:2], "abcdefghijklmnopqrstuvwxyz") == "" {
+			prefix, d = d[:2], d[2:]
+		}
+		at, err := parseInstant(d)
+		if err != nil || !slices.Contains([]string{"ge", "gt", "le", "lt"}, prefix) {
+			return nil, fail(400, "not-supported", "date %q: give ge, gt, le or lt and a dateTime", prefix+d)
+		}
+		dates = append(dates, bound{prefix, at})
+	}
+	var statuses []string
+	if st := q.Get("status"); st != "" {
+		statuses = strings.Split(st, ",")
 	}
 	system, value = searchUnescape(system), searchUnescape(value)
 	locations := map[string]bool{}
@@ -630,23 +756,63 @@ func (t *tx) encountersAt(q url.Values) ([]string, *httpError) {
 	var out []string
 	for id, raw := range t.s.store["Encounter"] {
 		var e struct {
-			Status   string `json:"status"`
+			Status string `json:"status"`
+			Period *struct {
+				Start string `json:"start"`
+				End   string `json:"end"`
+			} `json:"period"`
 			Location []struct {
-				Location struct{ Reference string } `json:"location"`
+				Location struct {
+					Reference  string `json:"reference"`
+					Identifier *struct{ System, Value string }
+				} `json:"location"`
 			} `json:"location"`
 		}
 		json.Unmarshal(raw, &e)
-		if st := q.Get("status"); st != "" && e.Status != st {
+		if len(statuses) > 0 && !slices.Contains(statuses, e.Status) {
 			continue
 		}
+		if len(dates) > 0 {
+			if e.Period == nil {
+				continue
+			}
+			start, errS := parseInstant(e.Period.Start)
+			end, errE := parseInstant(e.Period.End)
+			match := true
+			for _, d := range dates {
+				switch d.prefix {
+				case "ge":
+					match = match && (errE != nil || !end.Before(d.at))
+				case "gt":
+					match = match && (errE != nil || end.After(d.at))
+				case "le":
+					match = match && (errS != nil || !start.After(d.at))
+				case "lt":
+					match = match && (errS != nil || start.Before(d.at))
+				}
+			}
+			if !match {
+				continue
+			}
+		}
 		for _, l := range e.Location {
-			if locations[l.Location.Reference] {
+			ref := l.Location.Reference
+			if locations[ref] || (l.Location.Identifier != nil && l.Location.Identifier.System == system && l.Location.Identifier.Value == value) {
 				out = append(out, id)
 				break
 			}
 		}
 	}
 	return out, nil
+}
+
+func parseInstant(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not a dateTime: %q", s)
 }
 
 // Put stores a resource as if it had been written by someone else (a
