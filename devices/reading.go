@@ -38,16 +38,18 @@ type Reading struct {
 
 	// DeviceTime is the time the device gave the value, on the device's own
 	// clock; zero when the device sends none. ClockOffset is the device
-	// clock minus the gateway's, as measured for this device; the time of
-	// the measurement on the gateway's clock is DeviceTime - ClockOffset.
+	// clock minus the gateway's, as estimated for this device (Clock); the
+	// time of the measurement on the gateway's clock is DeviceTime -
+	// ClockOffset.
 	DeviceTime  time.Time
 	ClockOffset time.Duration
-	// Received is when the gateway read the frame.
+	// ClockPending: the frame's time disagreed with the device's clock
+	// estimate (a backlog, or a clock that was just set), so ClockOffset is
+	// provisional until the device's Clock decides (Clocks.Settle).
+	ClockPending bool `json:",omitempty"`
+	// Received is when the gateway read the frame; for a message the
+	// transport redelivered, when it first read it.
 	Received time.Time
-	// FrameID identifies the frame by its content when the device sends no
-	// time of its own (an MQTT message without one): a frame received
-	// twice is then one reading, not two. Empty otherwise.
-	FrameID string
 
 	Quality Quality
 
@@ -57,11 +59,17 @@ type Reading struct {
 }
 
 // Effective is the best time for when the value was measured, on the
-// gateway's clock: the device's time corrected by its measured offset, or
-// the time of receipt when the device sends no time.
+// gateway's clock: the device's time corrected by its clock's offset, or the
+// time of receipt when the device sends no time. Nothing is measured after
+// it is received: a device time that the offset puts later is taken as the
+// time of receipt.
 func (r Reading) Effective() time.Time {
 	if r.DeviceTime.IsZero() {
 		return r.Received
 	}
-	return r.DeviceTime.Add(-r.ClockOffset)
+	t := r.DeviceTime.Add(-r.ClockOffset)
+	if !r.Received.IsZero() && t.After(r.Received) {
+		return r.Received
+	}
+	return t
 }

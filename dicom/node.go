@@ -172,6 +172,14 @@ func (n *Node) RecentStudies() []RecentStudy {
 	return n.Recent.snapshot(n.Ledger, dests)
 }
 
+// Rehand hands a study over to the FHIR side again, as if an instance of it
+// had just arrived (an operator's retry of a study that was not charted).
+func (n *Node) Rehand(study string) {
+	if n.Assembler != nil {
+		n.Assembler.Add(study)
+	}
+}
+
 // StudyDelivered records that the record acknowledged an ImagingStudy of
 // study that was queued at enqueued, so that the instances it holds may
 // leave the spool once every destination has them.

@@ -223,32 +223,71 @@ func ids(dls []buffer.DeadLetter) []uint64 {
 }
 
 // POST /api/dead-letters/retry {"ids": [...]} | {"all": true}
+//
+// A refused FHIR entry goes back to the outbox; a held frame that expired
+// goes back to wait for its patient; a study that was not charted is handed
+// over again (its instances are checked anew).
 func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 	dls, all, ok := g.selectDeadLetters(w, r)
 	if !ok {
 		return
 	}
 	// With "all", what cannot be retried is skipped; named, it is refused.
-	var retry []buffer.DeadLetter
+	var again, reheld, rehanded []buffer.DeadLetter
 	skipped := 0
+	node := g.dicomNode()
 	for _, d := range dls {
-		if deadLetterOf(d).Retryable {
-			retry = append(retry, d)
+		why := ""
+		switch {
+		case d.Kind == KindHeld:
+			reheld = append(reheld, d)
 			continue
+		case d.Kind == KindStudy && node != nil:
+			rehanded = append(rehanded, d)
+			continue
+		case d.Kind == KindStudy:
+			why = fmt.Sprintf("dead letter %d is a study that was not charted; the DICOM node is not running to hand it over again", d.ID)
+		case deadLetterOf(d).Retryable:
+			again = append(again, d)
+			continue
+		default:
+			why = fmt.Sprintf("dead letter %d holds what a device sent that could not be decoded (kind %q): retrying cannot deliver it. Drop it, or fix the profile and let the device send again", d.ID, d.Kind)
 		}
 		skipped++
 		if !all {
-			writeError(w, http.StatusConflict, fmt.Sprintf("dead letter %d holds what a device sent that could not be decoded (kind %q): retrying cannot deliver it. Drop it, or fix the profile and let the device send again", d.ID, d.Kind))
+			writeError(w, http.StatusConflict, why)
 			return
 		}
 	}
 	n := 0
-	if len(retry) > 0 {
+	if len(again) > 0 {
 		var err error
-		if n, err = g.outbox.RetryDead(r.Context(), ids(retry)...); err != nil {
+		if n, err = g.outbox.RetryDead(r.Context(), ids(again)...); err != nil {
 			g.answerOutboxError(w, err)
 			return
 		}
+	}
+	// A frame waits again before its dead letter goes: a failure in
+	// between leaves it in both places, never in neither.
+	for _, d := range reheld {
+		if err := g.rehold(r.Context(), d.Payload); err != nil {
+			g.answerOutboxError(w, err)
+			return
+		}
+		if _, err := g.outbox.DropDead(r.Context(), d.ID); err != nil {
+			g.answerOutboxError(w, err)
+			return
+		}
+		n++
+	}
+	for _, d := range rehanded {
+		node.Rehand(strings.TrimPrefix(d.Key, "study:"))
+		if _, err := g.outbox.DropDead(r.Context(), d.ID); err != nil {
+			g.answerOutboxError(w, err)
+			return
+		}
+		g.forgetStudyDeadLetters([]uint64{d.ID})
+		n++
 	}
 	g.log.Info("admin API: dead letters retried", "count", n, "not_retryable", skipped, "from", remoteHost(r))
 	writeJSON(w, http.StatusOK, map[string]int{"retried": n, "not_retryable": skipped})
@@ -267,6 +306,7 @@ func (g *Gateway) dropDeadLetters(w http.ResponseWriter, r *http.Request) {
 			g.answerOutboxError(w, err)
 			return
 		}
+		g.forgetStudyDeadLetters(ids(dls))
 	}
 	g.log.Info("admin API: dead letters dropped", "count", n, "from", remoteHost(r))
 	writeJSON(w, http.StatusOK, map[string]int{"dropped": n})

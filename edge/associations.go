@@ -274,33 +274,3 @@ func writeFileDurably(path string, b []byte) error {
 	defer d.Close()
 	return d.Sync()
 }
-
-// bedSource says where a bed's patient comes from now, without asking the
-// record (the Encounter lookup's cached answer only): for the status page
-// and GET /api/beds.
-type bedSource struct {
-	Bed     string    `json:"bed"`
-	Patient string    `json:"patient,omitempty"`
-	Source  string    `json:"source"` // manual, static, encounter, none
-	Since   time.Time `json:"since,omitzero"`
-	By      string    `json:"by,omitempty"`
-}
-
-func (b *beds) current(bed string) bedSource {
-	now := time.Now()
-	if s, ok := b.manual.current(bed, now); ok {
-		return bedSource{Bed: bed, Patient: s.Patient, Source: "manual", Since: s.Start, By: s.By}
-	}
-	if ref, ok := b.static[bed]; ok {
-		return bedSource{Bed: bed, Patient: ref, Source: "static"}
-	}
-	if b.system != "" {
-		b.mu.Lock()
-		a, ok := b.cache[bed]
-		b.mu.Unlock()
-		if ok && a.err == nil && a.p.Patient != "" && now.Before(a.expires) {
-			return bedSource{Bed: bed, Patient: a.p.Patient, Source: "encounter", Since: a.p.Since}
-		}
-	}
-	return bedSource{Bed: bed, Source: "none"}
-}

@@ -31,7 +31,9 @@ type Gateway struct {
 
 	lock      *dataDirLock
 	outbox    *buffer.Outbox
-	held      *buffer.Outbox // frames waiting for a patient in their bed
+	held      *buffer.Outbox // frames waiting for a patient in their bed, or their clock
+	seen      *buffer.Seen   // first receipts of MQTT messages without a device time
+	clocks    *devices.Clocks
 	beds      *beds
 	monitors  []*devices.Monitor
 	mapper    *fhir.Mapper
@@ -45,6 +47,12 @@ type Gateway struct {
 	mu     sync.Mutex
 	ready  bool
 	ingest ingestCounters
+	// heldNotes say why each held frame waits; resolveKick wakes the
+	// resolver (held.go).
+	heldNotes   heldNotes
+	resolveKick chan struct{}
+	studyWaits  studyWaits
+	studyDead   studyDeadLetters
 	// deliveries keeps what the status page and /metrics show of FHIR
 	// deliveries (metrics.go).
 	deliveries deliveryLog
@@ -54,7 +62,7 @@ type Gateway struct {
 
 // New prepares a gateway for cfg; Run starts it.
 func New(cfg *config.Config, log *slog.Logger, version string) *Gateway {
-	return &Gateway{cfg: cfg, log: log, version: version}
+	return &Gateway{cfg: cfg, log: log, version: version, resolveKick: make(chan struct{}, 1)}
 }
 
 // Run opens the gateway's stores and listeners, serves until ctx ends, then
@@ -81,11 +89,14 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	waitSources := g.startMonitors(sourcesCtx)
 	resolved := make(chan struct{})
 	go func() { g.resolveHeld(sourcesCtx); close(resolved) }()
+	clocksKept := make(chan struct{})
+	go func() { g.keepClocks(sourcesCtx); close(clocksKept) }()
 	stopDICOM, err := g.startDICOM(sourcesCtx)
 	if err != nil {
 		stopSources()
 		waitSources()
 		<-resolved
+		<-clocksKept
 		stopDelivery()
 		<-delivered
 		g.httpSrv.Close()
@@ -111,6 +122,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	waitSources()
 	stopDICOM()
 	<-resolved
+	<-clocksKept
 	if e := g.httpSrv.Shutdown(shutdown); e != nil {
 		g.log.Warn("status server did not stop in time", "err", e)
 	}
@@ -156,6 +168,11 @@ func (g *Gateway) open() error {
 	if err != nil {
 		return err
 	}
+	if g.seen, err = buffer.OpenSeen(filepath.Join(c.DataDir, "seen.db"), buffer.SeenOptions{}); err != nil {
+		return err
+	}
+	g.clocks = devices.NewClocks()
+	g.loadClocks()
 	if c.DICOM != nil {
 		g.spool, err = buffer.OpenSpool(c.SpoolDir(), buffer.SpoolOptions{
 			QuotaBytes: int64(c.Buffer.SpoolQuota),
@@ -170,12 +187,13 @@ func (g *Gateway) open() error {
 		return err
 	}
 	g.beds = newBeds(c, client, g.log.With("component", "patients"))
+	g.beds.kick = g.kickResolver
 	if g.beds.manual, err = openAssociations(c.DataDir, c.Patients.HoldUnassociated.D()); err != nil {
 		return err
 	}
 	g.mapper = &fhir.Mapper{
 		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
-		Local: time.Local, Patient: g.beds.patient,
+		Local: time.Local,
 	}
 	if c.DICOM != nil {
 		g.mapper.WADORSBase = c.DICOM.WADORSBase
@@ -206,6 +224,9 @@ func (g *Gateway) close() error {
 	}
 	if g.held != nil {
 		errs = append(errs, g.held.Close())
+	}
+	if g.seen != nil {
+		errs = append(errs, g.seen.Close())
 	}
 	if g.outbox != nil {
 		errs = append(errs, g.outbox.Close())
@@ -246,7 +267,8 @@ func (g *Gateway) routes() http.Handler {
 			"fhir": map[string]any{"delivered": ds.Delivered, "retried": ds.Retried, "dead_lettered": ds.DeadLettered,
 				"last_status": ds.LastStatus, "last_error": ds.LastError, "restarts": g.deliveryFailures.Load()},
 			"held": map[string]any{"waiting": g.held.Stats().Waiting, "frames_held": g.ingest.held.Load(),
-				"frames_charted_later": g.ingest.heldCharted.Load(), "readings_dropped": g.ingest.heldDropped.Load()},
+				"frames_charted_later": g.ingest.heldCharted.Load(), "readings_expired": g.ingest.heldExpired.Load(),
+				"reasons": g.heldNotes.summary()},
 			"monitors":     g.MonitorStatus(),
 			"dicom":        g.dicomStatus(),
 			"spool_open":   g.spool != nil,

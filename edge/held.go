@@ -4,22 +4,119 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/edge/fhir"
 )
 
-// Readings from a bed with no known patient wait in their own outbox (the
-// "held" store, data_dir/held.db), one item per frame, so that they survive
-// a restart like everything else accepted. The resolver looks at them
-// again every holdRecheck: once the bed has a patient for the frame's time
-// they are mapped into the main outbox; after patients.hold_unassociated
-// they are dropped and counted. Mapping is deterministic, so a frame mapped
-// twice (a crash between the two stores) is still one Observation in the
-// record.
+// Readings that cannot be charted yet wait in their own outbox (the "held"
+// store, data_dir/held.db), one item per frame, so that they survive a
+// restart like everything else accepted. A reading waits when its device's
+// clock has not decided its time (devices.Clock), or when the association
+// model does not give one certain patient for it (patients.go).
+//
+// The resolver looks at waiting frames again and again (every second at
+// first, then less often, at most a minute apart, and at once after a
+// lookup): a frame whose readings all have their patient is mapped into
+// the main outbox; one with some is split, the rest waiting as a frame of
+// their own. How long a frame may wait depends on why:
+//
+//   - vacant or uncertain (an answer: nobody, or no one certain patient, lay
+//     in the bed then): patients.hold_unassociated from the first such
+//     answer; then the frame goes to the dead letters with the reason,
+//     counted and logged without patient data, and can be retried once the
+//     bed's patient is known (wardgate queue retry);
+//   - the record unreachable, not yet asked, or the clock undecided: it
+//     waits within the held store's quota, and never expires for that.
+//
+// Mapping is deterministic, so a frame mapped twice (a crash between two
+// stores) is still one Observation per reading in the record.
 
-const holdRecheck = 15 * time.Second
+// KindHeld marks a dead letter that holds a frame of readings that expired
+// while waiting for a patient: retrying puts it back to wait again.
+const KindHeld = "held"
+
+// heldRecheck is how often the resolver looks for frames that are due.
+const heldRecheck = time.Second
+
+// holdBackoff spaces the looks at one waiting frame.
+var holdBackoff = buffer.Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2}
+
+// heldNote is what the resolver last found of a waiting frame.
+type heldNote struct {
+	bed     string
+	verdict verdict
+	reason  string
+	since   time.Time // first answer that starts the hold clock (zero: none yet)
+}
+
+// heldNotes are the notes of the frames waiting now, by held item id.
+type heldNotes struct {
+	mu sync.Mutex
+	m  map[uint64]heldNote
+}
+
+func (n *heldNotes) get(id uint64) heldNote {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.m[id]
+}
+
+func (n *heldNotes) set(id uint64, note heldNote) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.m == nil {
+		n.m = map[uint64]heldNote{}
+	}
+	n.m[id] = note
+}
+
+func (n *heldNotes) forget(ids ...uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, id := range ids {
+		delete(n.m, id)
+	}
+}
+
+// heldReason is one reason frames wait, with how many.
+type heldReason struct {
+	Verdict string    `json:"verdict"`
+	Reason  string    `json:"reason"`
+	Frames  int       `json:"frames"`
+	Since   time.Time `json:"hold_clock_since,omitzero"` // the earliest start of the hold clock among them
+}
+
+// summary groups the notes by reason, most frames first.
+func (n *heldNotes) summary() []heldReason {
+	n.mu.Lock()
+	by := map[string]*heldReason{}
+	for _, note := range n.m {
+		k := note.verdict.String() + "\x00" + note.reason
+		r := by[k]
+		if r == nil {
+			r = &heldReason{Verdict: note.verdict.String(), Reason: note.reason}
+			by[k] = r
+		}
+		r.Frames++
+		if !note.since.IsZero() && (r.Since.IsZero() || note.since.Before(r.Since)) {
+			r.Since = note.since
+		}
+	}
+	n.mu.Unlock()
+	out := make([]heldReason, 0, len(by))
+	for _, r := range by {
+		out = append(out, *r)
+	}
+	sortHeldReasons(out)
+	return out
+}
 
 func (g *Gateway) hold(ctx context.Context, frames [][]devices.Reading) error {
 	items := make([]buffer.Item, 0, len(frames))
@@ -37,18 +134,28 @@ func (g *Gateway) hold(ctx context.Context, frames [][]devices.Reading) error {
 		return err
 	}
 	g.ingest.held.Add(uint64(len(frames)))
+	g.kickResolver()
 	return nil
+}
+
+// kickResolver makes the resolver look at the waiting frames soon.
+func (g *Gateway) kickResolver() {
+	select {
+	case g.resolveKick <- struct{}{}:
+	default:
+	}
 }
 
 // resolveHeld runs until ctx ends.
 func (g *Gateway) resolveHeld(ctx context.Context) {
-	t := time.NewTicker(holdRecheck)
+	t := time.NewTicker(heldRecheck)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-g.resolveKick:
 		}
 		if err := g.resolveOnce(ctx); err != nil && ctx.Err() == nil {
 			g.log.Error("held readings: cannot look at them now", "err", err)
@@ -56,6 +163,7 @@ func (g *Gateway) resolveHeld(ctx context.Context) {
 	}
 }
 
+// resolveOnce looks at every waiting frame that is due.
 func (g *Gateway) resolveOnce(ctx context.Context) error {
 	hold := g.cfg.Patients.HoldUnassociated.D()
 	for ctx.Err() == nil {
@@ -64,56 +172,87 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
-				return nil // nothing waiting
+				return nil // nothing due
 			}
 			return err
 		}
-		var ready [][]devices.Reading
-		var readyIDs, dropIDs, waitIDs []uint64
+		now := time.Now()
+		var ready [][]fhir.PatientReading
+		var rest [][]devices.Reading
+		var done, waiting []uint64
+		var expired []buffer.Item
+		var expiredWhy []string
 		for _, it := range b.Items {
 			var frame []devices.Reading
 			if err := json.Unmarshal(it.Payload, &frame); err != nil || len(frame) == 0 {
-				dropIDs = append(dropIDs, it.ID)
+				// Not a frame this gateway wrote: kept, never deleted.
+				expired = append(expired, it)
+				expiredWhy = append(expiredWhy, "a held frame that does not read as readings")
 				continue
 			}
-			r := frame[0]
-			if _, ok := g.beds.patient(r.Location, r.Effective()); ok {
-				ready = append(ready, frame)
-				readyIDs = append(readyIDs, it.ID)
-			} else if time.Since(r.Received) > hold {
-				dropIDs = append(dropIDs, it.ID)
-				g.ingest.heldDropped.Add(uint64(len(frame)))
-			} else {
-				waitIDs = append(waitIDs, it.ID)
+			for i := range frame {
+				g.clocks.Settle(&frame[i], now)
 			}
+			r, w, why := g.associate(ctx, frame)
+			if len(r) > 0 {
+				ready = append(ready, r)
+			}
+			if len(w) == 0 {
+				done = append(done, it.ID)
+				continue
+			}
+			if len(r) > 0 {
+				// Some readings have their patient: they go on, the rest
+				// wait as a frame of their own (its hold clock anew).
+				rest = append(rest, w)
+				done = append(done, it.ID)
+				continue
+			}
+			note := g.heldNotes.get(it.ID)
+			note.bed, note.verdict, note.reason = frame[0].Location, why.verdict, why.reason
+			if why.expires() && note.since.IsZero() {
+				note.since = now
+			}
+			if !note.since.IsZero() && now.Sub(note.since) >= hold && why.expires() {
+				expired = append(expired, it)
+				expiredWhy = append(expiredWhy, fmt.Sprintf("%s, for patients.hold_unassociated (%s): retry once the bed's patient is known", why.reason, hold))
+				continue
+			}
+			g.heldNotes.set(it.ID, note)
+			waiting = append(waiting, it.ID)
 		}
-		if len(ready) > 0 {
-			noPatient, err := g.store(ctx, ready)
-			if err != nil {
+		if err := g.store(ctx, ready); err != nil {
+			b.Release(ctx)
+			return err
+		}
+		if len(rest) > 0 {
+			if err := g.hold(ctx, rest); err != nil {
 				b.Release(ctx)
 				return err
 			}
-			if len(noPatient) > 0 {
-				// The bed's patient changed since the look above: these wait
-				// again, as a frame of their own.
-				if err := g.hold(ctx, [][]devices.Reading{noPatient}); err != nil {
-					b.Release(ctx)
-					return err
-				}
-			}
-			g.ingest.heldCharted.Add(uint64(len(ready)))
 		}
-		if len(readyIDs)+len(dropIDs) > 0 {
-			if err := b.Ack(ctx, append(readyIDs, dropIDs...)...); err != nil {
+		g.ingest.heldCharted.Add(uint64(len(ready)))
+		for i, it := range expired {
+			// Kept among the dead letters first, then taken out of the
+			// held store: a crash in between keeps it twice, never none.
+			if _, err := g.outbox.AddDeadLetter(ctx, buffer.Item{Key: bedOf(it.Payload), Kind: KindHeld, Payload: it.Payload}, expiredWhy[i]); err != nil {
+				b.Release(ctx)
+				return fmt.Errorf("an expired held frame could not be kept among the dead letters; it waits: %w", err)
+			}
+			g.ingest.heldExpired.Add(uint64(readingsIn(it.Payload)))
+			done = append(done, it.ID)
+		}
+		if len(expired) > 0 {
+			g.log.Warn("readings waited for a patient for patients.hold_unassociated; they are in the dead letters (wardgate queue list)", "frames", len(expired), "hold", hold)
+		}
+		if len(done) > 0 {
+			if err := b.Ack(ctx, done...); err != nil {
 				return err
 			}
+			g.heldNotes.forget(done...)
 		}
-		if len(dropIDs) > 0 {
-			g.log.Warn("readings dropped: no patient was associated with their bed within patients.hold_unassociated", "frames", len(dropIDs), "hold", hold)
-		}
-		if len(waitIDs) > 0 {
-			// Due again after holdBackoff: this pass moves on to the rest.
-			if err := b.Nack(ctx, "waiting for a patient in the bed", 0, waitIDs...); err != nil {
+		if len(waiting) > 0 {
+			if err := b.Nack(ctx, "waiting for a patient in the bed, or for the device's clock", 0, waiting...); err != nil {
 				return err
 			}
 		}
@@ -121,5 +260,38 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 	return nil
 }
 
-// holdBackoff spaces the looks at one held frame evenly.
-var holdBackoff = buffer.Backoff{Initial: holdRecheck, Max: holdRecheck, Multiplier: 1}
+// bedOf is the bed of a held frame, for its dead letter's key.
+func bedOf(payload []byte) string {
+	var frame []struct{ Location string }
+	if json.Unmarshal(payload, &frame) != nil || len(frame) == 0 {
+		return "held"
+	}
+	return frame[0].Location
+}
+
+func readingsIn(payload []byte) int {
+	var frame []json.RawMessage
+	if json.Unmarshal(payload, &frame) != nil {
+		return 0
+	}
+	return len(frame)
+}
+
+// rehold puts a frame from the dead letters back to wait (an operator's
+// retry).
+func (g *Gateway) rehold(ctx context.Context, payload []byte) error {
+	var frame []devices.Reading
+	if err := json.Unmarshal(payload, &frame); err != nil || len(frame) == 0 {
+		return fmt.Errorf("the dead letter does not hold a frame of readings")
+	}
+	return g.hold(ctx, [][]devices.Reading{frame})
+}
+
+func sortHeldReasons(rs []heldReason) {
+	slices.SortFunc(rs, func(a, b heldReason) int {
+		if a.Frames != b.Frames {
+			return b.Frames - a.Frames
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
+}

@@ -36,6 +36,13 @@ dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.e
 // ready, with the record's base URL.
 func runGateway(t *testing.T, record *fhirserver.Server, extra string) (*Gateway, string) {
 	t.Helper()
+	return runGatewayFHIR(t, record, "", extra)
+}
+
+// runGatewayFHIR is runGateway with more keys for the fhir section (each
+// line indented by two spaces).
+func runGatewayFHIR(t *testing.T, record *fhirserver.Server, fhirExtra, extra string) (*Gateway, string) {
+	t.Helper()
 	hs := httptest.NewServer(record)
 	t.Cleanup(hs.Close)
 	path := filepath.Join(t.TempDir(), "wardgate.yaml")
@@ -45,7 +52,7 @@ http: {listen: "127.0.0.1:0"}
 fhir:
   base_url: `+hs.URL+`
   patient_identifier_system: urn:oid:1.2.3.4
-`+extra), 0o600)
+`+fhirExtra+extra), 0o600)
 	cfg, _, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +118,7 @@ func TestAStudyIsChartedOnlyForAPatientTheRecordKnows(t *testing.T) {
 	}
 	waitFor(t, "a dead letter", func() bool { return g.outbox.Stats().Dead == 1 })
 	dl, _ := g.outbox.DeadLetters(0)
-	if !strings.Contains(dl[0].Reason, "matches 0 resources") {
+	if !strings.Contains(dl[0].Reason, "matches no resource") {
 		t.Fatalf("dead letter: %s", dl[0].Reason)
 	}
 	// Once the patient exists, a later instance charts the study.

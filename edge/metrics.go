@@ -167,7 +167,11 @@ var (
 	mOutboxOldest   = desc("wardgate_outbox_oldest_waiting_seconds", "Age of the oldest entry waiting (0: none).")
 	mOutboxBytes    = desc("wardgate_outbox_bytes", "Bytes the outbox uses.")
 	mOutboxQuota    = desc("wardgate_outbox_quota_bytes", "The outbox's quota (buffer.outbox_quota).")
-	mHeld           = desc("wardgate_held_frames", "Frames waiting for a patient in their bed.")
+	mHeld           = desc("wardgate_held_frames", "Frames waiting for a patient in their bed, or for their device's clock.")
+	mHeldWhy        = desc("wardgate_held_frames_by_verdict", "Held frames by why they wait (as last looked at): vacant, uncertain (both expire after patients.hold_unassociated), unreachable, not yet asked (neither expires).", "verdict")
+	mClockOffset    = desc("wardgate_device_clock_offset_seconds", "A device's clock minus the gateway's, as estimated.", "device")
+	mClockSteps     = desc("wardgate_device_clock_steps_total", "Times a device's clock was found set (its offset jumped).", "device")
+	mClockChecking  = desc("wardgate_device_clock_checking", "1 while frames of the device disagree with its clock estimate (their readings wait).", "device")
 	mHeldCharted    = desc("wardgate_held_frames_charted_total", "Held frames charted once their bed had a patient.")
 	mSpoolBytes     = desc("wardgate_spool_bytes", "Bytes the DICOM spool uses.")
 	mSpoolQuota     = desc("wardgate_spool_quota_bytes", "The spool's quota (buffer.spool_quota).")
@@ -191,7 +195,8 @@ var monitorStates = []devices.State{devices.Connecting, devices.Connected, devic
 
 func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuildInfo, mReadings, mEntries, mDelivered, mRequests, mOutboxWaiting,
-		mOutboxLeased, mOutboxDead, mOutboxOldest, mOutboxBytes, mOutboxQuota, mHeld, mHeldCharted, mSpoolBytes,
+		mOutboxLeased, mOutboxDead, mOutboxOldest, mOutboxBytes, mOutboxQuota, mHeld, mHeldWhy, mHeldCharted,
+		mClockOffset, mClockSteps, mClockChecking, mSpoolBytes,
 		mSpoolQuota, mSpoolInstances, mAssocActive, mAssocTotal, mInstances, mForwarded, mForwardWaiting,
 		mDICOMBytes, mStudies, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast} {
 		ch <- d
@@ -227,11 +232,27 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	hs := g.held.Stats()
 	gauge(mHeld, float64(hs.Waiting))
 	counter(mHeldCharted, in.heldCharted.Load())
+	byVerdict := map[string]int{}
+	for _, r := range g.heldNotes.summary() {
+		byVerdict[r.Verdict] += r.Frames
+	}
+	for _, v := range []verdict{vacant, uncertain, unreachable, notYet} {
+		gauge(mHeldWhy, float64(byVerdict[v.String()]), v.String())
+	}
+	for device, c := range g.clocks.Status() {
+		gauge(mClockOffset, c.Offset.Seconds(), device)
+		counter(mClockSteps, c.Steps, device)
+		checking := 0.0
+		if c.State == "checking" {
+			checking = 1
+		}
+		gauge(mClockChecking, checking, device)
+	}
 
 	errs := map[string]uint64{
 		"readings_unmappable":         in.unmappable.Load(),
 		"resources_invalid":           in.invalid.Load(),
-		"readings_dropped_unassigned": in.heldDropped.Load(),
+		"readings_expired_unassigned": in.heldExpired.Load(),
 		"frames_undecodable":          in.rejectedFrames.Load(),
 		"studies_not_charted":         in.studyRefused.Load(),
 		"outbox_refused_full":         obs.Counters.RefusedFull + hs.Counters.RefusedFull,
@@ -239,7 +260,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		"delivery_refused":            ds.DeadLettered,
 		"delivery_restarts":           g.deliveryFailures.Load(),
 		"bed_lookup_failures":         g.beds.failures.Load(),
-		"bed_lookup_ambiguous":        g.beds.ambiguous.Load(),
+		"bed_answers_uncertain":       g.beds.uncertainties.Load(),
 	}
 	var bad, lost uint64
 	for _, m := range g.monitorsNow() {

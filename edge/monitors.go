@@ -38,6 +38,9 @@ func (g *Gateway) startMonitors(ctx context.Context) (wait func()) {
 
 func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {
 	p, _ := g.cfg.Profiles.Get(m.Profile) // the config checked it exists
+	if m.Zone != nil {
+		p = p.InZone(m.Zone)
+	}
 	log := g.log.With("component", "monitors")
 	if m.Serial != nil {
 		s := m.Serial
@@ -45,7 +48,7 @@ func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {
 		return &serial.Source{
 			ID: m.ID, Location: m.Location, Path: s.Port,
 			Settings: serial.Settings{Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, FlowControl: s.FlowControl}.Merge(p.Transport.Serial),
-			Profile:  p, Sink: g, Monitor: mon, Log: log, LogContent: g.cfg.Log.PatientData,
+			Profile:  p, Sink: g, Monitor: mon, Log: log, LogContent: g.cfg.Log.PatientData, Clocks: g.clocks,
 		}, mon
 	}
 	q := m.MQTT
@@ -59,6 +62,7 @@ func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {
 		Broker: q.Broker, Topic: q.Topic, QoS: byte(*q.QoS), ClientID: mqttClientID(g.cfg.Site, m.ID, q.ClientID),
 		Username: q.Username, Password: q.PasswordFile.Value(), CAFile: q.CAFile,
 		Profile: p, Sink: g, Monitor: mon, Log: log, LogContent: g.cfg.Log.PatientData,
+		Clocks: g.clocks, Seen: g.seen,
 	}, mon
 }
 

@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,117 +13,353 @@ import (
 	"github.com/wardgate/wardgate/edge/fhir"
 )
 
-// beds knows which patient lies in which bed at a given time: from the
-// config's static table first, then, when configured, from the record (the
-// in-progress Encounter at the bed's Location), cached for a TTL. It never
-// guesses: an unknown, ambiguous or unreachable answer is "no patient", and
-// the readings wait (see held.go).
+// The association model: a reading belongs to the patient who lay in its
+// bed at the reading's time (its device time corrected by the device's
+// clock offset). Who lay where, and when, comes from time-bounded stays:
+//
+//   - manual associations, set through the admin API (associations.go);
+//   - patients.static, a bed's patient at every time;
+//   - with patients.encounter_lookup, the record's Encounters: each
+//     location entry that names the bed, with that entry's own period
+//     (fhir.BedStay), ended stays included, so that a backlog is charted to
+//     the patient who was there then.
+//
+// Every source that knows the bed must agree. One patient: the reading is
+// charted for them. Two different patients (two sources, or the record
+// naming two at once), or a stay whose start or end the record does not
+// give: uncertain, the reading waits and the page says why. Nobody: vacant.
+// Uncertain and vacant are answers, and only answers start the
+// patients.hold_unassociated clock; a record that cannot be reached, or a
+// reading measured after the last lookup, waits without expiring (held.go).
+
+// verdict is what the association model says of one reading.
+type verdict uint8
+
+const (
+	occupied    verdict = iota // one patient: chart
+	vacant                     // every source answered: nobody lay in the bed then
+	uncertain                  // the sources answered, but not with one certain patient
+	unreachable                // the record could not be asked
+	notYet                     // the record was last asked before the reading's time
+)
+
+func (v verdict) String() string {
+	return [...]string{"occupied", "vacant", "uncertain", "unreachable", "not yet asked"}[v]
+}
+
+// answer is the association model's verdict for one reading. reason says
+// why, for the page and the log: it never holds patient data.
+type answer struct {
+	verdict verdict
+	patient string
+	reason  string
+}
+
+// expires tells whether waiting with this answer counts towards
+// patients.hold_unassociated.
+func (a answer) expires() bool { return a.verdict == vacant || a.verdict == uncertain }
+
+// beds answers, for a bed and a time, who lay in it. Safe for concurrent
+// use.
 type beds struct {
-	manual *associations // set through the admin API; first (associations.go)
-	static map[string]string
-	client *fhir.Client
-	system string
-	ttl    time.Duration
-	log    interface {
-		Warn(string, ...any)
-	}
+	manual  *associations // set through the admin API
+	static  map[string]string
+	client  *fhir.Client
+	system  string
+	refresh time.Duration
+	log     interface{ Warn(string, ...any) }
+	// kick, when set, is told after each lookup: readings waiting for one
+	// may be decided now. It must not block.
+	kick func()
 
 	mu        sync.Mutex
-	cache     map[string]bedAnswer
-	firstSeen map[string]time.Time // bed|Encounter → when first seen, for Encounters without a start
+	records   map[string]*bedRecord
+	firstSeen map[string]time.Time // Encounter|bed → when a stay without a start was first seen
 
-	lookups, failures, ambiguous atomic.Uint64
+	lookups, failures, uncertainties atomic.Uint64
 }
 
-type bedAnswer struct {
-	p       fhir.BedPatient
-	err     error
-	expires time.Time
+// bedRecord is what the record last said of one bed.
+type bedRecord struct {
+	answered bool
+	asked    time.Time // when the last answered lookup was sent: it covers readings up to then
+	from     time.Time // and from then
+	stays    []fhir.BedStay
+	err      error     // the last lookup's failure, until one succeeds
+	lastTry  time.Time // when the last lookup was started
+	needFrom time.Time // the earliest reading time asked for lately
+	needAt   time.Time // when needFrom was last moved
+	inflight chan struct{}
+	used     time.Time
 }
 
-// failureTTL is how long a failed lookup is remembered: long enough that a
-// FHIR server that is down does not slow every frame, short enough that
-// readings wait little once it is back.
-const failureTTL = 10 * time.Second
-
-// lookupTimeout bounds one Encounter search made while a frame waits.
+// lookupTimeout bounds one lookup made while a frame waits.
 const lookupTimeout = 3 * time.Second
 
+// lookback is how far before now a lookup asks for stays, at least.
+const lookback = time.Hour
+
+// maxBedRecords bounds the beds the record is remembered for (a wildcard
+// topic can name any number).
+const maxBedRecords = 4096
+
 func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, ...any) }) *beds {
-	b := &beds{static: c.Patients.Static, client: client, log: log, cache: map[string]bedAnswer{}, firstSeen: map[string]time.Time{}}
+	b := &beds{static: c.Patients.Static, client: client, log: log,
+		records: map[string]*bedRecord{}, firstSeen: map[string]time.Time{}}
 	if e := c.Patients.EncounterLookup; e != nil {
-		b.system, b.ttl = e.LocationSystem, e.TTL.D()
+		b.system, b.refresh = e.LocationSystem, e.Refresh.D()
 	}
 	return b
 }
 
-// patient returns the Patient reference for bed at time at, if one is
-// known for that time.
-func (b *beds) patient(bed string, at time.Time) (string, bool) {
+// resolve gives the verdict for a reading from bed at time at. With ask,
+// it may look the bed up in the record (at most once per refresh per bed,
+// one lookup at a time, waiting for one in progress).
+func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask bool) answer {
+	type claim struct{ patient, source string }
+	var claims []claim
 	if ref, ok := b.manual.patient(bed, at); ok {
-		return ref, true
+		claims = append(claims, claim{ref, "a manual association"})
 	}
 	if ref, ok := b.static[bed]; ok {
-		return ref, true
+		claims = append(claims, claim{ref, "patients.static"})
 	}
-	if b.system == "" || b.client == nil {
-		return "", false
+	none := answer{verdict: vacant, reason: "no patient is associated with bed " + bed + " at the reading's time"}
+	if b.system != "" && b.client != nil {
+		rec := b.fromRecord(ctx, bed, at, ask)
+		switch rec.verdict {
+		case occupied:
+			claims = append(claims, claim{rec.patient, "the record"})
+		case vacant:
+			none = rec
+		default:
+			return rec
+		}
 	}
-	a := b.answer(bed)
-	if a.err != nil || a.p.Patient == "" {
-		return "", false
+	if len(claims) == 0 {
+		return none
 	}
-	// A reading from before this stay began belongs to someone else (or
-	// to no one): never to the patient who came after it.
-	if at.Before(a.p.Since) {
-		return "", false
+	for _, c := range claims[1:] {
+		if c.patient != claims[0].patient {
+			b.uncertainties.Add(1)
+			return answer{verdict: uncertain, reason: claims[0].source + " and " + c.source + " name different patients in bed " + bed + " at the reading's time"}
+		}
 	}
-	return a.p.Patient, true
+	return answer{verdict: occupied, patient: claims[0].patient}
 }
 
-func (b *beds) answer(bed string) bedAnswer {
-	now := time.Now()
-	b.mu.Lock()
-	a, ok := b.cache[bed]
-	b.mu.Unlock()
-	if ok && now.Before(a.expires) {
-		return a
-	}
-	// Lookups for different beds may run at once; two for the same bed
-	// at worst ask twice.
-	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
-	defer cancel()
-	b.lookups.Add(1)
-	p, err := b.client.FindBedPatient(ctx, b.system, bed)
-	a = bedAnswer{p: p, err: err, expires: now.Add(b.ttl)}
-	if err != nil {
-		a.expires = now.Add(failureTTL)
-		if errors.Is(err, fhir.ErrAmbiguousBed) {
-			b.ambiguous.Add(1)
-			a.expires = now.Add(b.ttl)
-			b.log.Warn("two patients' in-progress Encounters are at one bed; its readings wait until the record is corrected", "bed", bed)
-		} else {
-			b.failures.Add(1)
-			b.log.Warn("bed lookup failed; the bed's readings wait", "bed", bed, "err", err)
+// fromRecord answers from what the record said of the bed, asking it again
+// when its last answer does not cover at.
+func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask bool) answer {
+	for {
+		now := time.Now()
+		b.mu.Lock()
+		r := b.records[bed]
+		if r == nil {
+			r = b.newRecordLocked(bed)
 		}
-	}
-	b.mu.Lock()
-	if err == nil && p.Encounter != "" && p.Since.IsZero() {
-		// An Encounter without a start: it counts from when the gateway
-		// first saw it at this bed, so that readings held from before (or
-		// queued at a broker) do not go to a patient who came later.
-		key := bed + "|" + p.Encounter
-		first, seen := b.firstSeen[key]
-		if !seen {
-			if len(b.firstSeen) > 10000 {
-				b.firstSeen = map[string]time.Time{}
+		r.used = now
+		if r.answered && !at.After(r.asked) && !at.Before(r.from) {
+			a := b.fromStaysLocked(bed, r, at)
+			// An answer without a patient is asked again (at most once
+			// per refresh) while readings wait on it: the record may be
+			// corrected, an admission documented late.
+			if a.verdict == occupied || !ask || r.inflight != nil || now.Sub(r.lastTry) < b.refresh {
+				b.mu.Unlock()
+				return a
 			}
-			first = now
-			b.firstSeen[key] = first
 		}
-		a.p.Since = first
+		if need := at.Add(-time.Minute); r.needFrom.IsZero() || need.Before(r.needFrom) || now.Sub(r.needAt) > 10*time.Minute {
+			r.needFrom, r.needAt = need, now
+		}
+		if r.inflight != nil {
+			wait := r.inflight
+			b.mu.Unlock()
+			if !ask {
+				return answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
+			}
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
+			}
+		}
+		failed := r.err
+		if !ask || now.Sub(r.lastTry) < b.refresh {
+			b.mu.Unlock()
+			if failed != nil {
+				return answer{verdict: unreachable, reason: "the record did not answer a lookup of bed " + bed + ": " + failureClass(failed)}
+			}
+			return answer{verdict: notYet, reason: "bed " + bed + " is looked up again within " + b.refresh.String()}
+		}
+		from := now.Add(-lookback)
+		if !r.needFrom.IsZero() && r.needFrom.Before(from) {
+			from = r.needFrom
+		}
+		from = from.Truncate(time.Minute)
+		done := make(chan struct{})
+		r.inflight, r.lastTry = done, now
+		b.mu.Unlock()
+
+		b.lookups.Add(1)
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		sent := time.Now()
+		stays, err := b.client.FindBedStays(lctx, b.system, bed, from)
+		cancel()
+
+		b.mu.Lock()
+		r.inflight = nil
+		close(done)
+		if err != nil {
+			r.err = err
+			b.failures.Add(1)
+		} else {
+			r.answered, r.asked, r.from, r.stays, r.err = true, sent, from, stays, nil
+		}
+		b.mu.Unlock()
+		if err != nil {
+			b.log.Warn("bed lookup failed; the bed's readings wait (they do not expire for this)", "bed", bed, "err", failureClass(err))
+		}
+		if b.kick != nil {
+			b.kick()
+		}
+		if err != nil {
+			return answer{verdict: unreachable, reason: "the record did not answer a lookup of bed " + bed + ": " + failureClass(err)}
+		}
+		ask = false // answered: decide from it (a reading after it waits)
 	}
-	b.cache[bed] = a
-	b.mu.Unlock()
-	return a
+}
+
+func (b *beds) newRecordLocked(bed string) *bedRecord {
+	if len(b.records) >= maxBedRecords {
+		var oldest string
+		var at time.Time
+		for k, r := range b.records {
+			if r.inflight == nil && (oldest == "" || r.used.Before(at)) {
+				oldest, at = k, r.used
+			}
+		}
+		delete(b.records, oldest)
+	}
+	r := &bedRecord{}
+	b.records[bed] = r
+	return r
+}
+
+// fromStaysLocked is the record's verdict for at from the stays of its
+// last answer.
+func (b *beds) fromStaysLocked(bed string, r *bedRecord, at time.Time) answer {
+	var sure, maybe []string
+	for _, s := range r.stays {
+		start := s.Start
+		if s.StartUnknown {
+			// The record does not say since when: from the first lookup
+			// that showed the stay, never earlier.
+			key := s.Encounter + "|" + bed
+			first, seen := b.firstSeen[key]
+			if !seen {
+				if len(b.firstSeen) >= 10000 {
+					b.firstSeen = map[string]time.Time{}
+				}
+				first = r.asked
+				b.firstSeen[key] = first
+			}
+			start = first
+			if at.Before(start) {
+				maybe = append(maybe, s.Patient)
+				continue
+			}
+		}
+		if at.Before(start) || (!s.End.IsZero() && !at.Before(s.End)) {
+			continue
+		}
+		if s.EndUnknown {
+			maybe = append(maybe, s.Patient)
+			continue
+		}
+		if !slices.Contains(sure, s.Patient) {
+			sure = append(sure, s.Patient)
+		}
+	}
+	switch {
+	case len(sure) > 1:
+		b.uncertainties.Add(1)
+		return answer{verdict: uncertain, reason: "the record has two patients in bed " + bed + " at the reading's time"}
+	case len(sure) == 1 && !slices.ContainsFunc(maybe, func(p string) bool { return p != sure[0] }):
+		return answer{verdict: occupied, patient: sure[0]}
+	case len(maybe) > 0:
+		b.uncertainties.Add(1)
+		return answer{verdict: uncertain, reason: "the record has a stay in bed " + bed + " without a start or an end that may cover the reading's time"}
+	}
+	return answer{verdict: vacant, reason: "the record has nobody in bed " + bed + " at the reading's time"}
+}
+
+// failureClass says what kind of failure a lookup met, without anything
+// the record said.
+func failureClass(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	case errors.Is(err, fhir.ErrTooManyEncounters):
+		return err.Error()
+	}
+	s := err.Error()
+	if i := strings.Index(s, "HTTP "); i >= 0 {
+		return strings.TrimSpace(s[i:])
+	}
+	return "no answer"
+}
+
+// bedSource says who is associated with a bed now, and from where, without
+// asking the record (its last answer only): for the status page and GET
+// /api/beds.
+type bedSource struct {
+	Bed     string    `json:"bed"`
+	Patient string    `json:"patient,omitempty"`
+	Source  string    `json:"source"` // manual, static, encounter, none, uncertain, unreachable, unknown
+	Since   time.Time `json:"since,omitzero"`
+	By      string    `json:"by,omitempty"`
+	// AsOf is when the record was last asked (for source encounter).
+	AsOf time.Time `json:"as_of,omitzero"`
+	// Reason says why no patient is shown, when there is none.
+	Reason string `json:"reason,omitempty"`
+}
+
+func (b *beds) current(bed string) bedSource {
+	now := time.Now()
+	if s, ok := b.manual.current(bed, now); ok {
+		return bedSource{Bed: bed, Patient: s.Patient, Source: "manual", Since: s.Start, By: s.By}
+	}
+	if ref, ok := b.static[bed]; ok {
+		return bedSource{Bed: bed, Patient: ref, Source: "static"}
+	}
+	if b.system == "" {
+		return bedSource{Bed: bed, Source: "none"}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.records[bed]
+	switch {
+	case r == nil:
+		return bedSource{Bed: bed, Source: "unknown", Reason: "the record has not been asked yet"}
+	case r.err != nil:
+		return bedSource{Bed: bed, Source: "unreachable", Reason: failureClass(r.err)}
+	case !r.answered:
+		return bedSource{Bed: bed, Source: "unknown", Reason: "the record has not answered yet"}
+	}
+	a := b.fromStaysLocked(bed, r, r.asked)
+	switch a.verdict {
+	case occupied:
+		out := bedSource{Bed: bed, Patient: a.patient, Source: "encounter", AsOf: r.asked}
+		for _, s := range r.stays {
+			if s.Patient == a.patient && !s.Start.IsZero() && !s.Start.After(r.asked) && (out.Since.IsZero() || s.Start.After(out.Since)) {
+				out.Since = s.Start
+			}
+		}
+		return out
+	case uncertain:
+		return bedSource{Bed: bed, Source: "uncertain", AsOf: r.asked, Reason: a.reason}
+	}
+	return bedSource{Bed: bed, Source: "none", AsOf: r.asked}
 }

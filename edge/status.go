@@ -93,19 +93,39 @@ type diskReport struct {
 }
 
 type monitorReport struct {
-	ID            string        `json:"id"`
-	Bed           string        `json:"bed"`
-	Profile       string        `json:"profile"`
-	Transport     string        `json:"transport"`
-	State         string        `json:"state"`
-	Since         time.Time     `json:"since"`
-	LastFrame     time.Time     `json:"last_frame,omitzero"`
-	LastError     string        `json:"last_error,omitempty"`
-	ClockOffsetMS int64         `json:"clock_offset_ms"`
-	Associated    bool          `json:"associated"` // a patient is associated with the bed now
-	Counters      monitorCounts `json:"counters"`
-	Values        []valueReport `json:"values"`
-	Trends        []trendReport `json:"trends"`
+	ID            string    `json:"id"`
+	Bed           string    `json:"bed"`
+	Profile       string    `json:"profile"`
+	Transport     string    `json:"transport"`
+	State         string    `json:"state"`
+	Since         time.Time `json:"since"`
+	LastFrame     time.Time `json:"last_frame,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	ClockOffsetMS int64     `json:"clock_offset_ms"`
+	Associated    bool      `json:"associated"` // a patient is associated with the bed now
+	// Association is where the bed's patient comes from now (manual,
+	// static, encounter), or why there is none (none, uncertain,
+	// unreachable, unknown); AssociationNote says more, without patient
+	// data.
+	Association     string        `json:"association"`
+	AssociationNote string        `json:"association_note,omitempty"`
+	Clock           clockReport   `json:"clock"`
+	Counters        monitorCounts `json:"counters"`
+	Values          []valueReport `json:"values"`
+	Trends          []trendReport `json:"trends"`
+}
+
+// clockReport is the monitor's device clock as estimated (devices.Clock).
+type clockReport struct {
+	State        string    `json:"state"` // none, tracking, checking
+	OffsetMS     int64     `json:"offset_ms"`
+	Steps        uint64    `json:"steps"`
+	LastStepMS   int64     `json:"last_step_ms,omitempty"`
+	LastStepAt   time.Time `json:"last_step_at,omitzero"`
+	RecentStep   bool      `json:"recent_step"` // a step in the last 24 hours: the page flags it
+	Disagreed    uint64    `json:"frames_disagreed"`
+	Redelivered  uint64    `json:"frames_redelivered"`
+	UsualDelayMS int64     `json:"usual_delay_ms"`
 }
 
 type monitorCounts struct {
@@ -214,7 +234,12 @@ type heldReport struct {
 	Waiting            int    `json:"waiting"`
 	FramesHeld         uint64 `json:"frames_held"`
 	FramesChartedLater uint64 `json:"frames_charted_later"`
-	ReadingsDropped    uint64 `json:"readings_dropped"`
+	// ReadingsExpired went to the dead letters after
+	// patients.hold_unassociated.
+	ReadingsExpired uint64 `json:"readings_expired"`
+	// Reasons say why frames wait, as the resolver last found (no patient
+	// data: beds and verdicts).
+	Reasons []heldReason `json:"reasons"`
 }
 
 // deadLetterReport is a dead letter without its payload. IDs are strings:
@@ -239,7 +264,7 @@ const statusDeadLetters = 50
 func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
 	return deadLetterReport{
 		ID: d.ID, Kind: d.Kind, Key: pageKey(d.Key), Reason: pageReason(d.Reason), At: d.At, Enqueued: d.Enqueued,
-		Attempts: d.Attempts, Retryable: d.Kind == "fhir" || d.Kind == "",
+		Attempts: d.Attempts, Retryable: d.Kind == "fhir" || d.Kind == "" || d.Kind == KindHeld || d.Kind == KindStudy,
 		PageKey: pageKey(d.Key), PageReason: pageReason(d.Reason),
 	}
 }
@@ -316,7 +341,8 @@ func (g *Gateway) statusReport() statusReport {
 		DeliveredPerMinute: g.deliveries.lastMinute(), Bytes: st.Bytes, QuotaBytes: st.QuotaBytes,
 		DeadLetterCount: st.Dead, DeadLetters: []deadLetterReport{},
 		Held: heldReport{Waiting: hs.Waiting, FramesHeld: g.ingest.held.Load(),
-			FramesChartedLater: g.ingest.heldCharted.Load(), ReadingsDropped: g.ingest.heldDropped.Load()},
+			FramesChartedLater: g.ingest.heldCharted.Load(), ReadingsExpired: g.ingest.heldExpired.Load(),
+			Reasons: g.heldNotes.summary()},
 	}
 	if !st.Oldest.IsZero() {
 		r.Outbox.OldestAgeSeconds = math.Round(now.Sub(st.Oldest).Seconds()*10) / 10
@@ -345,7 +371,22 @@ func (g *Gateway) monitorReport(s devices.Status, trends map[string][]devices.Tr
 		Values:   []valueReport{}, Trends: []trendReport{},
 	}
 	if s.Location != "" {
-		m.Associated = g.beds.current(s.Location).Source != "none"
+		cur := g.beds.current(s.Location)
+		m.Associated = cur.Patient != ""
+		m.Association, m.AssociationNote = cur.Source, cur.Reason
+	}
+	device := s.ID
+	for _, rd := range s.Latest {
+		device = rd.Device
+		break
+	}
+	if c, ok := g.clocks.Status()[device]; ok {
+		m.Clock = clockReport{State: c.State, OffsetMS: c.Offset.Milliseconds(), Steps: c.Steps,
+			LastStepMS: c.LastStep.Milliseconds(), LastStepAt: c.LastStepAt,
+			RecentStep: !c.LastStepAt.IsZero() && time.Since(c.LastStepAt) < 24*time.Hour,
+			Disagreed:  c.Disagreed, Redelivered: c.Redelivered, UsualDelayMS: c.UsualDelay.Milliseconds()}
+	} else {
+		m.Clock.State = "none"
 	}
 	for _, rd := range s.Latest {
 		label := rd.Code.RefID

@@ -422,7 +422,7 @@ monitors:
 	// It survives a restart.
 	stop()
 	g, base, _ = operatorGateway(t, dir, record, adminToken, monitors)
-	if p, ok := g.beds.patient("bed-14", time.Now()); !ok || p != "Patient/456" {
+	if p, ok := g.beds.patientAt("bed-14", time.Now()); !ok || p != "Patient/456" {
 		t.Fatalf("after a restart: %q %v", p, ok)
 	}
 	code, body = do(t, "DELETE", base+"/api/beds/bed-14", "", bearer(adminToken)...)
@@ -435,10 +435,10 @@ monitors:
 	// A reading from before the end is still that patient's; one after
 	// it waits for a patient.
 	after := time.Now().UTC().Add(time.Second)
-	if p, ok := g.beds.patient("bed-14", during); !ok || p != "Patient/456" {
+	if p, ok := g.beds.patientAt("bed-14", during); !ok || p != "Patient/456" {
 		t.Fatalf("a reading from during the stay, looked at after its end: %q %v", p, ok)
 	}
-	if p, ok := g.beds.patient("bed-14", during.Add(-time.Hour)); ok {
+	if p, ok := g.beds.patientAt("bed-14", during.Add(-time.Hour)); ok {
 		t.Fatalf("a reading from before the stay went to %s", p)
 	}
 	heldBefore := g.ingest.held.Load()

@@ -87,8 +87,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		in = f
 	}
-	mapper := &fhir.Mapper{Site: "replay", Local: time.Local,
-		Patient: func(string, time.Time) (string, bool) { return "Patient/replay", true }}
+	mapper := &fhir.Mapper{Site: "replay", Local: time.Local}
 	bad, readings := 0, 0
 	received := time.Now()
 	err := p.Replay(in, func(n int, f profile.Frame, err error) {
@@ -104,10 +103,12 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "frame %d: %v\n", n, err)
 			return
 		}
-		for i := range f.Readings {
-			f.Readings[i].Device, f.Readings[i].Location, f.Readings[i].Received = "replay", "replay", received
+		var rs []fhir.PatientReading
+		for _, r := range f.Readings {
+			r.Device, r.Location, r.Received = "replay", "replay", received
+			rs = append(rs, fhir.PatientReading{Reading: r, Patient: "Patient/replay"})
 		}
-		entries, rejected := mapper.MapReadings(f.Readings)
+		entries, rejected := mapper.MapReadings(rs)
 		for _, e := range entries {
 			b, _ := json.MarshalIndent(e, "", "  ")
 			fmt.Fprintf(stdout, "%s\n", b)

@@ -17,17 +17,18 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
 	"github.com/wardgate/wardgate/devices/profile"
 )
@@ -53,6 +54,14 @@ type Source struct {
 	Sink    devices.Sink
 	Monitor *devices.Monitor
 	Log     *slog.Logger
+	// Clocks holds each device's clock estimate (a registry of its own when
+	// nil).
+	Clocks *devices.Clocks
+	// Seen remembers when messages without a device time were first
+	// received, so that one the broker delivers again (DUP) keeps its
+	// first receipt time, its identity. Without it such a message is
+	// identified by each receipt.
+	Seen FirstSeen
 
 	// MaxBatch bounds the messages committed together (256 when zero).
 	MaxBatch int
@@ -60,9 +69,13 @@ type Source struct {
 	// patient data, so only for debugging a profile (log.patient_data).
 	LogContent bool
 
-	mu     sync.Mutex
-	clocks map[string]*devices.Clock
-	acks   *acker
+	acks *acker
+}
+
+// FirstSeen records deliveries durably and gives each one's first receipt
+// time (buffer.Seen).
+type FirstSeen interface {
+	FirstSeen(ctx context.Context, ds []buffer.Delivery) ([]time.Time, error)
 }
 
 type inbound struct {
@@ -79,7 +92,9 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.MaxBatch == 0 {
 		s.MaxBatch = 256
 	}
-	s.clocks = map[string]*devices.Clock{}
+	if s.Clocks == nil {
+		s.Clocks = devices.NewClocks()
+	}
 	log := s.Log.With("monitor", s.ID, "broker", s.Broker, "topic", s.Topic)
 	opts, err := s.options()
 	if err != nil {
@@ -176,7 +191,12 @@ func (s *Source) Run(ctx context.Context) error {
 // deliver the messages again (after a reconnect), so the client is
 // disconnected to make it do so soon.
 func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger) {
-	var frames [][]devices.Reading
+	type decoded struct {
+		in     inbound
+		device string
+		f      profile.Frame
+	}
+	var msgs []decoded
 	var rejects []rejection
 	for _, in := range batch {
 		payload := in.msg.Payload()
@@ -201,22 +221,46 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		} else if s.LocationLevel >= 0 {
 			device = s.ID + "/" + loc
 		}
-		// A message without the device's time is known by its content: a
-		// redelivery (after an acknowledgement lost with its connection)
-		// then maps to the same Observations, not to new ones stamped with
-		// the new receipt time.
-		var frameID string
-		if f.DeviceTime.IsZero() {
-			h := sha256.Sum256(append([]byte(in.msg.Topic()+"\n"), payload...))
-			frameID = hex.EncodeToString(h[:10])
-		}
 		for i := range f.Readings {
 			f.Readings[i].Device, f.Readings[i].Location = device, loc
-			if f.Readings[i].DeviceTime.IsZero() {
-				f.Readings[i].FrameID = frameID
-			}
 		}
-		off := s.clock(device).Stamp(f.Readings, f.DeviceTime, in.received)
+		msgs = append(msgs, decoded{in, device, f})
+	}
+	// A message whose readings carry no device time is identified by when
+	// it was received: first, so that a redelivery keeps the receipt of
+	// the first delivery. That is recorded before the readings are
+	// committed (a crash in between finds it at the redelivery).
+	var untimed []buffer.Delivery
+	var untimedAt []int
+	for i, m := range msgs {
+		if s.Seen != nil && slices.ContainsFunc(m.f.Readings, func(r devices.Reading) bool { return r.DeviceTime.IsZero() }) {
+			h := sha256.Sum256(append([]byte(m.in.msg.Topic()+"\n"), m.in.msg.Payload()...))
+			untimed = append(untimed, buffer.Delivery{Key: string(h[:16]), At: m.in.received, Redelivered: m.in.msg.Duplicate()})
+			untimedAt = append(untimedAt, i)
+		}
+	}
+	for len(untimed) > 0 {
+		firsts, err := s.Seen.FirstSeen(ctx, untimed)
+		if err == nil {
+			for j, i := range untimedAt {
+				msgs[i].in.received = firsts[j]
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if s.Monitor.Set(devices.Failed, "the record of received messages does not take them: "+err.Error()) {
+			log.Error("cannot record the receipt of MQTT messages; they stay unacknowledged at the broker", "err", err)
+		}
+		if !sleepCtx(ctx, time.Second) {
+			return
+		}
+	}
+	var frames [][]devices.Reading
+	for _, m := range msgs {
+		f := m.f
+		off := s.Clocks.Clock(m.device, s.Profile.Transport.Interval.D()).Stamp(f.Readings, f.DeviceTime, f.DeviceTimeAlt, m.in.received, m.in.msg.Duplicate())
 		s.Monitor.Frame(f.Readings, len(f.Dropped), off)
 		if len(f.Readings) > 0 {
 			frames = append(frames, f.Readings)
@@ -260,11 +304,11 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 			}
 		}
 	}
-	msgs := make([]paho.Message, len(batch))
+	acks := make([]paho.Message, len(batch))
 	for i, in := range batch {
-		msgs[i] = in.msg
+		acks[i] = in.msg
 	}
-	s.acks.push(msgs)
+	s.acks.push(acks)
 }
 
 // acker sends PUBACKs in order on its own goroutine: the client may hold
@@ -336,17 +380,6 @@ func (s *Source) reject(ctx context.Context, rj rejection, log *slog.Logger) err
 	}
 	log.Warn("bad payload kept among the dead letters (its content is not logged)", "reason", reason, "bytes", len(in.msg.Payload()))
 	return nil
-}
-
-func (s *Source) clock(device string) *devices.Clock {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.clocks[device]
-	if c == nil {
-		c = devices.NewClock(0)
-		s.clocks[device] = c
-	}
-	return c
 }
 
 func (s *Source) options() (*paho.ClientOptions, error) {

@@ -172,6 +172,7 @@ func (p *Profile) checkTime(ps *yamlstrict.Problems) {
 	if t.Layout == "" {
 		ps.At("time.layout", "is missing (a Go layout like 01/02/06 15:04:05, or rfc3339, unix_s, unix_ms)")
 	}
+	p.zoneless = t.Layout != "rfc3339" && t.Layout != "unix_s" && t.Layout != "unix_ms" && !layoutHasZone(t.Layout)
 	switch t.Zone {
 	case "", "local":
 		p.zone = time.Local

@@ -15,14 +15,18 @@ import (
 // (device, bed and receipt time are the source's to fill in) and what was
 // left out, and why.
 type Frame struct {
-	DeviceTime   time.Time // zero when the device sent none
-	SerialNumber string
-	Firmware     string
-	DeviceID     string // json: the id in the message, if any
-	Manufacturer string
-	Model        string
-	Readings     []devices.Reading
-	Dropped      []Dropped
+	DeviceTime time.Time // zero when the device sent none
+	// DeviceTimeAlt is the other instant a local time without an offset
+	// may mean, in the hour repeated when daylight saving time ends (zero
+	// otherwise): the device's clock estimate chooses (devices.Clock.Stamp).
+	DeviceTimeAlt time.Time
+	SerialNumber  string
+	Firmware      string
+	DeviceID      string // json: the id in the message, if any
+	Manufacturer  string
+	Model         string
+	Readings      []devices.Reading
+	Dropped       []Dropped
 	// Ignored is set for a line the profile says carries no data.
 	Ignored bool
 }
@@ -111,21 +115,56 @@ func (p *Profile) reading(prm *Param, v float64, q devices.Quality) (devices.Rea
 	}, ""
 }
 
-// parseTime reads a device time as the profile says.
-func (p *Profile) parseTime(s string) (time.Time, error) {
+// parseTime reads a device time as the profile says. For a local time in
+// the hour repeated when daylight saving time ends, alt is the other
+// instant it may mean.
+func (p *Profile) parseTime(s string) (t, alt time.Time, err error) {
 	s = strings.TrimSpace(s)
 	switch p.Time.Layout {
 	case "rfc3339":
-		return time.Parse(time.RFC3339Nano, s)
+		t, err = time.Parse(time.RFC3339Nano, s)
+		return t, alt, err
 	case "unix_s", "unix_ms":
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			return time.Time{}, err
+			return t, alt, err
 		}
 		if p.Time.Layout == "unix_ms" {
-			return time.UnixMilli(int64(f)), nil
+			return time.UnixMilli(int64(f)), alt, nil
 		}
-		return time.Unix(0, int64(f*1e9)), nil
+		return time.Unix(0, int64(f*1e9)), alt, nil
 	}
-	return time.ParseInLocation(p.Time.Layout, s, p.zone)
+	t, err = time.ParseInLocation(p.Time.Layout, s, p.zone)
+	if err != nil || !p.zoneless {
+		return t, alt, err
+	}
+	return t, foldAlternative(t), nil
+}
+
+// foldAlternative is the other instant with t's wall clock in t's zone, when
+// t falls in a fold (zero otherwise).
+func foldAlternative(t time.Time) time.Time {
+	_, off := t.Zone()
+	for _, probe := range []time.Duration{-3 * time.Hour, 3 * time.Hour} {
+		_, other := t.Add(probe).Zone()
+		if other == off {
+			continue
+		}
+		alt := t.Add(time.Duration(off-other) * time.Second).In(t.Location())
+		y1, m1, d1 := t.Date()
+		y2, m2, d2 := alt.Date()
+		if !alt.Equal(t) && y1 == y2 && m1 == m2 && d1 == d2 && t.Hour() == alt.Hour() &&
+			t.Minute() == alt.Minute() && t.Second() == alt.Second() && t.Nanosecond() == alt.Nanosecond() {
+			return alt
+		}
+	}
+	return time.Time{}
+}
+
+// layoutHasZone reports whether a Go time layout writes a zone or offset:
+// the same wall clock in two zones formats alike when it does not.
+func layoutHasZone(layout string) bool {
+	a := time.Date(2006, 1, 2, 15, 4, 5, 0, time.UTC)
+	b := time.Date(2006, 1, 2, 15, 4, 5, 0, time.FixedZone("WGT", 5*3600+1800))
+	return a.Format(layout) != b.Format(layout)
 }

@@ -39,11 +39,11 @@ func (p *Profile) decodeJSON(data []byte) (Frame, error) {
 	if p.Time != nil {
 		v := firstQ(p.Time, doc)
 		if v != nil {
-			t, err := p.parseTime(str(v))
+			t, alt, err := p.parseTime(str(v))
 			if err != nil {
 				return Frame{}, bad("the device time does not read as " + p.Time.Layout)
 			}
-			f.DeviceTime = t
+			f.DeviceTime, f.DeviceTimeAlt = t, alt
 		}
 	}
 	if j.Observations != nil {
@@ -122,7 +122,9 @@ func (p *Profile) observation(o any, msgTime time.Time) (devices.Reading, string
 	t := msgTime
 	if j.ObsTime != nil {
 		if s := str(first(j.ObsTime, o)); s != "" && p.Time != nil {
-			ot, err := p.parseTime(s)
+			// A per-observation time in a fold is read as Go does (the
+			// first of the two): JSON bridges send offsets.
+			ot, _, err := p.parseTime(s)
 			if err != nil {
 				return devices.Reading{}, "bad time"
 			}

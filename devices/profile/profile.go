@@ -56,6 +56,19 @@ type Profile struct {
 	// Filled by validation.
 	statusFor map[string][]*Bit // param field → bits that apply to it
 	zone      *time.Location
+	zoneless  bool // the time layout carries no offset: it is read in zone
+}
+
+// HasDeviceTime reports whether the profile reads a time from the device.
+func (p *Profile) HasDeviceTime() bool { return p.Time != nil }
+
+// InZone returns the profile with its device times read in zone (a
+// monitor's time_zone), for a device whose clock shows local time without
+// an offset.
+func (p *Profile) InZone(zone *time.Location) *Profile {
+	q := *p
+	q.zone = zone
+	return &q
 }
 
 // Transport holds a profile's defaults for the link; a monitor's config

@@ -67,11 +67,11 @@ func (p *Profile) decodeLine(line []byte) (Frame, error) {
 				b.WriteString(part.s)
 			}
 		}
-		dt, err := p.parseTime(b.String())
+		dt, alt, err := p.parseTime(b.String())
 		if err != nil {
 			return Frame{}, bad("the device time does not read as " + p.Time.Layout)
 		}
-		f.DeviceTime = dt
+		f.DeviceTime, f.DeviceTimeAlt = dt, alt
 	}
 	if p.SerialNumber != "" {
 		f.SerialNumber = strings.TrimSpace(fields[p.SerialNumber])

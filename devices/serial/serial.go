@@ -120,6 +120,9 @@ type Source struct {
 	Sink         devices.Sink
 	Monitor      *devices.Monitor
 	Log          *slog.Logger
+	// Clocks holds the device's clock estimate (a registry of its own when
+	// nil).
+	Clocks *devices.Clocks
 
 	// Open opens the port; go.bug.st/serial when nil.
 	Open func(path string, s Settings) (Port, error)
@@ -160,7 +163,10 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.Monitor == nil {
 		s.Monitor = devices.NewMonitor(s.ID, s.Location, s.Profile.Name, "serial")
 	}
-	s.clock = devices.NewClock(0)
+	if s.Clocks == nil {
+		s.Clocks = devices.NewClocks()
+	}
+	s.clock = s.Clocks.Clock(s.ID, s.Profile.Transport.Interval.D())
 	log := s.Log.With("monitor", s.ID, "port", s.Path)
 	if _, err := s.Settings.mode(); err != nil {
 		s.Monitor.Set(devices.Failed, err.Error())
@@ -287,7 +293,7 @@ func (s *Source) frame(ctx context.Context, line []byte, received time.Time, log
 		r := &f.Readings[i]
 		r.Device, r.Location = s.ID, s.Location
 	}
-	off := s.clock.Stamp(f.Readings, f.DeviceTime, received)
+	off := s.clock.Stamp(f.Readings, f.DeviceTime, f.DeviceTimeAlt, received, false)
 	was, _ := s.Monitor.State()
 	s.Monitor.Frame(f.Readings, len(f.Dropped), off)
 	if was != devices.Connected {

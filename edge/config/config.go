@@ -57,6 +57,12 @@ type FHIR struct {
 	BatchSize               int      `yaml:"batch_size"`
 	BatchWait               Duration `yaml:"batch_wait"`
 	Timeout                 Duration `yaml:"timeout"`
+	// PatientReference is how a study's patient is referred to:
+	// conditional (Patient?identifier=…, resolved by the record inside the
+	// transaction, as R4 asks) or resolve (the gateway searches the Patient
+	// itself and writes a literal reference, for servers that store
+	// conditional references unresolved).
+	PatientReference string `yaml:"patient_reference"`
 }
 
 // FHIRAuth is how the gateway authenticates to the FHIR server.
@@ -86,6 +92,11 @@ type Monitor struct {
 	Profile  string  `yaml:"profile"`
 	Serial   *Serial `yaml:"serial"`
 	MQTT     *MQTT   `yaml:"mqtt"`
+	// TimeZone is the zone of the device's clock when it sends local time
+	// without an offset (local, UTC or an IANA name); empty: the profile's.
+	TimeZone string `yaml:"time_zone"`
+	// Zone is TimeZone loaded; nil: the profile's.
+	Zone *time.Location `yaml:"-"`
 }
 
 // Serial is an RS-232 port. Zero values take the profile's defaults.
@@ -121,8 +132,10 @@ type Patients struct {
 	// EncounterLookup finds the patient in a bed from the FHIR server: the
 	// in-progress Encounter whose location is the bed's Location.
 	EncounterLookup *EncounterLookup `yaml:"encounter_lookup"`
-	// HoldUnassociated is how long readings from a bed with no known
-	// patient wait for one (default 1h); then they are dropped and counted.
+	// HoldUnassociated is how long readings wait once every source has
+	// answered that nobody lay in their bed at their time (default 1h);
+	// then they go to the dead letters, from where they can be retried. A
+	// record that cannot be reached never makes readings expire.
 	HoldUnassociated Duration `yaml:"hold_unassociated"`
 }
 
@@ -131,8 +144,11 @@ type EncounterLookup struct {
 	// LocationSystem is the identifier system of the ward's Location
 	// resources; a bed's name is the identifier's value.
 	LocationSystem string `yaml:"location_system"`
-	// TTL is how long an answer is kept (default 1m): a patient moved to
-	// another bed is followed within it.
+	// Refresh is the least time between two lookups of one bed (default
+	// 5s). An answer serves only readings measured before it was asked
+	// for; later ones wait for the next lookup.
+	Refresh Duration `yaml:"refresh"`
+	// TTL is the old name of refresh, read with a warning.
 	TTL Duration `yaml:"ttl"`
 }
 
@@ -149,6 +165,10 @@ type DICOM struct {
 	// arrived, even once every forward destination and the FHIR server
 	// have it (default 0: removed as soon as they do).
 	Retention Duration `yaml:"retention"`
+	// IssuerOfPatientID is the Issuer of Patient ID (0010,0021) under which
+	// a study's Patient ID is an identifier of fhir.patient_identifier_system.
+	// A study whose instances name another issuer has no patient here.
+	IssuerOfPatientID string `yaml:"issuer_of_patient_id"`
 }
 
 // DICOMPeer is a modality allowed to send (ae_title, optional host) or a
@@ -185,7 +205,7 @@ const (
 	DefaultStudyStableAfter = Duration(60e9)
 	DefaultMaxAssociations  = 16
 	DefaultHoldUnassociated = Duration(time.Hour)
-	DefaultEncounterTTL     = Duration(time.Minute)
+	DefaultEncounterRefresh = Duration(5 * time.Second)
 )
 
 // Load reads, decodes and validates the config file at path. On any error
@@ -237,8 +257,14 @@ func (c *Config) applyDefaults() {
 	if c.Patients.HoldUnassociated == 0 {
 		c.Patients.HoldUnassociated = DefaultHoldUnassociated
 	}
-	if e := c.Patients.EncounterLookup; e != nil && e.TTL == 0 {
-		e.TTL = DefaultEncounterTTL
+	if e := c.Patients.EncounterLookup; e != nil && e.Refresh == 0 {
+		e.Refresh = e.TTL
+		if e.Refresh == 0 {
+			e.Refresh = DefaultEncounterRefresh
+		}
+	}
+	if c.FHIR.PatientReference == "" {
+		c.FHIR.PatientReference = "conditional"
 	}
 	for i := range c.Monitors {
 		if m := c.Monitors[i].MQTT; m != nil && m.QoS == nil {

@@ -180,6 +180,7 @@ func validateFHIR(c *Config, ps *Problems) {
 	} else if c.DICOM != nil {
 		ps.At("fhir.patient_identifier_system", "is required with dicom: it is the system under which a study's Patient ID is looked up")
 	}
+	oneOf(ps, "fhir.patient_reference", f.PatientReference, "conditional", "resolve")
 	a := &f.Auth
 	needs := map[string][]string{
 		"none":               {},
@@ -253,6 +254,25 @@ func validateMonitors(c *Config, ps *Problems) {
 				ps.At(p+".id", "%q is already the id of monitors[%d]", m.ID, j)
 			}
 			ids[m.ID] = i
+		}
+		if m.TimeZone != "" {
+			switch m.TimeZone {
+			case "local":
+				m.Zone = time.Local
+			case "UTC", "utc":
+				m.Zone = time.UTC
+			default:
+				z, err := time.LoadLocation(m.TimeZone)
+				if err != nil {
+					ps.At(p+".time_zone", "%q is not local, UTC or a known IANA zone (such as Europe/Berlin)", m.TimeZone)
+				}
+				m.Zone = z
+			}
+			if c.Profiles != nil {
+				if prof, ok := c.Profiles.Get(m.Profile); ok && !prof.HasDeviceTime() {
+					ps.At(p+".time_zone", "profile %s reads no time from the device: a time zone has nothing to apply to", m.Profile)
+				}
+			}
 		}
 		fromTopic := m.MQTT != nil && m.MQTT.LocationLevel != nil
 		if strings.TrimSpace(m.Location) == "" && !fromTopic {
@@ -390,8 +410,11 @@ func validatePatients(c *Config, ps *Problems) {
 		if e.LocationSystem == "" {
 			ps.At("patients.encounter_lookup.location_system", "is required: the identifier system of the beds' Location resources")
 		}
-		if e.TTL.D() < time.Second || e.TTL.D() > time.Hour {
-			ps.At("patients.encounter_lookup.ttl", "%s is not from 1s to 1h", e.TTL)
+		if e.TTL != 0 {
+			ps.Warn("patients.encounter_lookup.ttl", "is now refresh (the least time between two lookups of one bed; an answer no longer serves readings measured after it was asked for): %s is used as refresh", e.TTL)
+		}
+		if e.Refresh.D() < time.Second || e.Refresh.D() > 10*time.Minute {
+			ps.At("patients.encounter_lookup.refresh", "%s is not from 1s to 10m", e.Refresh)
 		}
 	}
 	for bed, ref := range c.Patients.Static {

@@ -34,7 +34,7 @@ func BenchmarkDelivery(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 				rd.DeviceTime = deviceTime.Add(time.Duration(i) * time.Second)
-				entries, _ := m.MapReadings([]devices.Reading{rd})
+				entries, _ := m.MapReadings(charted(rd))
 				var items []buffer.Item
 				for _, e := range entries {
 					p, _ := json.Marshal(e)
@@ -108,7 +108,7 @@ func BenchmarkLatency(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 		rd.DeviceTime = deviceTime.Add(time.Duration(i) * time.Second)
-		entries, _ := m.MapReadings([]devices.Reading{rd})
+		entries, _ := m.MapReadings(charted(rd))
 		var items []buffer.Item
 		for _, e := range entries {
 			p, _ := json.Marshal(e)
@@ -144,17 +144,17 @@ func BenchmarkLatency(b *testing.B) {
 // BenchmarkMapReadings is the cost of turning one frame of five readings
 // into validated Observation entries.
 func BenchmarkMapReadings(b *testing.B) {
-	m := &Mapper{Site: "ward-4b", Patient: func(string, time.Time) (string, bool) { return "Patient/1", true }}
+	m := &Mapper{Site: "ward-4b"}
 	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 	codes := []devices.MDC{{Code: 147842, RefID: "MDC_ECG_HEART_RATE"}, {Code: 150456, RefID: "MDC_PULS_OXIM_SAT_O2"},
 		{Code: 149530, RefID: "MDC_PULS_OXIM_PULS_RATE"}, {Code: 151578, RefID: "MDC_TTHOR_RESP_RATE"}, {Code: 150364, RefID: "MDC_TEMP_BODY"}}
 	units := []string{"/min", "%", "/min", "/min", "Cel"}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		frame := make([]devices.Reading, len(codes))
+		frame := make([]PatientReading, len(codes))
 		for j := range codes {
-			frame[j] = devices.Reading{Device: "d", Location: "bed", Code: codes[j], Value: 70, Unit: units[j],
-				DeviceTime: at.Add(time.Duration(i) * time.Second), Received: at}
+			frame[j] = PatientReading{Reading: devices.Reading{Device: "d", Location: "bed", Code: codes[j], Value: 70, Unit: units[j],
+				DeviceTime: at.Add(time.Duration(i) * time.Second), Received: at}, Patient: "Patient/1"}
 		}
 		if _, rej := m.MapReadings(frame); len(rej) > 0 {
 			b.Fatal(rej)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
-	"github.com/wardgate/wardgate/devices"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
 
@@ -74,7 +73,7 @@ func (r *rig) readings(n int) {
 		rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", float64(90+i%10), "%")
 		rd.DeviceTime = deviceTime.Add(time.Duration(r.n) * time.Second)
 		r.n++
-		entries, rejected := r.m.MapReadings([]devices.Reading{rd})
+		entries, rejected := r.m.MapReadings(charted(rd))
 		if len(rejected) > 0 {
 			r.t.Fatal(rejected)
 		}
@@ -318,7 +317,7 @@ func TestDuplicateEntriesInOneBundleAreWrittenOnce(t *testing.T) {
 	rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 	rd.SerialNumber = "SN,1|x" // search-special characters in the identity
 	for i := 0; i < 3; i++ {
-		entries, _ := testMapper().MapReadings([]devices.Reading{rd})
+		entries, _ := testMapper().MapReadings(charted(rd))
 		for _, e := range entries {
 			b, _ := json.Marshal(e)
 			r.outbox.Append(context.Background(), buffer.Item{Key: rd.Device, Payload: b})

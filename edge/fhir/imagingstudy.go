@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -59,10 +60,6 @@ type EndpointResource struct {
 	Address        string            `json:"address"`
 }
 
-// ErrNoPatientID means a study carries no Patient ID, so wardgate cannot
-// find its patient (and never guesses one).
-var ErrNoPatientID = errors.New("the study has no Patient ID")
-
 // StudyIdentifier is the ImagingStudy identifier of a Study Instance UID.
 func StudyIdentifier(studyUID string) Identifier {
 	return Identifier{System: DICOMUIDSystem, Value: "urn:oid:" + studyUID}
@@ -93,34 +90,32 @@ func (m *Mapper) EndpointEntry() (*Entry, error) {
 }
 
 // MapStudy maps the headers of every instance received for one study to its
-// ImagingStudy, written by conditional update on the study's identifier (so
-// that instances arriving later update it).
-func (m *Mapper) MapStudy(instances []dicom.InstanceHeader) (Entry, error) {
+// ImagingStudy, for the patient subject (a reference the caller resolved:
+// "Patient/123", or a conditional "Patient?identifier=…"). StudyEntry
+// wraps it, after any merge with what the record holds.
+func (m *Mapper) MapStudy(instances []dicom.InstanceHeader, subject string) (*ImagingStudy, error) {
 	if len(instances) == 0 {
-		return Entry{}, errors.New("a study with no instances")
+		return nil, errors.New("a study with no instances")
+	}
+	if subject == "" {
+		return nil, errors.New("a study with no patient")
 	}
 	first := instances[0]
 	for _, in := range instances {
 		if in.StudyInstanceUID != first.StudyInstanceUID {
-			return Entry{}, fmt.Errorf("instances of studies %s and %s mixed", first.StudyInstanceUID, in.StudyInstanceUID)
+			return nil, fmt.Errorf("instances of studies %s and %s mixed", first.StudyInstanceUID, in.StudyInstanceUID)
 		}
-	}
-	if strings.TrimSpace(first.PatientID) == "" {
-		return Entry{}, ErrNoPatientID
-	}
-	if m.PatientIdentifierSystem == "" {
-		return Entry{}, errors.New("fhir.patient_identifier_system is not set")
 	}
 	loc := m.Local
 	if loc == nil {
 		loc = time.Local
 	}
 
-	s := ImagingStudy{
+	s := &ImagingStudy{
 		ResourceType: "ImagingStudy",
 		Identifier:   []Identifier{StudyIdentifier(first.StudyInstanceUID)},
 		Status:       "available",
-		Subject:      Reference{Reference: conditional("Patient", m.PatientIdentifierSystem, first.PatientID)},
+		Subject:      Reference{Reference: subject},
 		Started:      dicomDateTime(first.StudyDate, first.StudyTime, first.TimezoneOffset, loc),
 		Description:  first.StudyDescription,
 	}
@@ -161,13 +156,12 @@ func (m *Mapper) MapStudy(instances []dicom.InstanceHeader) (Entry, error) {
 		})
 		h := ins[0]
 		se := ImagingSeries{
-			UID:               uid,
-			Number:            optInt(h.SeriesNumber),
-			Modality:          Coding{System: DICOMDCM, Code: h.Modality},
-			Description:       h.SeriesDescription,
-			NumberOfInstances: len(ins),
-			Endpoint:          s.Endpoint,
-			Started:           dicomDateTime(h.SeriesDate, h.SeriesTime, h.TimezoneOffset, loc),
+			UID:         uid,
+			Number:      optInt(h.SeriesNumber),
+			Modality:    Coding{System: DICOMDCM, Code: h.Modality},
+			Description: h.SeriesDescription,
+			Endpoint:    s.Endpoint,
+			Started:     dicomDateTime(h.SeriesDate, h.SeriesTime, h.TimezoneOffset, loc),
 		}
 		if b := strings.TrimSpace(h.BodyPartExamined); b != "" {
 			se.BodySite = &Coding{Display: b}
@@ -186,15 +180,85 @@ func (m *Mapper) MapStudy(instances []dicom.InstanceHeader) (Entry, error) {
 			})
 		}
 		s.Series = append(s.Series, se)
-		s.NumberOfInstances += len(ins)
 		if len(first.ModalitiesInStudy) == 0 && h.Modality != "" && !slices.Contains(modalities, h.Modality) {
 			modalities = append(modalities, h.Modality)
 		}
 	}
-	s.NumberOfSeries = len(s.Series)
 	for _, mod := range modalities {
 		s.Modality = append(s.Modality, Coding{System: DICOMDCM, Code: mod})
 	}
+	s.count()
+	return s, nil
+}
+
+// count sets the series and instance counts from the series.
+func (s *ImagingStudy) count() {
+	s.NumberOfSeries, s.NumberOfInstances = len(s.Series), 0
+	for i := range s.Series {
+		s.Series[i].NumberOfInstances = len(s.Series[i].Instance)
+		s.NumberOfInstances += len(s.Series[i].Instance)
+	}
+}
+
+// Merge adds to s the series and instances of the record's ImagingStudy of
+// the same study that s lacks, so that an ImagingStudy written from the
+// instances at hand (a late instance, after the gateway lost what it had
+// charted) never replaces a fuller one with a subset. What s holds wins for
+// an instance both have. The record's subject is returned for the caller
+// to compare with its own.
+func (s *ImagingStudy) Merge(record json.RawMessage) (recordSubject string, err error) {
+	var r ImagingStudy
+	if err := json.Unmarshal(record, &r); err != nil {
+		return "", fmt.Errorf("the record's ImagingStudy does not read: %v", err)
+	}
+	have := map[string]int{} // series UID → index in s.Series
+	for i, se := range s.Series {
+		have[se.UID] = i
+	}
+	for _, rse := range r.Series {
+		i, ok := have[rse.UID]
+		if !ok {
+			s.Series = append(s.Series, rse)
+			have[rse.UID] = len(s.Series) - 1
+			continue
+		}
+		known := map[string]bool{}
+		for _, in := range s.Series[i].Instance {
+			known[in.UID] = true
+		}
+		for _, in := range rse.Instance {
+			if !known[in.UID] {
+				s.Series[i].Instance = append(s.Series[i].Instance, in)
+			}
+		}
+	}
+	for _, mod := range r.Modality {
+		if !slices.ContainsFunc(s.Modality, func(c Coding) bool { return c.Code == mod.Code }) {
+			s.Modality = append(s.Modality, mod)
+		}
+	}
+	slices.SortStableFunc(s.Series, func(a, b ImagingSeries) int {
+		return cmp.Or(cmp.Compare(deref(a.Number), deref(b.Number)), cmp.Compare(a.UID, b.UID))
+	})
+	for i := range s.Series {
+		slices.SortStableFunc(s.Series[i].Instance, func(a, b ImagingInstance) int {
+			return cmp.Or(cmp.Compare(deref(a.Number), deref(b.Number)), cmp.Compare(a.UID, b.UID))
+		})
+	}
+	s.count()
+	return r.Subject.Reference, nil
+}
+
+func deref(n *int) int {
+	if n == nil {
+		return 0
+	}
+	return *n
+}
+
+// StudyEntry validates an ImagingStudy and wraps it in the conditional
+// update on its identifier (so that instances arriving later update it).
+func (m *Mapper) StudyEntry(s *ImagingStudy) (Entry, error) {
 	id := s.Identifier[0]
 	return entry(s, Request{Method: "PUT", URL: conditional("ImagingStudy", id.System, id.Value)})
 }

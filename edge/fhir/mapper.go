@@ -3,22 +3,18 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
-	"github.com/wardgate/wardgate/devices"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/devices"
 	"github.com/wardgate/wardgate/edge/fhir/r4"
 )
 
-// ErrNoPatient means no patient is associated with the bed at the time of a
-// reading: it does not go to any chart.
-var ErrNoPatient = errors.New("no patient is associated with this bed")
-
-// PatientLookup returns the Patient reference ("Patient/123") of the patient
-// in bed at time at, if any.
-type PatientLookup func(bed string, at time.Time) (string, bool)
+// ErrNoPatient means a reading came to the mapper without its patient: it
+// does not go to any chart.
+var ErrNoPatient = errors.New("no patient is given for this reading")
 
 // Mapper turns readings and studies into Bundle entries. It remembers which
 // Devices it has written in this run so that each Device entry goes out once
@@ -33,8 +29,6 @@ type Mapper struct {
 	WADORSBase string
 	// Local is the time zone of DICOM dates that carry no offset.
 	Local *time.Location
-	// Patient associates beds with patients.
-	Patient PatientLookup
 
 	mu      sync.Mutex
 	devices map[string]string // device id → identity of the Device written
@@ -45,8 +39,7 @@ type Mapper struct {
 type Rejected struct {
 	What   string // device/code, or the study's UID: no patient data
 	Reason error
-	// Reading is the rejected reading, for a caller that keeps it (a
-	// reading with no patient waits for one).
+	// Reading is the rejected reading.
 	Reading devices.Reading
 }
 
@@ -55,6 +48,12 @@ func (m *Mapper) system(kind string) string { return "urn:wardgate:" + m.Site + 
 // conditional is a search URL on one identifier: "Type?identifier=system|value".
 func conditional(resourceType, system, value string) string {
 	return resourceType + "?" + ifNoneExist(system, value)
+}
+
+// ConditionalPatient is the conditional reference to the Patient with the
+// identifier system|value, which the record resolves inside a transaction.
+func ConditionalPatient(system, value string) string {
+	return conditional("Patient", system, value)
 }
 
 func ifNoneExist(system, value string) string {

@@ -25,13 +25,17 @@ func testMapper() *Mapper {
 		PatientIdentifierSystem: "urn:oid:1.2.3.4",
 		WADORSBase:              "https://pacs.example.org/dicomweb/",
 		Local:                   time.FixedZone("CET", 3600),
-		Patient: func(bed string, at time.Time) (string, bool) {
-			if bed == "bed-12" {
-				return "Patient/123", true
-			}
-			return "", false
-		},
 	}
+}
+
+// charted gives readings their patient as the gateway's association model
+// would: Patient/123.
+func charted(rs ...devices.Reading) []PatientReading {
+	out := make([]PatientReading, len(rs))
+	for i, r := range rs {
+		out[i] = PatientReading{Reading: r, Patient: "Patient/123"}
+	}
+	return out
 }
 
 var deviceTime = time.Date(2026, 11, 25, 3, 0, 5, 0, time.UTC)
@@ -93,7 +97,7 @@ func TestEachParameterMapsToItsProfile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := testMapper()
-			entries, rejected := m.MapReadings([]devices.Reading{tc.r})
+			entries, rejected := m.MapReadings(charted(tc.r))
 			if len(rejected) != 0 || len(entries) != 2 {
 				t.Fatalf("entries %v, rejected %v", kinds(entries), rejected)
 			}
@@ -108,13 +112,13 @@ func TestEachParameterMapsToItsProfile(t *testing.T) {
 
 func TestBloodPressureIsOnePanel(t *testing.T) {
 	m := testMapper()
-	entries, rejected := m.MapReadings([]devices.Reading{
+	entries, rejected := m.MapReadings(charted(
 		reading(150021, "MDC_PRESS_BLD_NONINV_SYS", 120, "mm[Hg]"),
 		reading(150022, "MDC_PRESS_BLD_NONINV_DIA", 80, "mm[Hg]"),
 		reading(150023, "MDC_PRESS_BLD_NONINV_MEAN", 93, "mm[Hg]"),
 		reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%"),
 		reading(150039, "MDC_PRESS_BLD_ART_ABP_MEAN", 90, "mm[Hg]"), // arterial mean alone
-	})
+	))
 	if len(rejected) != 0 {
 		t.Fatal(rejected)
 	}
@@ -127,10 +131,10 @@ func TestBloodPressureIsOnePanel(t *testing.T) {
 
 func TestTheSameReadingAlwaysHasTheSameIdentifier(t *testing.T) {
 	r := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
-	a, _ := testMapper().MapReadings([]devices.Reading{r})
+	a, _ := testMapper().MapReadings(charted(r))
 	r.ClockOffset = 5 * time.Second // a new offset estimate after a restart
 	r.Received = r.Received.Add(time.Minute)
-	b, _ := testMapper().MapReadings([]devices.Reading{r})
+	b, _ := testMapper().MapReadings(charted(r))
 	if a[1].Request.IfNoneExist != b[1].Request.IfNoneExist {
 		t.Fatalf("identifiers differ: %s vs %s", a[1].Request.IfNoneExist, b[1].Request.IfNoneExist)
 	}
@@ -145,16 +149,16 @@ func TestTheSameReadingAlwaysHasTheSameIdentifier(t *testing.T) {
 func TestDeviceIsWrittenOncePerRunAndOnChange(t *testing.T) {
 	m := testMapper()
 	r := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
-	first, _ := m.MapReadings([]devices.Reading{r, r})
-	second, _ := m.MapReadings([]devices.Reading{r})
+	first, _ := m.MapReadings(charted(r, r))
+	second, _ := m.MapReadings(charted(r))
 	r.Firmware = "7.4"
-	third, _ := m.MapReadings([]devices.Reading{r})
+	third, _ := m.MapReadings(charted(r))
 	if len(first) != 3 || len(second) != 1 || len(third) != 2 {
 		t.Fatalf("entries: %v / %v / %v", kinds(first), kinds(second), kinds(third))
 	}
 	golden(t, "device", first[0].Resource)
 	m.Forget("bed-12-monitor")
-	if again, _ := m.MapReadings([]devices.Reading{r}); len(again) != 2 {
+	if again, _ := m.MapReadings(charted(r)); len(again) != 2 {
 		t.Fatalf("after Forget: %v", kinds(again))
 	}
 }
@@ -162,14 +166,13 @@ func TestDeviceIsWrittenOncePerRunAndOnChange(t *testing.T) {
 func TestReadingsThatCannotBeMappedAreRejectedWithAReason(t *testing.T) {
 	noBed := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
 	noBed.Location = "bed-99"
-	_, rejected := testMapper().MapReadings([]devices.Reading{
-		noBed,
+	_, rejected := testMapper().MapReadings(append([]PatientReading{{Reading: noBed}}, charted(
 		reading(150456, "MDC_PULS_OXIM_SAT_O2", 0.98, "1"),
 		reading(999999, "MDC_UNKNOWN", 1, "1"),
 		reading(150021, "MDC_PRESS_BLD_NONINV_SYS", 16, "kPa"),
 		reading(150022, "MDC_PRESS_BLD_NONINV_DIA", 10, "kPa"),
-	})
-	want := []string{"no patient is associated", `unit "1"`, "no mapping for MDC code 999999", `unit "kPa"`, `unit "kPa"`}
+	)...))
+	want := []string{"no patient is given", `unit "1"`, "no mapping for MDC code 999999", `unit "kPa"`, `unit "kPa"`}
 	if len(rejected) != len(want) {
 		t.Fatalf("rejected: %v", rejected)
 	}
@@ -204,7 +207,11 @@ func TestStudyMapsToOneImagingStudy(t *testing.T) {
 		header("1.2.3.1", "1.2.3.1.1", 1, 1, "CT"), // received twice
 	}
 	hs[1].TimezoneOffset, hs[2].TimezoneOffset = "+0100", "+0100"
-	e, err := m.MapStudy(hs)
+	s, err := m.MapStudy(hs, ConditionalPatient(m.PatientIdentifierSystem, "MRN-0042"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.StudyEntry(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,10 +224,8 @@ func TestStudyMapsToOneImagingStudy(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "endpoint", ep.Resource)
-
-	hs[0].PatientID = " "
-	if _, err := m.MapStudy(hs[:1]); !errors.Is(err, ErrNoPatientID) {
-		t.Fatalf("study without Patient ID: %v", err)
+	if _, err := m.MapStudy(hs, ""); err == nil {
+		t.Fatal("a study was mapped without a patient")
 	}
 }
 

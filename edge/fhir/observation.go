@@ -17,30 +17,39 @@ var vitalSignsCategory = []CodeableConcept{{
 // alternateUnits are the other units a parameter's profile accepts.
 var alternateUnits = map[string][]string{"Cel": {"[degF]"}}
 
+// PatientReading is a reading with the patient it belongs to: the one who
+// lay in its bed at its time, as the gateway's association model resolved
+// it. The mapper never looks a patient up itself.
+type PatientReading struct {
+	devices.Reading
+	Patient string // "Patient/123"
+}
+
 // MapReadings maps the readings of one frame (or message) to entries: a
 // Device entry the first time a device is seen in this run, then one
 // Observation per reading, except that the systolic and diastolic (and mean)
 // readings of one blood pressure become one panel. Readings that cannot be
 // mapped are returned with the reason.
-func (m *Mapper) MapReadings(readings []devices.Reading) ([]Entry, []Rejected) {
+func (m *Mapper) MapReadings(readings []PatientReading) ([]Entry, []Rejected) {
 	var out []Entry
 	var rejected []Rejected
-	reject := func(r devices.Reading, err error) {
-		rejected = append(rejected, Rejected{What: r.Device + "/" + strconv.FormatUint(uint64(r.Code.Code), 10), Reason: err, Reading: r})
+	reject := func(r PatientReading, err error) {
+		rejected = append(rejected, Rejected{What: r.Device + "/" + strconv.FormatUint(uint64(r.Code.Code), 10), Reason: err, Reading: r.Reading})
 	}
 
-	// Blood-pressure members sharing a device, family and time form a panel.
+	// Blood-pressure members sharing a device, patient, family and time
+	// form a panel.
 	type panelKey struct {
-		device string
-		family uint32
-		at     int64 // UnixNano: times of one instant in two zones are equal
+		device, patient string
+		family          uint32
+		at              int64 // UnixNano: times of one instant in two zones are equal
 	}
-	panels := map[panelKey][4]*devices.Reading{}
+	panels := map[panelKey][4]*PatientReading{}
 	var order []panelKey
 	for i := range readings {
 		r := &readings[i]
 		if f, member := bpOf(r.Code.Code); f != nil {
-			k := panelKey{r.Device, f.Panel, identityTime(*r).UnixNano()}
+			k := panelKey{r.Device, r.Patient, f.Panel, identityTime(r.Reading).UnixNano()}
 			p, seen := panels[k]
 			if !seen {
 				order = append(order, k)
@@ -52,7 +61,7 @@ func (m *Mapper) MapReadings(readings []devices.Reading) ([]Entry, []Rejected) {
 
 	for i := range readings {
 		r := readings[i]
-		dev, err := m.deviceEntry(r)
+		dev, err := m.deviceEntry(r.Reading)
 		if err != nil {
 			reject(r, err)
 			continue
@@ -106,7 +115,8 @@ func (m *Mapper) MapReadings(readings []devices.Reading) ([]Entry, []Rejected) {
 // identityTime is the time that identifies a reading: the device's own
 // clock when it sends one (so that reading the same frame again maps to the
 // same Observation, whatever the clock offset estimate is now), else the
-// time of receipt.
+// time the gateway first received it (a redelivered message keeps the
+// receipt time of its first delivery).
 func identityTime(r devices.Reading) time.Time {
 	if !r.DeviceTime.IsZero() {
 		return r.DeviceTime
@@ -114,10 +124,10 @@ func identityTime(r devices.Reading) time.Time {
 	return r.Received
 }
 
+// observationID names the measurement: device, code and time. Two readings
+// of one device and code at two times are two Observations, whatever their
+// values.
 func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
-	if r.DeviceTime.IsZero() && r.FrameID != "" {
-		return Identifier{System: m.system("observation"), Value: fmt.Sprintf("%s/%d/frame-%s", r.Device, code, r.FrameID)}
-	}
 	return Identifier{
 		System: m.system("observation"),
 		Value:  fmt.Sprintf("%s/%d/%s", r.Device, code, fhirTime(identityTime(r))),
@@ -125,22 +135,17 @@ func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
 }
 
 // base fills what every Observation of a reading has.
-func (m *Mapper) base(r devices.Reading, code uint32) (*Observation, error) {
-	at := r.Effective()
-	if m.Patient == nil {
-		return nil, ErrNoPatient
-	}
-	patient, ok := m.Patient(r.Location, at)
-	if !ok {
+func (m *Mapper) base(r PatientReading, code uint32) (*Observation, error) {
+	if r.Patient == "" {
 		return nil, fmt.Errorf("%w (%s)", ErrNoPatient, r.Location)
 	}
 	o := &Observation{
 		ResourceType:      "Observation",
-		Identifier:        []Identifier{m.observationID(r, code)},
+		Identifier:        []Identifier{m.observationID(r.Reading, code)},
 		Status:            "final",
-		Subject:           &Reference{Reference: patient},
-		EffectiveDateTime: fhirTime(at),
-		Device:            &Reference{Reference: conditional("Device", m.system("device"), deviceIdentity(r))},
+		Subject:           &Reference{Reference: r.Patient},
+		EffectiveDateTime: fhirTime(r.Effective()),
+		Device:            &Reference{Reference: conditional("Device", m.system("device"), deviceIdentity(r.Reading))},
 	}
 	if !r.Received.IsZero() {
 		o.Issued = fhirTime(r.Received)
@@ -162,7 +167,7 @@ func request(o *Observation) Request {
 	return Request{Method: "POST", URL: "Observation", IfNoneExist: ifNoneExist(o.Identifier[0].System, o.Identifier[0].Value)}
 }
 
-func checkUnit(r devices.Reading, want string) error {
+func checkUnit(r PatientReading, want string) error {
 	if r.Unit == want || slices.Contains(alternateUnits[want], r.Unit) {
 		return nil
 	}
@@ -173,7 +178,7 @@ func mdcCoding(code uint32, ref string) Coding {
 	return Coding{System: MDCSystem, Code: strconv.FormatUint(uint64(code), 10), Display: ref}
 }
 
-func (m *Mapper) observation(r devices.Reading) (Entry, error) {
+func (m *Mapper) observation(r PatientReading) (Entry, error) {
 	p, ok := paramOf(r.Code.Code)
 	if !ok {
 		return Entry{}, fmt.Errorf("no mapping for MDC code %d (%s)", r.Code.Code, r.Code.RefID)
@@ -194,7 +199,7 @@ func (m *Mapper) observation(r devices.Reading) (Entry, error) {
 	return m.observationEntry(o)
 }
 
-func (m *Mapper) bloodPressure(f *bpFamily, p [4]*devices.Reading) (Entry, error) {
+func (m *Mapper) bloodPressure(f *bpFamily, p [4]*PatientReading) (Entry, error) {
 	for _, r := range p[1:] {
 		if r != nil {
 			if err := checkUnit(*r, "mm[Hg]"); err != nil {
@@ -223,7 +228,7 @@ func (m *Mapper) bloodPressure(f *bpFamily, p [4]*devices.Reading) (Entry, error
 	return m.observationEntry(o)
 }
 
-func (m *Mapper) bpMember(f *bpFamily, member int, r devices.Reading) (Entry, error) {
+func (m *Mapper) bpMember(f *bpFamily, member int, r PatientReading) (Entry, error) {
 	if err := checkUnit(r, "mm[Hg]"); err != nil {
 		return Entry{}, err
 	}

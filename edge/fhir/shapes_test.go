@@ -11,11 +11,11 @@ import (
 // wardgate makes valid by construction: anything else about a resource
 // still changes its shape, and odd variable parts force a full validation.
 func TestObservationShape(t *testing.T) {
-	m := &Mapper{Site: "w", Patient: func(string, time.Time) (string, bool) { return "Patient/1", true }}
+	m := &Mapper{Site: "w"}
 	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 	obs := func(code devices.MDC, unit string, v float64, dt time.Time, dev string) *Observation {
-		r := devices.Reading{Device: dev, Location: "bed", Code: code, Value: v, Unit: unit, DeviceTime: dt, Received: at}
-		o, err := m.base(r, code.Code)
+		r := devices.Reading{Device: dev, Location: "bed", Code: code, Value: v, Unit: unit, DeviceTime: dt, Received: dt}
+		o, err := m.base(PatientReading{Reading: r, Patient: "Patient/1"}, code.Code)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,19 +43,22 @@ func TestObservationShape(t *testing.T) {
 	}
 }
 
-// A reading without a device time that comes again in the same frame (an
-// MQTT message redelivered) is the same Observation, whenever it arrived.
-func TestFrameIDIdentifiesReadingsWithoutDeviceTime(t *testing.T) {
+// A reading is named by device, code and time: without a device time,
+// by when the gateway first received it, so that two equal readings a few
+// seconds apart are two Observations.
+func TestReadingsWithoutDeviceTimeAreNamedByTheirReceipt(t *testing.T) {
 	m := &Mapper{Site: "w"}
-	r := devices.Reading{Device: "d", Code: devices.MDC{Code: 147842}, FrameID: "abc123", Received: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	r := devices.Reading{Device: "d", Code: devices.MDC{Code: 147842}, Value: 72, Received: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
 	again := r
-	again.Received = r.Received.Add(time.Minute)
-	if a, b := m.observationID(r, 147842), m.observationID(again, 147842); a != b {
-		t.Fatalf("%v and %v differ", a, b)
+	again.Received = r.Received.Add(3 * time.Second)
+	if a, b := m.observationID(r, 147842), m.observationID(again, 147842); a == b {
+		t.Fatalf("two measurements seconds apart share the identifier %v", a)
 	}
 	timed := r
-	timed.DeviceTime = r.Received
-	if m.observationID(timed, 147842).Value == m.observationID(r, 147842).Value {
-		t.Fatal("a device time must still decide when there is one")
+	timed.DeviceTime = r.Received.Add(-time.Minute)
+	later := timed
+	later.Received = r.Received.Add(time.Hour) // read again, much later
+	if m.observationID(timed, 147842) != m.observationID(later, 147842) {
+		t.Fatal("a device time must decide when there is one")
 	}
 }
