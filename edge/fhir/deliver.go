@@ -31,6 +31,12 @@ import (
 //     The Bundle is split in halves until the refused entries are found; the
 //     others are delivered, and each refused one goes to the dead letters
 //     with the server's OperationOutcome.
+//   - 403, 409 or 412 with an OperationOutcome may pass (a role being
+//     granted, a conditional create racing its own earlier attempt), so they
+//     are retried; once a Bundle so refused holds an entry tried
+//     PermanentAfter times, they are taken as refusals for good, as 400 is:
+//     one entry (412: its conditional create matches several resources)
+//     must not stall its device's stream for ever.
 //   - any other answer (no OperationOutcome: a wrong base_url, a proxy) is
 //     retried, never dead-lettered.
 //
@@ -50,6 +56,10 @@ type Deliverer struct {
 	// (with their Key and Enqueued time), for the status page and metrics.
 	// It must not block.
 	OnDelivered func(items []buffer.Item)
+	// PermanentAfter is how many deliveries an entry answered with 403, 409
+	// or 412 gets before that answer is taken as a refusal for good (5 when
+	// zero).
+	PermanentAfter int
 
 	mu         sync.Mutex
 	stats      DeliveryStats
@@ -296,6 +306,8 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 		return true
 	case (st == 400 || st == 404 || st == 422) && resp.IsOutcome:
 		// The record refused something in this Bundle: find it below.
+	case (st == 403 || st == 409 || st == 412) && resp.IsOutcome && d.triedEnough(items):
+		// Refused again and again: for good. Find it below.
 	case st == 408, st == 409, st == 412, st == 429, st >= 500, st == 401, st == 403:
 		// 409/412: a conditional create racing its own earlier attempt.
 		if resp.RetryAfter > 0 {
@@ -325,6 +337,21 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 		return false
 	}
 	return d.send(ctx, items[half:], owner)
+}
+
+// triedEnough tells whether a Bundle holds an entry that has been tried
+// PermanentAfter times.
+func (d *Deliverer) triedEnough(items []buffer.Item) bool {
+	n := d.PermanentAfter
+	if n <= 0 {
+		n = 5
+	}
+	for _, it := range items {
+		if it.Attempts >= n {
+			return true
+		}
+	}
+	return false
 }
 
 func all2xx(statuses []string) bool {

@@ -221,6 +221,31 @@ func TestOneRefusedEntryAmongAHundred(t *testing.T) {
 	}
 }
 
+// Finding 8: one entry the record answers with 412 (its conditional create
+// matches several resources) in the middle of a device's stream. It is
+// retried a few times, then dead-lettered with the OperationOutcome, and
+// the device's later readings flow on.
+func TestA412InTheMiddleOfAStreamDoesNotStallIt(t *testing.T) {
+	for _, status := range []int{412, 409, 403} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			r := newRig(t, 5*time.Second, 10)
+			r.server.SetFaults(fhirserver.Faults{Reject: "bed-12-monitor/150456/2026-11-25T03:00:14Z", RejectStatus: status})
+			r.readings(40)
+			r.waitDrained(30 * time.Second)
+			if n := r.server.Count("Observation"); n != 39 {
+				t.Fatalf("%d Observations landed, want 39", n)
+			}
+			dl, err := r.outbox.DeadLetters(0)
+			if err != nil || len(dl) != 1 {
+				t.Fatalf("dead letters: %v %v", dl, err)
+			}
+			if !strings.Contains(dl[0].Reason, fmt.Sprintf("HTTP %d", status)) || !strings.Contains(string(dl[0].Payload), "03:00:14Z") || dl[0].Attempts < 5 {
+				t.Fatalf("dead letter after %d attempts: %s / %s", dl[0].Attempts, dl[0].Reason, dl[0].Payload)
+			}
+		})
+	}
+}
+
 func TestATokenIsRenewedOnceAfter401(t *testing.T) {
 	tokens := &countingAuth{tokens: []string{"old", "new"}}
 	r := newRig(t, 5*time.Second, 50, func(d *Deliverer) { d.Client.Auth = tokens })
