@@ -167,6 +167,16 @@ func TestReceiverDuplicateAndReplace(t *testing.T) {
 	if bytes.Equal(first, spooledFile(t, spool, instanceUID(7))) {
 		t.Fatal("the replacing content was not stored")
 	}
+	if n.Receiver.Stats().PatientChanged != 0 {
+		t.Fatal("a new syntax was taken for a change of patient")
+	}
+	// A copy that names another patient: stored (the modality was told so),
+	// counted and warned about; the study is checked again before charting.
+	mustDCMTK(t, "dcmodify", "-nb", "-m", "(0010,0020)=OTHER-PID", a)
+	send(a)
+	if st := n.Receiver.Stats(); st.Replaced != 2 || st.PatientChanged != 1 {
+		t.Fatalf("after a replacement naming another patient: %+v", st)
+	}
 }
 
 // A data set that cannot be parsed is answered C000 and not stored.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	"github.com/wardgate/wardgate/buffer"
@@ -36,7 +37,7 @@ type Receiver struct {
 	// Logger; nil: slog.Default(). It gets UIDs at debug level only.
 	Logger *slog.Logger
 
-	received, duplicates, replaced, refusedFull, refusedUnparseable, failed atomic.Uint64
+	received, duplicates, replaced, patientChanged, refusedFull, refusedUnparseable, failed atomic.Uint64
 }
 
 // ReceiverStats counts what the Receiver did with the instances it got.
@@ -44,6 +45,7 @@ type ReceiverStats struct {
 	Received           uint64 // stored as new instances
 	Duplicates         uint64 // identical copies acknowledged, stored once
 	Replaced           uint64 // different content under a SOP Instance UID already stored
+	PatientChanged     uint64 // of those, copies naming another patient than the one they replaced
 	RefusedFull        uint64 // A700: spool quota or disk full
 	RefusedUnparseable uint64 // C000: data set could not be read
 	Failed             uint64 // other storage errors (C000)
@@ -52,7 +54,7 @@ type ReceiverStats struct {
 // Stats returns the counters.
 func (r *Receiver) Stats() ReceiverStats {
 	return ReceiverStats{
-		Received: r.received.Load(), Duplicates: r.duplicates.Load(), Replaced: r.replaced.Load(),
+		Received: r.received.Load(), Duplicates: r.duplicates.Load(), Replaced: r.replaced.Load(), PatientChanged: r.patientChanged.Load(),
 		RefusedFull: r.refusedFull.Load(), RefusedUnparseable: r.refusedUnparseable.Load(), Failed: r.failed.Load(),
 	}
 }
@@ -137,6 +139,7 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 		r.failed.Add(1)
 		return StatusProcessingFailure, err
 	}
+	prev, prevErr := r.Spool.Get(rw.req.SOPInstanceUID) // to tell a replacement that changes the patient
 	in, outcome, err := rw.w.Commit(ctx, rw.req.SOPInstanceUID, h.StudyInstanceUID, map[string]string{AttrHeader: string(hj)})
 	if err != nil {
 		return statusFor(r.refusal(err)), err
@@ -149,6 +152,11 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 	case buffer.Replaced:
 		r.replaced.Add(1)
 		r.log().Info("dicom: an instance was sent again with different content; it replaced the stored one")
+		if old, err := HeaderOf(prev); prevErr == nil && err == nil && (strings.TrimSpace(old.PatientID) != strings.TrimSpace(h.PatientID) ||
+			strings.TrimSpace(old.IssuerOfPatientID) != strings.TrimSpace(h.IssuerOfPatientID)) {
+			r.patientChanged.Add(1)
+			r.log().Warn("dicom: a replaced instance names another patient than the copy it replaced; its study is checked again before it is charted")
+		}
 	default:
 		r.received.Add(1)
 	}

@@ -136,7 +136,7 @@ func (g *Gateway) dicomStatus() any {
 		"associations": map[string]any{"now": st.Server.AssociationsActive, "total": st.Server.AssociationsAccepted,
 			"rejected": st.Server.AssociationsRejected, "aborted": st.Server.AssociationsAborted},
 		"instances": map[string]any{"received": st.Received.Received, "duplicates": st.Received.Duplicates,
-			"replaced": st.Received.Replaced, "refused_full": st.Received.RefusedFull,
+			"replaced": st.Received.Replaced, "replaced_with_another_patient": st.Received.PatientChanged, "refused_full": st.Received.RefusedFull,
 			"refused_unparseable": st.Received.RefusedUnparseable, "failed": st.Received.Failed},
 		"studies": map[string]any{"pending": st.Studies.Pending, "handed_over": st.Studies.HandedOff, "failed": st.Studies.Failed},
 		"forward": forward,

@@ -307,6 +307,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		errs["dicom_associations_rejected"] = st.Server.AssociationsRejected
 		errs["dicom_associations_aborted"] = st.Server.AssociationsAborted
 		errs["dicom_refused_full"] = st.Received.RefusedFull
+		errs["dicom_replaced_with_another_patient"] = st.Received.PatientChanged
 		errs["dicom_refused_unparseable"] = st.Received.RefusedUnparseable
 		errs["dicom_store_failed"] = st.Received.Failed
 		errs["dicom_study_handover_failed"] = st.Studies.Failed

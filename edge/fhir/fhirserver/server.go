@@ -148,13 +148,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		reqBody, _ = io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	}
-	status, body := s.handle(r, reqBody, f)
+	status, location, body := s.handle(r, reqBody, f)
 	if f.Hang > 0 && (f.HangOnly == "" || bytes.Contains(reqBody, []byte(`"resourceType":"`+f.HangOnly+`"`))) {
 		select {
 		case <-time.After(f.Hang):
 		case <-r.Context().Done():
 			return // the client gave up; the write stands
 		}
+	}
+	if location != "" {
+		w.Header().Set("Location", location)
 	}
 	if body == nil {
 		w.WriteHeader(status)
@@ -163,16 +166,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
-func (s *Server) handle(r *http.Request, body []byte, f Faults) (int, any) {
+func (s *Server) handle(r *http.Request, body []byte, f Faults) (status int, location string, _ any) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) == 1 && parts[0] == "" {
 		parts = nil
 	}
 	switch {
 	case r.Method == http.MethodPost && len(parts) == 0:
-		return s.bundle(body, f)
+		status, body := s.bundle(body, f)
+		return status, "", body
 	case r.Method == http.MethodGet && len(parts) == 1 && parts[0] == "metadata":
-		return 200, map[string]any{"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+		return 200, "", map[string]any{"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
 			"date": "2026-01-01", "format": []string{"json"}}
 	}
 	s.mu.Lock()
@@ -181,10 +185,10 @@ func (s *Server) handle(r *http.Request, body []byte, f Faults) (int, any) {
 	res, err := tx.do(entryRequest{Method: r.Method, URL: strings.Join(parts, "/") + queryOf(r.URL), IfNoneExist: r.Header.Get("If-None-Exist")}, body, f)
 	if err != nil {
 		s.rejected++
-		return err.status, outcome(err.code, err.msg)
+		return err.status, "", outcome(err.code, err.msg)
 	}
 	tx.commit()
-	return res.status, res.body
+	return res.status, res.location, res.body
 }
 
 func queryOf(u *url.URL) string {

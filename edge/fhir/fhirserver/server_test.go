@@ -139,3 +139,72 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("with the token: %d", code)
 	}
 }
+
+// R4: a conditional reference that matches nothing fails the transaction
+// (404), one that matches several fails it with 412; a server told to keep
+// them stores the reference as it was sent.
+func TestConditionalReferencesInATransaction(t *testing.T) {
+	s := New()
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + entry("POST", "Observation", "", obs("a")) + `]}`
+	if code, oo := do(t, s, "POST", "/", tx); code != 404 || !strings.Contains(oo["issue"].([]any)[0].(map[string]any)["diagnostics"].(string), "matches no resource") {
+		t.Fatalf("no Patient: %d %v", code, oo)
+	}
+	do(t, s, "POST", "/Patient", patient)
+	do(t, s, "POST", "/Patient", patient)
+	if code, _ := do(t, s, "POST", "/", tx); code != 412 {
+		t.Fatalf("two Patients: %d", code)
+	}
+	s.SetFaults(Faults{KeepConditionalReferences: true})
+	if code, _ := do(t, s, "POST", "/", tx); code != 200 {
+		t.Fatalf("kept: %d", code)
+	}
+	if got := string(s.Resources("Observation")[0]); !strings.Contains(got, `"reference":"Patient?identifier=`) {
+		t.Fatalf("stored %s", got)
+	}
+}
+
+// The bed lookup's search: Encounters with a location entry at the bed's
+// Location, by date overlap with Encounter.period and by status, with the
+// Locations included and pages linked.
+func TestEncounterSearchByLocationAndDate(t *testing.T) {
+	s := New()
+	s.Put("Location", "L7", json.RawMessage(`{"resourceType":"Location","id":"L7","identifier":[{"system":"urn:beds","value":"bed-7"}]}`))
+	enc := func(id, status, period string) {
+		s.Put("Encounter", id, json.RawMessage(`{"resourceType":"Encounter","id":"`+id+`","status":"`+status+`","class":{"code":"IMP"},`+
+			`"subject":{"reference":"Patient/`+id+`"},`+period+`"location":[{"location":{"reference":"Location/L7"}}]}`))
+	}
+	enc("1", "finished", `"period":{"start":"2026-11-20T08:00:00Z","end":"2026-11-21T08:00:00Z"},`)
+	enc("2", "finished", `"period":{"start":"2026-11-24T08:00:00Z","end":"2026-11-25T08:00:00Z"},`)
+	enc("3", "in-progress", `"period":{"start":"2026-11-25T09:00:00Z"},`)
+	enc("4", "in-progress", ``)
+	ids := func(path string) (string, map[string]any) {
+		code, b := do(t, s, "GET", path, "")
+		if code != 200 {
+			t.Fatalf("%s: %d %v", path, code, b)
+		}
+		var got []string
+		for _, e := range b["entry"].([]any) {
+			m := e.(map[string]any)
+			got = append(got, m["fullUrl"].(string))
+		}
+		return strings.Join(got, " "), b
+	}
+	q := "/Encounter?location.identifier=urn%3Abeds%7Cbed-7"
+	if got, _ := ids(q + "&date=ge2026-11-24T12:00:00Z"); got != "Encounter/2 Encounter/3" {
+		t.Fatalf("date=ge: %s", got)
+	}
+	if got, _ := ids(q + "&date=ge2026-11-22T00:00:00Z&date=le2026-11-24T12:00:00Z"); got != "Encounter/2" {
+		t.Fatalf("a day: %s", got)
+	}
+	if got, _ := ids(q + "&status=arrived,in-progress&_include=Encounter:location"); got != "Encounter/3 Encounter/4 Location/L7" {
+		t.Fatalf("open ones with their Location: %s", got)
+	}
+	got, b := ids(q + "&_count=3")
+	next := b["link"].([]any)[0].(map[string]any)["url"].(string)
+	if got != "Encounter/1 Encounter/2 Encounter/3" || !strings.Contains(next, "_offset=3") {
+		t.Fatalf("page 1: %s, next %s", got, next)
+	}
+	if got, _ := ids("/" + next); got != "Encounter/4" {
+		t.Fatalf("page 2: %s", got)
+	}
+}
