@@ -138,7 +138,7 @@ func (g *Gateway) IngestStudy(ctx context.Context, instances []dicom.InstanceHea
 	case errors.As(err, &refusal):
 		g.ingest.studyRefused.Add(1)
 		detail, _ := json.Marshal(map[string]any{"study_instance_uid": uid, "instances": len(instances), "why": refusal.detail})
-		if _, derr := g.addStudyDeadLetter(ctx, uid, detail, "study not charted: "+refusal.reason); derr != nil {
+		if _, derr := g.addStudyDeadLetter(ctx, uid, detail, refusal.reason); derr != nil {
 			return fmt.Errorf("a refused study could not be kept among the dead letters: %w", derr)
 		}
 		g.log.Warn("study not charted; it is in the dead letters", "study", "…"+uidHandle(uid), "reason", refusal.reason)

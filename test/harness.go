@@ -101,7 +101,16 @@ type Process struct {
 // it is still running.
 func Start(t testing.TB, args ...string) *Process {
 	t.Helper()
+	return StartEnv(t, nil, args...)
+}
+
+// StartEnv is Start with more environment variables ("NAME=value").
+func StartEnv(t testing.TB, env []string, args ...string) *Process {
+	t.Helper()
 	p := &Process{Cmd: exec.Command(Binary(t), args...), done: make(chan struct{})}
+	if len(env) > 0 {
+		p.Cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := p.Cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

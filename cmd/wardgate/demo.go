@@ -148,9 +148,10 @@ func startDemo(ctx context.Context, listen string, log *slog.Logger) (*demo, err
 	for _, bed := range []string{"bed-12", "bed-14"} {
 		record.Put("Location", "loc-"+bed, json.RawMessage(`{"resourceType":"Location","id":"loc-`+bed+`","identifier":[{"system":"`+demoBeds+`","value":"`+bed+`"}],"name":"`+bed+`"}`))
 	}
+	admitted := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
 	record.Put("Encounter", "enc-bed-14", json.RawMessage(`{"resourceType":"Encounter","id":"enc-bed-14","status":"in-progress",`+
 		`"class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},"subject":{"reference":"Patient/demo-bed-14"},`+
-		`"period":{"start":"`+time.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339)+`"},"location":[{"location":{"reference":"Location/loc-bed-14"}}]}`))
+		`"period":{"start":"`+admitted+`"},"location":[{"location":{"reference":"Location/loc-bed-14"},"status":"active","period":{"start":"`+admitted+`"}}]}`))
 	fhirLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return d, err
@@ -211,7 +212,7 @@ monitors:
     mqtt: {broker: "%s", topic: demo/bed-14/vitals, client_id: wg-demo-bed14}
 patients:
   static: {bed-12: Patient/demo-bed-12}
-  encounter_lookup: {location_system: "%s", ttl: 30s}
+  encounter_lookup: {location_system: "%s", refresh: 5s}
 dicom:
   listen: "%s"
   ae_title: WARDGATE

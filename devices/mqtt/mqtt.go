@@ -10,6 +10,12 @@
 // A payload that cannot be decoded is acknowledged too, after it is kept
 // raw among the dead letters: redelivering it forever would help no one,
 // and its content never reaches the log.
+//
+// A message whose readings carry no device time is identified by when it
+// was first received: that is recorded durably (Seen) before its readings
+// are committed, and a message the broker delivers again (DUP) takes its
+// first receipt back, so it maps to the same Observations. Two messages
+// with equal content are two measurements.
 package mqtt
 
 import (
