@@ -65,9 +65,11 @@ func chartedObservations(record *fhirserver.Server) []charted {
 	var out []charted
 	for _, raw := range record.Resources("Observation") {
 		var o struct {
-			Identifier        []struct{ Value string }
-			Subject           struct{ Reference string }
-			Code              struct{ Coding []struct{ System, Code string } }
+			Identifier []struct{ Value string }
+			Subject    struct{ Reference string }
+			Code       struct {
+				Coding []struct{ System, Code string }
+			}
 			EffectiveDateTime string
 			Issued            string
 			ValueQuantity     struct{ Value float64 }
@@ -246,7 +248,9 @@ func TestMQTTSIGKILLWithUntimedMessagesChartsEachOnce(t *testing.T) {
 
 	gw = Start(t, "run", "-config", cfg)
 	Eventually(t, 120*time.Second, func() bool { return record.Count("Observation") >= n },
-		func() string { return fmt.Sprintf("%d of %d Observations\n%s", record.Count("Observation"), n, gw.Log()) })
+		func() string {
+			return fmt.Sprintf("%d of %d Observations\n%s", record.Count("Observation"), n, gw.Log())
+		})
 	time.Sleep(2 * time.Second) // anything more would be a duplicate
 	seen := map[float64]int{}
 	for _, o := range chartedObservations(record) {
@@ -322,7 +326,9 @@ func TestAFutureDatedFrameMovesNothing(t *testing.T) {
 		send(hr, time.Now())
 	}
 	Eventually(t, 30*time.Second, func() bool { return record.Count("Observation") >= 2*76 },
-		func() string { return fmt.Sprintf("%d of %d Observations\n%s", record.Count("Observation"), 2*76, gw.Log()) })
+		func() string {
+			return fmt.Sprintf("%d of %d Observations\n%s", record.Count("Observation"), 2*76, gw.Log())
+		})
 	byHR := map[float64]charted{}
 	for _, o := range chartedObservations(record) {
 		if o.Code == "147842" {
@@ -414,7 +420,9 @@ patients:
 	}
 	want := 3 * lines // SpO2, pulse rate, perfusion index
 	Eventually(t, 30*time.Second, func() bool { return record.Count("Observation") >= want },
-		func() string { return fmt.Sprintf("%d of %d Observations\n%s", record.Count("Observation"), want, gw.Log()) })
+		func() string {
+			return fmt.Sprintf("%d of %d Observations\n%s", record.Count("Observation"), want, gw.Log())
+		})
 	time.Sleep(time.Second)
 	obs := chartedObservations(record)
 	ids := map[string]bool{}
