@@ -193,7 +193,7 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 			for i := range frame {
 				g.clocks.Settle(&frame[i], now)
 			}
-			r, w, why := g.associate(ctx, frame)
+			r, w, why := g.associate(ctx, frame, askAndWait)
 			if len(r) > 0 {
 				ready = append(ready, r)
 			}

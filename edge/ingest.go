@@ -49,7 +49,7 @@ func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error
 			continue
 		}
 		g.ingest.readings.Add(uint64(len(f)))
-		r, w, _ := g.associate(ctx, f)
+		r, w, _ := g.associate(ctx, f, askInBackground)
 		if len(r) > 0 {
 			ready = append(ready, r)
 		}
@@ -71,8 +71,10 @@ func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error
 // associate gives each reading of a frame its patient, per reading (a
 // frame's readings may carry their own times, and a stay may begin or end
 // between them). It returns the readings that have one, those that wait,
-// and why the first of those waits.
-func (g *Gateway) associate(ctx context.Context, frame []devices.Reading) (ready []fhir.PatientReading, wait []devices.Reading, why answer) {
+// and why the first of those waits. ask says whether it may ask the record
+// and wait for it (the resolver), or only start a lookup (a source, which
+// must not be held up by the record).
+func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask asking) (ready []fhir.PatientReading, wait []devices.Reading, why answer) {
 	for _, r := range frame {
 		if r.ClockPending {
 			if len(wait) == 0 {
@@ -81,7 +83,7 @@ func (g *Gateway) associate(ctx context.Context, frame []devices.Reading) (ready
 			wait = append(wait, r)
 			continue
 		}
-		a := g.beds.resolve(ctx, r.Location, r.Effective(), true)
+		a := g.beds.resolve(ctx, r.Location, r.Effective(), ask)
 		if a.verdict == occupied {
 			ready = append(ready, fhir.PatientReading{Reading: r, Patient: a.patient})
 			continue

@@ -112,10 +112,25 @@ func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, 
 	return b
 }
 
-// resolve gives the verdict for a reading from bed at time at. With ask,
-// it may look the bed up in the record (at most once per refresh per bed,
-// one lookup at a time, waiting for one in progress).
-func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask bool) answer {
+// asking says whether a resolve may ask the record.
+type asking uint8
+
+const (
+	// cachedOnly decides from the record's last answer.
+	cachedOnly asking = iota
+	// askAndWait asks the record when a lookup is due (at most once per
+	// refresh per bed, one at a time) and waits for the answer: for the
+	// resolver of held readings.
+	askAndWait
+	// askInBackground starts a due lookup without waiting for it, so that
+	// a source is never held up by the record: the readings it cannot
+	// decide wait in the held store, and the resolver is woken when the
+	// answer comes.
+	askInBackground
+)
+
+// resolve gives the verdict for a reading from bed at time at.
+func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking) answer {
 	type claim struct{ patient, source string }
 	var claims []claim
 	if ref, ok := b.manual.patient(bed, at); ok {
@@ -149,8 +164,10 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask bool) 
 }
 
 // fromRecord answers from what the record said of the bed, asking it again
-// when its last answer does not cover at.
-func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask bool) answer {
+// (as ask allows) when its last answer does not cover at, or covers it
+// without a patient.
+func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask asking) answer {
+	waiting := answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
 	for {
 		now := time.Now()
 		b.mu.Lock()
@@ -159,12 +176,13 @@ func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask boo
 			r = b.newRecordLocked(bed)
 		}
 		r.used = now
+		due := ask != cachedOnly && r.inflight == nil && now.Sub(r.lastTry) >= b.refresh
 		if r.answered && !at.After(r.asked) && !at.Before(r.from) {
 			a := b.fromStaysLocked(bed, r, at)
 			// An answer without a patient is asked again (at most once
 			// per refresh) while readings wait on it: the record may be
 			// corrected, an admission documented late.
-			if a.verdict == occupied || !ask || r.inflight != nil || now.Sub(r.lastTry) < b.refresh {
+			if a.verdict == occupied || !due {
 				b.mu.Unlock()
 				return a
 			}
@@ -175,18 +193,18 @@ func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask boo
 		if r.inflight != nil {
 			wait := r.inflight
 			b.mu.Unlock()
-			if !ask {
-				return answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
+			if ask != askAndWait {
+				return waiting
 			}
 			select {
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
+				return waiting
 			}
 		}
-		failed := r.err
-		if !ask || now.Sub(r.lastTry) < b.refresh {
+		if !due {
+			failed := r.err
 			b.mu.Unlock()
 			if failed != nil {
 				return answer{verdict: unreachable, reason: "the record did not answer a lookup of bed " + bed + ": " + failureClass(failed)}
@@ -197,37 +215,41 @@ func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask boo
 		if !r.needFrom.IsZero() && r.needFrom.Before(from) {
 			from = r.needFrom
 		}
-		from = from.Truncate(time.Minute)
 		done := make(chan struct{})
 		r.inflight, r.lastTry = done, now
 		b.mu.Unlock()
+		if ask == askInBackground {
+			go b.lookup(context.WithoutCancel(ctx), bed, r, from.Truncate(time.Minute), done)
+			return waiting
+		}
+		b.lookup(ctx, bed, r, from.Truncate(time.Minute), done)
+		ask = cachedOnly // answered: decide from it (a reading after it waits)
+	}
+}
 
-		b.lookups.Add(1)
-		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		sent := time.Now()
-		stays, err := b.client.FindBedStays(lctx, b.system, bed, from)
-		cancel()
-
-		b.mu.Lock()
-		r.inflight = nil
-		close(done)
-		if err != nil {
-			r.err = err
-			b.failures.Add(1)
-		} else {
-			r.answered, r.asked, r.from, r.stays, r.err = true, sent, from, stays, nil
-		}
-		b.mu.Unlock()
-		if err != nil {
-			b.log.Warn("bed lookup failed; the bed's readings wait (they do not expire for this)", "bed", bed, "err", failureClass(err))
-		}
-		if b.kick != nil {
-			b.kick()
-		}
-		if err != nil {
-			return answer{verdict: unreachable, reason: "the record did not answer a lookup of bed " + bed + ": " + failureClass(err)}
-		}
-		ask = false // answered: decide from it (a reading after it waits)
+// lookup asks the record for the bed's stays and keeps the answer (or the
+// failure) in r; done is closed after.
+func (b *beds) lookup(ctx context.Context, bed string, r *bedRecord, from time.Time, done chan struct{}) {
+	b.lookups.Add(1)
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	sent := time.Now()
+	stays, err := b.client.FindBedStays(lctx, b.system, bed, from)
+	cancel()
+	b.mu.Lock()
+	r.inflight = nil
+	close(done)
+	if err != nil {
+		r.err = err
+		b.failures.Add(1)
+	} else {
+		r.answered, r.asked, r.from, r.stays, r.err = true, sent, from, stays, nil
+	}
+	b.mu.Unlock()
+	if err != nil {
+		b.log.Warn("bed lookup failed; the bed's readings wait (they do not expire for this)", "bed", bed, "err", failureClass(err))
+	}
+	if b.kick != nil {
+		b.kick()
 	}
 }
 

@@ -308,6 +308,6 @@ func TestSourcesThatDisagreeChartNothing(t *testing.T) {
 
 // patientAt is the patient the association model gives for bed at time at.
 func (b *beds) patientAt(bed string, at time.Time) (string, bool) {
-	a := b.resolve(context.Background(), bed, at, true)
+	a := b.resolve(context.Background(), bed, at, askAndWait)
 	return a.patient, a.verdict == occupied
 }
