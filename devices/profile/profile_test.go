@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardgate/wardgate/devices/yamlstrict"
 )
@@ -160,5 +161,32 @@ parameters: [{field: HR, mdc: MDC_ECG_HEART_RATE, unit: /min}]
 		if strings.Contains(err.Error(), "SMITH") {
 			t.Fatalf("the error quotes the line: %v", err)
 		}
+	}
+}
+
+// A local time in the hour repeated when daylight saving time ends is read
+// with the other instant it may mean; the clock estimate chooses.
+func TestALocalTimeInAFoldHasTwoInstants(t *testing.T) {
+	p := builtin(t, "masimo/radical-7")
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = p.InZone(berlin)
+	line := "10/25/26 02:30:00 SN=0000056661 SPO2=097% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800"
+	f, err := p.Decode([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := f.DeviceTime.UTC(), f.DeviceTimeAlt.UTC()
+	if a.After(b) {
+		a, b = b, a
+	}
+	if !a.Equal(time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC)) || !b.Equal(time.Date(2026, 10, 25, 1, 30, 0, 0, time.UTC)) {
+		t.Fatalf("instants %v and %v", f.DeviceTime, f.DeviceTimeAlt)
+	}
+	f, _ = p.Decode([]byte(strings.Replace(line, "02:30:00", "03:30:00", 1)))
+	if !f.DeviceTimeAlt.IsZero() {
+		t.Fatalf("an hour that is not repeated has a second instant: %v", f.DeviceTimeAlt)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -283,5 +284,52 @@ func TestBrokenProfileIsReportedWithItsFile(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+// The keys of the association model and the clocks: each mistake is named
+// with its line; the old ttl is read as refresh with a warning.
+func TestPatientAndClockKeys(t *testing.T) {
+	bad := `site: w
+data_dir: d
+fhir: {base_url: "https://fhir.example.org/R4", patient_reference: guess}
+monitors:
+  - {id: a, location: bed-1, profile: masimo/radical-7, serial: {port: /dev/ttyUSB0}, time_zone: Mars/Olympus}
+  - {id: b, location: bed-2, profile: nonin/avant, serial: {port: /dev/ttyUSB1}, time_zone: UTC}
+patients:
+  encounter_lookup: {location_system: "urn:beds", refresh: 1h}
+`
+	path := write(t, bad, nil)
+	_, _, err := Load(path)
+	if err == nil {
+		t.Fatal("a bad config loaded")
+	}
+	for _, w := range []string{
+		path + `:3: fhir.patient_reference: "guess" is not one of conditional, resolve`,
+		path + `:5: monitors[0].time_zone: "Mars/Olympus" is not local, UTC or a known IANA zone`,
+		path + `:6: monitors[1].time_zone: profile nonin/avant reads no time from the device`,
+		path + `:8: patients.encounter_lookup.refresh: 1h0m0s is not from 1s to 10m`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in\n%v", w, err)
+		}
+	}
+	old := `site: w
+data_dir: d
+fhir: {base_url: "https://fhir.example.org/R4"}
+monitors:
+  - {id: a, location: bed-1, profile: masimo/radical-7, serial: {port: /dev/ttyUSB0}, time_zone: Europe/Berlin}
+patients:
+  encounter_lookup: {location_system: "urn:beds", ttl: 30s}
+`
+	c, ps, err := Load(write(t, old, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Patients.EncounterLookup.Refresh.D().Seconds() != 30 || !strings.Contains(fmt.Sprint(ps.Warnings()), "ttl: is now refresh") {
+		t.Fatalf("refresh %v, warnings %v", c.Patients.EncounterLookup.Refresh, ps)
+	}
+	if c.Monitors[0].Zone == nil || c.Monitors[0].Zone.String() != "Europe/Berlin" || c.FHIR.PatientReference != "conditional" {
+		t.Fatalf("zone %v, patient_reference %q", c.Monitors[0].Zone, c.FHIR.PatientReference)
 	}
 }
