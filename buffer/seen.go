@@ -13,17 +13,19 @@ import (
 const seenFormat = "wardgate-seen/1"
 
 var (
-	firstBucket = []byte("first") // key → first receipt (unix ns, 8 bytes)
+	firstBucket = []byte("first") // key → first receipt (unix ns, 8 bytes), then 1 if its time was unknown
 	orderBucket = []byte("order") // receipt (8 bytes) + key → nothing, oldest first
 )
 
 // Delivery is one message as a transport handed it over: a key naming its
-// content, when it was received, and whether the transport says it is a
-// redelivery of one it handed over before (MQTT DUP).
+// content, when it was received, whether the transport says it is a
+// redelivery of one it handed over before (MQTT DUP), and whether its time
+// is unknown (it may have waited somewhere before it came).
 type Delivery struct {
 	Key         string
 	At          time.Time
 	Redelivered bool
+	Unknown     bool
 }
 
 // SeenOptions bound a Seen store; zero values take the defaults.
@@ -80,14 +82,15 @@ func OpenSeen(path string, opts SeenOptions) (*Seen, error) {
 	return s, nil
 }
 
-// FirstSeen records ds in one durable commit and returns, for each, the
-// time it was first received: for a redelivery of a key the store holds,
-// the time it holds; otherwise the delivery's own time, which it keeps.
-func (s *Seen) FirstSeen(ctx context.Context, ds []Delivery) ([]time.Time, error) {
+// FirstSeen records ds in one durable commit and returns, for each, how it
+// was first received: for a redelivery of a key the store holds, the time
+// (and unknown mark) it holds; otherwise the delivery as it is, which it
+// keeps.
+func (s *Seen) FirstSeen(ctx context.Context, ds []Delivery) ([]Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := make([]time.Time, len(ds))
+	out := make([]Delivery, len(ds))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.n
@@ -97,26 +100,30 @@ func (s *Seen) FirstSeen(ctx context.Context, ds []Delivery) ([]time.Time, error
 		for i, d := range ds {
 			key := []byte(d.Key)
 			old := first.Get(key)
-			if d.Redelivered && len(old) == 8 {
-				out[i] = time.Unix(0, int64(binary.BigEndian.Uint64(old)))
+			if d.Redelivered && len(old) >= 8 {
+				out[i] = Delivery{Key: d.Key, At: time.Unix(0, int64(binary.BigEndian.Uint64(old))), Redelivered: true,
+					Unknown: len(old) > 8 && old[8] == 1}
 				continue
 			}
-			if len(old) == 8 {
-				if err := order.Delete(append(append([]byte(nil), old...), key...)); err != nil {
+			if len(old) >= 8 {
+				if err := order.Delete(append(append([]byte(nil), old[:8]...), key...)); err != nil {
 					return err
 				}
 			} else {
 				n++
 			}
-			var at [8]byte
-			binary.BigEndian.PutUint64(at[:], uint64(d.At.UnixNano()))
-			if err := first.Put(key, at[:]); err != nil {
+			var v [9]byte
+			binary.BigEndian.PutUint64(v[:8], uint64(d.At.UnixNano()))
+			if d.Unknown {
+				v[8] = 1
+			}
+			if err := first.Put(key, v[:]); err != nil {
 				return err
 			}
-			if err := order.Put(append(at[:], key...), nil); err != nil {
+			if err := order.Put(append(append([]byte(nil), v[:8]...), key...), nil); err != nil {
 				return err
 			}
-			out[i] = d.At
+			out[i] = d
 		}
 		// Past the bounds, the oldest go: a redelivery comes within hours.
 		cutoff := uint64(time.Now().Add(-s.opts.MaxAge).UnixNano())

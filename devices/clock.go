@@ -24,30 +24,48 @@ import (
 //     drifts), and a frame is compared with it: one later than the device's
 //     usual delay by more than 5 s, or dated more than 2 s ahead of it,
 //     disagrees. Its readings are stamped with the estimate but marked
-//     ClockPending: their time is not certain until the clock decides.
-//   - A disagreement is decided by what follows: the next frame that agrees
-//     (the disagreeing ones were late: a backlog, a delay), or, when frames
-//     keep disagreeing by one same amount for two minutes in at least three
-//     buckets, a step (the clock was set): the estimate jumps, the step is
-//     counted and shown, and the disagreeing frames take the new offset. A
-//     disagreement that neither agrees again nor steps is decided as late
-//     after the step window.
+//     ClockPending: their time is not certain until the clock decides, and
+//     Settle says what it decided for each.
+//   - A run of disagreeing frames (an episode) is decided by what follows.
+//     A frame that agrees again: they were late (a backlog, a delay), or,
+//     for one that was ahead, a glitched time. Frames that keep disagreeing
+//     by one same amount for two minutes in at least three buckets: the
+//     clock was set, the estimate steps, and the step is counted and shown.
+//     A burst (frames received much faster than they were measured: a
+//     backlog draining) followed by silence: late. Nothing else decides an
+//     episode, however long it lasts.
+//   - Which frames of a stepped episode carry the new clock is found in the
+//     frames' own order: where the device's time jumps by the step. A clock
+//     set while the gateway was down thus splits the backlog where it was
+//     set. A frame that the sequence cannot place, and whose own sample does
+//     not say, has no known time (TimeUnknown): it is never charted at a
+//     guess.
+//   - On a link without store and forward (Buffered false: RS-232), a frame
+//     cannot be late: one whose time disagrees and is not a clock that was
+//     set is a glitched time, and its receipt is its time.
 //   - Frames the transport says are redelivered (MQTT DUP) teach nothing.
+//   - In the hour repeated when daylight saving time ends, the instant that
+//     follows the device's previous frame is taken (Choose).
 //
-// The state is kept across restarts (State, Restore): after a restart a
-// backlog is judged against the estimate from before, not learnt from.
+// The state is kept across restarts (State, Restore), an undecided episode
+// included: after a restart a backlog is judged against the estimate from
+// before, not learnt from.
 type Clock struct {
 	mu       sync.Mutex
 	interval time.Duration
+	buffered bool
 
-	buckets [clockBuckets]clockBucket
-	est     time.Duration
-	valid   bool
-	usual   time.Duration // typical delay of agreeing frames (moving average)
-	lastAt  time.Time     // receipt time of the last agreeing frame
-	history []ClockSegment
-	pending *clockEpisode
-	used    time.Time // last use, for the registry's bound
+	buckets   [clockBuckets]clockBucket
+	est       time.Duration
+	valid     bool
+	usual     time.Duration // typical delay of agreeing frames (moving average)
+	lastAt    time.Time     // receipt time of the last agreeing frame
+	lastAgree episodeFrame  // the last agreeing frame
+	lastDev   time.Time     // device instant of the last frame that was not ahead
+	history   []ClockSegment
+	decisions []ClockDecision
+	pending   *clockEpisode
+	used      time.Time // last use, for the registry's bound
 
 	frames, disagreed, redelivered, steps uint64
 	lastStep                              time.Duration
@@ -64,17 +82,32 @@ const (
 	clockStepAfter   = 2 * time.Minute
 	clockMaxSlew     = time.Millisecond // per second of receipt time
 	clockMaxHistory  = 32
+	// maxEpisodeFrames bounds the frames an episode remembers in order
+	// (a day of a 1 Hz device): past it, the oldest are forgotten, and a
+	// step's change point among them can no longer be found.
+	maxEpisodeFrames = 86400
 )
 
 type clockBucket struct {
-	slot int64 // receipt time / clockBucket; 0: empty
+	slot int64 // receipt time / clockBucketWidth; 0: empty
 	max  time.Duration
+}
+
+type episodeFrame struct {
+	Device   time.Time `json:"device"`
+	Received time.Time `json:"received"`
 }
 
 // clockEpisode is a run of disagreeing frames not yet decided.
 type clockEpisode struct {
 	since, last time.Time
 	maxima      map[int64]time.Duration // slot → largest sample
+	frames      []episodeFrame          // in arrival order (not kept across a restart)
+	before      episodeFrame            // the last agreeing frame before it (zero: not known)
+	// partial: frames of the episode were forgotten (a restart, or more
+	// than maxEpisodeFrames); those before frames[0] are placed by their
+	// own samples.
+	partial bool
 }
 
 // ClockSegment is an offset in force from a receipt time on.
@@ -83,15 +116,48 @@ type ClockSegment struct {
 	Offset time.Duration `json:"offset_ns"`
 }
 
+// ClockDecision is how an episode was decided: for frames received from
+// Since to Until, the old offset (late, or a glitched time), or a step to
+// the new one from Pivot on.
+type ClockDecision struct {
+	Since time.Time     `json:"since"`
+	Until time.Time     `json:"until"`
+	Step  bool          `json:"step,omitempty"`
+	Old   time.Duration `json:"old_ns"`
+	New   time.Duration `json:"new_ns,omitempty"`
+	// Pivot is the receipt of the first frame on the new clock, when the
+	// frames' order showed it; zero: each frame by its own sample. Known
+	// is the receipt of the first frame whose place in that order is known:
+	// earlier ones (forgotten in a restart) go by their own samples too.
+	Pivot time.Time `json:"pivot,omitzero"`
+	Known time.Time `json:"known,omitzero"`
+	// Burst: the episode's frames came much faster than they were
+	// measured (a backlog).
+	Burst bool `json:"burst,omitempty"`
+}
+
 // ClockState is what a Clock keeps across restarts.
 type ClockState struct {
-	Valid      bool           `json:"valid"`
-	Offset     time.Duration  `json:"offset_ns"`
-	Usual      time.Duration  `json:"usual_delay_ns"`
-	History    []ClockSegment `json:"history,omitempty"`
-	Steps      uint64         `json:"steps,omitempty"`
-	LastStep   time.Duration  `json:"last_step_ns,omitempty"`
-	LastStepAt time.Time      `json:"last_step_at,omitzero"`
+	Valid      bool            `json:"valid"`
+	Offset     time.Duration   `json:"offset_ns"`
+	Usual      time.Duration   `json:"usual_delay_ns"`
+	History    []ClockSegment  `json:"history,omitempty"`
+	Decisions  []ClockDecision `json:"decisions,omitempty"`
+	Steps      uint64          `json:"steps,omitempty"`
+	LastStep   time.Duration   `json:"last_step_ns,omitempty"`
+	LastStepAt time.Time       `json:"last_step_at,omitzero"`
+	LastDevice time.Time       `json:"last_device,omitzero"`
+	LastAgree  episodeFrame    `json:"last_agree,omitzero"`
+	// Pending is an episode not yet decided: its frames stay pending
+	// after the restart.
+	Pending *EpisodeState `json:"pending,omitempty"`
+}
+
+// EpisodeState is an undecided episode as kept across a restart.
+type EpisodeState struct {
+	Since  time.Time               `json:"since"`
+	Last   time.Time               `json:"last"`
+	Maxima map[int64]time.Duration `json:"maxima_ns"`
 }
 
 // ClockStatus is a Clock's state for the status page and metrics.
@@ -109,10 +175,31 @@ type ClockStatus struct {
 	LastStepAt  time.Time     `json:"last_step_at,omitzero"`
 }
 
+// TimeVerdict is what a device's clock decided of a pending reading's time.
+type TimeVerdict uint8
+
+const (
+	// TimeSettled: the reading has its offset, or its receipt as its time.
+	TimeSettled TimeVerdict = iota
+	// TimePending: not decided yet; the clock is being checked.
+	TimePending
+	// TimeUnknown: decided, but the reading's time cannot be known: it is
+	// never charted at a guess.
+	TimeUnknown
+)
+
 // NewClock returns a Clock for a device that sends a frame about every
-// interval (zero: often).
+// interval (zero: often), over a link that may keep frames and deliver them
+// late (MQTT); SetBuffered says otherwise.
 func NewClock(interval time.Duration) *Clock {
-	return &Clock{interval: interval}
+	return &Clock{interval: interval, buffered: true}
+}
+
+// SetBuffered says whether the device's link can deliver frames late.
+func (c *Clock) SetBuffered(b bool) {
+	c.mu.Lock()
+	c.buffered = b
+	c.mu.Unlock()
 }
 
 func (c *Clock) stepWindow() time.Duration { return max(clockStepAfter, 3*c.interval) }
@@ -133,6 +220,7 @@ func (c *Clock) Observe(device, received time.Time, redelivered bool) (time.Dura
 	if !c.valid {
 		if !redelivered {
 			c.learnLocked(s, received)
+			c.lastDev, c.lastAgree = device, episodeFrame{device, received}
 			if cand, ok := c.candidateLocked(received); ok {
 				c.est, c.valid, c.lastAt = cand, true, received
 				c.segmentLocked(received)
@@ -143,25 +231,38 @@ func (c *Clock) Observe(device, received time.Time, redelivered bool) (time.Dura
 	d := c.est - s // the frame's delay, by the estimate
 	if d > c.usual+clockLateMargin || d < -clockAheadMargin {
 		c.disagreed++
-		if c.pending == nil {
-			c.pending = &clockEpisode{since: received, maxima: map[int64]time.Duration{}}
+		p := c.pending
+		if p == nil {
+			p = &clockEpisode{since: received, maxima: map[int64]time.Duration{}, before: c.lastAgree}
+			c.pending = p
 		}
-		c.pending.last = received
+		p.last = received
+		if len(p.frames) == maxEpisodeFrames {
+			p.frames, p.partial = p.frames[1:], true
+		}
+		p.frames = append(p.frames, episodeFrame{device, received})
+		if d > 0 {
+			c.lastDev = device
+		}
 		if !redelivered {
 			slot := slotOf(received)
-			if m, ok := c.pending.maxima[slot]; !ok || s > m {
-				c.pending.maxima[slot] = s
+			if m, ok := p.maxima[slot]; !ok || s > m {
+				p.maxima[slot] = s
 			}
-			if c.stepLocked(received) {
+			if c.stepLocked(device, received) {
 				return c.est, false
 			}
 		}
 		return c.est, true
 	}
+	c.lastDev = device
 	if redelivered {
 		return c.est, false
 	}
-	c.pending = nil // what disagreed before was late: decided
+	if c.pending != nil {
+		c.decideLocked(received) // what disagreed before was late
+	}
+	c.lastAgree = episodeFrame{device, received}
 	c.learnLocked(s, received)
 	c.usual += (max(d, 0) - c.usual) / 16
 	if cand, ok := c.candidateLocked(received); ok {
@@ -202,9 +303,42 @@ func (c *Clock) candidateLocked(now time.Time) (time.Duration, bool) {
 	return xs[len(xs)/2], true
 }
 
+// burst tells whether an episode's frames came much faster than they were
+// measured: a backlog draining.
+func (p *clockEpisode) burst() bool {
+	if len(p.frames) < 2 {
+		return false
+	}
+	lo, hi := p.frames[0].Device, p.frames[0].Device
+	for _, f := range p.frames {
+		if f.Device.Before(lo) {
+			lo = f.Device
+		}
+		if f.Device.After(hi) {
+			hi = f.Device
+		}
+	}
+	received := p.frames[len(p.frames)-1].Received.Sub(p.frames[0].Received)
+	return hi.Sub(lo) > 2*received+10*time.Second
+}
+
+// decideLocked closes the episode as late (no step), at receipt time at.
+func (c *Clock) decideLocked(at time.Time) {
+	p := c.pending
+	c.addDecisionLocked(ClockDecision{Since: p.since, Until: at, Old: c.est, Burst: p.burst()})
+	c.pending = nil
+}
+
+func (c *Clock) addDecisionLocked(d ClockDecision) {
+	c.decisions = append(c.decisions, d)
+	if len(c.decisions) > clockMaxHistory {
+		c.decisions = c.decisions[len(c.decisions)-clockMaxHistory:]
+	}
+}
+
 // stepLocked steps the estimate when the episode's frames have disagreed by
 // one same amount for long enough; it reports whether it did.
-func (c *Clock) stepLocked(received time.Time) bool {
+func (c *Clock) stepLocked(device, received time.Time) bool {
 	p := c.pending
 	if received.Sub(p.since) < clockStepAfter || len(p.maxima) < clockFirstAfter {
 		return false
@@ -224,9 +358,15 @@ func (c *Clock) stepLocked(received time.Time) bool {
 		return false // a backlog draining, not a clock that was set
 	}
 	next := xs[len(xs)/2]
+	old := c.est
 	c.steps++
-	c.lastStep, c.lastStepAt = next-c.est, received
+	c.lastStep, c.lastStepAt = next-old, received
 	c.est = next
+	d := ClockDecision{Since: p.since, Until: received, Step: true, Old: old, New: next, Pivot: p.pivot(next - old), Burst: p.burst()}
+	if p.partial && len(p.frames) > 0 {
+		d.Known = p.frames[0].Received
+	}
+	c.addDecisionLocked(d)
 	// The samples from before the step describe the old clock.
 	c.buckets = [clockBuckets]clockBucket{}
 	for slot, m := range p.maxima {
@@ -234,16 +374,58 @@ func (c *Clock) stepLocked(received time.Time) bool {
 			c.buckets[slot%clockBuckets] = clockBucket{slot: slot, max: m}
 		}
 	}
-	c.segmentLocked(p.since)
+	if pivot := c.decisions[len(c.decisions)-1].Pivot; !pivot.IsZero() {
+		c.segmentLocked(pivot)
+	} else {
+		c.segmentLocked(p.since)
+	}
 	c.pending, c.lastAt = nil, received
+	c.lastAgree = episodeFrame{device, received}
 	return true
 }
 
-// expireLocked decides an episode that neither agreed again nor stepped
-// within the step window: its frames were late.
+// pivot finds, in the episode's frames (and the agreeing one before them),
+// where the device's time jumped by step beyond its usual pace from one
+// frame to the next: the receipt of the first frame on the new clock. Only
+// device times are compared (frames come in the order they were measured,
+// live or from a backlog; how long the gateway was away does not matter).
+// Zero when there is no such place, or more than one.
+func (p *clockEpisode) pivot(step time.Duration) time.Time {
+	seq := p.frames
+	if !p.before.Received.IsZero() && !p.partial {
+		seq = append([]episodeFrame{p.before}, p.frames...)
+	}
+	if len(seq) < 2 {
+		return time.Time{}
+	}
+	deltas := make([]time.Duration, len(seq)-1)
+	for i := 1; i < len(seq); i++ {
+		deltas[i-1] = seq[i].Device.Sub(seq[i-1].Device)
+	}
+	sorted := slices.Clone(deltas)
+	slices.Sort(sorted)
+	pace := sorted[len(sorted)/2]
+	tol := max(clockAgree, step.Abs()/4)
+	found := -1
+	for i, d := range deltas {
+		if (d - pace - step).Abs() <= tol {
+			if found >= 0 {
+				return time.Time{} // two places: which one is not known
+			}
+			found = i + 1
+		}
+	}
+	if found < 0 {
+		return time.Time{}
+	}
+	return seq[found].Received
+}
+
+// expireLocked decides an episode that was a burst and has been quiet for
+// the step window: a backlog that drained, whose device then fell silent.
 func (c *Clock) expireLocked(now time.Time) {
-	if p := c.pending; p != nil && now.Sub(p.since) > c.stepWindow()+max(30*time.Second, 2*c.interval) {
-		c.pending = nil
+	if p := c.pending; p != nil && now.Sub(p.last) > c.stepWindow() && p.burst() {
+		c.decideLocked(p.last)
 	}
 }
 
@@ -255,37 +437,93 @@ func (c *Clock) segmentLocked(from time.Time) {
 	}
 }
 
-// Settle says, for a frame received at received whose time was pending,
-// whether the clock has decided, and the offset it decided on. now is the
-// gateway's clock, to decide an episode that has run out.
-func (c *Clock) Settle(received, now time.Time) (time.Duration, bool) {
+// Settle says, for a frame of device time device received at received
+// whose time was pending, what the clock decided: its offset, its receipt
+// as its time (the second result true), or that it is still pending or
+// unknown. now is the gateway's clock.
+func (c *Clock) Settle(device, received, now time.Time) (time.Duration, bool, TimeVerdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLocked(now)
 	if c.pending != nil && !received.Before(c.pending.since) {
-		return 0, false
+		return 0, false, TimePending
 	}
+	s := device.Sub(received)
+	for i := len(c.decisions) - 1; i >= 0; i-- {
+		d := c.decisions[i]
+		if received.Before(d.Since) || received.After(d.Until) {
+			continue
+		}
+		off := d.Old
+		if d.Step {
+			switch {
+			case !d.Pivot.IsZero() && !received.Before(d.Known):
+				if !received.Before(d.Pivot) {
+					off = d.New
+				}
+			case c.agreesLocked(s, d.New):
+				off = d.New
+			default:
+				// The order of the frames does not say which clock this
+				// one was on, and its sample does not either.
+				if !c.buffered {
+					return 0, true, TimeSettled
+				}
+				return 0, false, TimeUnknown
+			}
+		}
+		switch {
+		case s-off > clockAheadMargin: // ahead of its own clock
+			if c.buffered && d.Burst {
+				return 0, false, TimeUnknown
+			}
+			return 0, true, TimeSettled // a glitched time on a live link
+		case off-s > c.usual+clockLateMargin && !c.buffered:
+			return 0, true, TimeSettled // a serial frame cannot be late
+		}
+		return off, false, TimeSettled
+	}
+	return c.offsetAtLocked(received), false, TimeSettled
+}
+
+func (c *Clock) agreesLocked(s, off time.Duration) bool {
+	d := off - s
+	return d <= c.usual+clockLateMargin && d >= -clockAheadMargin
+}
+
+func (c *Clock) offsetAtLocked(received time.Time) time.Duration {
 	for i := len(c.history) - 1; i >= 0; i-- {
 		if !received.Before(c.history[i].From) {
 			if i == len(c.history)-1 {
-				return c.est, true
+				return c.est
 			}
-			return c.history[i].Offset, true
+			return c.history[i].Offset
 		}
 	}
 	if len(c.history) > 0 {
-		return c.history[0].Offset, true
+		return c.history[0].Offset
 	}
-	return c.est, true
+	return c.est
 }
 
 // Choose picks, of two instants a device's local time may mean (the hour
-// repeated when daylight saving time ends), the one the clock estimate
-// expects at received; with no estimate, the one nearer receipt.
+// repeated when daylight saving time ends), the one that follows the
+// device's previous frame (frames come in the order they were measured,
+// live or from a backlog); without a recent previous frame, the one the
+// clock estimate expects at received.
 func (c *Clock) Choose(a, b, received time.Time) time.Time {
 	c.mu.Lock()
-	est := c.est
+	est, last := c.est, c.lastDev
 	c.mu.Unlock()
+	if b.Before(a) {
+		a, b = b, a
+	}
+	if !last.IsZero() && a.Sub(last).Abs() < 3*time.Hour {
+		if !a.Before(last.Add(-clockAheadMargin)) {
+			return a
+		}
+		return b
+	}
 	da := (a.Sub(received) - est).Abs()
 	db := (b.Sub(received) - est).Abs()
 	if db < da {
@@ -298,8 +536,17 @@ func (c *Clock) Choose(a, b, received time.Time) time.Time {
 func (c *Clock) State() ClockState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return ClockState{Valid: c.valid, Offset: c.est, Usual: c.usual, History: slices.Clone(c.history),
-		Steps: c.steps, LastStep: c.lastStep, LastStepAt: c.lastStepAt}
+	st := ClockState{Valid: c.valid, Offset: c.est, Usual: c.usual, History: slices.Clone(c.history),
+		Decisions: slices.Clone(c.decisions), Steps: c.steps, LastStep: c.lastStep, LastStepAt: c.lastStepAt,
+		LastDevice: c.lastDev, LastAgree: c.lastAgree}
+	if p := c.pending; p != nil {
+		m := make(map[int64]time.Duration, len(p.maxima))
+		for k, v := range p.maxima {
+			m[k] = v
+		}
+		st.Pending = &EpisodeState{Since: p.since, Last: p.last, Maxima: m}
+	}
+	return st
 }
 
 // Restore takes back what State gave.
@@ -307,8 +554,17 @@ func (c *Clock) Restore(s ClockState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.valid, c.est, c.usual = s.Valid, s.Offset, max(s.Usual, 0)
-	c.history = slices.Clone(s.History)
+	c.history, c.decisions = slices.Clone(s.History), slices.Clone(s.Decisions)
 	c.steps, c.lastStep, c.lastStepAt = s.Steps, s.LastStep, s.LastStepAt
+	c.lastDev, c.lastAgree = s.LastDevice, s.LastAgree
+	c.pending = nil
+	if p := s.Pending; p != nil {
+		m := make(map[int64]time.Duration, len(p.Maxima))
+		for k, v := range p.Maxima {
+			m[k] = v
+		}
+		c.pending = &clockEpisode{since: p.Since, last: p.Last, maxima: m, partial: true}
+	}
 }
 
 // Status is the clock's state for the status page.
@@ -369,69 +625,79 @@ const maxClocks = 4096
 // NewClocks returns an empty registry.
 func NewClocks() *Clocks { return &Clocks{m: map[string]*Clock{}} }
 
-// Clock returns the device's Clock, making it when it is new.
-func (cs *Clocks) Clock(device string, interval time.Duration) *Clock {
+// Clock returns the device's Clock, making it when it is new. interval is
+// the device's usual time between frames; buffered whether its link can
+// deliver frames late.
+func (cs *Clocks) Clock(device string, interval time.Duration, buffered bool) *Clock {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if c := cs.m[device]; c != nil {
-		if interval > 0 {
-			c.mu.Lock()
-			c.interval = interval
-			c.mu.Unlock()
-		}
-		return c
-	}
-	if len(cs.m) >= maxClocks {
-		var oldest string
-		var at time.Time
-		for d, c := range cs.m {
-			c.mu.Lock()
-			u := c.used
-			c.mu.Unlock()
-			if oldest == "" || u.Before(at) {
-				oldest, at = d, u
+	c := cs.m[device]
+	if c == nil {
+		if len(cs.m) >= maxClocks {
+			var oldest string
+			var at time.Time
+			for d, c := range cs.m {
+				c.mu.Lock()
+				u := c.used
+				c.mu.Unlock()
+				if oldest == "" || u.Before(at) {
+					oldest, at = d, u
+				}
 			}
+			delete(cs.m, oldest)
 		}
-		delete(cs.m, oldest)
+		c = NewClock(interval)
+		cs.m[device] = c
 	}
-	c := NewClock(interval)
-	cs.m[device] = c
+	c.mu.Lock()
+	if interval > 0 {
+		c.interval = interval
+	}
+	c.buffered = buffered
+	c.mu.Unlock()
 	return c
 }
 
 // Settle re-stamps a reading whose time was pending once its device's
-// clock has decided; it reports whether the reading is settled (a reading
-// that was not pending is). A device the registry does not know (a restart
-// before its clock was kept) keeps the offset the reading was stamped with.
-func (cs *Clocks) Settle(r *Reading, now time.Time) bool {
+// clock has decided: its offset, or its receipt as its time (its device
+// time is then dropped). A reading whose time cannot be known is marked
+// TimeUnknown. A device the registry does not know (a restart before its
+// clock was kept) keeps the offset the reading was stamped with.
+func (cs *Clocks) Settle(r *Reading, now time.Time) TimeVerdict {
 	if !r.ClockPending {
-		return true
+		if r.TimeUnknown {
+			return TimeUnknown
+		}
+		return TimeSettled
 	}
 	cs.mu.Lock()
 	c := cs.m[r.Device]
 	cs.mu.Unlock()
 	if c == nil {
 		r.ClockPending = false
-		return true
+		return TimeSettled
 	}
-	off, ok := c.Settle(r.Received, now)
-	if !ok {
-		return false
+	off, atReceipt, v := c.Settle(r.DeviceTime, r.Received, now)
+	switch v {
+	case TimePending:
+		return TimePending
+	case TimeUnknown:
+		r.ClockPending, r.TimeUnknown = false, true
+		return TimeUnknown
 	}
-	r.ClockOffset, r.ClockPending = off, false
-	return true
+	r.ClockPending = false
+	if atReceipt {
+		r.DeviceTime, r.ClockOffset = time.Time{}, 0
+		return TimeSettled
+	}
+	r.ClockOffset = off
+	return TimeSettled
 }
 
 // Status returns each device's clock status.
 func (cs *Clocks) Status() map[string]ClockStatus {
-	cs.mu.Lock()
-	clocks := make(map[string]*Clock, len(cs.m))
-	for d, c := range cs.m {
-		clocks[d] = c
-	}
-	cs.mu.Unlock()
-	out := make(map[string]ClockStatus, len(clocks))
-	for d, c := range clocks {
+	out := map[string]ClockStatus{}
+	for d, c := range cs.all() {
 		out[d] = c.Status()
 	}
 	return out
@@ -439,22 +705,33 @@ func (cs *Clocks) Status() map[string]ClockStatus {
 
 // State returns what to keep of every clock.
 func (cs *Clocks) State() map[string]ClockState {
-	cs.mu.Lock()
-	clocks := make(map[string]*Clock, len(cs.m))
-	for d, c := range cs.m {
-		clocks[d] = c
-	}
-	cs.mu.Unlock()
-	out := make(map[string]ClockState, len(clocks))
-	for d, c := range clocks {
+	out := map[string]ClockState{}
+	for d, c := range cs.all() {
 		out[d] = c.State()
 	}
 	return out
 }
 
+func (cs *Clocks) all() map[string]*Clock {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	clocks := make(map[string]*Clock, len(cs.m))
+	for d, c := range cs.m {
+		clocks[d] = c
+	}
+	return clocks
+}
+
 // Restore takes back what State gave, before the sources start.
 func (cs *Clocks) Restore(states map[string]ClockState) {
 	for d, s := range states {
-		cs.Clock(d, 0).Restore(s)
+		cs.mu.Lock()
+		c := cs.m[d]
+		if c == nil {
+			c = NewClock(0)
+			cs.m[d] = c
+		}
+		cs.mu.Unlock()
+		c.Restore(s)
 	}
 }

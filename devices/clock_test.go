@@ -75,7 +75,9 @@ func TestAFutureDatedFrameDoesNotMoveTheEstimate(t *testing.T) {
 	}
 	reg := &Clocks{m: map[string]*Clock{"d": c}}
 	rs[0].Device = "d"
-	if !reg.Settle(&rs[0], at) || rs[0].ClockOffset != before || !rs[0].Effective().Equal(rs[0].Received) {
+	// Decided a glitched time on a live link: charted at its receipt, and
+	// named by it (its device time would name the reading of an hour later).
+	if reg.Settle(&rs[0], at) != TimeSettled || !rs[0].DeviceTime.IsZero() || !rs[0].Effective().Equal(rs[0].Received) {
 		t.Fatalf("settled: %+v", rs[0])
 	}
 }
@@ -100,12 +102,12 @@ func TestABacklogAfterARestartKeepsItsTimes(t *testing.T) {
 	if st := c.Status(); st.State != "checking" || st.Steps != 0 {
 		t.Fatalf("during the backlog: %+v", st)
 	}
-	if reg.Settle(&backlog[0], recv.Add(time.Second)) {
+	if reg.Settle(&backlog[0], recv.Add(time.Second)) == TimeSettled {
 		t.Fatal("a backlog frame was settled before anything decided it")
 	}
 	live(c, recv.Add(2*time.Second), 5*time.Second, 90*time.Second, 50*time.Millisecond)
 	for i, r := range backlog {
-		if !reg.Settle(&r, recv.Add(10*time.Second)) {
+		if reg.Settle(&r, recv.Add(10*time.Second)) != TimeSettled {
 			t.Fatalf("backlog frame %d is still pending after live frames", i)
 		}
 		want := recv.Add(-50 * time.Minute).Add(time.Duration(i) * time.Second)
@@ -136,7 +138,7 @@ func TestAClockThatIsSetSteps(t *testing.T) {
 		t.Fatalf("after the clock was set: %+v", st)
 	}
 	for i, r := range during {
-		if !reg.Settle(&r, at) {
+		if reg.Settle(&r, at) != TimeSettled {
 			t.Fatalf("frame %d still pending", i)
 		}
 		if d := r.Effective().Sub(r.Received); d.Abs() > time.Second {
@@ -146,21 +148,25 @@ func TestAClockThatIsSetSteps(t *testing.T) {
 }
 
 // A backlog that drains over minutes disagrees by ever smaller amounts:
-// it never steps the clock, and it is decided as late in the end.
+// it never steps the clock; once it has been quiet for the step window it
+// is decided as late.
 func TestADrainingBacklogDoesNotStep(t *testing.T) {
 	c := NewClock(time.Second)
 	at := live(c, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
 	first := at
 	measured := at.Add(-30 * time.Minute)
-	for end := at.Add(4 * time.Minute); at.Before(end); at = at.Add(100 * time.Millisecond) {
+	for end := at.Add(150 * time.Second); at.Before(end); at = at.Add(100 * time.Millisecond) {
 		c.Observe(measured, at, false)
 		measured = measured.Add(time.Second) // ten frames' worth a second
 	}
 	if st := c.Status(); st.Steps != 0 || st.Offset.Abs() > time.Second {
 		t.Fatalf("a draining backlog stepped the clock: %+v", st)
 	}
-	if _, ok := c.Settle(first, at.Add(time.Minute)); !ok {
-		t.Fatal("the backlog was never decided")
+	if _, _, v := c.Settle(first.Add(-30*time.Minute), first, at.Add(time.Minute)); v != TimePending {
+		t.Fatal("a burst was decided before it had been quiet for the step window")
+	}
+	if off, _, v := c.Settle(first.Add(-30*time.Minute), first, at.Add(3*time.Minute)); v != TimeSettled || off.Abs() > time.Second {
+		t.Fatalf("the backlog, quiet since: %v %v", off, v)
 	}
 }
 
@@ -216,7 +222,7 @@ func TestStateSurvivesARestart(t *testing.T) {
 	live(c, clockStart, 10*time.Minute, 42*time.Second, 10*time.Millisecond)
 	reg := NewClocks()
 	reg.Restore(map[string]ClockState{"d": c.State()})
-	got := reg.Clock("d", time.Second).Status()
+	got := reg.Clock("d", time.Second, true).Status()
 	if got.State != "tracking" || got.Offset != c.Status().Offset {
 		t.Fatalf("restored %+v from %+v", got, c.Status())
 	}

@@ -47,6 +47,11 @@ type Reading struct {
 	// estimate (a backlog, or a clock that was just set), so ClockOffset is
 	// provisional until the device's Clock decides (Clocks.Settle).
 	ClockPending bool `json:",omitempty"`
+	// TimeUnknown: when the value was measured cannot be known (its
+	// device's clock was set while its frame waited somewhere, or it came
+	// without a device time from where messages may have waited): it is
+	// never charted at a guess.
+	TimeUnknown bool `json:",omitempty"`
 	// Received is when the gateway read the frame; for a message the
 	// transport redelivered, when it first read it.
 	Received time.Time

@@ -40,6 +40,9 @@ type Status struct {
 	LastError string    // never quotes device data
 
 	Bytes, Frames, BadFrames, Readings, Dropped, Lost uint64
+	// Skipped are readings not charted on purpose: retained MQTT messages
+	// without a device time, which the broker replays.
+	Skipped uint64
 	// ClockOffset is the device clock minus the gateway's, as measured.
 	ClockOffset time.Duration
 	// Latest is the last value of each parameter, by MDC reference id.
@@ -52,7 +55,7 @@ type Monitor struct {
 	st     Status
 	trends map[string]*trend // by MDC reference id
 
-	bytes, frames, bad, readings, dropped, lost atomic.Uint64
+	bytes, frames, bad, readings, dropped, lost, skipped atomic.Uint64
 }
 
 // NewMonitor starts the status of a source.
@@ -92,6 +95,9 @@ func (m *Monitor) BadFrame() { m.bad.Add(1) }
 // Lost counts readings that decoded but could not be stored.
 func (m *Monitor) Lost(n int) { m.lost.Add(uint64(n)) }
 
+// Skipped counts readings not charted on purpose.
+func (m *Monitor) Skipped(n int) { m.skipped.Add(uint64(n)) }
+
 // Frame records a decoded frame: its readings, and how many values it
 // dropped.
 func (m *Monitor) Frame(rs []Reading, dropped int, offset time.Duration) {
@@ -128,7 +134,7 @@ func (m *Monitor) Status() Status {
 	}
 	m.mu.Unlock()
 	st.Bytes, st.Frames, st.BadFrames = m.bytes.Load(), m.frames.Load(), m.bad.Load()
-	st.Readings, st.Dropped, st.Lost = m.readings.Load(), m.dropped.Load(), m.lost.Load()
+	st.Readings, st.Dropped, st.Lost, st.Skipped = m.readings.Load(), m.dropped.Load(), m.lost.Load(), m.skipped.Load()
 	return st
 }
 

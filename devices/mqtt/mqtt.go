@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -76,12 +77,19 @@ type Source struct {
 	LogContent bool
 
 	acks *acker
+	// connectedAt is when the client last connected or began to (Unix ns):
+	// messages that waited at the broker arrive right after it.
+	connectedAt atomic.Int64
+	// untimedAt is when the last message without a device time was
+	// received, by device and code (for a burst: messages that waited).
+	untimedAt      map[string]time.Time
+	retainedLogged bool
 }
 
 // FirstSeen records deliveries durably and gives each one's first receipt
 // time (buffer.Seen).
 type FirstSeen interface {
-	FirstSeen(ctx context.Context, ds []buffer.Delivery) ([]time.Time, error)
+	FirstSeen(ctx context.Context, ds []buffer.Delivery) ([]buffer.Delivery, error)
 }
 
 type inbound struct {
@@ -123,6 +131,7 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	opts.SetDefaultPublishHandler(handler) // a persistent session delivers before Subscribe returns
 	opts.SetOnConnectHandler(func(c paho.Client) {
+		s.connectedAt.Store(time.Now().UnixNano())
 		tok := c.Subscribe(s.Topic, s.QoS, handler)
 		go func() {
 			tok.Wait()
@@ -143,9 +152,11 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	})
 	opts.SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
+		s.connectedAt.Store(time.Now().UnixNano())
 		s.Monitor.Set(devices.Disconnected, "")
 	})
 	client := paho.NewClient(opts)
+	s.connectedAt.Store(time.Now().UnixNano())
 	tok := client.Connect() // retries by itself (ConnectRetry)
 	go func() {
 		tok.Wait()
@@ -197,11 +208,6 @@ func (s *Source) Run(ctx context.Context) error {
 // deliver the messages again (after a reconnect), so the client is
 // disconnected to make it do so soon.
 func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger) {
-	type decoded struct {
-		in     inbound
-		device string
-		f      profile.Frame
-	}
 	var msgs []decoded
 	var rejects []rejection
 	for _, in := range batch {
@@ -232,6 +238,7 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		}
 		msgs = append(msgs, decoded{in, device, f})
 	}
+	msgs = s.untimed(msgs, log)
 	// A message whose readings carry no device time is identified by when
 	// it was received: first, so that a redelivery keeps the receipt of
 	// the first delivery. That is recorded before the readings are
@@ -241,15 +248,23 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 	for i, m := range msgs {
 		if s.Seen != nil && slices.ContainsFunc(m.f.Readings, func(r devices.Reading) bool { return r.DeviceTime.IsZero() }) {
 			h := sha256.Sum256(append([]byte(m.in.msg.Topic()+"\n"), m.in.msg.Payload()...))
-			untimed = append(untimed, buffer.Delivery{Key: string(h[:16]), At: m.in.received, Redelivered: m.in.msg.Duplicate()})
+			untimed = append(untimed, buffer.Delivery{Key: string(h[:16]), At: m.in.received, Redelivered: m.in.msg.Duplicate(),
+				Unknown: slices.ContainsFunc(m.f.Readings, func(r devices.Reading) bool { return r.TimeUnknown })})
 			untimedAt = append(untimedAt, i)
 		}
 	}
 	for len(untimed) > 0 {
 		firsts, err := s.Seen.FirstSeen(ctx, untimed)
 		if err == nil {
+			// A redelivery is as it was first received: its time, and
+			// whether that time was known.
 			for j, i := range untimedAt {
-				msgs[i].in.received = firsts[j]
+				msgs[i].in.received = firsts[j].At
+				for k := range msgs[i].f.Readings {
+					if r := &msgs[i].f.Readings[k]; r.DeviceTime.IsZero() {
+						r.TimeUnknown = firsts[j].Unknown
+					}
+				}
 			}
 			break
 		}
@@ -266,7 +281,7 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 	var frames [][]devices.Reading
 	for _, m := range msgs {
 		f := m.f
-		off := s.Clocks.Clock(m.device, s.Profile.Transport.Interval.D()).Stamp(f.Readings, f.DeviceTime, f.DeviceTimeAlt, m.in.received, m.in.msg.Duplicate())
+		off := s.Clocks.Clock(m.device, s.Profile.Transport.Interval.D(), true).Stamp(f.Readings, f.DeviceTime, f.DeviceTimeAlt, m.in.received, m.in.msg.Duplicate())
 		s.Monitor.Frame(f.Readings, len(f.Dropped), off)
 		if len(f.Readings) > 0 {
 			frames = append(frames, f.Readings)
@@ -315,6 +330,80 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		acks[i] = in.msg
 	}
 	s.acks.push(acks)
+}
+
+// decoded is one message with its frame.
+type decoded struct {
+	in     inbound
+	device string
+	f      profile.Frame
+}
+
+// untimedAfterConnect is how soon after a (re)connect a message without a
+// device time may be one that waited at the broker.
+const untimedAfterConnect = 3 * time.Second
+
+// untimed looks at the messages whose readings carry no device time: their
+// receipt is their time, which holds only for a message that did not wait
+// at the broker. One that may have waited has no known time (TimeUnknown:
+// it is never charted at a guess):
+//   - a retained message, which the broker replays at every subscription
+//     (it was charted when it was published live): not charted again;
+//   - part of a burst: the same parameter of the same device again within a
+//     quarter of the device's interval (a backlog draining);
+//   - the first of its parameter and device within 3 s of a (re)connect,
+//     when what waited arrives.
+func (s *Source) untimed(msgs []decoded, log *slog.Logger) []decoded {
+	if s.untimedAt == nil || len(s.untimedAt) > 4096 {
+		s.untimedAt = map[string]time.Time{}
+	}
+	gap := s.Profile.Transport.Interval.D() / 4
+	if gap <= 0 {
+		gap = 250 * time.Millisecond
+	}
+	connected := time.Unix(0, s.connectedAt.Load())
+	untimedCode := func(m decoded, i int) (string, bool) {
+		r := m.f.Readings[i]
+		return m.device + "|" + fmt.Sprint(r.Code.Code), r.DeviceTime.IsZero()
+	}
+	out := msgs[:0]
+	for i, m := range msgs {
+		if m.in.msg.Retained() && slices.ContainsFunc(m.f.Readings, func(r devices.Reading) bool { return r.DeviceTime.IsZero() }) {
+			s.Monitor.Skipped(len(m.f.Readings))
+			if !s.retainedLogged {
+				s.retainedLogged = true
+				log.Info("retained messages without a device time are not charted: the broker replays them at each subscription, and their time is not known")
+			}
+			continue
+		}
+		for k := range m.f.Readings {
+			key, untimed := untimedCode(m, k)
+			if !untimed {
+				continue
+			}
+			at := m.in.received
+			prev, seen := s.untimedAt[key]
+			unknown := (seen && at.Sub(prev) < gap) ||
+				((!seen || prev.Before(connected)) && at.Sub(connected) < untimedAfterConnect)
+			// The next message of the batch with this parameter, when it
+			// follows closely, makes this one part of a burst too.
+			for _, n := range msgs[i+1:] {
+				if n.device != m.device {
+					continue
+				}
+				if j := slices.IndexFunc(n.f.Readings, func(r devices.Reading) bool {
+					return r.DeviceTime.IsZero() && r.Code.Code == m.f.Readings[k].Code.Code
+				}); j >= 0 {
+					unknown = unknown || n.in.received.Sub(at) < gap
+					break
+				}
+			}
+			s.untimedAt[key] = at
+			m.f.Readings[k].TimeUnknown = unknown
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // acker sends PUBACKs in order on its own goroutine: the client may hold

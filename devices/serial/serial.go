@@ -166,7 +166,7 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.Clocks == nil {
 		s.Clocks = devices.NewClocks()
 	}
-	s.clock = s.Clocks.Clock(s.ID, s.Profile.Transport.Interval.D())
+	s.clock = s.Clocks.Clock(s.ID, s.Profile.Transport.Interval.D(), false) // a serial line keeps nothing back
 	log := s.Log.With("monitor", s.ID, "port", s.Path)
 	if _, err := s.Settings.mode(); err != nil {
 		s.Monitor.Set(devices.Failed, err.Error())
