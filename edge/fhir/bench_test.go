@@ -35,6 +35,7 @@ func BenchmarkDelivery(b *testing.B) {
 				rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 				rd.DeviceTime = deviceTime.Add(time.Duration(i) * time.Second)
 				entries, _ := m.MapReadings(charted(rd))
+				m.ConfirmDevices(charted(rd))
 				var items []buffer.Item
 				for _, e := range entries {
 					p, _ := json.Marshal(e)
@@ -109,6 +110,7 @@ func BenchmarkLatency(b *testing.B) {
 		rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 		rd.DeviceTime = deviceTime.Add(time.Duration(i) * time.Second)
 		entries, _ := m.MapReadings(charted(rd))
+		m.ConfirmDevices(charted(rd))
 		var items []buffer.Item
 		for _, e := range entries {
 			p, _ := json.Marshal(e)
@@ -159,6 +161,7 @@ func BenchmarkMapReadings(b *testing.B) {
 		if _, rej := m.MapReadings(frame); len(rej) > 0 {
 			b.Fatal(rej)
 		}
+		m.ConfirmDevices(frame)
 	}
 	b.ReportMetric(float64(b.N*len(codes))/b.Elapsed().Seconds(), "readings/s")
 }

@@ -33,10 +33,11 @@ import (
 //     with the server's OperationOutcome.
 //   - 403, 409 or 412 with an OperationOutcome may pass (a role being
 //     granted, a conditional create racing its own earlier attempt), so they
-//     are retried; once a Bundle so refused holds an entry tried
-//     PermanentAfter times, they are taken as refusals for good, as 400 is:
-//     one entry (412: its conditional create matches several resources)
-//     must not stall its device's stream for ever.
+//     are retried; once a Bundle so refused holds an entry refused so
+//     PermanentAfter times (such answers only: an outage's 503s do not
+//     count), they are taken as refusals for good, as 400 is: one entry
+//     (412: its conditional create matches several resources) must not
+//     stall its device's stream for ever.
 //   - any other answer (no OperationOutcome: a wrong base_url, a proxy) is
 //     retried, never dead-lettered.
 //
@@ -56,14 +57,18 @@ type Deliverer struct {
 	// (with their Key and Enqueued time), for the status page and metrics.
 	// It must not block.
 	OnDelivered func(items []buffer.Item)
-	// PermanentAfter is how many deliveries an entry answered with 403, 409
-	// or 412 gets before that answer is taken as a refusal for good (5 when
-	// zero).
+	// PermanentAfter is how many answers of 403, 409 or 412 an entry gets
+	// before they are taken as a refusal for good (5 when zero).
 	PermanentAfter int
+	// OnRefused, when set, is told of the entries that went to the dead
+	// letters (a Device the record refused: its mapper writes it again).
+	// It must not block.
+	OnRefused func(items []buffer.Item)
 
 	mu         sync.Mutex
 	stats      DeliveryStats
-	pauseUntil time.Time // a server's Retry-After, for all entries
+	pauseUntil time.Time      // a server's Retry-After, for all entries
+	refusals   map[uint64]int // entry id → 403, 409 and 412 answers so far (this run)
 }
 
 // DeliveryStats is what the status page shows of delivery.
@@ -160,6 +165,10 @@ type entryMeta struct {
 	resourceType string
 	method       string
 }
+
+// EntryResourceType is the resource type an outbox entry writes ("" when
+// it is not a Bundle entry).
+func EntryResourceType(it buffer.Item) string { return metaOf(it).resourceType }
 
 // metaOf reads an entry's request; method is empty when the payload is not
 // a Bundle entry with a resource.
@@ -296,6 +305,7 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 			return false
 		}
 		d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.Ack(ctx, ids...) })
+		d.forgetRefusals(items)
 		d.count(func(s *DeliveryStats) {
 			s.Delivered += uint64(len(items))
 			s.LastStatus, s.LastSuccess = st, time.Now()
@@ -306,7 +316,7 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 		return true
 	case (st == 400 || st == 404 || st == 422) && resp.IsOutcome:
 		// The record refused something in this Bundle: find it below.
-	case (st == 403 || st == 409 || st == 412) && resp.IsOutcome && d.triedEnough(items):
+	case (st == 403 || st == 409 || st == 412) && resp.IsOutcome && d.refusedEnough(items):
 		// Refused again and again: for good. Find it below.
 	case st == 408, st == 409, st == 412, st == 429, st >= 500, st == 401, st == 403:
 		// 409/412: a conditional create racing its own earlier attempt.
@@ -324,6 +334,10 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 	if len(items) == 1 {
 		reason := fmt.Sprintf("HTTP %d: %s", st, resp.Outcome)
 		d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.DeadLetter(ctx, reason, ids...) })
+		d.forgetRefusals(items)
+		if d.OnRefused != nil {
+			d.OnRefused(items)
+		}
 		d.count(func(s *DeliveryStats) {
 			s.DeadLettered++
 			s.LastStatus, s.LastError, s.LastErrorAt = st, fmt.Sprintf("HTTP %d %s: an entry was refused", st, resp.Codes), time.Now()
@@ -339,19 +353,35 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 	return d.send(ctx, items[half:], owner)
 }
 
-// triedEnough tells whether a Bundle holds an entry that has been tried
-// PermanentAfter times.
-func (d *Deliverer) triedEnough(items []buffer.Item) bool {
+// refusedEnough counts a 403, 409 or 412 for each entry of a Bundle and
+// tells whether one of them has had PermanentAfter of those.
+func (d *Deliverer) refusedEnough(items []buffer.Item) bool {
 	n := d.PermanentAfter
 	if n <= 0 {
 		n = 5
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refusals == nil {
+		d.refusals = map[uint64]int{}
+	}
+	enough := false
 	for _, it := range items {
-		if it.Attempts >= n {
-			return true
+		d.refusals[it.ID]++
+		if d.refusals[it.ID] >= n {
+			enough = true
 		}
 	}
-	return false
+	return enough
+}
+
+// forgetRefusals drops the counts of entries that left the outbox.
+func (d *Deliverer) forgetRefusals(items []buffer.Item) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, it := range items {
+		delete(d.refusals, it.ID)
+	}
 }
 
 func all2xx(statuses []string) bool {

@@ -44,16 +44,24 @@ func deviceIdentity(r devices.Reading) string {
 	return r.Device
 }
 
-// deviceEntry returns the Device entry for r's device when this run has not
-// written that device yet (or its firmware changed), else nil.
-func (m *Mapper) deviceEntry(r devices.Reading) (*Entry, error) {
-	id := deviceIdentity(r)
-	stamp := id + "|" + r.Firmware + "|" + r.Profile
+// deviceStamp is what a written Device says of a reading's device: a new
+// serial number, firmware or profile is a Device to write again.
+func deviceStamp(r devices.Reading) string {
+	return deviceIdentity(r) + "|" + r.Firmware + "|" + r.Profile
+}
+
+// deviceEntry returns the Device entry for r's device unless a Device with
+// its stamp is known to be in the outbox (ConfirmDevices), or the caller
+// has one from this mapping already (emitted).
+func (m *Mapper) deviceEntry(r devices.Reading, emitted map[string]bool) (*Entry, error) {
+	stamp := deviceStamp(r)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.devices[r.Device] == stamp {
+	written := m.devices[r.Device] == stamp
+	m.mu.Unlock()
+	if written || emitted[stamp] {
 		return nil, nil
 	}
+	id := deviceIdentity(r)
 	vendor, model, _ := strings.Cut(r.Profile, "/")
 	d := DeviceResource{
 		ResourceType: "Device",
@@ -74,15 +82,30 @@ func (m *Mapper) deviceEntry(r devices.Reading) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.devices == nil {
-		m.devices = map[string]string{}
-	}
-	m.devices[r.Device] = stamp
+	emitted[stamp] = true
 	return &e, nil
 }
 
-// Forget makes the next reading of device write its Device entry again: for a
-// caller whose entries did not reach the outbox.
+// ConfirmDevices records that the Devices of these readings are in the
+// outbox (the Append that carried their entries committed): later
+// readings of those devices no longer carry a Device entry. Until then
+// every mapping of a device carries one, so that no Observation can reach
+// the outbox before the Device it refers to, whoever maps at once (a
+// source and the resolver of held readings). The record takes the repeats
+// as updates, and the deliverer sends one of each Bundle.
+func (m *Mapper) ConfirmDevices(rs []PatientReading) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.devices == nil {
+		m.devices = map[string]string{}
+	}
+	for _, r := range rs {
+		m.devices[r.Device] = deviceStamp(r.Reading)
+	}
+}
+
+// Forget makes the next reading of device write its Device entry again:
+// for a Device the record refused.
 func (m *Mapper) Forget(device string) {
 	m.mu.Lock()
 	delete(m.devices, device)

@@ -156,7 +156,7 @@ func (e encounterResource) staysAt(id, system, bed string, bedLocations map[stri
 	}
 	var out []BedStay
 	for _, l := range e.Location {
-		ref, ident := l.Location.Reference, l.Location.Identifier
+		ref, ident := locationRef(l.Location.Reference), l.Location.Identifier
 		if !bedLocations[ref] && (ident == nil || ident.System != system || ident.Value != bed) {
 			continue
 		}
@@ -191,6 +191,17 @@ func (e encounterResource) staysAt(id, system, bed string, bedLocations map[stri
 		out = append(out, s)
 	}
 	return out
+}
+
+// locationRef is a reference to a Location as "Location/<id>": an absolute
+// URL or a versioned reference ("…/Location/7/_history/2") names the same
+// Location.
+func locationRef(ref string) string {
+	ref, _, _ = strings.Cut(ref, "/_history/")
+	if i := strings.LastIndex(ref, "Location/"); i > 0 && ref[i-1] == '/' {
+		ref = ref[i:]
+	}
+	return ref
 }
 
 // search runs a search and returns every entry's resource, following the

@@ -61,3 +61,17 @@ func TestBedStaysComeFromTheLocationEntries(t *testing.T) {
 		t.Fatalf("planned: %+v", p)
 	}
 }
+
+func TestLocationReferencesInOtherShapes(t *testing.T) {
+	for in, want := range map[string]string{
+		"Location/L7": "Location/L7",
+		"https://fhir.example.org/R4/Location/L7":            "Location/L7",
+		"Location/L7/_history/3":                             "Location/L7",
+		"https://fhir.example.org/R4/Location/L7/_history/3": "Location/L7",
+		"#contained": "#contained",
+	} {
+		if got := locationRef(in); got != want {
+			t.Errorf("%s: %s, want %s", in, got, want)
+		}
+	}
+}

@@ -17,9 +17,9 @@ import (
 var ErrNoPatient = errors.New("no patient is given for this reading")
 
 // Mapper turns readings and studies into Bundle entries. It remembers which
-// Devices it has written in this run so that each Device entry goes out once
-// before the first Observation that refers to it (and again after a restart,
-// which the conditional create makes harmless).
+// Devices are in the outbox (ConfirmDevices) so that a Device entry goes out
+// with the first Observations that refer to it and not with every one (and
+// again after a restart, which the conditional update makes harmless).
 type Mapper struct {
 	// Site names the gateway; it is in every identifier system it mints.
 	Site string
@@ -31,7 +31,7 @@ type Mapper struct {
 	Local *time.Location
 
 	mu      sync.Mutex
-	devices map[string]string // device id → identity of the Device written
+	devices map[string]string // device id → stamp of the Device in the outbox
 	shapes  map[string]bool   // Observation shapes found valid (shapes.go)
 }
 

@@ -59,9 +59,10 @@ func (m *Mapper) MapReadings(readings []PatientReading) ([]Entry, []Rejected) {
 		}
 	}
 
+	emitted := map[string]bool{}
 	for i := range readings {
 		r := readings[i]
-		dev, err := m.deviceEntry(r.Reading)
+		dev, err := m.deviceEntry(r.Reading, emitted)
 		if err != nil {
 			reject(r, err)
 			continue
@@ -126,12 +127,20 @@ func identityTime(r devices.Reading) time.Time {
 
 // observationID names the measurement: device, code and time. Two readings
 // of one device and code at two times are two Observations, whatever their
-// values.
+// values. A device clock that was set (its offset stepped by a quarter of
+// an hour or more: DST on a clock the gateway reads in another zone, a
+// nurse's correction) shows again device times it showed before: the
+// offset, to the quarter hour, tells those measurements apart. Offsets
+// smaller than that, which every gateway estimates alike, leave the name
+// as it was.
 func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
-	return Identifier{
-		System: m.system("observation"),
-		Value:  fmt.Sprintf("%s/%d/%s", r.Device, code, fhirTime(identityTime(r))),
+	v := fmt.Sprintf("%s/%d/%s", r.Device, code, fhirTime(identityTime(r)))
+	if !r.DeviceTime.IsZero() {
+		if q := r.ClockOffset.Round(15 * time.Minute); q != 0 {
+			v += "/clock" + q.String()
+		}
 	}
+	return Identifier{System: m.system("observation"), Value: v}
 }
 
 // base fills what every Observation of a reading has.

@@ -62,3 +62,20 @@ func TestReadingsWithoutDeviceTimeAreNamedByTheirReceipt(t *testing.T) {
 		t.Fatal("a device time must decide when there is one")
 	}
 }
+
+// A clock set an hour back shows device times it showed an hour before:
+// the readings measured now are not the ones measured then.
+func TestAClockThatWasSetDoesNotRepeatIdentifiers(t *testing.T) {
+	m := &Mapper{Site: "w"}
+	before := devices.Reading{Device: "d", Code: devices.MDC{Code: 147842}, DeviceTime: time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC), ClockOffset: 40 * time.Millisecond}
+	after := before
+	after.ClockOffset = -time.Hour + 35*time.Millisecond // the same device time, an hour later
+	if m.observationID(before, 147842) == m.observationID(after, 147842) {
+		t.Fatal("two measurements an hour apart share an identifier")
+	}
+	slewed := before
+	slewed.ClockOffset = 3 * time.Minute // a small offset, estimated a little differently
+	if m.observationID(before, 147842) != m.observationID(slewed, 147842) {
+		t.Fatal("a small offset changed the identifier")
+	}
+}
