@@ -188,6 +188,7 @@ func (g *Gateway) open() error {
 	}
 	g.beds = newBeds(c, client, g.log.With("component", "patients"))
 	g.beds.kick = g.kickResolver
+	g.beds.loadFirstSeen(filepath.Join(c.DataDir, staysFile))
 	if g.beds.manual, err = openAssociations(c.DataDir, c.Patients.HoldUnassociated.D()); err != nil {
 		return err
 	}
@@ -201,6 +202,15 @@ func (g *Gateway) open() error {
 	g.deliverer = &fhir.Deliverer{
 		Outbox: g.outbox, Client: client, BatchSize: c.FHIR.BatchSize, BatchWait: c.FHIR.BatchWait.D(),
 		Log: g.log.With("component", "fhir"), OnDelivered: g.delivered,
+		OnRefused: func(items []buffer.Item) {
+			// A Device the record refused: its next reading writes it again,
+			// rather than every later Observation referring to nothing.
+			for _, it := range items {
+				if fhir.EntryResourceType(it) == "Device" {
+					g.mapper.Forget(it.Key)
+				}
+			}
+		},
 	}
 
 	ln, err := net.Listen("tcp", c.HTTP.Listen)

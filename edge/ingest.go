@@ -71,24 +71,27 @@ func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error
 // associate gives each reading of a frame its patient, per reading (a
 // frame's readings may carry their own times, and a stay may begin or end
 // between them). It returns the readings that have one, those that wait,
-// and why the first of those waits. ask says whether it may ask the record
-// and wait for it (the resolver), or only start a lookup (a source, which
-// must not be held up by the record).
+// and why they wait: a reason that does not expire (the record not
+// answering, not yet asked) before one that does, so that a frame never
+// expires while one of its readings waits for the record. ask says whether
+// it may ask the record and wait for it (the resolver), or only start a
+// lookup (a source, which must not be held up by the record).
 func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask asking) (ready []fhir.PatientReading, wait []devices.Reading, why answer) {
 	for _, r := range frame {
-		if r.ClockPending {
-			if len(wait) == 0 {
-				why = answer{verdict: notYet, reason: "the clock of device " + r.Device + " is being checked: its time disagreed with the estimate"}
-			}
-			wait = append(wait, r)
-			continue
+		var a answer
+		switch {
+		case r.TimeUnknown:
+			a = answer{verdict: uncertain, reason: "the time of a reading of device " + r.Device + " is not known (its clock was set while it waited, or it came without a time from where messages waited): it is not charted at a guess"}
+		case r.ClockPending:
+			a = answer{verdict: uncertain, reason: "the clock of device " + r.Device + " is being checked: the reading's time disagreed with its estimate"}
+		default:
+			a = g.beds.resolve(ctx, r.Location, r.Effective(), ask)
 		}
-		a := g.beds.resolve(ctx, r.Location, r.Effective(), ask)
 		if a.verdict == occupied {
 			ready = append(ready, fhir.PatientReading{Reading: r, Patient: a.patient})
 			continue
 		}
-		if len(wait) == 0 {
+		if len(wait) == 0 || (why.expires() && !a.expires()) {
 			why = a
 		}
 		wait = append(wait, r)
@@ -99,7 +102,6 @@ func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask as
 // store maps frames and appends their entries to the outbox in one commit.
 func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) error {
 	var items []buffer.Item
-	var devs []string
 	for _, readings := range frames {
 		entries, rejected := g.mapper.MapReadings(readings)
 		g.countRejected(ctx, rejected)
@@ -110,16 +112,15 @@ func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) err
 			}
 			items = append(items, buffer.Item{Key: readings[0].Device, Kind: "fhir", Payload: b})
 		}
-		devs = append(devs, readings[0].Device)
 	}
 	if len(items) == 0 {
 		return nil
 	}
 	if _, err := g.outbox.Append(ctx, items...); err != nil {
-		for _, d := range devs {
-			g.mapper.Forget(d) // its Device entry did not get in either
-		}
 		return err
+	}
+	for _, readings := range frames {
+		g.mapper.ConfirmDevices(readings)
 	}
 	g.ingest.entries.Add(uint64(len(items)))
 	return nil

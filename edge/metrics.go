@@ -260,12 +260,12 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		"delivery_refused":            ds.DeadLettered,
 		"delivery_restarts":           g.deliveryFailures.Load(),
 		"bed_lookup_failures":         g.beds.failures.Load(),
-		"bed_answers_uncertain":       g.beds.uncertainties.Load(),
 	}
-	var bad, lost uint64
+	var bad, lost, skipped uint64
 	for _, m := range g.monitorsNow() {
 		bad += m.BadFrames
 		lost += m.Lost
+		skipped += m.Skipped
 		for _, s := range monitorStates {
 			v := 0.0
 			if m.State == s {
@@ -284,6 +284,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	errs["bad_frames"] = bad
 	errs["readings_lost"] = lost
+	errs["readings_retained_untimed_skipped"] = skipped
 
 	if g.spool != nil {
 		ss := g.spool.Stats()

@@ -2,7 +2,10 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -73,10 +76,14 @@ type beds struct {
 	kick func()
 
 	mu        sync.Mutex
+	saveMu    sync.Mutex
 	records   map[string]*bedRecord
 	firstSeen map[string]time.Time // Encounter|bed → when a stay without a start was first seen
 
-	lookups, failures, uncertainties atomic.Uint64
+	// seenPath keeps firstSeen across restarts (stays.json).
+	seenPath string
+
+	lookups, failures atomic.Uint64
 }
 
 // bedRecord is what the record last said of one bed.
@@ -96,8 +103,12 @@ type bedRecord struct {
 // lookupTimeout bounds one lookup made while a frame waits.
 const lookupTimeout = 3 * time.Second
 
-// lookback is how far before now a lookup asks for stays, at least.
-const lookback = time.Hour
+// lookback is how far before now a lookup asks for stays, at least;
+// maxLookback how far at most.
+const (
+	lookback    = time.Hour
+	maxLookback = 7 * 24 * time.Hour
+)
 
 // maxBedRecords bounds the beds the record is remembered for (a wildcard
 // topic can name any number).
@@ -156,7 +167,6 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking
 	}
 	for _, c := range claims[1:] {
 		if c.patient != claims[0].patient {
-			b.uncertainties.Add(1)
 			return answer{verdict: uncertain, reason: claims[0].source + " and " + c.source + " name different patients in bed " + bed + " at the reading's time"}
 		}
 	}
@@ -168,6 +178,12 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking
 // without a patient.
 func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask asking) answer {
 	waiting := answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
+	if time.Since(at) > maxLookback {
+		// A lookup does not reach that far back (a garbage time, or a
+		// backlog older than a week): it must not make every later lookup
+		// of the bed ask for its whole history.
+		return answer{verdict: uncertain, reason: "the reading was measured more than " + maxLookback.String() + " ago, further back than a lookup of bed " + bed + " asks"}
+	}
 	for {
 		now := time.Now()
 		b.mu.Lock()
@@ -206,6 +222,9 @@ func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask ask
 		if !due {
 			failed := r.err
 			b.mu.Unlock()
+			if errors.Is(failed, fhir.ErrTooManyEncounters) {
+				return answer{verdict: uncertain, reason: "bed " + bed + ": " + failed.Error()}
+			}
 			if failed != nil {
 				return answer{verdict: unreachable, reason: "the record did not answer a lookup of bed " + bed + ": " + failureClass(failed)}
 			}
@@ -238,19 +257,96 @@ func (b *beds) lookup(ctx context.Context, bed string, r *bedRecord, from time.T
 	b.mu.Lock()
 	r.inflight = nil
 	close(done)
+	var seen map[string]time.Time
 	if err != nil {
 		r.err = err
 		b.failures.Add(1)
 	} else {
 		r.answered, r.asked, r.from, r.stays, r.err = true, sent, from, stays, nil
+		seen = b.noteFirstSeenLocked(bed, stays, sent)
 	}
 	b.mu.Unlock()
+	if seen != nil {
+		b.saveFirstSeen(seen)
+	}
 	if err != nil {
 		b.log.Warn("bed lookup failed; the bed's readings wait (they do not expire for this)", "bed", bed, "err", failureClass(err))
 	}
 	if b.kick != nil {
 		b.kick()
 	}
+}
+
+// staysFile is the file in data_dir that keeps when the record's stays
+// without a start were first seen.
+const staysFile = "stays.json"
+
+// maxFirstSeen bounds the stays without a start that are remembered.
+const maxFirstSeen = 10000
+
+// noteFirstSeenLocked remembers when each stay without a start was first
+// seen; it returns a copy to keep when one was new.
+func (b *beds) noteFirstSeenLocked(bed string, stays []fhir.BedStay, at time.Time) map[string]time.Time {
+	changed := false
+	for _, s := range stays {
+		key := s.Encounter + "|" + bed
+		if _, ok := b.firstSeen[key]; !s.StartUnknown || ok {
+			continue
+		}
+		if len(b.firstSeen) >= maxFirstSeen {
+			var oldest string
+			for k, t := range b.firstSeen {
+				if oldest == "" || t.Before(b.firstSeen[oldest]) {
+					oldest = k
+				}
+			}
+			delete(b.firstSeen, oldest)
+		}
+		b.firstSeen[key], changed = at, true
+	}
+	if !changed || b.seenPath == "" {
+		return nil
+	}
+	return maps.Clone(b.firstSeen)
+}
+
+// saveFirstSeen keeps when stays without a start were first seen, so that
+// a restart does not make the readings of an outage uncertain.
+func (b *beds) saveFirstSeen(seen map[string]time.Time) {
+	b.saveMu.Lock()
+	defer b.saveMu.Unlock()
+	data, err := json.Marshal(struct {
+		FirstSeen map[string]time.Time `json:"first_seen"`
+	}{seen})
+	if err == nil {
+		err = writeFileDurably(b.seenPath, data)
+	}
+	if err != nil {
+		b.log.Warn("when the record's stays without a start were first seen could not be kept", "err", err)
+	}
+}
+
+// loadFirstSeen reads what saveFirstSeen kept (nothing when there is no
+// file; an unreadable one starts anew, which only makes more readings wait).
+func (b *beds) loadFirstSeen(path string) {
+	b.seenPath = path
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var f struct {
+		FirstSeen map[string]time.Time `json:"first_seen"`
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &f)
+	}
+	if err != nil {
+		b.log.Warn("when the record's stays without a start were first seen cannot be read; it starts anew", "file", path, "err", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	maps.Copy(b.firstSeen, f.FirstSeen)
 }
 
 func (b *beds) newRecordLocked(bed string) *bedRecord {
@@ -274,45 +370,37 @@ func (b *beds) newRecordLocked(bed string) *bedRecord {
 func (b *beds) fromStaysLocked(bed string, r *bedRecord, at time.Time) answer {
 	var sure, maybe []string
 	for _, s := range r.stays {
+		if !s.End.IsZero() && !at.Before(s.End) {
+			continue // over by then, whenever it began
+		}
 		start := s.Start
 		if s.StartUnknown {
 			// The record does not say since when: from the first lookup
 			// that showed the stay, never earlier.
-			key := s.Encounter + "|" + bed
-			first, seen := b.firstSeen[key]
-			if !seen {
-				if len(b.firstSeen) >= 10000 {
-					b.firstSeen = map[string]time.Time{}
-				}
-				first = r.asked
-				b.firstSeen[key] = first
-			}
-			start = first
-			if at.Before(start) {
-				maybe = append(maybe, s.Patient)
-				continue
+			start = r.asked
+			if first, ok := b.firstSeen[s.Encounter+"|"+bed]; ok {
+				start = first
 			}
 		}
-		if at.Before(start) || (!s.End.IsZero() && !at.Before(s.End)) {
-			continue
-		}
-		if s.EndUnknown {
+		switch {
+		case at.Before(start) && s.StartUnknown:
+			maybe = append(maybe, s.Patient) // there already, or not yet?
+		case at.Before(start):
+		case s.EndUnknown, s.Planned:
+			// Over at a time the record does not give; or a move that
+			// was planned, which says nothing of whether it happened.
 			maybe = append(maybe, s.Patient)
-			continue
-		}
-		if !slices.Contains(sure, s.Patient) {
+		case !slices.Contains(sure, s.Patient):
 			sure = append(sure, s.Patient)
 		}
 	}
 	switch {
 	case len(sure) > 1:
-		b.uncertainties.Add(1)
 		return answer{verdict: uncertain, reason: "the record has two patients in bed " + bed + " at the reading's time"}
 	case len(sure) == 1 && !slices.ContainsFunc(maybe, func(p string) bool { return p != sure[0] }):
 		return answer{verdict: occupied, patient: sure[0]}
 	case len(maybe) > 0:
-		b.uncertainties.Add(1)
-		return answer{verdict: uncertain, reason: "the record has a stay in bed " + bed + " without a start or an end that may cover the reading's time"}
+		return answer{verdict: uncertain, reason: "the record has a stay in bed " + bed + " that may cover the reading's time, without saying when it began or ended, or only planned"}
 	}
 	return answer{verdict: vacant, reason: "the record has nobody in bed " + bed + " at the reading's time"}
 }

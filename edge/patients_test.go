@@ -146,9 +146,6 @@ func TestBedPatientFromEncounterAndHeldReadings(t *testing.T) {
 	if n := g.held.Stats().Waiting; n != 2 {
 		t.Fatalf("%d frames still held, want 2", n)
 	}
-	if g.beds.uncertainties.Load() == 0 {
-		t.Fatal("two patients at bed 8 were not noticed")
-	}
 	waitFor(t, "the reasons on the page", func() bool {
 		page := fmt.Sprint(g.heldNotes.summary())
 		return strings.Contains(page, "two patients in bed bed-8") && strings.Contains(page, "nobody in bed bed-7")

@@ -135,6 +135,8 @@ type monitorCounts struct {
 	Readings  uint64 `json:"readings"`
 	Dropped   uint64 `json:"dropped"`
 	Lost      uint64 `json:"lost"`
+	// Skipped: retained MQTT messages without a device time, not charted.
+	Skipped uint64 `json:"skipped"`
 }
 
 type valueReport struct {
@@ -367,7 +369,7 @@ func (g *Gateway) monitorReport(s devices.Status, trends map[string][]devices.Tr
 	m := monitorReport{
 		ID: s.ID, Bed: s.Location, Profile: s.Profile, Transport: s.Transport, State: string(s.State),
 		Since: s.Since, LastFrame: s.LastFrame, LastError: s.LastError, ClockOffsetMS: s.ClockOffset.Milliseconds(),
-		Counters: monitorCounts{Bytes: s.Bytes, Frames: s.Frames, BadFrames: s.BadFrames, Readings: s.Readings, Dropped: s.Dropped, Lost: s.Lost},
+		Counters: monitorCounts{Bytes: s.Bytes, Frames: s.Frames, BadFrames: s.BadFrames, Readings: s.Readings, Dropped: s.Dropped, Lost: s.Lost, Skipped: s.Skipped},
 		Values:   []valueReport{}, Trends: []trendReport{},
 	}
 	if s.Location != "" {

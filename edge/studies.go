@@ -240,7 +240,10 @@ func (g *Gateway) ingestStudy(ctx context.Context, uid string, instances []dicom
 // samePatient tells whether the record's ImagingStudy subject is the
 // patient the gateway would chart the study for.
 func (g *Gateway) samePatient(ctx context.Context, recSubject, subject, system, pid string) (bool, error) {
-	if recSubject == subject {
+	// A record that keeps conditional references as sent (Medplum) holds
+	// the one this study's Patient ID makes: the same patient, and the
+	// literal reference of fhir.patient_reference: resolve repairs it.
+	if recSubject == subject || recSubject == fhir.ConditionalPatient(system, pid) {
 		return true, nil
 	}
 	if !strings.HasPrefix(subject, "Patient?") {

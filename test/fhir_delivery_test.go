@@ -32,14 +32,16 @@ func fillOutbox(t *testing.T, dataDir string, n int) {
 	m := &fhir.Mapper{Site: "ward-4b"}
 	start := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
 	for i := 0; i < n; i++ {
-		entries, rejected := m.MapReadings([]fhir.PatientReading{{Reading: devices.Reading{
+		frame := []fhir.PatientReading{{Reading: devices.Reading{
 			Device: "bed-12-monitor", Location: "bed-12", Profile: "masimo/radical-7",
 			Code: devices.MDC{Code: 150456, RefID: "MDC_PULS_OXIM_SAT_O2"}, Value: 97, Unit: "%",
 			DeviceTime: start.Add(time.Duration(i) * time.Second), Received: start.Add(time.Duration(i) * time.Second),
-		}, Patient: "Patient/123"}})
+		}, Patient: "Patient/123"}}
+		entries, rejected := m.MapReadings(frame)
 		if len(rejected) > 0 {
 			t.Fatal(rejected)
 		}
+		m.ConfirmDevices(frame)
 		for _, e := range entries {
 			b, _ := json.Marshal(e)
 			if _, err := ob.Append(context.Background(), buffer.Item{Key: "bed-12-monitor", Kind: "fhir", Payload: b}); err != nil {

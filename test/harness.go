@@ -210,3 +210,6 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, describe f
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// regexpMatch reports whether s matches re.
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

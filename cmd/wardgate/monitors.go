@@ -109,6 +109,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 			rs = append(rs, fhir.PatientReading{Reading: r, Patient: "Patient/replay"})
 		}
 		entries, rejected := mapper.MapReadings(rs)
+		mapper.ConfirmDevices(rs)
 		for _, e := range entries {
 			b, _ := json.MarshalIndent(e, "", "  ")
 			fmt.Fprintf(stdout, "%s\n", b)
