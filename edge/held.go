@@ -193,7 +193,9 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 			for i := range frame {
 				g.clocks.Settle(&frame[i], now)
 			}
-			r, w, why := g.associate(ctx, frame, askAndWait)
+			// Lookups start in the background: a record that hangs must
+			// not hold up the other beds' frames (or the clocks' decisions).
+			r, w, why := g.associate(ctx, frame, askInBackground)
 			if len(r) > 0 {
 				ready = append(ready, r)
 			}
@@ -209,6 +211,20 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 				continue
 			}
 			note := g.heldNotes.get(it.ID)
+			if why.expires() && !note.since.IsZero() && now.Sub(note.since) >= hold {
+				// Before a frame expires, the record is asked again and
+				// waited for: an answer from the background can be a few
+				// seconds old, and the admission may just have been
+				// documented.
+				if r, w, why = g.associate(ctx, frame, askAndWait); len(r) > 0 {
+					ready = append(ready, r)
+					if len(w) > 0 {
+						rest = append(rest, w)
+					}
+					done = append(done, it.ID)
+					continue
+				}
+			}
 			note.bed, note.verdict, note.reason = frame[0].Location, why.verdict, why.reason
 			if why.expires() && note.since.IsZero() {
 				note.since = now

@@ -74,8 +74,7 @@ func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error
 // and why they wait: a reason that does not expire (the record not
 // answering, not yet asked) before one that does, so that a frame never
 // expires while one of its readings waits for the record. ask says whether
-// it may ask the record and wait for it (the resolver), or only start a
-// lookup (a source, which must not be held up by the record).
+// it may ask the record and wait for it, or only start a lookup.
 func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask asking) (ready []fhir.PatientReading, wait []devices.Reading, why answer) {
 	for _, r := range frame {
 		var a answer

@@ -130,13 +130,12 @@ const (
 	// cachedOnly decides from the record's last answer.
 	cachedOnly asking = iota
 	// askAndWait asks the record when a lookup is due (at most once per
-	// refresh per bed, one at a time) and waits for the answer: for the
-	// resolver of held readings.
+	// refresh per bed, one at a time) and waits for the answer.
 	askAndWait
 	// askInBackground starts a due lookup without waiting for it, so that
-	// a source is never held up by the record: the readings it cannot
-	// decide wait in the held store, and the resolver is woken when the
-	// answer comes.
+	// neither a source nor the resolver is held up by the record: the
+	// readings it cannot decide wait in the held store, and the resolver
+	// is woken when the answer comes.
 	askInBackground
 )
 
@@ -177,6 +176,8 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking
 // (as ask allows) when its last answer does not cover at, or covers it
 // without a patient.
 func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask asking) answer {
+	// What a reading waits with while a lookup runs: the last answer when
+	// it covers the reading, else "not yet asked" (or the last failure).
 	waiting := answer{verdict: notYet, reason: "waiting for the record's answer on bed " + bed}
 	if time.Since(at) > maxLookback {
 		// A lookup does not reach that far back (a garbage time, or a
@@ -193,15 +194,31 @@ func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask ask
 		}
 		r.used = now
 		due := ask != cachedOnly && r.inflight == nil && now.Sub(r.lastTry) >= b.refresh
-		if r.answered && !at.After(r.asked) && !at.Before(r.from) {
+		covered := r.answered && !at.After(r.asked) && !at.Before(r.from)
+		if covered {
 			a := b.fromStaysLocked(bed, r, at)
 			// An answer without a patient is asked again (at most once
 			// per refresh) while readings wait on it: the record may be
-			// corrected, an admission documented late.
+			// corrected, an admission documented late. Until the new
+			// answer comes, the last one stands.
+			if a.verdict != occupied && ask == askAndWait && r.inflight != nil {
+				wait := r.inflight
+				b.mu.Unlock()
+				select {
+				case <-wait:
+					continue
+				case <-ctx.Done():
+					return a
+				}
+			}
 			if a.verdict == occupied || !due {
 				b.mu.Unlock()
 				return a
 			}
+			waiting = a
+		} else if r.err != nil && !errors.Is(r.err, fhir.ErrTooManyEncounters) {
+			// Asking again, the last time in vain: say so meanwhile.
+			waiting = answer{verdict: unreachable, reason: "the record did not answer a lookup of bed " + bed + ": " + failureClass(r.err)}
 		}
 		if need := at.Add(-time.Minute); r.needFrom.IsZero() || need.Before(r.needFrom) || now.Sub(r.needAt) > 10*time.Minute {
 			r.needFrom, r.needAt = need, now
