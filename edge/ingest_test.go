@@ -34,14 +34,14 @@ dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.e
 // runGateway runs a gateway recording to record, with extra appended to a
 // minimal config, until the test ends; it returns once the gateway is
 // ready, with the record's base URL.
-func runGateway(t *testing.T, record *fhirserver.Server, extra string) (*Gateway, string) {
+func runGateway(t testing.TB, record *fhirserver.Server, extra string) (*Gateway, string) {
 	t.Helper()
 	return runGatewayFHIR(t, record, "", extra)
 }
 
 // runGatewayFHIR is runGateway with more keys for the fhir section (each
 // line indented by two spaces).
-func runGatewayFHIR(t *testing.T, record *fhirserver.Server, fhirExtra, extra string) (*Gateway, string) {
+func runGatewayFHIR(t testing.TB, record *fhirserver.Server, fhirExtra, extra string) (*Gateway, string) {
 	t.Helper()
 	hs := httptest.NewServer(record)
 	t.Cleanup(hs.Close)
@@ -77,7 +77,7 @@ func (g *Gateway) isReady() bool {
 	return g.ready
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {

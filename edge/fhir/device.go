@@ -53,12 +53,12 @@ func deviceStamp(r devices.Reading) string {
 // deviceEntry returns the Device entry for r's device unless a Device with
 // its stamp is known to be in the outbox (ConfirmDevices), or the caller
 // has one from this mapping already (emitted).
-func (m *Mapper) deviceEntry(r devices.Reading, emitted map[string]bool) (*Entry, error) {
+func (m *Mapper) deviceEntry(r devices.Reading, emitted *map[string]bool) (*Entry, error) {
 	stamp := deviceStamp(r)
 	m.mu.Lock()
 	written := m.devices[r.Device] == stamp
 	m.mu.Unlock()
-	if written || emitted[stamp] {
+	if written || (*emitted)[stamp] {
 		return nil, nil
 	}
 	id := deviceIdentity(r)
@@ -82,7 +82,10 @@ func (m *Mapper) deviceEntry(r devices.Reading, emitted map[string]bool) (*Entry
 	if err != nil {
 		return nil, err
 	}
-	emitted[stamp] = true
+	if *emitted == nil {
+		*emitted = map[string]bool{}
+	}
+	(*emitted)[stamp] = true
 	return &e, nil
 }
 
@@ -99,7 +102,12 @@ func (m *Mapper) ConfirmDevices(rs []PatientReading) {
 	if m.devices == nil {
 		m.devices = map[string]string{}
 	}
+	last := ""
 	for _, r := range rs {
+		if r.Device == last {
+			continue // a frame's readings share their device
+		}
+		last = r.Device
 		m.devices[r.Device] = deviceStamp(r.Reading)
 	}
 }

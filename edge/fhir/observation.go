@@ -59,10 +59,10 @@ func (m *Mapper) MapReadings(readings []PatientReading) ([]Entry, []Rejected) {
 		}
 	}
 
-	emitted := map[string]bool{}
+	var emitted map[string]bool // Device stamps this mapping carries
 	for i := range readings {
 		r := readings[i]
-		dev, err := m.deviceEntry(r.Reading, emitted)
+		dev, err := m.deviceEntry(r.Reading, &emitted)
 		if err != nil {
 			reject(r, err)
 			continue
