@@ -64,8 +64,12 @@ type Clock struct {
 	lastDev   time.Time     // device instant of the last frame that was not ahead
 	history   []ClockSegment
 	decisions []ClockDecision
+	repeats   []RepeatWindow
 	pending   *clockEpisode
-	used      time.Time // last use, for the registry's bound
+	used      time.Time     // last use, for the registry's bound
+	lastRecv  time.Time     // receipt of the last frame
+	pace      time.Duration // typical time between frames, as received
+	changed   bool          // an episode opened or closed since the last State
 
 	frames, disagreed, redelivered, steps uint64
 	lastStep                              time.Duration
@@ -82,6 +86,10 @@ const (
 	clockStepAfter   = 2 * time.Minute
 	clockMaxSlew     = time.Millisecond // per second of receipt time
 	clockMaxHistory  = 32
+	// clockPlaceSlack is how far the frames' pace can mislead a placement:
+	// a placed frame is taken as in the future only beyond it (and is
+	// charted no later than its receipt anyway).
+	clockPlaceSlack = 5 * time.Second
 	// maxEpisodeFrames bounds the frames an episode remembers in order
 	// (a day of a 1 Hz device): past it, the oldest are forgotten, and a
 	// step's change point among them can no longer be found.
@@ -116,24 +124,39 @@ type ClockSegment struct {
 	Offset time.Duration `json:"offset_ns"`
 }
 
-// ClockDecision is how an episode was decided: for frames received from
-// Since to Until, the old offset (late, or a glitched time), or a step to
-// the new one from Pivot on.
+// ClockDecision is how an episode was decided: for the frames received
+// from Since to Until, the offset each run of them was on (Segments, in
+// order), found when the episode closed. Old and New are the estimates
+// before and after it (equal unless it stepped).
 type ClockDecision struct {
-	Since time.Time     `json:"since"`
-	Until time.Time     `json:"until"`
-	Step  bool          `json:"step,omitempty"`
-	Old   time.Duration `json:"old_ns"`
-	New   time.Duration `json:"new_ns,omitempty"`
-	// Pivot is the receipt of the first frame on the new clock, when the
-	// frames' order showed it; zero: each frame by its own sample. Known
-	// is the receipt of the first frame whose place in that order is known:
-	// earlier ones (forgotten in a restart) go by their own samples too.
-	Pivot time.Time `json:"pivot,omitzero"`
+	Since    time.Time         `json:"since"`
+	Until    time.Time         `json:"until"`
+	Step     bool              `json:"step,omitempty"`
+	Old      time.Duration     `json:"old_ns"`
+	New      time.Duration     `json:"new_ns"`
+	Segments []DecisionSegment `json:"segments,omitempty"`
+	// Known is the receipt of the first frame whose place in the order
+	// was known: earlier ones (forgotten in a restart) go by their own
+	// samples.
 	Known time.Time `json:"known,omitzero"`
-	// Burst: the episode's frames came much faster than they were
-	// measured (a backlog).
-	Burst bool `json:"burst,omitempty"`
+	Burst bool      `json:"burst,omitempty"`
+}
+
+// DecisionSegment is a run of an episode's frames on one offset, from the
+// receipt of its first frame; Unknown when the frames' order could not
+// place them (each then goes by its own sample, or has no known time).
+type DecisionSegment struct {
+	From    time.Time     `json:"from"`
+	Offset  time.Duration `json:"offset_ns"`
+	Unknown bool          `json:"unknown,omitempty"`
+}
+
+// RepeatWindow is a span of device times a clock showed twice: it was set
+// back, at Since (a receipt), to From, and showed [From, To) before.
+type RepeatWindow struct {
+	Since time.Time `json:"since"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
 }
 
 // ClockState is what a Clock keeps across restarts.
@@ -148,6 +171,8 @@ type ClockState struct {
 	LastStepAt time.Time       `json:"last_step_at,omitzero"`
 	LastDevice time.Time       `json:"last_device,omitzero"`
 	LastAgree  episodeFrame    `json:"last_agree,omitzero"`
+	Repeats    []RepeatWindow  `json:"repeats,omitempty"`
+	Pace       time.Duration   `json:"pace_ns,omitempty"`
 	// Pending is an episode not yet decided: its frames stay pending
 	// after the restart.
 	Pending *EpisodeState `json:"pending,omitempty"`
@@ -202,7 +227,10 @@ func (c *Clock) SetBuffered(b bool) {
 	c.mu.Unlock()
 }
 
-func (c *Clock) stepWindow() time.Duration { return max(clockStepAfter, 3*c.interval) }
+// stepWindow is how long a consistent disagreement must last to be a
+// clock that was set: two minutes, or three of the device's frames when it
+// sends more seldom than its profile says.
+func (c *Clock) stepWindow() time.Duration { return max(clockStepAfter, 3*max(c.interval, c.pace)) }
 
 // Observe takes one frame's device time and receipt time and returns the
 // offset to stamp it with, and whether its time is pending (it disagrees
@@ -214,6 +242,19 @@ func (c *Clock) Observe(device, received time.Time, redelivered bool) (time.Dura
 	c.frames++
 	if redelivered {
 		c.redelivered++
+	} else {
+		if !c.lastRecv.IsZero() {
+			// The pace the device's frames come at, as received (a
+			// backlog's bursts pull it down a little; it is only used to
+			// widen the step window for devices that send seldom).
+			gap := min(max(received.Sub(c.lastRecv), 0), time.Hour)
+			if c.pace == 0 {
+				c.pace = gap
+			} else {
+				c.pace += (gap - c.pace) / 8
+			}
+		}
+		c.lastRecv = received
 	}
 	s := device.Sub(received)
 	c.expireLocked(received)
@@ -234,13 +275,17 @@ func (c *Clock) Observe(device, received time.Time, redelivered bool) (time.Dura
 		p := c.pending
 		if p == nil {
 			p = &clockEpisode{since: received, maxima: map[int64]time.Duration{}, before: c.lastAgree}
-			c.pending = p
+			c.pending, c.changed = p, true
 		}
 		p.last = received
 		if len(p.frames) == maxEpisodeFrames {
 			p.frames, p.partial = p.frames[1:], true
 		}
-		p.frames = append(p.frames, episodeFrame{device, received})
+		if !redelivered {
+			// A redelivered frame stands outside the order the device
+			// measured in; it is placed by its own sample.
+			p.frames = append(p.frames, episodeFrame{device, received})
+		}
 		if d > 0 {
 			c.lastDev = device
 		}
@@ -260,7 +305,10 @@ func (c *Clock) Observe(device, received time.Time, redelivered bool) (time.Dura
 		return c.est, false
 	}
 	if c.pending != nil {
-		c.decideLocked(received) // what disagreed before was late
+		// What disagreed before is decided by this frame: the clock is as
+		// it was (late frames, or a clock set and set right again).
+		end := episodeFrame{device, received}
+		c.closeLocked(c.est, &end, c.est, received, false)
 	}
 	c.lastAgree = episodeFrame{device, received}
 	c.learnLocked(s, received)
@@ -322,11 +370,55 @@ func (p *clockEpisode) burst() bool {
 	return hi.Sub(lo) > 2*received+10*time.Second
 }
 
-// decideLocked closes the episode as late (no step), at receipt time at.
-func (c *Clock) decideLocked(at time.Time) {
+// closeLocked decides the pending episode: old is the estimate it was
+// judged against; end, when known, the frame that decided it (on offset
+// endOff: an agreeing frame, or the frame that stepped the clock); until
+// the receipt the decision covers frames up to.
+func (c *Clock) closeLocked(old time.Duration, end *episodeFrame, endOff time.Duration, until time.Time, step bool) {
 	p := c.pending
-	c.addDecisionLocked(ClockDecision{Since: p.since, Until: at, Old: c.est, Burst: p.burst()})
-	c.pending = nil
+	d := ClockDecision{Since: p.since, Until: until, Step: step, Old: old, New: endOff, Burst: p.burst()}
+	seq := p.frames
+	startKnown := !p.partial && !p.before.Received.IsZero()
+	if startKnown {
+		seq = append([]episodeFrame{p.before}, seq...)
+	}
+	if end != nil {
+		seq = append(slices.Clone(seq), *end)
+	}
+	if p.partial && len(p.frames) > 0 {
+		d.Known = p.frames[0].Received
+	}
+	pace := c.pace // as received; the profile's interval until the device has shown its own
+	if pace <= 0 {
+		pace = c.interval
+	}
+	offs, unknown, repeats := placeFrames(seq, startKnown, old, end != nil, endOff, pace)
+	first, last := 0, len(seq)
+	if startKnown {
+		first = 1
+	}
+	if end != nil {
+		last--
+	}
+	for i := first; i < last; i++ {
+		f := seq[i]
+		u := unknown[i]
+		if !u && f.Device.Sub(f.Received)-offs[i] > clockAheadMargin+clockPlaceSlack {
+			u = true // placed in the future: that cannot be its clock
+		}
+		if n := len(d.Segments); n > 0 && d.Segments[n-1].Unknown == u && (u || d.Segments[n-1].Offset == offs[i]) {
+			continue
+		}
+		d.Segments = append(d.Segments, DecisionSegment{From: f.Received, Offset: offs[i], Unknown: u})
+	}
+	for _, w := range repeats {
+		c.repeats = append(c.repeats, w)
+	}
+	if len(c.repeats) > clockMaxHistory {
+		c.repeats = c.repeats[len(c.repeats)-clockMaxHistory:]
+	}
+	c.addDecisionLocked(d)
+	c.pending, c.changed = nil, true
 }
 
 func (c *Clock) addDecisionLocked(d ClockDecision) {
@@ -334,6 +426,146 @@ func (c *Clock) addDecisionLocked(d ClockDecision) {
 	if len(c.decisions) > clockMaxHistory {
 		c.decisions = c.decisions[len(c.decisions)-clockMaxHistory:]
 	}
+}
+
+// placeFrames finds the offset each frame of seq was on, from the device
+// times' order: frames come in the order they were measured, so where the
+// device's time jumps beyond its usual pace from one frame to the next,
+// either the device was off for a while (a gap: no change) or its clock
+// was set (a change of the jump's size, less any gap). start and end are
+// the offsets of seq's first and last frames when they are known (the
+// agreeing frame before an episode, the frame that decided it). The jumps
+// are explained only when the arithmetic closes: every jump a change; or
+// the backward ones changes and the forward ones gaps; or, for a single
+// jump between two known ends, the whole change there (a set during a
+// reboot). Frames it cannot place are unknown. It also returns the device
+// times shown twice because of a clock set back.
+//
+// pace is the device's usual time between frames, for a sequence too short
+// to tell its own.
+func placeFrames(seq []episodeFrame, startKnown bool, start time.Duration, endKnown bool, end time.Duration, pace time.Duration) ([]time.Duration, []bool, []RepeatWindow) {
+	n := len(seq)
+	offs, unknown := make([]time.Duration, n), make([]bool, n)
+	if n == 0 {
+		return offs, unknown, nil
+	}
+	deltas := make([]time.Duration, 0, n)
+	for i := 1; i < n; i++ {
+		deltas = append(deltas, seq[i].Device.Sub(seq[i-1].Device))
+	}
+	if len(deltas) >= 5 {
+		sorted := slices.Clone(deltas)
+		slices.Sort(sorted)
+		pace = sorted[len(sorted)/2]
+	}
+	thr := max(2*time.Minute, 4*pace.Abs())
+	if startKnown && endKnown {
+		if d := (end - start).Abs(); d > clockAgree && d < 2*thr {
+			thr = max(2*clockAgree, d/2) // a small step: look for it
+		}
+	}
+	type jump struct {
+		at   int // the first frame after it
+		cmax time.Duration
+	}
+	var jumps []jump
+	for i, d := range deltas {
+		if (d - pace).Abs() > thr {
+			jumps = append(jumps, jump{i + 1, d - pace})
+		}
+	}
+	tol := max(clockAgree, thr/2)
+	sum := func(ch []time.Duration) (t time.Duration) {
+		for _, c := range ch {
+			t += c
+		}
+		return t
+	}
+	allChanges := make([]time.Duration, len(jumps))
+	backOnly := make([]time.Duration, len(jumps))
+	for i, j := range jumps {
+		allChanges[i] = j.cmax
+		if j.cmax < 0 {
+			backOnly[i] = j.cmax
+		}
+	}
+	var changes []time.Duration
+	ok := true
+	switch {
+	case startKnown && endKnown:
+		target := end - start
+		switch {
+		case len(jumps) == 0:
+			ok = (target).Abs() <= tol
+		case len(jumps) == 1 && jumps[0].cmax-target >= -tol:
+			// One jump, and the known ends say by how much: exact, and
+			// right also for a clock set while the device was off.
+			changes = []time.Duration{target}
+		case (sum(allChanges) - target).Abs() <= tol:
+			changes = allChanges
+		case (sum(backOnly) - target).Abs() <= tol:
+			changes = backOnly
+		default:
+			ok = false
+		}
+		if ok && len(changes) > 0 {
+			// The ends are known exactly; what the pace left over goes
+			// to the last change.
+			changes = slices.Clone(changes)
+			changes[len(changes)-1] += target - sum(changes)
+		}
+	case startKnown: // a backlog whose device then fell silent
+		changes = backOnly
+	case endKnown: // the frames before the first listed were forgotten
+		changes, start = backOnly, end-sum(backOnly)
+	default:
+		ok = false
+	}
+	if !ok {
+		// Only the ends are sure: up to the first jump, the start; from
+		// the last, the end; between, not known.
+		firstJump, lastJump := n, 0
+		if len(jumps) > 0 {
+			firstJump, lastJump = jumps[0].at, jumps[len(jumps)-1].at
+		}
+		for i := range n {
+			switch {
+			case startKnown && i < firstJump:
+				offs[i] = start
+			case endKnown && i >= lastJump && len(jumps) > 0:
+				offs[i] = end
+			default:
+				unknown[i] = true
+			}
+		}
+		return offs, unknown, nil
+	}
+	// A clock set back shows again the device times its segment before
+	// the jump showed: from where it now is up to where it was, but not
+	// before that segment began (a single glitched frame showed only its
+	// own time; the first segment continues the live history).
+	var repeats []RepeatWindow
+	cur, k := start, 0
+	var segFrom time.Time // zero: the first segment, which goes back for ever
+	for i := range n {
+		for k < len(jumps) && jumps[k].at == i {
+			if changes[k] < 0 {
+				from := seq[i].Device
+				if !segFrom.IsZero() && segFrom.After(from) {
+					from = segFrom
+				}
+				to := seq[i-1].Device.Add(max(pace, time.Nanosecond))
+				if to.After(from) {
+					repeats = append(repeats, RepeatWindow{Since: seq[i].Received, From: from, To: to})
+				}
+			}
+			cur += changes[k]
+			segFrom = seq[i].Device
+			k++
+		}
+		offs[i] = cur
+	}
+	return offs, unknown, repeats
 }
 
 // stepLocked steps the estimate when the episode's frames have disagreed by
@@ -362,11 +594,6 @@ func (c *Clock) stepLocked(device, received time.Time) bool {
 	c.steps++
 	c.lastStep, c.lastStepAt = next-old, received
 	c.est = next
-	d := ClockDecision{Since: p.since, Until: received, Step: true, Old: old, New: next, Pivot: p.pivot(next - old), Burst: p.burst()}
-	if p.partial && len(p.frames) > 0 {
-		d.Known = p.frames[0].Received
-	}
-	c.addDecisionLocked(d)
 	// The samples from before the step describe the old clock.
 	c.buckets = [clockBuckets]clockBucket{}
 	for slot, m := range p.maxima {
@@ -374,58 +601,23 @@ func (c *Clock) stepLocked(device, received time.Time) bool {
 			c.buckets[slot%clockBuckets] = clockBucket{slot: slot, max: m}
 		}
 	}
-	if pivot := c.decisions[len(c.decisions)-1].Pivot; !pivot.IsZero() {
-		c.segmentLocked(pivot)
-	} else {
-		c.segmentLocked(p.since)
+	// The frame that stepped it is on the new clock: the episode ends
+	// with it.
+	if n := len(p.frames); n > 0 && p.frames[n-1].Received.Equal(received) {
+		p.frames = p.frames[:n-1]
 	}
-	c.pending, c.lastAt = nil, received
-	c.lastAgree = episodeFrame{device, received}
+	end := episodeFrame{device, received}
+	c.closeLocked(old, &end, next, received, true)
+	c.segmentLocked(c.decisions[len(c.decisions)-1].Since)
+	c.lastAt, c.lastAgree = received, end
 	return true
-}
-
-// pivot finds, in the episode's frames (and the agreeing one before them),
-// where the device's time jumped by step beyond its usual pace from one
-// frame to the next: the receipt of the first frame on the new clock. Only
-// device times are compared (frames come in the order they were measured,
-// live or from a backlog; how long the gateway was away does not matter).
-// Zero when there is no such place, or more than one.
-func (p *clockEpisode) pivot(step time.Duration) time.Time {
-	seq := p.frames
-	if !p.before.Received.IsZero() && !p.partial {
-		seq = append([]episodeFrame{p.before}, p.frames...)
-	}
-	if len(seq) < 2 {
-		return time.Time{}
-	}
-	deltas := make([]time.Duration, len(seq)-1)
-	for i := 1; i < len(seq); i++ {
-		deltas[i-1] = seq[i].Device.Sub(seq[i-1].Device)
-	}
-	sorted := slices.Clone(deltas)
-	slices.Sort(sorted)
-	pace := sorted[len(sorted)/2]
-	tol := max(clockAgree, step.Abs()/4)
-	found := -1
-	for i, d := range deltas {
-		if (d - pace - step).Abs() <= tol {
-			if found >= 0 {
-				return time.Time{} // two places: which one is not known
-			}
-			found = i + 1
-		}
-	}
-	if found < 0 {
-		return time.Time{}
-	}
-	return seq[found].Received
 }
 
 // expireLocked decides an episode that was a burst and has been quiet for
 // the step window: a backlog that drained, whose device then fell silent.
 func (c *Clock) expireLocked(now time.Time) {
 	if p := c.pending; p != nil && now.Sub(p.last) > c.stepWindow() && p.burst() {
-		c.decideLocked(p.last)
+		c.closeLocked(c.est, nil, c.est, p.last, false)
 	}
 }
 
@@ -438,15 +630,16 @@ func (c *Clock) segmentLocked(from time.Time) {
 }
 
 // Settle says, for a frame of device time device received at received
-// whose time was pending, what the clock decided: its offset, its receipt
-// as its time (the second result true), or that it is still pending or
-// unknown. now is the gateway's clock.
-func (c *Clock) Settle(device, received, now time.Time) (time.Duration, bool, TimeVerdict) {
+// whose time was pending, what the clock decided: its offset (and how
+// many times its clock showed that device time before), its receipt as
+// its time (atReceipt), or that it is still pending or unknown. now is the
+// gateway's clock.
+func (c *Clock) Settle(device, received, now time.Time, redelivered bool) (off time.Duration, repeat int, atReceipt bool, v TimeVerdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLocked(now)
 	if c.pending != nil && !received.Before(c.pending.since) {
-		return 0, false, TimePending
+		return 0, 0, false, TimePending
 	}
 	s := device.Sub(received)
 	for i := len(c.decisions) - 1; i >= 0; i-- {
@@ -454,36 +647,68 @@ func (c *Clock) Settle(device, received, now time.Time) (time.Duration, bool, Ti
 		if received.Before(d.Since) || received.After(d.Until) {
 			continue
 		}
-		off := d.Old
-		if d.Step {
-			switch {
-			case !d.Pivot.IsZero() && !received.Before(d.Known):
-				if !received.Before(d.Pivot) {
-					off = d.New
+		off, placed := d.Old, false
+		// A redelivered frame stands outside the order the frames were
+		// measured in: only its own sample can place it.
+		if !received.Before(d.Known) && !redelivered {
+			for j := len(d.Segments) - 1; j >= 0; j-- {
+				if seg := d.Segments[j]; !received.Before(seg.From) {
+					off, placed = seg.Offset, !seg.Unknown
+					break
 				}
+			}
+		}
+		if !placed {
+			// Its place in the order is not known: its own sample may say.
+			switch {
 			case c.agreesLocked(s, d.New):
 				off = d.New
+			case c.agreesLocked(s, d.Old):
+				off = d.Old
+			case !c.buffered:
+				return 0, 0, true, TimeSettled // a live link: its receipt is its time
 			default:
-				// The order of the frames does not say which clock this
-				// one was on, and its sample does not either.
-				if !c.buffered {
-					return 0, true, TimeSettled
-				}
-				return 0, false, TimeUnknown
+				return 0, 0, false, TimeUnknown
 			}
 		}
 		switch {
 		case s-off > clockAheadMargin: // ahead of its own clock
 			if c.buffered && d.Burst {
-				return 0, false, TimeUnknown
+				return 0, 0, false, TimeUnknown
 			}
-			return 0, true, TimeSettled // a glitched time on a live link
+			return 0, 0, true, TimeSettled // a glitched time on a live link
 		case off-s > c.usual+clockLateMargin && !c.buffered:
-			return 0, true, TimeSettled // a serial frame cannot be late
+			return 0, 0, true, TimeSettled // a serial frame cannot be late
+		case off-s > c.usual+clockLateMargin+time.Minute && !d.Burst:
+			// Late by more than a minute, yet received at the device's
+			// pace, not in a burst: not a backlog. Its clock was off, and
+			// its receipt is its time.
+			return 0, 0, true, TimeSettled
 		}
-		return off, false, TimeSettled
+		return off, c.repeatsLocked(device, received), false, TimeSettled
 	}
-	return c.offsetAtLocked(received), false, TimeSettled
+	// No decision covers it: its episode was lost (a crash before the
+	// clocks were kept). It goes by its own sample once the clock agrees
+	// with it.
+	switch at := c.offsetAtLocked(received); {
+	case c.agreesLocked(s, at):
+		return at, c.repeatsLocked(device, received), false, TimeSettled
+	case c.agreesLocked(s, c.est):
+		return c.est, c.repeatsLocked(device, received), false, TimeSettled
+	}
+	return 0, 0, false, TimePending
+}
+
+// repeatsLocked is how many times the clock had shown device before, as
+// seen at received: the times it was set back over it.
+func (c *Clock) repeatsLocked(device, received time.Time) int {
+	n := 0
+	for _, w := range c.repeats {
+		if !received.Before(w.Since) && !device.Before(w.From) && device.Before(w.To) {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *Clock) agreesLocked(s, off time.Duration) bool {
@@ -536,9 +761,10 @@ func (c *Clock) Choose(a, b, received time.Time) time.Time {
 func (c *Clock) State() ClockState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.changed = false
 	st := ClockState{Valid: c.valid, Offset: c.est, Usual: c.usual, History: slices.Clone(c.history),
 		Decisions: slices.Clone(c.decisions), Steps: c.steps, LastStep: c.lastStep, LastStepAt: c.lastStepAt,
-		LastDevice: c.lastDev, LastAgree: c.lastAgree}
+		LastDevice: c.lastDev, LastAgree: c.lastAgree, Repeats: slices.Clone(c.repeats), Pace: c.pace}
 	if p := c.pending; p != nil {
 		m := make(map[int64]time.Duration, len(p.maxima))
 		for k, v := range p.maxima {
@@ -557,6 +783,7 @@ func (c *Clock) Restore(s ClockState) {
 	c.history, c.decisions = slices.Clone(s.History), slices.Clone(s.Decisions)
 	c.steps, c.lastStep, c.lastStepAt = s.Steps, s.LastStep, s.LastStepAt
 	c.lastDev, c.lastAgree = s.LastDevice, s.LastAgree
+	c.repeats, c.pace = slices.Clone(s.Repeats), max(s.Pace, 0)
 	c.pending = nil
 	if p := s.Pending; p != nil {
 		m := make(map[int64]time.Duration, len(p.Maxima))
@@ -583,10 +810,11 @@ func (c *Clock) Status() ClockStatus {
 }
 
 // Stamp fills in the readings of one frame: receipt time, and for readings
-// with a device time, the offset and whether it is pending. alt, when not
-// zero, is the other instant the frame's local time may mean (a DST fold):
-// the clock chooses, and the readings carrying the frame's time take the
-// choice. It returns the offset used.
+// with a device time, the offset, whether it is pending, and how many
+// times the device's clock showed that time before (a clock set back). alt,
+// when not zero, is the other instant the frame's local time may mean (a
+// DST fold): the clock chooses, and the readings carrying the frame's time
+// take the choice. It returns the offset used.
 func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered bool) time.Duration {
 	var off time.Duration
 	var pending bool
@@ -605,9 +833,22 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 		if rs[i].DeviceTime.Equal(device) {
 			rs[i].DeviceTime = chosen
 		}
-		rs[i].ClockOffset, rs[i].ClockPending = off, pending
+		rs[i].ClockOffset, rs[i].ClockPending, rs[i].Redelivered = off, pending, redelivered
+		if !pending {
+			c.mu.Lock()
+			rs[i].ClockRepeat = c.repeatsLocked(rs[i].DeviceTime, received)
+			c.mu.Unlock()
+		}
 	}
 	return off
+}
+
+// Changed tells whether an episode opened or closed since State was last
+// taken: what a restart must not lose.
+func (c *Clock) Changed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
 }
 
 // Clocks keeps one Clock per device, for the sources that stamp frames and
@@ -677,7 +918,7 @@ func (cs *Clocks) Settle(r *Reading, now time.Time) TimeVerdict {
 		r.ClockPending = false
 		return TimeSettled
 	}
-	off, atReceipt, v := c.Settle(r.DeviceTime, r.Received, now)
+	off, repeat, atReceipt, v := c.Settle(r.DeviceTime, r.Received, now, r.Redelivered)
 	switch v {
 	case TimePending:
 		return TimePending
@@ -687,11 +928,22 @@ func (cs *Clocks) Settle(r *Reading, now time.Time) TimeVerdict {
 	}
 	r.ClockPending = false
 	if atReceipt {
-		r.DeviceTime, r.ClockOffset = time.Time{}, 0
+		r.DeviceTime, r.ClockOffset, r.ClockRepeat = time.Time{}, 0, 0
 		return TimeSettled
 	}
-	r.ClockOffset = off
+	r.ClockOffset, r.ClockRepeat = off, repeat
 	return TimeSettled
+}
+
+// Changed tells whether a clock's episode opened or closed since State was
+// last taken.
+func (cs *Clocks) Changed() bool {
+	for _, c := range cs.all() {
+		if c.Changed() {
+			return true
+		}
+	}
+	return false
 }
 
 // Status returns each device's clock status.

@@ -75,9 +75,9 @@ func TestAFutureDatedFrameDoesNotMoveTheEstimate(t *testing.T) {
 	}
 	reg := &Clocks{m: map[string]*Clock{"d": c}}
 	rs[0].Device = "d"
-	// Decided a glitched time on a live link: charted at its receipt, and
-	// named by it (its device time would name the reading of an hour later).
-	if reg.Settle(&rs[0], at) != TimeSettled || !rs[0].DeviceTime.IsZero() || !rs[0].Effective().Equal(rs[0].Received) {
+	// Decided: a clock set forward for one frame and back (a glitched
+	// time): charted at its receipt.
+	if reg.Settle(&rs[0], at) != TimeSettled || rs[0].Effective().Sub(rs[0].Received).Abs() > time.Second {
 		t.Fatalf("settled: %+v", rs[0])
 	}
 }
@@ -144,29 +144,49 @@ func TestAClockThatIsSetSteps(t *testing.T) {
 		if d := r.Effective().Sub(r.Received); d.Abs() > time.Second {
 			t.Fatalf("frame %d charted %v from its receipt", i, d)
 		}
+		// Its device time was shown an hour before: a second showing,
+		// another measurement.
+		if r.ClockRepeat != 1 {
+			t.Fatalf("frame %d: repeat %d, want 1", i, r.ClockRepeat)
+		}
+	}
+	// And the frames after the step, stamped live, likewise while the
+	// clock shows the hour again.
+	rs := []Reading{{Device: "d", DeviceTime: at.Add(-time.Hour)}}
+	c.Stamp(rs, rs[0].DeviceTime, time.Time{}, at, false)
+	if rs[0].ClockPending || rs[0].ClockRepeat != 1 {
+		t.Fatalf("a live frame after the step: %+v", rs[0])
 	}
 }
 
-// A backlog that drains over minutes disagrees by ever smaller amounts:
-// it never steps the clock; once it has been quiet for the step window it
-// is decided as late.
+// A backlog that drains over minutes (the gateway was away for forty, the
+// device kept measuring) disagrees by ever smaller amounts: it never steps
+// the clock; once it has been quiet for the step window it is decided as
+// late, each frame keeping its own time.
 func TestADrainingBacklogDoesNotStep(t *testing.T) {
 	c := NewClock(time.Second)
+	reg := &Clocks{m: map[string]*Clock{"d": c}}
 	at := live(c, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	first := at
-	measured := at.Add(-30 * time.Minute)
+	measured := at
+	at = at.Add(40 * time.Minute)
+	var backlog []Reading
 	for end := at.Add(150 * time.Second); at.Before(end); at = at.Add(100 * time.Millisecond) {
-		c.Observe(measured, at, false)
+		rs := []Reading{{Device: "d", DeviceTime: measured}}
+		c.Stamp(rs, measured, time.Time{}, at, false)
+		backlog = append(backlog, rs[0])
 		measured = measured.Add(time.Second) // ten frames' worth a second
 	}
 	if st := c.Status(); st.Steps != 0 || st.Offset.Abs() > time.Second {
 		t.Fatalf("a draining backlog stepped the clock: %+v", st)
 	}
-	if _, _, v := c.Settle(first.Add(-30*time.Minute), first, at.Add(time.Minute)); v != TimePending {
-		t.Fatal("a burst was decided before it had been quiet for the step window")
+	r := backlog[0]
+	if v := reg.Settle(&r, at.Add(time.Minute)); v != TimePending {
+		t.Fatalf("a burst was decided before it had been quiet for the step window: %v", v)
 	}
-	if off, _, v := c.Settle(first.Add(-30*time.Minute), first, at.Add(3*time.Minute)); v != TimeSettled || off.Abs() > time.Second {
-		t.Fatalf("the backlog, quiet since: %v %v", off, v)
+	for i, r := range backlog {
+		if v := reg.Settle(&r, at.Add(3*time.Minute)); v != TimeSettled || r.ClockOffset.Abs() > time.Second || r.DeviceTime.IsZero() {
+			t.Fatalf("backlog frame %d, quiet since: %v %+v", i, v, r)
+		}
 	}
 }
 
@@ -225,5 +245,38 @@ func TestStateSurvivesARestart(t *testing.T) {
 	got := reg.Clock("d", time.Second, true).Status()
 	if got.State != "tracking" || got.Offset != c.Status().Offset {
 		t.Fatalf("restored %+v from %+v", got, c.Status())
+	}
+}
+
+// A frame dated an hour ahead, then the clock as it was: only the glitched
+// frame's own device time was shown twice, so only the genuine reading at
+// that device time an hour later is named as a repeat; those between are
+// not.
+func TestAGlitchedFrameRepeatsOnlyItsOwnTime(t *testing.T) {
+	c := NewClock(time.Second)
+	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	at := live(c, clockStart, 5*time.Minute, 0, 20*time.Millisecond)
+	glitch := at.Add(time.Hour)
+	rs := []Reading{{Device: "d", DeviceTime: glitch}}
+	c.Stamp(rs, glitch, time.Time{}, at, false)
+	at = at.Add(time.Second)
+	var after []Reading
+	for end := at.Add(time.Hour + time.Minute); at.Before(end); at = at.Add(time.Second) {
+		r := []Reading{{Device: "d", DeviceTime: at.Add(-20 * time.Millisecond).Truncate(time.Second)}}
+		c.Stamp(r, r[0].DeviceTime, time.Time{}, at, false)
+		after = append(after, r[0])
+	}
+	reg.Settle(&rs[0], at)
+	if rs[0].ClockRepeat != 0 {
+		t.Fatalf("the glitched frame: %+v", rs[0])
+	}
+	for _, r := range after {
+		want := 0
+		if r.DeviceTime.Equal(glitch.Truncate(time.Second)) {
+			want = 1
+		}
+		if r.ClockRepeat != want {
+			t.Fatalf("the frame of device time %v: repeat %d, want %d", r.DeviceTime.Format(time.TimeOnly), r.ClockRepeat, want)
+		}
 	}
 }

@@ -52,6 +52,12 @@ type Reading struct {
 	// without a device time from where messages may have waited): it is
 	// never charted at a guess.
 	TimeUnknown bool `json:",omitempty"`
+	// ClockRepeat is how many times the device's clock showed DeviceTime
+	// before (it was set back over it): the same device time then names
+	// another measurement.
+	ClockRepeat int `json:",omitempty"`
+	// Redelivered: the transport delivered the frame again (MQTT DUP).
+	Redelivered bool `json:",omitempty"`
 	// Received is when the gateway read the frame; for a message the
 	// transport redelivered, when it first read it.
 	Received time.Time

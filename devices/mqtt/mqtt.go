@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -82,7 +83,7 @@ type Source struct {
 	connectedAt atomic.Int64
 	// untimedAt is when the last message without a device time was
 	// received, by device and code (for a burst: messages that waited).
-	untimedAt      map[string]time.Time
+	untimedAt      map[string]*untimedKey
 	retainedLogged bool
 }
 
@@ -95,6 +96,9 @@ type FirstSeen interface {
 type inbound struct {
 	msg      paho.Message
 	received time.Time
+	// waiting is how many messages were waiting for the gateway when this
+	// one came: a backlog being drained.
+	waiting int
 }
 
 // Run connects, subscribes and reads until ctx ends. It returns an error
@@ -125,7 +129,7 @@ func (s *Source) Run(ctx context.Context) error {
 	go s.acks.run(ctx)
 	handler := func(_ paho.Client, m paho.Message) {
 		select {
-		case queue <- inbound{m, time.Now()}:
+		case queue <- inbound{m, time.Now(), len(queue)}:
 		case <-ctx.Done():
 		}
 	}
@@ -150,6 +154,10 @@ func (s *Source) Run(ctx context.Context) error {
 		if s.Monitor.Set(devices.Disconnected, "connection lost: "+err.Error()) {
 			log.Warn("broker connection lost; reconnecting", "err", err)
 		}
+	})
+	opts.SetConnectionAttemptHandler(func(_ *url.URL, cfg *tls.Config) *tls.Config {
+		s.connectedAt.Store(time.Now().UnixNano()) // what waited comes right after
+		return cfg
 	})
 	opts.SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
 		s.connectedAt.Store(time.Now().UnixNano())
@@ -187,20 +195,53 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 			continue
 		case in := <-queue:
-			batch = append(batch[:0], in)
-		}
-		// Take whatever else is waiting, up to MaxBatch: one commit for all.
-	more:
-		for len(batch) < s.MaxBatch {
-			select {
-			case in := <-queue:
-				batch = append(batch, in)
-			default:
-				break more
-			}
+			batch = s.gather(ctx, queue, append(batch[:0], in))
 		}
 		s.process(ctx, batch, log)
 	}
+}
+
+// gather takes whatever else waits, up to MaxBatch, for one commit. For a
+// profile without a device time it also waits a little (a quarter of the
+// profile's interval, at most a second) for what may follow: the first
+// message of a backlog drained from upstream comes alone, and only the
+// messages right behind it show it waited (untimed).
+func (s *Source) gather(ctx context.Context, queue <-chan inbound, batch []inbound) []inbound {
+	var wait <-chan time.Time
+	if !s.Profile.HasDeviceTime() {
+		t := time.NewTimer(min(s.burstGap(), time.Second))
+		defer t.Stop()
+		wait = t.C
+	}
+	for len(batch) < s.MaxBatch {
+		select {
+		case in := <-queue:
+			batch = append(batch, in)
+			continue
+		default:
+		}
+		if wait == nil {
+			break
+		}
+		select {
+		case in := <-queue:
+			batch = append(batch, in)
+		case <-wait:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
+}
+
+// burstGap is how close two messages of one parameter of one device come
+// in a backlog being drained: a quarter of the profile's interval.
+func (s *Source) burstGap() time.Duration {
+	if g := s.Profile.Transport.Interval.D() / 4; g > 0 {
+		return g
+	}
+	return 250 * time.Millisecond
 }
 
 // process decodes a batch, commits its readings, then acknowledges it in
@@ -340,8 +381,18 @@ type decoded struct {
 }
 
 // untimedAfterConnect is how soon after a (re)connect a message without a
-// device time may be one that waited at the broker.
-const untimedAfterConnect = 3 * time.Second
+// device time may be one that waited at the broker; untimedDrainMax how
+// long after it what waited may still be arriving.
+const (
+	untimedAfterConnect = 3 * time.Second
+	untimedDrainMax     = 2 * time.Minute
+)
+
+// untimedKey is what untimed remembers of one parameter of one device.
+type untimedKey struct {
+	last     time.Time // receipt of its last message
+	draining bool      // since the last (re)connect, not yet seen at its live pace
+}
 
 // untimed looks at the messages whose readings carry no device time: their
 // receipt is their time, which holds only for a message that did not wait
@@ -350,22 +401,20 @@ const untimedAfterConnect = 3 * time.Second
 //   - a retained message, which the broker replays at every subscription
 //     (it was charted when it was published live): not charted again;
 //   - part of a burst: the same parameter of the same device again within a
-//     quarter of the device's interval (a backlog draining);
-//   - the first of its parameter and device within 3 s of a (re)connect,
-//     when what waited arrives.
+//     quarter of the device's interval (a backlog draining), before or
+//     after it;
+//   - after a (re)connect, while what waited may still be arriving (for two
+//     minutes at most): a parameter's messages until one comes at its live
+//     pace (three quarters of the interval after the one before) without a
+//     full batch waiting behind it; its first one only when it came within
+//     3 s of the connect or with a full batch waiting.
 func (s *Source) untimed(msgs []decoded, log *slog.Logger) []decoded {
 	if s.untimedAt == nil || len(s.untimedAt) > 4096 {
-		s.untimedAt = map[string]time.Time{}
+		s.untimedAt = map[string]*untimedKey{}
 	}
-	gap := s.Profile.Transport.Interval.D() / 4
-	if gap <= 0 {
-		gap = 250 * time.Millisecond
-	}
+	gap := s.burstGap()
+	livePace := 3 * s.Profile.Transport.Interval.D() / 4
 	connected := time.Unix(0, s.connectedAt.Load())
-	untimedCode := func(m decoded, i int) (string, bool) {
-		r := m.f.Readings[i]
-		return m.device + "|" + fmt.Sprint(r.Code.Code), r.DeviceTime.IsZero()
-	}
 	out := msgs[:0]
 	for i, m := range msgs {
 		if m.in.msg.Retained() && slices.ContainsFunc(m.f.Readings, func(r devices.Reading) bool { return r.DeviceTime.IsZero() }) {
@@ -377,29 +426,43 @@ func (s *Source) untimed(msgs []decoded, log *slog.Logger) []decoded {
 			continue
 		}
 		for k := range m.f.Readings {
-			key, untimed := untimedCode(m, k)
-			if !untimed {
+			r := &m.f.Readings[k]
+			if !r.DeviceTime.IsZero() {
 				continue
 			}
+			key := m.device + "|" + fmt.Sprint(r.Code.Code)
 			at := m.in.received
-			prev, seen := s.untimedAt[key]
-			unknown := (seen && at.Sub(prev) < gap) ||
-				((!seen || prev.Before(connected)) && at.Sub(connected) < untimedAfterConnect)
+			st := s.untimedAt[key]
+			if st == nil {
+				st = &untimedKey{}
+				s.untimedAt[key] = st
+			}
+			first := st.last.IsZero() || st.last.Before(connected)
+			burst := !first && at.Sub(st.last) < gap
 			// The next message of the batch with this parameter, when it
 			// follows closely, makes this one part of a burst too.
 			for _, n := range msgs[i+1:] {
 				if n.device != m.device {
 					continue
 				}
-				if j := slices.IndexFunc(n.f.Readings, func(r devices.Reading) bool {
-					return r.DeviceTime.IsZero() && r.Code.Code == m.f.Readings[k].Code.Code
+				if j := slices.IndexFunc(n.f.Readings, func(x devices.Reading) bool {
+					return x.DeviceTime.IsZero() && x.Code.Code == r.Code.Code
 				}); j >= 0 {
-					unknown = unknown || n.in.received.Sub(at) < gap
+					burst = burst || n.in.received.Sub(at) < gap
 					break
 				}
 			}
-			s.untimedAt[key] = at
-			m.f.Readings[k].TimeUnknown = unknown
+			backlog := m.in.waiting >= max(s.MaxBatch, 1) // a full batch waiting behind it
+			switch {
+			case at.Sub(connected) > untimedDrainMax:
+				st.draining = false
+			case first:
+				st.draining = at.Sub(connected) < untimedAfterConnect || backlog
+			case st.draining:
+				st.draining = at.Sub(st.last) < livePace || backlog
+			}
+			st.last = at
+			r.TimeUnknown = burst || st.draining
 		}
 		out = append(out, m)
 	}
