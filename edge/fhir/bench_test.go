@@ -35,7 +35,7 @@ func BenchmarkDelivery(b *testing.B) {
 				rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 				rd.DeviceTime = deviceTime.Add(time.Duration(i) * time.Second)
 				entries, _ := m.MapReadings(charted(rd))
-				m.ConfirmDevices(charted(rd))
+				m.ConfirmDevices(entries)
 				var items []buffer.Item
 				for _, e := range entries {
 					p, _ := json.Marshal(e)
@@ -110,7 +110,7 @@ func BenchmarkLatency(b *testing.B) {
 		rd := reading(150456, "MDC_PULS_OXIM_SAT_O2", 97, "%")
 		rd.DeviceTime = deviceTime.Add(time.Duration(i) * time.Second)
 		entries, _ := m.MapReadings(charted(rd))
-		m.ConfirmDevices(charted(rd))
+		m.ConfirmDevices(entries)
 		var items []buffer.Item
 		for _, e := range entries {
 			p, _ := json.Marshal(e)
@@ -158,10 +158,11 @@ func BenchmarkMapReadings(b *testing.B) {
 			frame[j] = PatientReading{Reading: devices.Reading{Device: "d", Location: "bed", Code: codes[j], Value: 70, Unit: units[j],
 				DeviceTime: at.Add(time.Duration(i) * time.Second), Received: at}, Patient: "Patient/1"}
 		}
-		if _, rej := m.MapReadings(frame); len(rej) > 0 {
+		entries, rej := m.MapReadings(frame)
+		if len(rej) > 0 {
 			b.Fatal(rej)
 		}
-		m.ConfirmDevices(frame)
+		m.ConfirmDevices(entries)
 	}
 	b.ReportMetric(float64(b.N*len(codes))/b.Elapsed().Seconds(), "readings/s")
 }

@@ -85,7 +85,7 @@ func (r *rig) readings(n int) {
 		if _, err := r.outbox.Append(context.Background(), items...); err != nil {
 			r.t.Fatal(err)
 		}
-		r.m.ConfirmDevices(charted(rd))
+		r.m.ConfirmDevices(entries)
 	}
 }
 

@@ -86,29 +86,30 @@ func (m *Mapper) deviceEntry(r devices.Reading, emitted *map[string]bool) (*Entr
 		*emitted = map[string]bool{}
 	}
 	(*emitted)[stamp] = true
+	e.device, e.stamp = r.Device, stamp
 	return &e, nil
 }
 
-// ConfirmDevices records that the Devices of these readings are in the
-// outbox (the Append that carried their entries committed): later
-// readings of those devices no longer carry a Device entry. Until then
-// every mapping of a device carries one, so that no Observation can reach
-// the outbox before the Device it refers to, whoever maps at once (a
-// source and the resolver of held readings). The record takes the repeats
-// as updates, and the deliverer sends one of each Bundle.
-func (m *Mapper) ConfirmDevices(rs []PatientReading) {
+// ConfirmDevices records that the Device entries among entries are in the
+// outbox (the Append that carried them committed): later readings of those
+// devices no longer carry a Device entry. Until then every mapping of a
+// device carries one, so that no Observation can reach the outbox before
+// the Device it refers to, whoever maps at once (a source and the resolver
+// of held readings). The record takes the repeats as updates, and the
+// deliverer sends one of each Bundle. Only what the entries carried is
+// confirmed: a mapping without a Device entry confirms nothing (a Device
+// the record refused, and Forget, meanwhile stays forgotten).
+func (m *Mapper) ConfirmDevices(entries []Entry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.devices == nil {
-		m.devices = map[string]string{}
-	}
-	last := ""
-	for _, r := range rs {
-		if r.Device == last {
-			continue // a frame's readings share their device
+	for _, e := range entries {
+		if e.device == "" {
+			continue
 		}
-		last = r.Device
-		m.devices[r.Device] = deviceStamp(r.Reading)
+		if m.devices == nil {
+			m.devices = map[string]string{}
+		}
+		m.devices[e.device] = e.stamp
 	}
 }
 

@@ -151,7 +151,7 @@ func TestDeviceIsWrittenOncePerRunAndOnChange(t *testing.T) {
 	r := reading(150456, "MDC_PULS_OXIM_SAT_O2", 98, "%")
 	first, _ := m.MapReadings(charted(r, r))
 	again, _ := m.MapReadings(charted(r)) // before the first is in the outbox
-	m.ConfirmDevices(charted(r))
+	m.ConfirmDevices(first)
 	second, _ := m.MapReadings(charted(r))
 	r.Firmware = "7.4"
 	third, _ := m.MapReadings(charted(r))
@@ -159,7 +159,7 @@ func TestDeviceIsWrittenOncePerRunAndOnChange(t *testing.T) {
 		t.Fatalf("entries: %v / %v / %v / %v", kinds(first), kinds(again), kinds(second), kinds(third))
 	}
 	golden(t, "device", first[0].Resource)
-	m.ConfirmDevices(charted(r))
+	m.ConfirmDevices(third)
 	m.Forget("bed-12-monitor")
 	if again, _ := m.MapReadings(charted(r)); len(again) != 2 {
 		t.Fatalf("after Forget: %v", kinds(again))

@@ -89,6 +89,9 @@ type Entry struct {
 	FullURL  string          `json:"fullUrl,omitempty"`
 	Resource json.RawMessage `json:"resource"`
 	Request  Request         `json:"request"`
+
+	// A Device entry's device and stamp, for ConfirmDevices.
+	device, stamp string
 }
 
 // Request is how an entry is written.

@@ -127,18 +127,15 @@ func identityTime(r devices.Reading) time.Time {
 
 // observationID names the measurement: device, code and time. Two readings
 // of one device and code at two times are two Observations, whatever their
-// values. A device clock that was set (its offset stepped by a quarter of
-// an hour or more: DST on a clock the gateway reads in another zone, a
-// nurse's correction) shows again device times it showed before: the
-// offset, to the quarter hour, tells those measurements apart. Offsets
-// smaller than that, which every gateway estimates alike, leave the name
-// as it was.
+// values. A device clock that was set back shows device times it showed
+// before: a reading at such a time carries how many times it was shown
+// (devices.Reading.ClockRepeat), so the second showing names another
+// measurement. Nothing that depends on the offset estimate is in the name:
+// every gateway that saw the same frames names them alike.
 func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
 	v := fmt.Sprintf("%s/%d/%s", r.Device, code, fhirTime(identityTime(r)))
-	if !r.DeviceTime.IsZero() {
-		if q := r.ClockOffset.Round(15 * time.Minute); q != 0 {
-			v += "/clock" + q.String()
-		}
+	if !r.DeviceTime.IsZero() && r.ClockRepeat > 0 {
+		v += "/repeat" + strconv.Itoa(r.ClockRepeat)
 	}
 	return Identifier{System: m.system("observation"), Value: v}
 }

@@ -63,19 +63,20 @@ func TestReadingsWithoutDeviceTimeAreNamedByTheirReceipt(t *testing.T) {
 	}
 }
 
-// A clock set an hour back shows device times it showed an hour before:
-// the readings measured now are not the ones measured then.
+// A clock set back shows device times it showed before: the readings
+// measured at their second showing are not the ones measured at the first.
+// The name does not depend on the offset estimate.
 func TestAClockThatWasSetDoesNotRepeatIdentifiers(t *testing.T) {
 	m := &Mapper{Site: "w"}
 	before := devices.Reading{Device: "d", Code: devices.MDC{Code: 147842}, DeviceTime: time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC), ClockOffset: 40 * time.Millisecond}
 	after := before
-	after.ClockOffset = -time.Hour + 35*time.Millisecond // the same device time, an hour later
+	after.ClockOffset, after.ClockRepeat = -5*time.Minute+35*time.Millisecond, 1 // the same device time, five minutes later
 	if m.observationID(before, 147842) == m.observationID(after, 147842) {
-		t.Fatal("two measurements an hour apart share an identifier")
+		t.Fatal("two measurements at one device time share an identifier")
 	}
-	slewed := before
-	slewed.ClockOffset = 3 * time.Minute // a small offset, estimated a little differently
-	if m.observationID(before, 147842) != m.observationID(slewed, 147842) {
-		t.Fatal("a small offset changed the identifier")
+	estimated := before
+	estimated.ClockOffset = 7*time.Minute + 30*time.Second // another gateway's estimate
+	if m.observationID(before, 147842) != m.observationID(estimated, 147842) {
+		t.Fatal("the offset estimate changed the identifier")
 	}
 }
