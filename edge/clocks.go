@@ -12,10 +12,13 @@ import (
 )
 
 // Each device's clock estimate (devices.Clock) is kept in
-// data_dir/clocks.json, written every clocksEvery and at a stop, so that
-// after a restart a backlog is judged against the estimate from before
-// rather than learnt from. A missing or unreadable file only means the
-// clocks start anew (the device's own time until an estimate forms).
+// data_dir/clocks.json, written every clocksEvery, within a second of a
+// clock's episode opening or closing (what a crash must not lose: the
+// readings it holds pending would otherwise take the offset from before),
+// and at a stop, so that after a restart a backlog is judged against the
+// estimate from before rather than learnt from. A missing or unreadable
+// file only means the clocks start anew (the device's own time until an
+// estimate forms).
 
 const clocksFile = "clocks.json"
 
@@ -50,15 +53,19 @@ func (g *Gateway) saveClocks() {
 
 // keepClocks saves the clocks until ctx ends, and once more then.
 func (g *Gateway) keepClocks(ctx context.Context) {
-	t := time.NewTicker(clocksEvery)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			g.saveClocks()
 			return
 		case <-t.C:
-			g.saveClocks()
+			if g.clocks.Changed() || time.Since(last) >= clocksEvery {
+				g.saveClocks()
+				last = time.Now()
+			}
 		}
 	}
 }

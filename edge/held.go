@@ -190,8 +190,11 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 				expiredWhy = append(expiredWhy, "a held frame that does not read as readings")
 				continue
 			}
+			decided := false // a reading's clock decided its time in this look
 			for i := range frame {
+				was := frame[i].ClockPending
 				g.clocks.Settle(&frame[i], now)
+				decided = decided || (was && !frame[i].ClockPending)
 			}
 			// Lookups start in the background: a record that hangs must
 			// not hold up the other beds' frames (or the clocks' decisions).
@@ -203,33 +206,27 @@ func (g *Gateway) resolveOnce(ctx context.Context) error {
 				done = append(done, it.ID)
 				continue
 			}
-			if len(r) > 0 {
+			if len(r) > 0 || decided {
 				// Some readings have their patient: they go on, the rest
-				// wait as a frame of their own (its hold clock anew).
+				// wait as a frame of their own (its hold clock anew). A
+				// frame whose clock decided its time is kept as decided,
+				// so that the decision cannot be lost with the clock's
+				// bounded history.
 				rest = append(rest, w)
 				done = append(done, it.ID)
 				continue
 			}
 			note := g.heldNotes.get(it.ID)
-			if why.expires() && !note.since.IsZero() && now.Sub(note.since) >= hold {
-				// Before a frame expires, the record is asked again and
-				// waited for: an answer from the background can be a few
-				// seconds old, and the admission may just have been
-				// documented.
-				if r, w, why = g.associate(ctx, frame, askAndWait); len(r) > 0 {
-					ready = append(ready, r)
-					if len(w) > 0 {
-						rest = append(rest, w)
-					}
-					done = append(done, it.ID)
-					continue
-				}
-			}
 			note.bed, note.verdict, note.reason = frame[0].Location, why.verdict, why.reason
 			if why.expires() && note.since.IsZero() {
 				note.since = now
 			}
-			if !note.since.IsZero() && now.Sub(note.since) >= hold && why.expires() {
+			// A frame expires on an answer the record gave after its hold
+			// ran out, not on one from before (a late admission may have
+			// been documented since; the background lookup brings a fresh
+			// answer within patients.encounter_lookup.refresh).
+			fresh := why.asOf.IsZero() || !why.asOf.Before(note.since.Add(hold))
+			if !note.since.IsZero() && now.Sub(note.since) >= hold && why.expires() && fresh {
 				expired = append(expired, it)
 				expiredWhy = append(expiredWhy, fmt.Sprintf("%s, for patients.hold_unassociated (%s): retry once the bed's patient is known", why.reason, hold))
 				continue

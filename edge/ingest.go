@@ -101,8 +101,10 @@ func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask as
 // store maps frames and appends their entries to the outbox in one commit.
 func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) error {
 	var items []buffer.Item
+	var mapped []fhir.Entry
 	for _, readings := range frames {
 		entries, rejected := g.mapper.MapReadings(readings)
+		mapped = append(mapped, entries...)
 		g.countRejected(ctx, rejected)
 		for _, e := range entries {
 			b, err := json.Marshal(e)
@@ -118,9 +120,7 @@ func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) err
 	if _, err := g.outbox.Append(ctx, items...); err != nil {
 		return err
 	}
-	for _, readings := range frames {
-		g.mapper.ConfirmDevices(readings)
-	}
+	g.mapper.ConfirmDevices(mapped)
 	g.ingest.entries.Add(uint64(len(items)))
 	return nil
 }

@@ -56,6 +56,10 @@ type answer struct {
 	verdict verdict
 	patient string
 	reason  string
+	// asOf is when the record was asked for this answer (zero: not the
+	// record's): an answer older than the hold's end cannot expire a
+	// reading (the record may have been corrected since).
+	asOf time.Time
 }
 
 // expires tells whether waiting with this answer counts towards
@@ -70,6 +74,7 @@ type beds struct {
 	client  *fhir.Client
 	system  string
 	refresh time.Duration
+	timeout time.Duration // bounds a whole lookup (its searches and pages): fhir.timeout
 	log     interface{ Warn(string, ...any) }
 	// kick, when set, is told after each lookup: readings waiting for one
 	// may be decided now. It must not block.
@@ -100,9 +105,6 @@ type bedRecord struct {
 	used     time.Time
 }
 
-// lookupTimeout bounds one lookup made while a frame waits.
-const lookupTimeout = 3 * time.Second
-
 // lookback is how far before now a lookup asks for stays, at least;
 // maxLookback how far at most.
 const (
@@ -115,7 +117,7 @@ const (
 const maxBedRecords = 4096
 
 func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, ...any) }) *beds {
-	b := &beds{static: c.Patients.Static, client: client, log: log,
+	b := &beds{static: c.Patients.Static, client: client, log: log, timeout: max(c.FHIR.Timeout.D(), time.Second),
 		records: map[string]*bedRecord{}, firstSeen: map[string]time.Time{}}
 	if e := c.Patients.EncounterLookup; e != nil {
 		b.system, b.refresh = e.LocationSystem, e.Refresh.D()
@@ -267,24 +269,24 @@ func (b *beds) fromRecord(ctx context.Context, bed string, at time.Time, ask ask
 // failure) in r; done is closed after.
 func (b *beds) lookup(ctx context.Context, bed string, r *bedRecord, from time.Time, done chan struct{}) {
 	b.lookups.Add(1)
-	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	lctx, cancel := context.WithTimeout(ctx, b.timeout)
 	sent := time.Now()
 	stays, err := b.client.FindBedStays(lctx, b.system, bed, from)
 	cancel()
 	b.mu.Lock()
 	r.inflight = nil
 	close(done)
-	var seen map[string]time.Time
+	save := false
 	if err != nil {
 		r.err = err
 		b.failures.Add(1)
 	} else {
 		r.answered, r.asked, r.from, r.stays, r.err = true, sent, from, stays, nil
-		seen = b.noteFirstSeenLocked(bed, stays, sent)
+		save = b.noteFirstSeenLocked(bed, stays, sent)
 	}
 	b.mu.Unlock()
-	if seen != nil {
-		b.saveFirstSeen(seen)
+	if save {
+		b.saveFirstSeen()
 	}
 	if err != nil {
 		b.log.Warn("bed lookup failed; the bed's readings wait (they do not expire for this)", "bed", bed, "err", failureClass(err))
@@ -302,13 +304,13 @@ const staysFile = "stays.json"
 const maxFirstSeen = 10000
 
 // noteFirstSeenLocked remembers when each stay without a start was first
-// seen; it returns a copy to keep when one was new.
-func (b *beds) noteFirstSeenLocked(bed string, stays []fhir.BedStay, at time.Time) map[string]time.Time {
+// seen, and when each stay that ended without an end was first seen ended
+// (the patient had left by then); it reports whether one was new.
+func (b *beds) noteFirstSeenLocked(bed string, stays []fhir.BedStay, at time.Time) bool {
 	changed := false
-	for _, s := range stays {
-		key := s.Encounter + "|" + bed
-		if _, ok := b.firstSeen[key]; !s.StartUnknown || ok {
-			continue
+	note := func(key string) {
+		if _, ok := b.firstSeen[key]; ok {
+			return
 		}
 		if len(b.firstSeen) >= maxFirstSeen {
 			var oldest string
@@ -321,17 +323,27 @@ func (b *beds) noteFirstSeenLocked(bed string, stays []fhir.BedStay, at time.Tim
 		}
 		b.firstSeen[key], changed = at, true
 	}
-	if !changed || b.seenPath == "" {
-		return nil
+	for _, s := range stays {
+		key := s.Encounter + "|" + bed
+		if s.StartUnknown {
+			note(key)
+		}
+		if s.EndUnknown {
+			note(key + "|ended")
+		}
 	}
-	return maps.Clone(b.firstSeen)
+	return changed && b.seenPath != ""
 }
 
-// saveFirstSeen keeps when stays without a start were first seen, so that
-// a restart does not make the readings of an outage uncertain.
-func (b *beds) saveFirstSeen(seen map[string]time.Time) {
+// saveFirstSeen keeps firstSeen as it is now, so that a restart does not
+// make the readings of an outage uncertain. Saves are one at a time, each
+// of the latest state.
+func (b *beds) saveFirstSeen() {
 	b.saveMu.Lock()
 	defer b.saveMu.Unlock()
+	b.mu.Lock()
+	seen := maps.Clone(b.firstSeen)
+	b.mu.Unlock()
 	data, err := json.Marshal(struct {
 		FirstSeen map[string]time.Time `json:"first_seen"`
 	}{seen})
@@ -399,7 +411,15 @@ func (b *beds) fromStaysLocked(bed string, r *bedRecord, at time.Time) answer {
 				start = first
 			}
 		}
+		ended, endSeen := time.Time{}, false
+		if s.EndUnknown {
+			// Over, the record says, but not when: before the first
+			// lookup that showed it over, at the latest.
+			ended, endSeen = b.firstSeen[s.Encounter+"|"+bed+"|ended"]
+		}
 		switch {
+		case endSeen && !at.Before(ended):
+			// Gone by then.
 		case at.Before(start) && s.StartUnknown:
 			maybe = append(maybe, s.Patient) // there already, or not yet?
 		case at.Before(start):
@@ -413,13 +433,13 @@ func (b *beds) fromStaysLocked(bed string, r *bedRecord, at time.Time) answer {
 	}
 	switch {
 	case len(sure) > 1:
-		return answer{verdict: uncertain, reason: "the record has two patients in bed " + bed + " at the reading's time"}
+		return answer{verdict: uncertain, reason: "the record has two patients in bed " + bed + " at the reading's time", asOf: r.asked}
 	case len(sure) == 1 && !slices.ContainsFunc(maybe, func(p string) bool { return p != sure[0] }):
-		return answer{verdict: occupied, patient: sure[0]}
+		return answer{verdict: occupied, patient: sure[0], asOf: r.asked}
 	case len(maybe) > 0:
-		return answer{verdict: uncertain, reason: "the record has a stay in bed " + bed + " that may cover the reading's time, without saying when it began or ended, or only planned"}
+		return answer{verdict: uncertain, reason: "the record has a stay in bed " + bed + " that may cover the reading's time, without saying when it began or ended, or only planned", asOf: r.asked}
 	}
-	return answer{verdict: vacant, reason: "the record has nobody in bed " + bed + " at the reading's time"}
+	return answer{verdict: vacant, reason: "the record has nobody in bed " + bed + " at the reading's time", asOf: r.asked}
 }
 
 // failureClass says what kind of failure a lookup met, without anything

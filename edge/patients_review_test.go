@@ -27,10 +27,11 @@ import (
 // A device clock set an hour back (by hand at the end of daylight saving
 // time, or by a technician) repeats the device times of the hour before.
 // The estimator steps, so the readings get the right Effective time, but
-// an Observation's identity is device + code + *device* time: the reading
-// measured now carries the identity of the one measured an hour ago, and
-// the record's ifNoneExist keeps the old one. For an hour, every reading
-// is dropped without a trace.
+// an Observation's identity was device + code + *device* time: the reading
+// measured now carried the identity of the one measured an hour ago, and
+// the record's ifNoneExist kept the old one. For an hour, every reading
+// was dropped without a trace. The clock now marks the second showing of a
+// device time (ClockRepeat, as devices.Clock stamps it after the step).
 func TestAClockSetBackDoesNotReuseIdentities(t *testing.T) {
 	record := fhirserver.New()
 	g, _ := runGateway(t, record, `patients:
@@ -46,7 +47,7 @@ func TestAClockSetBackDoesNotReuseIdentities(t *testing.T) {
 	afterSet := []devices.Reading{{ // measured now, the clock set an hour back, the step decided
 		Device: "bed-1-monitor", Location: "bed-1", Profile: "generic/json",
 		Code: devices.MDC{Code: 150456, RefID: "MDC_PULS_OXIM_SAT_O2"}, Value: 92, Unit: "%",
-		DeviceTime: devTime, ClockOffset: -time.Hour, Received: now.Add(50 * time.Millisecond),
+		DeviceTime: devTime, ClockOffset: -time.Hour, ClockRepeat: 1, Received: now.Add(50 * time.Millisecond),
 	}}
 	if !hourAgo[0].Effective().Equal(devTime) || !afterSet[0].Effective().Equal(now) {
 		t.Fatalf("precondition: two measurements an hour apart (%v, %v)", hourAgo[0].Effective(), afterSet[0].Effective())

@@ -41,7 +41,7 @@ func fillOutbox(t *testing.T, dataDir string, n int) {
 		if len(rejected) > 0 {
 			t.Fatal(rejected)
 		}
-		m.ConfirmDevices(frame)
+		m.ConfirmDevices(entries)
 		for _, e := range entries {
 			b, _ := json.Marshal(e)
 			if _, err := ob.Append(context.Background(), buffer.Item{Key: "bed-12-monitor", Kind: "fhir", Payload: b}); err != nil {

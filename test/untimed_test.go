@@ -2,7 +2,9 @@ package test
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -40,21 +42,38 @@ func TestMQTTIdenticalUntimedPayloadsAreTwoMeasurements(t *testing.T) {
 // Untimed messages are named by when they were first received: a SIGKILL
 // while they flow makes the broker deliver again what was stored but not
 // acknowledged (DUP), and the record of first receipts (seen.db) gives each
-// its first receipt back. Fifty bridges' devices publish at their pace
-// (every 1.5 s, the profile's interval being 5 s); the gateway is killed in
-// the middle. Every message is accounted for, once: charted, or (those
+// its first receipt back. Fifty devices publish at their pace (once a
+// second, as their profile says); the gateway is killed in the middle. Every message is accounted for, once: charted, or (those
 // that waited at the broker while the gateway was down) waiting with an
 // unknown time. None is charted twice.
 func TestMQTTSIGKILLWithUntimedMessagesChartsEachOnce(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	broker := startMosquitto(t, dir, port)
-	record, cfg, _ := recordWith(t, flatBridge(port, "wg-test-untimed"))
+	// The bridge's devices send once a second: its profile says so.
+	profiles := filepath.Join(dir, "profiles")
+	os.MkdirAll(filepath.Join(profiles, "bridge"), 0o755)
+	os.WriteFile(filepath.Join(profiles, "bridge", "flat-1s.yaml"), []byte(`vendor: Bridge
+model: Flat-1s
+transport: {interval: 1s}
+format: json
+json: {device_id: $.device}
+parameters:
+  - {path: $.vitals.hr, mdc: MDC_ECG_HEART_RATE, unit: /min, range: [15, 350]}
+`), 0o644)
+	record, cfg, _ := recordWith(t, fmt.Sprintf(`profiles_dir: %s
+monitors:
+  - id: ward-bridge
+    profile: bridge/flat-1s
+    mqtt: {broker: "tcp://127.0.0.1:%d", topic: ward4b/+/flat, location_level: 1, client_id: wg-test-untimed}
+patients:
+  static: {bed-1: Patient/one}
+`, profiles, port))
 	gw := Start(t, "run", "-config", cfg)
 	gw.WaitLog(t, `subscribed; waiting for messages`, 30*time.Second)
 	time.Sleep(4 * time.Second)
 
-	const devices, rounds = 50, 8
+	const devices, rounds = 50, 12
 	value := func(d, r int) float64 { return 60 + float64(d*rounds+r)/100 }
 	pubDone := make(chan struct{})
 	go func() {
@@ -65,7 +84,7 @@ func TestMQTTSIGKILLWithUntimedMessagesChartsEachOnce(t *testing.T) {
 				msgs = append(msgs, fmt.Sprintf(`{"device":"bridge/d%d","vitals":{"hr":%v}}`, d, value(d, r)))
 			}
 			broker.publish("ward4b/bed-1/flat", msgs)
-			time.Sleep(1500 * time.Millisecond)
+			time.Sleep(time.Second)
 		}
 	}()
 	Eventually(t, 60*time.Second, func() bool { return record.Count("Observation") > 3*devices },

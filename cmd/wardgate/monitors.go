@@ -109,7 +109,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 			rs = append(rs, fhir.PatientReading{Reading: r, Patient: "Patient/replay"})
 		}
 		entries, rejected := mapper.MapReadings(rs)
-		mapper.ConfirmDevices(rs)
+		mapper.ConfirmDevices(entries)
 		for _, e := range entries {
 			b, _ := json.MarshalIndent(e, "", "  ")
 			fmt.Fprintf(stdout, "%s\n", b)
