@@ -70,9 +70,9 @@ func TestAPatientMovedOnDoesNotBlockTheBed(t *testing.T) {
 	putBed(record, "bed-8", "loc8")
 	now := time.Now().Truncate(time.Second)
 	putStay(record, "enc-a", "Patient/A", "in-progress", now.Add(-3*24*time.Hour), time.Time{},
-		locEntry{loc: "loc7", status: "completed"}, locEntry{loc: "loc8", status: "active"})
+		locEntry{Location: "loc7", Status: "completed"}, locEntry{Location: "loc8", Status: "active"})
 	putStay(record, "enc-b", "Patient/B", "in-progress", now.Add(-2*time.Hour), time.Time{},
-		locEntry{loc: "loc7", status: "active", start: now.Add(-2 * time.Hour)})
+		locEntry{Location: "loc7", Status: "active", Start: now.Add(-2 * time.Hour)})
 	g := lookupGateway(t, record, "1h")
 	ctx := context.Background()
 	if err := g.Ingest(ctx, timedAt("bed-7", time.Now(), 70)); err != nil { // the first lookup

@@ -79,10 +79,10 @@ func TestAPlannedMoveIsNotAStay(t *testing.T) {
 	putBed(record, "bed-6", "loc6")
 	now := time.Now().Truncate(time.Second)
 	putStay(record, "enc-a", "Patient/A", "finished", now.Add(-5*time.Hour), now.Add(-20*time.Minute),
-		locEntry{"loc5", "completed", now.Add(-5 * time.Hour), now.Add(-20 * time.Minute)})
+		locEntry{Location: "loc5", Status: "completed", Start: now.Add(-5 * time.Hour), End: now.Add(-20 * time.Minute)})
 	putStay(record, "enc-b", "Patient/B", "in-progress", now.Add(-2*time.Hour), time.Time{},
-		locEntry{"loc6", "active", now.Add(-2 * time.Hour), time.Time{}},
-		locEntry{"loc5", "planned", now.Add(-10 * time.Minute), time.Time{}})
+		locEntry{Location: "loc6", Status: "active", Start: now.Add(-2 * time.Hour)},
+		locEntry{Location: "loc5", Status: "planned", Start: now.Add(-10 * time.Minute)})
 	g := lookupGateway(t, record, "1h")
 	if err := g.Ingest(context.Background(), timedAt("bed-5", now.Add(-2*time.Second), 77)); err != nil {
 		t.Fatal(err)
@@ -106,9 +106,9 @@ func TestAnEndedStayWithoutAStartDoesNotBlockTheNextPatient(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	left := now.Add(-30 * time.Minute)
 	putStay(record, "enc-a", "Patient/A", "finished", now.Add(-5*time.Hour), left,
-		locEntry{"loc5", "completed", time.Time{}, left})
+		locEntry{Location: "loc5", Status: "completed", End: left})
 	putStay(record, "enc-b", "Patient/B", "in-progress", left, time.Time{},
-		locEntry{"loc5", "active", left, time.Time{}})
+		locEntry{Location: "loc5", Status: "active", Start: left})
 	g := lookupGateway(t, record, "2s")
 	if err := g.Ingest(context.Background(), timedAt("bed-5", now.Add(-10*time.Minute), 81)); err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestARestartDoesNotForgetSinceWhenAStayWithoutAStartWasSeen(t *testing.T) {
 	t.Cleanup(hs.Close)
 	putBed(record, "bed-2", "loc2")
 	putStay(record, "enc-a", "Patient/A", "in-progress", time.Now().Add(-48*time.Hour), time.Time{},
-		locEntry{loc: "loc2", status: "active"})
+		locEntry{Location: "loc2", Status: "active"})
 	dir := t.TempDir()
 	extra := `patients:
   encounter_lookup: {location_system: "urn:example:beds", refresh: 1s}
@@ -340,7 +340,7 @@ func TestOneAncientReadingDoesNotBlockItsBed(t *testing.T) {
 	for i := range 520 { // three years of short stays
 		s := day.Add(time.Duration(2*i) * 24 * time.Hour)
 		putStay(record, fmt.Sprintf("old-%d", i), fmt.Sprintf("Patient/old%d", i), "finished", s, s.Add(24*time.Hour),
-			locEntry{"loc3", "completed", s, s.Add(24 * time.Hour)})
+			locEntry{Location: "loc3", Status: "completed", Start: s, End: s.Add(24 * time.Hour)})
 	}
 	now := time.Now().Truncate(time.Second)
 	putEncounter(record, "enc-c", "Patient/C", "loc3", "in-progress", now.Add(-2*time.Hour))

@@ -24,48 +24,21 @@ func lookupGateway(t *testing.T, record *fhirserver.Server, hold string) *Gatewa
 }
 
 func putBed(record *fhirserver.Server, bed, locID string) {
-	record.Put("Location", locID, json.RawMessage(`{"resourceType":"Location","id":"`+locID+`","identifier":[{"system":"urn:example:beds","value":"`+bed+`"}]}`))
+	record.PutLocation("urn:example:beds", bed, locID)
 }
 
-// locEntry is one location entry of an Encounter: a Location id, its
-// status and its period (zero times are left out).
-type locEntry struct {
-	loc, status string
-	start, end  time.Time
-}
-
-func period(start, end time.Time) string {
-	var parts []string
-	if !start.IsZero() {
-		parts = append(parts, `"start":"`+start.UTC().Format(time.RFC3339)+`"`)
-	}
-	if !end.IsZero() {
-		parts = append(parts, `"end":"`+end.UTC().Format(time.RFC3339)+`"`)
-	}
-	return "{" + strings.Join(parts, ",") + "}"
-}
+// locEntry is one location entry of an Encounter.
+type locEntry = fhirserver.LocationEntry
 
 // putStay stores an Encounter of patient with its location entries.
 func putStay(record *fhirserver.Server, id, patient, status string, start, end time.Time, locs ...locEntry) {
-	var entries []string
-	for _, l := range locs {
-		e := `{"location":{"reference":"Location/` + l.loc + `"}`
-		if l.status != "" {
-			e += `,"status":"` + l.status + `"`
-		}
-		if !l.start.IsZero() || !l.end.IsZero() {
-			e += `,"period":` + period(l.start, l.end)
-		}
-		entries = append(entries, e+"}")
-	}
-	record.Put("Encounter", id, json.RawMessage(`{"resourceType":"Encounter","id":"`+id+`","status":"`+status+`","class":{"code":"IMP"},`+
-		`"subject":{"reference":"`+patient+`"},"period":`+period(start, end)+`,"location":[`+strings.Join(entries, ",")+`]}`))
+	record.PutEncounter(id, patient, status, start, end, locs...)
 }
 
 // putEncounter stores an in-progress Encounter whose one location entry,
 // at locID, is active from start.
 func putEncounter(record *fhirserver.Server, id, patient, locID, status string, start time.Time) {
-	putStay(record, id, patient, status, start, time.Time{}, locEntry{loc: locID, status: "active", start: start})
+	putStay(record, id, patient, status, start, time.Time{}, locEntry{Location: locID, Status: "active", Start: start})
 }
 
 func frameAt(bed string, at time.Time) []devices.Reading {
@@ -118,7 +91,7 @@ func TestBedPatientFromEncounterAndHeldReadings(t *testing.T) {
 	putEncounter(record, "enc-8a", "Patient/A", "loc8", "in-progress", admitted.Add(-time.Hour))
 	putEncounter(record, "enc-8b", "Patient/B", "loc8", "in-progress", admitted.Add(-time.Hour))
 	putStay(record, "enc-7-old", "Patient/OLD", "finished", admitted.Add(-48*time.Hour), admitted.Add(-47*time.Hour),
-		locEntry{"loc7", "completed", admitted.Add(-48 * time.Hour), admitted.Add(-47 * time.Hour)})
+		locEntry{Location: "loc7", Status: "completed", Start: admitted.Add(-48 * time.Hour), End: admitted.Add(-47 * time.Hour)})
 	g := lookupGateway(t, record, "1h")
 	ctx := context.Background()
 
@@ -163,8 +136,8 @@ func TestTheLocationEntryForTheBedDecides(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	moved := now.Add(-time.Hour)
 	putStay(record, "enc-a", "Patient/A", "in-progress", now.Add(-5*time.Hour), time.Time{},
-		locEntry{"loc7", "completed", now.Add(-3 * time.Hour), moved},
-		locEntry{"loc9", "active", moved, time.Time{}})
+		locEntry{Location: "loc7", Status: "completed", Start: now.Add(-3 * time.Hour), End: moved},
+		locEntry{Location: "loc9", Status: "active", Start: moved})
 	g := lookupGateway(t, record, "1h")
 	ctx := context.Background()
 	for _, f := range [][]devices.Reading{
@@ -206,7 +179,7 @@ func TestALookupServesOnlyReadingsMeasuredBeforeIt(t *testing.T) {
 	waitFor(t, "A's reading", func() bool { return record.Count("Observation") == 1 })
 	// A leaves; B is put in the bed. The record knows at once.
 	transfer := time.Now().Truncate(time.Second).Add(time.Second)
-	putStay(record, "enc-a", "Patient/A", "in-progress", start, time.Time{}, locEntry{"loc5", "completed", start, transfer})
+	putStay(record, "enc-a", "Patient/A", "in-progress", start, time.Time{}, locEntry{Location: "loc5", Status: "completed", Start: start, End: transfer})
 	putEncounter(record, "enc-b", "Patient/B", "loc5", "in-progress", transfer)
 	time.Sleep(time.Until(transfer) + 100*time.Millisecond)
 	if err := g.Ingest(ctx, timedAt("bed-5", time.Now(), 91)); err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,33 +18,14 @@ import (
 // Encounters with location periods.
 
 func putBedLocation(record *fhirserver.Server, bed, id string) {
-	record.Put("Location", id, json.RawMessage(`{"resourceType":"Location","id":"`+id+`","identifier":[{"system":"urn:example:beds","value":"`+bed+`"}]}`))
+	record.PutLocation("urn:example:beds", bed, id)
 }
 
 // stayEntry is a location entry of an Encounter.
-type stayEntry struct {
-	loc, status string
-	start, end  time.Time
-}
-
-func fhirPeriod(start, end time.Time) string {
-	var parts []string
-	if !start.IsZero() {
-		parts = append(parts, `"start":"`+start.UTC().Format(time.RFC3339)+`"`)
-	}
-	if !end.IsZero() {
-		parts = append(parts, `"end":"`+end.UTC().Format(time.RFC3339)+`"`)
-	}
-	return "{" + strings.Join(parts, ",") + "}"
-}
+type stayEntry = fhirserver.LocationEntry
 
 func putEncounterStay(record *fhirserver.Server, id, patient, status string, start, end time.Time, entries ...stayEntry) {
-	var locs []string
-	for _, e := range entries {
-		locs = append(locs, `{"location":{"reference":"Location/`+e.loc+`"},"status":"`+e.status+`","period":`+fhirPeriod(e.start, e.end)+`}`)
-	}
-	record.Put("Encounter", id, json.RawMessage(`{"resourceType":"Encounter","id":"`+id+`","status":"`+status+`","class":{"code":"IMP"},`+
-		`"subject":{"reference":"`+patient+`"},"period":`+fhirPeriod(start, end)+`,"location":[`+strings.Join(locs, ",")+`]}`))
+	record.PutEncounter(id, patient, status, start, end, entries...)
 }
 
 // vitalsAt is a generic/json message measured at `at`.
@@ -114,9 +94,9 @@ func TestMQTTBacklogIsChartedByEachReadingsOwnTime(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	putBedLocation(record, "bed-14", "L14")
 	putEncounterStay(record, "enc-a", "Patient/A", "finished", now.Add(-2*time.Hour), now.Add(-30*time.Minute),
-		stayEntry{"L14", "completed", now.Add(-2 * time.Hour), now.Add(-30 * time.Minute)})
+		stayEntry{Location: "L14", Status: "completed", Start: now.Add(-2 * time.Hour), End: now.Add(-30 * time.Minute)})
 	putEncounterStay(record, "enc-b", "Patient/B", "in-progress", now.Add(-20*time.Minute), time.Time{},
-		stayEntry{"L14", "active", now.Add(-20 * time.Minute), time.Time{}})
+		stayEntry{Location: "L14", Status: "active", Start: now.Add(-20 * time.Minute)})
 
 	gw := Start(t, "run", "-config", cfg) // makes the persistent session
 	gw.WaitLog(t, `subscribed; waiting for messages`, 30*time.Second)

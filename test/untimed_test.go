@@ -169,9 +169,9 @@ patients:
 	transfer := now.Add(8 * time.Second)
 	putBedLocation(record, "bed-1", "L1")
 	putEncounterStay(record, "enc-a", "Patient/A", "in-progress", now.Add(-2*time.Hour), time.Time{},
-		stayEntry{"L1", "completed", now.Add(-2 * time.Hour), transfer})
+		stayEntry{Location: "L1", Status: "completed", Start: now.Add(-2 * time.Hour), End: transfer})
 	putEncounterStay(record, "enc-b", "Patient/B", "in-progress", transfer, time.Time{},
-		stayEntry{"L1", "active", transfer, time.Time{}})
+		stayEntry{Location: "L1", Status: "active", Start: transfer})
 
 	gw := Start(t, "run", "-config", cfg) // makes the persistent session
 	gw.WaitLog(t, `subscribed; waiting for messages`, 30*time.Second)
