@@ -1,8 +1,10 @@
 // Package serial reads a bedside monitor on an RS-232 port (or a USB
 // adapter, or a pseudo-terminal standing in for one), frames its output
 // with the monitor's firmware profile, and hands each frame's readings to
-// the sink. Serial has no acknowledgement: a frame is as safe as the sink's
-// group commit (at most 200 ms), which is all a crash can lose.
+// the sink. Serial has no acknowledgement: each frame is handed to the sink
+// as it arrives, and the sink returns once its readings are durable, so a
+// crash loses at most the frame in hand and the bytes the port's driver
+// holds unread.
 //
 // The port is opened with the profile's settings, each overridable in the
 // config. A port that vanishes (an adapter pulled out) or fails is reopened
