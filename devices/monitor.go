@@ -90,6 +90,12 @@ func (m *Monitor) Skipped(n int) { m.skipped.Add(uint64(n)) }
 // Frame records a decoded frame: its readings, and how many values it
 // dropped.
 func (m *Monitor) Frame(rs []Reading, dropped int, offset time.Duration) {
+	m.frame(rs, dropped, offset, false)
+}
+
+// frame is Frame; with keepFailed, a monitor shown as failing stays so (the
+// source's Intake clears it when the failure is over).
+func (m *Monitor) frame(rs []Reading, dropped int, offset time.Duration, keepFailed bool) {
 	m.frames.Add(1)
 	m.readings.Add(uint64(len(rs)))
 	m.dropped.Add(uint64(dropped))
@@ -101,7 +107,7 @@ func (m *Monitor) Frame(rs []Reading, dropped int, offset time.Duration) {
 		m.st.Latest[r.Code.RefID] = r
 		m.addTrendLocked(r, m.st.LastFrame)
 	}
-	if m.st.State != Connected {
+	if m.st.State != Connected && !(keepFailed && m.st.State == Failed) {
 		m.st.State, m.st.Since, m.st.LastError = Connected, time.Now(), ""
 	}
 }

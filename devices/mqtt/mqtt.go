@@ -11,6 +11,13 @@
 // raw among the dead letters: redelivering it forever would help no one,
 // and its content never reaches the log.
 //
+// When the outbox refuses a batch (full, or its disk failing), its
+// messages stay unacknowledged and the batch is offered again each second
+// until it is stored; meanwhile the source takes nothing new, and the
+// broker, which sends no more than its in-flight window without PUBACKs,
+// keeps the rest. Nothing is lost (the package comment of devices states
+// the policy for every source).
+//
 // A message whose readings carry no device time is identified by when it
 // was first received: that is recorded durably (Seen) before its readings
 // are committed, and a message the broker delivers again (DUP) takes its
@@ -77,7 +84,12 @@ type Source struct {
 	// patient data, so only for debugging a profile (log.patient_data).
 	LogContent bool
 
+	in   *devices.Intake
 	acks *acker
+	// For tests: the wait between offers of what the gateway's stores
+	// refused (a second), and how long the monitor may be quiet (the
+	// profile's).
+	retryEvery, silentAfter time.Duration
 	// connectedAt is when the client last connected or began to (Unix ns):
 	// messages that waited at the broker arrive right after it.
 	connectedAt atomic.Int64
@@ -114,6 +126,8 @@ func (s *Source) Run(ctx context.Context) error {
 		s.Clocks = devices.NewClocks()
 	}
 	log := s.Log.With("monitor", s.ID, "broker", s.Broker, "topic", s.Topic)
+	s.in = s.intake(log)
+	defer s.in.Stop()
 	opts, err := s.options()
 	if err != nil {
 		s.Monitor.Set(devices.Failed, err.Error())
@@ -175,23 +189,16 @@ func (s *Source) Run(ctx context.Context) error {
 	}()
 	defer client.Disconnect(250)
 
-	silence := time.NewTicker(time.Second)
+	silence := time.NewTicker(min(time.Second, s.in.SilentAfter))
 	defer silence.Stop()
-	started := time.Now()
 	var batch []inbound
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-silence.C:
-			if st, _ := s.Monitor.State(); st == devices.Connected || st == devices.Connecting {
-				last := s.Monitor.LastFrame()
-				if last.Before(started) {
-					last = started
-				}
-				if client.IsConnectionOpen() && time.Since(last) > s.Profile.SilentAfter() && s.Monitor.Set(devices.Silent, "") {
-					log.Warn("monitor silent", "for", time.Since(last).Round(time.Second))
-				}
+			if client.IsConnectionOpen() {
+				s.in.NoticeSilence(time.Unix(0, s.connectedAt.Load()))
 			}
 			continue
 		case in := <-queue:
@@ -244,11 +251,38 @@ func (s *Source) burstGap() time.Duration {
 	return 250 * time.Millisecond
 }
 
+// intake is the source's devices.Intake: a broker keeps what is not
+// acknowledged, so refused readings are offered until they are stored.
+func (s *Source) intake(log *slog.Logger) *devices.Intake {
+	if s.Clocks == nil {
+		s.Clocks = devices.NewClocks()
+	}
+	silentAfter := s.silentAfter
+	if silentAfter == 0 {
+		silentAfter = s.Profile.SilentAfter()
+	}
+	return &devices.Intake{Sink: s.Sink, Monitor: s.Monitor, Clocks: s.Clocks, Log: log,
+		Interval: s.Profile.Transport.Interval.D(), SilentAfter: silentAfter,
+		Buffered: true, GiveUpAfter: 0, RetryEvery: s.retryEvery}
+}
+
+// retryWait is the wait between two offers of what the gateway's stores
+// refused.
+func (s *Source) retryWait() time.Duration {
+	if s.retryEvery > 0 {
+		return s.retryEvery
+	}
+	return time.Second
+}
+
 // process decodes a batch, commits its readings, then acknowledges it in
-// order. If the commit fails, nothing is acknowledged: the broker will
-// deliver the messages again (after a reconnect), so the client is
-// disconnected to make it do so soon.
+// order. Whatever the gateway's stores refuse (the record of receipts, the
+// dead letters, the outbox) is offered again until it is taken, or ctx
+// ends; nothing is acknowledged before, so the broker keeps it.
 func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger) {
+	if s.in == nil {
+		s.in = s.intake(log)
+	}
 	var msgs []decoded
 	var rejects []rejection
 	for _, in := range batch {
@@ -274,10 +308,7 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		} else if s.LocationLevel >= 0 {
 			device = s.ID + "/" + loc
 		}
-		for i := range f.Readings {
-			f.Readings[i].Device, f.Readings[i].Location = device, loc
-		}
-		msgs = append(msgs, decoded{in, device, f})
+		msgs = append(msgs, decoded{in, device, loc, f})
 	}
 	msgs = s.untimed(msgs, log)
 	// A message whose readings carry no device time is identified by when
@@ -315,15 +346,15 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		if s.Monitor.Set(devices.Failed, "the record of received messages does not take them: "+err.Error()) {
 			log.Error("cannot record the receipt of MQTT messages; they stay unacknowledged at the broker", "err", err)
 		}
-		if !sleepCtx(ctx, time.Second) {
+		if !sleepCtx(ctx, s.retryWait()) {
 			return
 		}
 	}
 	var frames [][]devices.Reading
 	for _, m := range msgs {
 		f := m.f
-		off := s.Clocks.Clock(m.device, s.Profile.Transport.Interval.D(), true).Stamp(f.Readings, f.DeviceTime, f.DeviceTimeAlt, m.in.received, m.in.msg.Duplicate())
-		s.Monitor.Frame(f.Readings, len(f.Dropped), off)
+		s.in.Stamp(devices.Receipt{Device: m.device, Location: m.location, At: m.in.received, Redelivered: m.in.msg.Duplicate()},
+			f.Readings, f.DeviceTime, f.DeviceTimeAlt, len(f.Dropped))
 		if len(f.Readings) > 0 {
 			frames = append(frames, f.Readings)
 		}
@@ -339,32 +370,18 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 			if s.Monitor.Set(devices.Failed, "the dead letters do not take a bad payload: "+err.Error()) {
 				log.Error("a bad payload cannot be kept among the dead letters; MQTT messages stay unacknowledged at the broker", "err", err)
 			}
-			if !sleepCtx(ctx, time.Second) {
+			if !sleepCtx(ctx, s.retryWait()) {
 				return
 			}
 			continue
 		}
 		rejects = rejects[1:]
 	}
-	if len(frames) > 0 {
-		for {
-			err := s.Sink.Ingest(ctx, frames...)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return // not acknowledged: the broker keeps them
-			}
-			// The outbox is full or failing: hold on to the messages (the
-			// broker holds the rest) and try again; never acknowledge what
-			// is not stored.
-			if s.Monitor.Set(devices.Failed, "the outbox does not take readings: "+err.Error()) {
-				log.Error("the outbox does not take readings; MQTT messages stay unacknowledged at the broker", "err", err)
-			}
-			if !sleepCtx(ctx, time.Second) {
-				return
-			}
-		}
+	// Offered until stored (the intake's policy for a transport that keeps
+	// what is not acknowledged); an error means ctx ended, and then nothing
+	// is acknowledged: the broker keeps the messages.
+	if err := s.in.Ingest(ctx, frames...); err != nil {
+		return
 	}
 	acks := make([]paho.Message, len(batch))
 	for i, in := range batch {
@@ -375,9 +392,9 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 
 // decoded is one message with its frame.
 type decoded struct {
-	in     inbound
-	device string
-	f      profile.Frame
+	in               inbound
+	device, location string
+	f                profile.Frame
 }
 
 // untimedAfterConnect is how soon after a (re)connect a message without a

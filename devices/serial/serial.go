@@ -6,6 +6,13 @@
 // crash loses at most the frame in hand and the bytes the port's driver
 // holds unread.
 //
+// When the outbox refuses a frame's readings (full, or its disk failing),
+// the monitor cannot be asked to send them again: the source offers them
+// again each second for at most OutboxWait (5 s), then counts them lost and
+// logs it; until the outbox takes readings again, later frames are offered
+// once each, so the source keeps pace with the line. The package comment of
+// devices states the policy for every source.
+//
 // The port is opened with the profile's settings, each overridable in the
 // config. A port that vanishes (an adapter pulled out) or fails is reopened
 // with backoff; a monitor that says nothing for longer than its profile
@@ -134,9 +141,23 @@ type Source struct {
 	// hold patient data, so only for debugging a profile
 	// (log.patient_data).
 	LogContent bool
+	// OutboxWait is how long a frame whose readings the outbox refuses is
+	// offered again before they are counted lost (5 s when zero; see the
+	// package comment).
+	OutboxWait time.Duration
 
-	clock *devices.Clock
+	in *devices.Intake
+	// For tests: the wait between offers of refused readings (a second),
+	// and how long the monitor may be quiet (the profile's).
+	retryEvery, silentAfter time.Duration
 }
+
+// outboxWait is the default OutboxWait: long enough to ride out a commit
+// that fails once, or a moment of a full disk while delivery frees room;
+// short enough that what the monitor sends meanwhile fits in the port
+// driver's receive buffer (at least 4 KiB on Linux: half a minute of a
+// Masimo's output), so that the wait itself loses nothing.
+const outboxWait = 5 * time.Second
 
 func openSerial(path string, s Settings) (Port, error) {
 	m, err := s.mode()
@@ -150,7 +171,7 @@ func openSerial(path string, s Settings) (Port, error) {
 	return p, nil
 }
 
-// errSilentCheck is the read timeout: the loop wakes at least this often
+// readTimeout is the read timeout: the loop wakes at least this often
 // to notice silence and cancellation.
 const readTimeout = 500 * time.Millisecond
 
@@ -168,8 +189,19 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.Clocks == nil {
 		s.Clocks = devices.NewClocks()
 	}
-	s.clock = s.Clocks.Clock(s.ID, s.Profile.Transport.Interval.D(), false) // a serial line keeps nothing back
+	if s.OutboxWait == 0 {
+		s.OutboxWait = outboxWait
+	}
 	log := s.Log.With("monitor", s.ID, "port", s.Path)
+	silentAfter := s.silentAfter
+	if silentAfter == 0 {
+		silentAfter = s.Profile.SilentAfter()
+	}
+	s.in = &devices.Intake{Sink: s.Sink, Monitor: s.Monitor, Clocks: s.Clocks, Log: log,
+		Interval: s.Profile.Transport.Interval.D(), SilentAfter: silentAfter,
+		Buffered:    false, // a serial line keeps nothing back
+		GiveUpAfter: s.OutboxWait, RetryEvery: s.retryEvery}
+	defer s.in.Stop()
 	if _, err := s.Settings.mode(); err != nil {
 		s.Monitor.Set(devices.Failed, err.Error())
 		log.Error("serial settings not usable", "err", err)
@@ -266,15 +298,7 @@ func (s *Source) read(ctx context.Context, port Port, log *slog.Logger) error {
 		// Every pass, not only on a timed-out read (go.bug.st/serial
 		// returns (0, nil) then): a monitor sending bytes that never make a
 		// frame (a wrong baud rate, new firmware) is silent too.
-		last := s.Monitor.LastFrame()
-		if last.Before(opened) {
-			last = opened
-		}
-		if time.Since(last) > s.Profile.SilentAfter() {
-			if s.Monitor.Set(devices.Silent, "") {
-				log.Warn("monitor silent: no frame decoded", "for", time.Since(last).Round(time.Second))
-			}
-		}
+		s.in.NoticeSilence(opened)
 	}
 	return ctx.Err()
 }
@@ -291,23 +315,10 @@ func (s *Source) frame(ctx context.Context, line []byte, received time.Time, log
 	if f.Ignored {
 		return
 	}
-	for i := range f.Readings {
-		r := &f.Readings[i]
-		r.Device, r.Location = s.ID, s.Location
-	}
-	off := s.clock.Stamp(f.Readings, f.DeviceTime, f.DeviceTimeAlt, received, false)
-	was, _ := s.Monitor.State()
-	s.Monitor.Frame(f.Readings, len(f.Dropped), off)
-	if was != devices.Connected {
-		log.Info("monitor connected: frames are arriving")
-	}
-	if len(f.Readings) == 0 {
-		return
-	}
-	if err := s.Sink.Ingest(ctx, f.Readings); err != nil {
-		s.Monitor.Lost(len(f.Readings))
-		log.Error("readings lost: the outbox did not take them", "readings", len(f.Readings), "err", err)
-	}
+	s.in.Stamp(devices.Receipt{Device: s.ID, Location: s.Location, At: received}, f.Readings, f.DeviceTime, f.DeviceTimeAlt, len(f.Dropped))
+	// Stored, or counted lost and logged by the intake: a serial line
+	// cannot be asked to send it again.
+	s.in.Ingest(ctx, f.Readings)
 }
 
 // bad counts a bad line and logs it without its content, at most once a
