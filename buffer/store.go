@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,12 +26,23 @@ var (
 // is reported without a byte of it being changed. created tells whether the
 // store was made new.
 func openBolt(path, format string) (db *bolt.DB, created bool, err error) {
+	return openBoltAdopting(path, format, nil)
+}
+
+// openBoltAdopting is openBolt that also takes a file written before its
+// kind of store carried a format marker: one whose top-level buckets are all
+// named in adopt gets the marker (created reports false).
+func openBoltAdopting(path, format string, adopt []string) (db *bolt.DB, created bool, err error) {
 	info, statErr := os.Stat(path)
+	mark := false
 	switch {
 	case statErr == nil && info.IsDir():
 		return nil, false, fmt.Errorf("%s is a directory, not a wardgate store", path)
 	case statErr == nil && info.Size() > 0:
-		if err := inspect(path, format); err != nil {
+		switch err := inspect(path, format, adopt); {
+		case errors.Is(err, errUnmarked):
+			mark = true
+		case err != nil:
 			return nil, false, err
 		}
 	case statErr == nil, errors.Is(statErr, os.ErrNotExist):
@@ -48,7 +61,7 @@ func openBolt(path, format string) (db *bolt.DB, created bool, err error) {
 	if err != nil {
 		return nil, false, describeOpenError(path, err)
 	}
-	if created {
+	if created || mark {
 		err = db.Update(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(metaBucket)
 			if err != nil {
@@ -64,10 +77,15 @@ func openBolt(path, format string) (db *bolt.DB, created bool, err error) {
 	return db, created, nil
 }
 
+// errUnmarked is inspect's answer for a store of the right kind written
+// before it carried a format marker.
+var errUnmarked = errors.New("a wardgate store without a format marker")
+
 // inspect opens path read-only and checks that it is a readable bbolt file
-// carrying our format marker. bbolt can panic on damaged pages; the panic is
-// turned into an error naming the file.
-func inspect(path, format string) (err error) {
+// carrying our format marker (or, with adopt, an older one holding only the
+// buckets named there: errUnmarked). bbolt can panic on damaged pages; the
+// panic is turned into an error naming the file.
+func inspect(path, format string, adopt []string) (err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		return describeOpenError(path, err)
@@ -80,6 +98,9 @@ func inspect(path, format string) (err error) {
 	}()
 	return db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(metaBucket)
+		if b == nil && len(adopt) > 0 && onlyBuckets(tx, adopt) {
+			return errUnmarked
+		}
 		if b == nil {
 			return fmt.Errorf("%s is a bbolt database but not a wardgate store; it was left untouched", path)
 		}
@@ -89,6 +110,20 @@ func inspect(path, format string) (err error) {
 		}
 		return nil
 	})
+}
+
+// onlyBuckets reports whether tx holds at least one top-level bucket and
+// none but those named.
+func onlyBuckets(tx *bolt.Tx, names []string) bool {
+	n := 0
+	err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		n++
+		if !slices.Contains(names, string(name)) {
+			return errors.New("foreign bucket")
+		}
+		return nil
+	})
+	return err == nil && n > 0
 }
 
 func describeOpenError(path string, err error) error {
@@ -102,3 +137,51 @@ func describeOpenError(path string, err error) error {
 }
 
 func dirOf(path string) string { return filepath.Dir(path) }
+
+// Store is a bbolt file kept by another package (the DICOM ledger) with the
+// guarantees every wardgate store has: a format marker, a foreign or damaged
+// file reported and left untouched, one process at a time, and a reserve
+// file beside it. Read with View; write with Update.
+type Store struct {
+	*bolt.DB
+	reserve     string
+	reserveUsed atomic.Bool
+}
+
+// StoreOptions are OpenStore's settings.
+type StoreOptions struct {
+	// Adopt names the top-level buckets of this kind of store as written
+	// before it carried a format marker: such a file is marked and opened
+	// instead of refused as foreign.
+	Adopt []string
+}
+
+// OpenStore opens or creates the store of the given format ("name/1") at
+// path, with its reserve file (path + ".reserve").
+func OpenStore(path, format string, opts StoreOptions) (*Store, error) {
+	db, _, err := openBoltAdopting(path, format, opts.Adopt)
+	if err != nil {
+		return nil, err
+	}
+	makeReserve(path + ".reserve")
+	return &Store{DB: db, reserve: path + ".reserve"}, nil
+}
+
+// Update runs fn in a read-write transaction, durable when Update returns
+// nil. A Store's writes record work done (what was delivered or forwarded),
+// which lets delivery and pruning go on and so frees room: on a full disk
+// the reserve is given up and the commit tried once more. fn may run twice.
+func (s *Store) Update(fn func(tx *bolt.Tx) error) error {
+	err := s.DB.Update(fn)
+	if errors.Is(diskFull(err), ErrFull) && s.reserve != "" {
+		if rmErr := os.Remove(s.reserve); rmErr == nil {
+			s.reserveUsed.Store(true)
+			err = s.DB.Update(fn)
+		}
+	}
+	return diskFull(err)
+}
+
+// ReserveUsed reports whether the reserve was given up to a full disk since
+// the store was opened.
+func (s *Store) ReserveUsed() bool { return s.reserveUsed.Load() }

@@ -292,12 +292,12 @@ func (a *assoc) sendCommand(pcid byte, c *command) error {
 	return a.write(buf)
 }
 
-// errDataSetSource marks a failure to read the data set being sent (as
+// DataSetSourceError marks a failure to read the data set being sent (as
 // opposed to a failure of the association).
-type errDataSetSource struct{ err error }
+type DataSetSourceError struct{ err error }
 
-func (e *errDataSetSource) Error() string { return "reading the data set to send: " + e.err.Error() }
-func (e *errDataSetSource) Unwrap() error { return e.err }
+func (e *DataSetSourceError) Error() string { return "reading the data set to send: " + e.err.Error() }
+func (e *DataSetSourceError) Unwrap() error { return e.err }
 
 // sendDataSet streams r as data set fragments of at most the peer's maximum,
 // each P-DATA-TF in one write. An odd-length data set gets a trailing NUL. It reads one fragment ahead to know which one
@@ -312,7 +312,7 @@ func (a *assoc) sendDataSet(pcid byte, r io.Reader) (int64, error) {
 			return n, io.EOF
 		}
 		if err != nil {
-			return n, &errDataSetSource{err}
+			return n, &DataSetSourceError{err}
 		}
 		return n, nil
 	}
@@ -321,7 +321,7 @@ func (a *assoc) sendDataSet(pcid byte, r io.Reader) (int64, error) {
 		return 0, err
 	}
 	if n == 0 {
-		return 0, &errDataSetSource{errors.New("empty data set")}
+		return 0, &DataSetSourceError{errors.New("empty data set")}
 	}
 	var total int64
 	for {

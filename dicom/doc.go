@@ -1,8 +1,14 @@
-// Package dicom is wardgate's DICOM network layer: the PS3.8 upper layer
+// Package dicom is the DICOM network protocol: the PS3.8 upper layer
 // (PDUs, association negotiation, timers) and PS3.7 DIMSE C-ECHO and
 // C-STORE, as an SCP (Server) and an SCU (Dialer, Association), plus the
-// PS3.10 file meta header (WriteFileMeta, ReadFileMeta). It uses only the
-// standard library and never imports edge.
+// PS3.10 file meta header (WriteFileMeta, ReadFileMeta) and the UIDs. It
+// uses only the standard library (test/run checks that) and knows nothing
+// of wardgate's stores.
+//
+// Beside it: dicom/dataset reads data sets (the headers wardgate keeps, the
+// Little Endian converter), dicom/gateway is wardgate's own DICOM
+// application (receive into the spool, assemble studies, forward to PACS,
+// the ledger, pruning), and dicom/sim is a simulated modality.
 //
 // What the SCP promises, and what it needs from its StoreHandler:
 //   - A data set reaches the StoreWriter exactly as received, in the

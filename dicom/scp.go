@@ -488,7 +488,7 @@ func (ss *session) store(ctx context.Context, pcid byte, cmd *command) error {
 	w, err := s.Store.BeginStore(ctx, req)
 	if err != nil {
 		ss.log.Warn("dicom: instance refused", "sop_class", req.SOPClassUID, "err", err)
-		return refuse(statusFor(err), "")
+		return refuse(StatusForError(err), "")
 	}
 	sink := &sinkWriter{w: w}
 	if _, err := io.Copy(sink, data); err != nil {
@@ -499,16 +499,16 @@ func (ss *session) store(ctx context.Context, pcid byte, cmd *command) error {
 		w.Abort()
 		ss.log.Warn("dicom: writing instance failed", "sop_class", req.SOPClassUID, "err", sink.err)
 		s.instancesFailed.Add(1)
-		return ss.respond(pcid, cmd, cStoreRSP, statusFor(sink.err), "")
+		return ss.respond(pcid, cmd, cStoreRSP, StatusForError(sink.err), "")
 	}
 	status, err := w.Commit(ctx)
 	if err != nil {
 		ss.log.Warn("dicom: committing instance failed", "sop_class", req.SOPClassUID, "err", err)
 		if status == StatusSuccess {
-			status = statusFor(err)
+			status = StatusForError(err)
 		}
 	}
-	if isFailure(status) {
+	if IsFailureStatus(status) {
 		s.instancesFailed.Add(1)
 	} else {
 		s.instancesStored.Add(1)
@@ -517,13 +517,15 @@ func (ss *session) store(ctx context.Context, pcid byte, cmd *command) error {
 	return ss.respond(pcid, cmd, cStoreRSP, status, "")
 }
 
-// isFailure reports whether a C-STORE status is a failure (not success, not
+// IsFailureStatus reports whether a C-STORE status is a failure (not success, not
 // a warning B000/B006/B007, not 0x0107 attribute list warning).
-func isFailure(status uint16) bool {
+func IsFailureStatus(status uint16) bool {
 	return status != StatusSuccess && status&0xF000 != 0xB000 && status != 0x0107 && status != 0x0116
 }
 
-func statusFor(err error) uint16 {
+// StatusForError is the C-STORE status for a handler's error: A700 (out of
+// resources) when it wraps ErrOutOfResources, C000 otherwise.
+func StatusForError(err error) uint16 {
 	if errors.Is(err, ErrOutOfResources) {
 		return StatusOutOfResources
 	}

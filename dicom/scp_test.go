@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -14,8 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestEchoscu(t *testing.T) {
 	s := quietServer(&Server{
@@ -53,14 +50,14 @@ func TestStorescuBitExact(t *testing.T) {
 	store := newTestStore(t)
 	host, port := startServer(t, quietServer(&Server{AETitle: "WARDGATE", Store: store}))
 	for _, f := range fixtures {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			file := fixturePath(t, f)
-			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.scuFlags...), host, port, file)
+			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.SCUFlags...), host, port, file)
 			mustDCMTK(t, "storescu", args...)
 
 			var scpArgs []string
-			if f.scpFlag != "" {
-				scpArgs = append(scpArgs, f.scpFlag)
+			if f.SCPFlag != "" {
+				scpArgs = append(scpArgs, f.SCPFlag)
 			}
 			scpPort, dir := storescp(t, scpArgs...)
 			args[len(args)-2] = fmt.Sprint(scpPort)
@@ -74,8 +71,8 @@ func TestStorescuBitExact(t *testing.T) {
 			if !ok {
 				t.Fatal("nothing committed")
 			}
-			if req.TransferSyntaxUID != f.transferSyntax || meta.TransferSyntaxUID != f.transferSyntax {
-				t.Fatalf("transfer syntax: ours %s, storescp %s, want %s", req.TransferSyntaxUID, meta.TransferSyntaxUID, f.transferSyntax)
+			if req.TransferSyntaxUID != f.TransferSyntax || meta.TransferSyntaxUID != f.TransferSyntax {
+				t.Fatalf("transfer syntax: ours %s, storescp %s, want %s", req.TransferSyntaxUID, meta.TransferSyntaxUID, f.TransferSyntax)
 			}
 			if req.SOPClassUID != ctImage || req.CallingAE != "MODALITY" || req.CalledAE != "WARDGATE" {
 				t.Fatalf("request %+v", req)
@@ -89,14 +86,6 @@ func TestStorescuBitExact(t *testing.T) {
 }
 
 // writeCTs writes n distinct CT instances numbered from first.
-func writeCTs(t *testing.T, first, n int) []string {
-	dir := t.TempDir()
-	var files []string
-	for i := first; i < first+n; i++ {
-		files = append(files, writeCT(t, dir, fmt.Sprintf("ct%d.dcm", i), i))
-	}
-	return files
-}
 
 func TestStorescuManyInstancesAndParallel(t *testing.T) {
 	store := newTestStore(t)
@@ -279,17 +268,17 @@ func TestGoSCUToServer(t *testing.T) {
 	for _, f := range fixtures {
 		m, ds := dataSetOf(t, fixturePath(t, f))
 		if !as.AcceptedTransferSyntax(m.SOPClassUID, m.TransferSyntaxUID) {
-			t.Fatalf("%s not accepted: %+v", f.name, as.Accepted())
+			t.Fatalf("%s not accepted: %+v", f.Name, as.Accepted())
 		}
 		st, err := as.Store(ctx, m.SOPClassUID, m.SOPInstanceUID, m.TransferSyntaxUID, bytes.NewReader(ds))
 		if err != nil || st != StatusSuccess {
-			t.Fatalf("%s: 0x%04x, %v", f.name, st, err)
+			t.Fatalf("%s: 0x%04x, %v", f.Name, st, err)
 		}
 		if len(ds)%2 == 1 {
 			ds = append(ds, 0) // sent padded to even length
 		}
 		if got := store.data(t, m.SOPInstanceUID); !bytes.Equal(got, ds) {
-			t.Fatalf("%s: received %d bytes differ from the %d sent", f.name, len(got), len(ds))
+			t.Fatalf("%s: received %d bytes differ from the %d sent", f.Name, len(got), len(ds))
 		}
 	}
 	if _, err := as.Store(ctx, "1.2.3.4", "1.2.3", ImplicitVRLittleEndian, strings.NewReader("x")); !errors.Is(err, ErrNoPresentationContext) {
@@ -466,12 +455,3 @@ func TestShutdownAbortsAfterDeadline(t *testing.T) {
 }
 
 // waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -287,7 +287,7 @@ func (as *Association) exchange(ctx context.Context, pcid byte, rq *command, dat
 	}
 	if dataset != nil {
 		if _, err := a.sendDataSet(pcid, dataset); err != nil {
-			var src *errDataSetSource
+			var src *DataSetSourceError
 			if errors.As(err, &src) {
 				a.abort(abortSourceUser, abortReasonNotSpecified)
 			} else {
@@ -381,4 +381,25 @@ func (as *Association) Release(ctx context.Context) error {
 func (as *Association) Abort() error {
 	as.a.abortNow(abortSourceUser, abortReasonNotSpecified)
 	return nil
+}
+
+// ExactStorageProposals proposes each pair's own transfer syntax in a
+// presentation context of its own, so that a peer preferring the other
+// Little Endian syntax still accepts the one the data set is in; for
+// uncompressed Little Endian the other syntax gets a second context, which
+// tells a peer that takes only that one from one that refuses the SOP
+// class. Unlike StorageProposals, whatever the peer accepts, a data set can
+// be sent unchanged whenever AcceptedTransferSyntax says so.
+func ExactStorageProposals(pairs []SOPClassTransfer) []PresentationContextProposal {
+	var out []PresentationContextProposal
+	for _, p := range pairs {
+		out = append(out, PresentationContextProposal{AbstractSyntax: p.SOPClassUID, TransferSyntaxes: []string{p.TransferSyntaxUID}})
+		switch p.TransferSyntaxUID {
+		case ImplicitVRLittleEndian:
+			out = append(out, PresentationContextProposal{AbstractSyntax: p.SOPClassUID, TransferSyntaxes: []string{ExplicitVRLittleEndian}})
+		case ExplicitVRLittleEndian:
+			out = append(out, PresentationContextProposal{AbstractSyntax: p.SOPClassUID, TransferSyntaxes: []string{ImplicitVRLittleEndian}})
+		}
+	}
+	return out
 }

@@ -42,7 +42,7 @@ func TestSCUToStorescp(t *testing.T) {
 	for _, f := range fixtures {
 		// Exactly the file's own syntax: storescp would otherwise pick by
 		// its own preference.
-		proposals = append(proposals, PresentationContextProposal{ctImage, []string{f.transferSyntax}})
+		proposals = append(proposals, PresentationContextProposal{ctImage, []string{f.TransferSyntax}})
 	}
 	as, err := Dialer{CallingAE: "WARDGATE", CalledAE: "PACS"}.Dial(ctx, addr, proposals)
 	if err != nil {
@@ -67,7 +67,7 @@ func TestSCUToStorescp(t *testing.T) {
 		st, err := as.Store(ctx, m.SOPClassUID, m.SOPInstanceUID, m.TransferSyntaxUID, file)
 		file.Close()
 		if err != nil || st != StatusSuccess {
-			t.Fatalf("%s: 0x%04x, %v", f.name, st, err)
+			t.Fatalf("%s: 0x%04x, %v", f.Name, st, err)
 		}
 		received := onlyFile(t, dir)
 		gotMeta, got := dataSetOf(t, received)
@@ -76,8 +76,8 @@ func TestSCUToStorescp(t *testing.T) {
 			// dcmconv leaves deflated data sets odd; we send them padded.
 			want = append(want, 0)
 		}
-		if gotMeta.TransferSyntaxUID != f.transferSyntax || !bytes.Equal(got, want) {
-			t.Fatalf("%s: storescp received %d bytes in %s, sent %d in %s", f.name, len(got), gotMeta.TransferSyntaxUID, len(want), f.transferSyntax)
+		if gotMeta.TransferSyntaxUID != f.TransferSyntax || !bytes.Equal(got, want) {
+			t.Fatalf("%s: storescp received %d bytes in %s, sent %d in %s", f.Name, len(got), gotMeta.TransferSyntaxUID, len(want), f.TransferSyntax)
 		}
 		os.Remove(received)
 	}

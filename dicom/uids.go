@@ -13,6 +13,9 @@ const ImplementationVersionName = "WARDGATE_0.1"
 // ApplicationContextName is the only DICOM application context (PS3.7 A.2.1).
 const ApplicationContextName = "1.2.840.10008.3.1.1.1"
 
+// CTImageStorage is the CT Image Storage SOP Class.
+const CTImageStorage = "1.2.840.10008.5.1.4.1.1.2"
+
 // VerificationSOPClass is the C-ECHO SOP class (PS3.4 Annex A).
 const VerificationSOPClass = "1.2.840.10008.1.1"
 

@@ -6,8 +6,9 @@ import (
 	"net"
 	"strings"
 
+	"github.com/wardgate/wardgate/dicom/gateway"
+
 	"github.com/wardgate/wardgate/buffer"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 )
 
@@ -27,13 +28,13 @@ func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	var forward []dicom.Destination
+	var forward []gateway.Destination
 	for _, f := range c.Forward {
-		forward = append(forward, dicom.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port})
+		forward = append(forward, gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port})
 	}
-	node, err := dicom.NewNode(dicom.NodeConfig{
+	node, err := gateway.NewNode(gateway.NodeConfig{
 		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations,
-		Spool: g.spool, Sink: g, StableAfter: c.StudyStableAfter.D(),
+		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
 		Forward: forward, Retention: c.Retention.D(), Logger: g.log,
 	})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	dicomsim "github.com/wardgate/wardgate/dicom/sim"
+
 	"github.com/wardgate/wardgate/dicom"
 )
 
@@ -14,7 +16,7 @@ import (
 func TestDeliveredStudyIsRecordedForPruning(t *testing.T) {
 	g, record, _ := running(t)
 	record.Put("Patient", "p1", json.RawMessage(`{"resourceType":"Patient","id":"p1","identifier":[{"system":"urn:oid:1.2.3.4","value":"MRN-1"}]}`))
-	st := dicom.SyntheticStudy{StudyUID: "1.2.826.0.1.3680043.2.1125.9001", SeriesUID: "1.2.826.0.1.3680043.2.1125.9001.1", PatientID: "MRN-1"}
+	st := dicomsim.SyntheticStudy{StudyUID: "1.2.826.0.1.3680043.2.1125.9001", SeriesUID: "1.2.826.0.1.3680043.2.1125.9001.1", PatientID: "MRN-1"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d := dicom.Dialer{CallingAE: "CT1", CalledAE: "WARDGATE"}

@@ -13,9 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/gateway"
+
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir"
 )
@@ -39,7 +40,7 @@ type Gateway struct {
 	mapper    *fhir.Mapper
 	deliverer *fhir.Deliverer
 	spool     *buffer.Spool
-	dicom     *dicom.Node
+	dicom     *gateway.Node
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	started   time.Time

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/dataset"
+
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
@@ -109,11 +110,11 @@ func TestReadingsReachTheRecordAndUnchartableOnesAreCounted(t *testing.T) {
 
 func TestAStudyIsChartedOnlyForAPatientTheRecordKnows(t *testing.T) {
 	g, record, base := running(t)
-	h := dicom.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: "1.2.3.4.5.1",
+	h := dataset.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: "1.2.3.4.5.1",
 		StudyInstanceUID: "1.2.3.4", SeriesInstanceUID: "1.2.3.4.5", PatientID: "MRN-7", Modality: "CT",
 		StudyDate: "20261125", StudyTime: "101500", SeriesNumber: 1, InstanceNumber: 1}
 	// Nobody in the record has this MRN: the study is not guessed onto anyone.
-	if err := g.IngestStudy(context.Background(), []dicom.InstanceHeader{h}); err != nil {
+	if err := g.IngestStudy(context.Background(), []dataset.InstanceHeader{h}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a dead letter", func() bool { return g.outbox.Stats().Dead == 1 })
@@ -129,7 +130,7 @@ func TestAStudyIsChartedOnlyForAPatientTheRecordKnows(t *testing.T) {
 	}
 	h2 := h
 	h2.SOPInstanceUID, h2.InstanceNumber = "1.2.3.4.5.2", 2
-	if err := g.IngestStudy(context.Background(), []dicom.InstanceHeader{h, h2}); err != nil {
+	if err := g.IngestStudy(context.Background(), []dataset.InstanceHeader{h, h2}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })

@@ -6,13 +6,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/gateway"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/dicom"
 )
 
 // deliveryLog keeps what the status page and /metrics show of FHIR
@@ -332,7 +333,7 @@ func (g *Gateway) monitorsNow() []devices.Status {
 }
 
 // dicomNode is the running DICOM node, or nil.
-func (g *Gateway) dicomNode() *dicom.Node {
+func (g *Gateway) dicomNode() *gateway.Node {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.dicom

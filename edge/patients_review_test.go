@@ -13,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/dataset"
+
+	"net/http/httptest"
+
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
-	"net/http/httptest"
 )
 
 // Tests of "right patient, right time, nothing dropped" written by a second
@@ -386,13 +388,13 @@ func TestAfterSwitchingToResolveAStudyChartedBeforeIsRepaired(t *testing.T) {
 	g, base := runGateway(t, record, dicomSection)
 	ref := createPatient(t, base, "MRN-1")
 	ctx := context.Background()
-	if err := g.IngestStudy(ctx, []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1")}); err != nil {
+	if err := g.IngestStudy(ctx, []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })
 
 	g2, _ := runGatewayFHIR(t, record, "  patient_reference: resolve\n", dicomSection)
-	err := g2.IngestStudy(ctx, []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-1")})
+	err := g2.IngestStudy(ctx, []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-1")})
 	if err != nil {
 		dls, _ := g2.outbox.DeadLetters(0)
 		var why []string

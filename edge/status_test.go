@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/dataset"
+
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
@@ -129,13 +130,13 @@ func TestStatusPageShowsMonitorsAndStudiesWithoutPatientData(t *testing.T) {
 	// the end of its UID only, without the patient's ID.
 	node := g.dicomNode()
 	uid := "1.2.826.0.1.3680043.9999.20261125.42"
-	h := dicom.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: uid + ".1.1",
+	h := dataset.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: uid + ".1.1",
 		StudyInstanceUID: uid, SeriesInstanceUID: uid + ".1", PatientID: "MRN-7", AccessionNumber: "ACC-991",
 		Modality: "CT", StudyDate: "20261125", StudyTime: "101500", SeriesNumber: 1, InstanceNumber: 1}
 	recordPatient(t, record, "MRN-7")
 	node.Receiver.Stored(h, buffer.Instance{Key: h.SOPInstanceUID, Group: uid, SHA256: "x"})
 	// As the assembler does once the study is stable.
-	if err := node.Assembler.Sink.IngestStudy(context.Background(), []dicom.InstanceHeader{h}); err != nil {
+	if err := node.Assembler.Sink.IngestStudy(context.Background(), []dataset.InstanceHeader{h}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })

@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/dataset"
+	"github.com/wardgate/wardgate/dicom/gateway"
+
 	"github.com/wardgate/wardgate/buffer"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/fhir"
 	"github.com/wardgate/wardgate/edge/fhir/r4"
 )
@@ -51,7 +53,7 @@ type studyRefusal struct {
 func (r *studyRefusal) Error() string { return r.reason }
 
 // patientOfStudy is the one patient a study's instances name.
-func patientOfStudy(instances []dicom.InstanceHeader, issuer string) (id, iss string, err error) {
+func patientOfStudy(instances []dataset.InstanceHeader, issuer string) (id, iss string, err error) {
 	type who struct{ ID, Issuer string }
 	names := map[who][]string{}
 	var order []who
@@ -121,10 +123,10 @@ func (w *studyWaits) done(uid string) {
 
 // IngestStudy maps every instance header received for one study to its
 // ImagingStudy (with the Endpoint first, when one is configured) and stores
-// them in the outbox, durably (dicom.StudySink). A study that cannot be
-// charted as it is returns an error wrapping dicom.ErrStudyRefused, after
+// them in the outbox, durably (gateway.StudySink). A study that cannot be
+// charted as it is returns an error wrapping gateway.ErrStudyRefused, after
 // its dead letter is kept; any other error is retried by the assembler.
-func (g *Gateway) IngestStudy(ctx context.Context, instances []dicom.InstanceHeader) error {
+func (g *Gateway) IngestStudy(ctx context.Context, instances []dataset.InstanceHeader) error {
 	g.ingest.studies.Add(1)
 	uid := instances[0].StudyInstanceUID
 	err := g.ingestStudy(ctx, uid, instances)
@@ -142,18 +144,18 @@ func (g *Gateway) IngestStudy(ctx context.Context, instances []dicom.InstanceHea
 			return fmt.Errorf("a refused study could not be kept among the dead letters: %w", derr)
 		}
 		g.log.Warn("study not charted; it is in the dead letters", "study", "…"+uidHandle(uid), "reason", refusal.reason)
-		return fmt.Errorf("%w: %s", dicom.ErrStudyRefused, refusal.reason)
+		return fmt.Errorf("%w: %s", gateway.ErrStudyRefused, refusal.reason)
 	case errors.As(err, &invalid):
 		g.ingest.studyRefused.Add(1)
 		g.outbox.AddDeadLetter(ctx, buffer.Item{Key: studyKey(uid), Kind: KindInvalid, Payload: invalid.Resource}, err.Error())
 		// The validator's words may quote the data set: not in the log.
 		g.log.Error("an ImagingStudy failed validation; it is in the dead letters")
-		return fmt.Errorf("%w: %v", dicom.ErrStudyRefused, err)
+		return fmt.Errorf("%w: %v", gateway.ErrStudyRefused, err)
 	}
 	return err
 }
 
-func (g *Gateway) ingestStudy(ctx context.Context, uid string, instances []dicom.InstanceHeader) error {
+func (g *Gateway) ingestStudy(ctx context.Context, uid string, instances []dataset.InstanceHeader) error {
 	issuer := ""
 	if g.cfg.DICOM != nil {
 		issuer = g.cfg.DICOM.IssuerOfPatientID

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/dataset"
+	"github.com/wardgate/wardgate/dicom/gateway"
+
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
 
-func ctHeader(sop string, n int, patientID string) dicom.InstanceHeader {
-	return dicom.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: sop,
+func ctHeader(sop string, n int, patientID string) dataset.InstanceHeader {
+	return dataset.InstanceHeader{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: sop,
 		StudyInstanceUID: "1.2.3.9", SeriesInstanceUID: "1.2.3.9.1", PatientID: patientID, Modality: "CT",
 		StudyDate: "20261125", StudyTime: "101500", SeriesNumber: 1, InstanceNumber: n}
 }
@@ -47,9 +49,9 @@ func TestAStudyWhoseInstancesNameTwoPatientsIsNotCharted(t *testing.T) {
 	g, record, base := running(t)
 	createPatient(t, base, "MRN-1")
 	ctx := context.Background()
-	mixed := []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-2")}
+	mixed := []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-2")}
 	err := g.IngestStudy(ctx, mixed)
-	if !errors.Is(err, dicom.ErrStudyRefused) {
+	if !errors.Is(err, gateway.ErrStudyRefused) {
 		t.Fatalf("a study naming two patients: %v", err)
 	}
 	dls, _ := g.outbox.DeadLetters(0)
@@ -58,16 +60,16 @@ func TestAStudyWhoseInstancesNameTwoPatientsIsNotCharted(t *testing.T) {
 		t.Fatalf("dead letters: %+v", dls)
 	}
 	// The same Patient ID under another issuer is another patient too.
-	issuers := []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-1")}
+	issuers := []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-1")}
 	issuers[1].IssuerOfPatientID = "OTHER-HOSPITAL"
-	if err := g.IngestStudy(ctx, issuers); !errors.Is(err, dicom.ErrStudyRefused) {
+	if err := g.IngestStudy(ctx, issuers); !errors.Is(err, gateway.ErrStudyRefused) {
 		t.Fatalf("two issuers: %v", err)
 	}
 	if g.outbox.Stats().Dead != 1 {
 		t.Fatalf("%d dead letters: one per study, the newest reason", g.outbox.Stats().Dead)
 	}
 	// The modality sends the second instance again, corrected.
-	fixed := []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-1")}
+	fixed := []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1"), ctHeader("1.2.3.9.1.2", 2, "MRN-1")}
 	if err := g.IngestStudy(ctx, fixed); err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +92,11 @@ func TestAForeignIssuerIsNoPatient(t *testing.T) {
 	ctx := context.Background()
 	h := ctHeader("1.2.3.9.1.1", 1, "MRN-1")
 	h.IssuerOfPatientID = "OTHER"
-	if err := g.IngestStudy(ctx, []dicom.InstanceHeader{h}); !errors.Is(err, dicom.ErrStudyRefused) {
+	if err := g.IngestStudy(ctx, []dataset.InstanceHeader{h}); !errors.Is(err, gateway.ErrStudyRefused) {
 		t.Fatalf("a foreign issuer: %v", err)
 	}
 	h.IssuerOfPatientID = "HOSP"
-	if err := g.IngestStudy(ctx, []dicom.InstanceHeader{h}); err != nil {
+	if err := g.IngestStudy(ctx, []dataset.InstanceHeader{h}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })
@@ -107,7 +109,7 @@ func TestAStudyIsNeverWrittenFromASubset(t *testing.T) {
 	g, record, base := running(t)
 	createPatient(t, base, "MRN-1")
 	ctx := context.Background()
-	var all []dicom.InstanceHeader
+	var all []dataset.InstanceHeader
 	for i := 1; i <= 3; i++ {
 		all = append(all, ctHeader("1.2.3.9.1."+string(rune('0'+i)), i, "MRN-1"))
 	}
@@ -117,7 +119,7 @@ func TestAStudyIsNeverWrittenFromASubset(t *testing.T) {
 	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })
 	waitFor(t, "delivered", func() bool { return g.outbox.Stats().Waiting == 0 })
 	late := ctHeader("1.2.3.9.1.4", 4, "MRN-1")
-	if err := g.IngestStudy(ctx, []dicom.InstanceHeader{late}); err != nil {
+	if err := g.IngestStudy(ctx, []dataset.InstanceHeader{late}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "four instances", func() bool { return imagingStudy(t, record)["numberOfInstances"] == 4.0 })
@@ -125,7 +127,7 @@ func TestAStudyIsNeverWrittenFromASubset(t *testing.T) {
 	// A late instance for another patient than the record's: not charted.
 	other := ctHeader("1.2.3.9.1.5", 5, "MRN-2")
 	createPatient(t, base, "MRN-2")
-	if err := g.IngestStudy(ctx, []dicom.InstanceHeader{other}); !errors.Is(err, dicom.ErrStudyRefused) {
+	if err := g.IngestStudy(ctx, []dataset.InstanceHeader{other}); !errors.Is(err, gateway.ErrStudyRefused) {
 		t.Fatalf("a late instance naming another patient: %v", err)
 	}
 	if s := imagingStudy(t, record); s["numberOfInstances"] != 4.0 {
@@ -145,7 +147,7 @@ func TestPatientReferenceResolve(t *testing.T) {
 	g, base := runGateway(t, record, dicomSection)
 	ref := createPatient(t, base, "MRN-1")
 	ctx := context.Background()
-	if err := g.IngestStudy(ctx, []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1")}); err != nil {
+	if err := g.IngestStudy(ctx, []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ImagingStudy", func() bool { return record.Count("ImagingStudy") == 1 })
@@ -158,7 +160,7 @@ func TestPatientReferenceResolve(t *testing.T) {
 	record2.SetFaults(fhirserver.Faults{KeepConditionalReferences: true})
 	g2, base2 := runGatewayFHIR(t, record2, "  patient_reference: resolve\n", dicomSection)
 	ref = createPatient(t, base2, "MRN-1")
-	if err := g2.IngestStudy(ctx, []dicom.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1")}); err != nil {
+	if err := g2.IngestStudy(ctx, []dataset.InstanceHeader{ctHeader("1.2.3.9.1.1", 1, "MRN-1")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the ImagingStudy", func() bool { return record2.Count("ImagingStudy") == 1 })
@@ -169,8 +171,8 @@ func TestPatientReferenceResolve(t *testing.T) {
 	// dead letter yet, nothing charted.
 	unknown := ctHeader("1.2.3.8.1.1", 1, "MRN-404")
 	unknown.StudyInstanceUID = "1.2.3.8"
-	err := g2.IngestStudy(ctx, []dicom.InstanceHeader{unknown})
-	if err == nil || errors.Is(err, dicom.ErrStudyRefused) || g2.outbox.Stats().Dead != 0 {
+	err := g2.IngestStudy(ctx, []dataset.InstanceHeader{unknown})
+	if err == nil || errors.Is(err, gateway.ErrStudyRefused) || g2.outbox.Stats().Dead != 0 {
 		t.Fatalf("an unknown patient: %v, %d dead letters", err, g2.outbox.Stats().Dead)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	dicomsim "github.com/wardgate/wardgate/dicom/sim"
+
 	"github.com/wardgate/wardgate/dicom"
 )
 
@@ -35,7 +37,7 @@ func vmHWM(t *testing.T, pid int) int64 {
 func TestDicomOneGiBInstanceInBoundedMemory(t *testing.T) {
 	gw, record, _, port := dicomGateway(t, "  study_stable_after: 1s\n", "buffer: {spool_quota: 3GiB}\n")
 	before := vmHWM(t, gw.Cmd.Process.Pid)
-	st := dicom.SyntheticStudy{StudyUID: "1.2.826.0.1.3680043.2.1125.7001", SeriesUID: "1.2.826.0.1.3680043.2.1125.7001.1",
+	st := dicomsim.SyntheticStudy{StudyUID: "1.2.826.0.1.3680043.2.1125.7001", SeriesUID: "1.2.826.0.1.3680043.2.1125.7001.1",
 		PatientID: "PID-E2E", PatientName: "Large^Instance"}
 	ds, size := st.Instance(1, 23170, 23170) // 1.07 GB of pixels
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

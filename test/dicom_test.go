@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	dicomsim "github.com/wardgate/wardgate/dicom/sim"
+
 	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
@@ -25,7 +27,7 @@ func studyFiles(t testing.TB, study string, n, rows, cols int) []string {
 	t.Helper()
 	dir := t.TempDir()
 	var files []string
-	st := dicom.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: "PID-E2E", PatientName: "Test^Patient"}
+	st := dicomsim.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: "PID-E2E", PatientName: "Test^Patient"}
 	for i := 1; i <= n; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("ct%04d.dcm", i))
 		if err := st.WriteFile(p, i, rows, cols); err != nil {

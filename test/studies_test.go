@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardgate/wardgate/dicom"
+	dicomsim "github.com/wardgate/wardgate/dicom/sim"
 )
 
 // studyOf writes instances first…last of a study for patientID into dir.
 func studyOf(t *testing.T, dir, study, patientID string, first, last int) []string {
 	t.Helper()
-	st := dicom.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: patientID, PatientName: "Test^Patient"}
+	st := dicomsim.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: patientID, PatientName: "Test^Patient"}
 	var files []string
 	for i := first; i <= last; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("ct%04d-%s.dcm", i, patientID))

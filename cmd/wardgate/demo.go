@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	dicomsim "github.com/wardgate/wardgate/dicom/sim"
+
 	"github.com/creack/pty"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -310,7 +312,7 @@ func runModality(ctx context.Context, addr string, log *slog.Logger) {
 	}
 	uid := fmt.Sprintf("2.25.%d", time.Now().UnixNano())
 	now := time.Now()
-	st := dicom.SyntheticStudy{StudyUID: uid, SeriesUID: uid + ".1", PatientID: demoMRN, PatientName: "Demo^Patient",
+	st := dicomsim.SyntheticStudy{StudyUID: uid, SeriesUID: uid + ".1", PatientID: demoMRN, PatientName: "Demo^Patient",
 		AccessionNumber: "DEMO-ACC-1", Description: "CT HEAD (demo)", Date: now.Format("20060102"), Time: now.Format("150405")}
 	d := dicom.Dialer{CallingAE: "DEMO-CT", CalledAE: "WARDGATE"}
 	for attempt := 0; ; attempt++ {
@@ -327,7 +329,7 @@ func runModality(ctx context.Context, addr string, log *slog.Logger) {
 	}
 }
 
-func sendStudy(ctx context.Context, d dicom.Dialer, addr string, st dicom.SyntheticStudy, n int) error {
+func sendStudy(ctx context.Context, d dicom.Dialer, addr string, st dicomsim.SyntheticStudy, n int) error {
 	a, err := d.Dial(ctx, addr, dicom.ExactStorageProposals([]dicom.SOPClassTransfer{{SOPClassUID: dicom.CTImageStorage, TransferSyntaxUID: dicom.ImplicitVRLittleEndian}}))
 	if err != nil {
 		return err

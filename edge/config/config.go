@@ -331,6 +331,10 @@ func (c *Config) OutboxPath() string { return filepath.Join(c.DataDir, "outbox.d
 // SpoolDir is the spool's folder under data_dir.
 func (c *Config) SpoolDir() string { return filepath.Join(c.DataDir, "spool") }
 
+// LedgerPath is the DICOM ledger's file: beside the spool's index, whose
+// instances it describes.
+func (c *Config) LedgerPath() string { return filepath.Join(c.SpoolDir(), "ledger.db") }
+
 // Summary is one line that says what the config sets up, for `check`.
 func (c *Config) Summary() string {
 	serial, mqtt := 0, 0

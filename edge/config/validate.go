@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/wardgate/wardgate/devices/profile"
-	firmwareprofiles "github.com/wardgate/wardgate/firmware-profiles"
 	"net"
 	"net/netip"
 	"net/url"
@@ -16,6 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/wardgate/wardgate/devices/profile"
+	firmwareprofiles "github.com/wardgate/wardgate/firmware-profiles"
 )
 
 var (

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/dataset"
 )
 
 // ImagingStudy is an R4 ImagingStudy as wardgate writes it.
@@ -93,7 +93,7 @@ func (m *Mapper) EndpointEntry() (*Entry, error) {
 // ImagingStudy, for the patient subject (a reference the caller resolved:
 // "Patient/123", or a conditional "Patient?identifier=…"). StudyEntry
 // wraps it, after any merge with what the record holds.
-func (m *Mapper) MapStudy(instances []dicom.InstanceHeader, subject string) (*ImagingStudy, error) {
+func (m *Mapper) MapStudy(instances []dataset.InstanceHeader, subject string) (*ImagingStudy, error) {
 	if len(instances) == 0 {
 		return nil, errors.New("a study with no instances")
 	}
@@ -132,7 +132,7 @@ func (m *Mapper) MapStudy(instances []dicom.InstanceHeader, subject string) (*Im
 
 	// Series in series-number order, instances in instance-number order; a
 	// copy of an instance received twice counts once.
-	bySeries := map[string][]dicom.InstanceHeader{}
+	bySeries := map[string][]dataset.InstanceHeader{}
 	var seriesUIDs []string
 	seen := map[string]bool{}
 	for _, in := range instances {
@@ -151,7 +151,7 @@ func (m *Mapper) MapStudy(instances []dicom.InstanceHeader, subject string) (*Im
 	modalities := first.ModalitiesInStudy
 	for _, uid := range seriesUIDs {
 		ins := bySeries[uid]
-		slices.SortFunc(ins, func(a, b dicom.InstanceHeader) int {
+		slices.SortFunc(ins, func(a, b dataset.InstanceHeader) int {
 			return cmp.Or(cmp.Compare(a.InstanceNumber, b.InstanceNumber), cmp.Compare(a.SOPInstanceUID, b.SOPInstanceUID))
 		})
 		h := ins[0]

@@ -5,15 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"github.com/wardgate/wardgate/devices/mdc"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/devices/mdc"
+	"github.com/wardgate/wardgate/dicom/dataset"
+
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge/fhir/r4"
 )
 
@@ -189,8 +190,8 @@ func TestReadingsThatCannotBeMappedAreRejectedWithAReason(t *testing.T) {
 	}
 }
 
-func header(series, sop string, seriesNo, instNo int, modality string) dicom.InstanceHeader {
-	return dicom.InstanceHeader{
+func header(series, sop string, seriesNo, instNo int, modality string) dataset.InstanceHeader {
+	return dataset.InstanceHeader{
 		SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID: sop,
 		StudyInstanceUID: "1.2.826.0.1.3680043.2.1125.1", SeriesInstanceUID: series,
 		PatientID: "MRN-0042", AccessionNumber: "ACC123",
@@ -203,7 +204,7 @@ func header(series, sop string, seriesNo, instNo int, modality string) dicom.Ins
 
 func TestStudyMapsToOneImagingStudy(t *testing.T) {
 	m := testMapper()
-	hs := []dicom.InstanceHeader{
+	hs := []dataset.InstanceHeader{
 		header("1.2.3.2", "1.2.3.2.1", 2, 1, "SR"),
 		header("1.2.3.1", "1.2.3.1.2", 1, 2, "CT"),
 		header("1.2.3.1", "1.2.3.1.1", 1, 1, "CT"),

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/wardgate/wardgate/dicom"
+	dicomsim "github.com/wardgate/wardgate/dicom/sim"
 )
 
 func main() {
@@ -19,7 +19,7 @@ func main() {
 	}
 	n, _ := strconv.Atoi(os.Args[1])
 	study := "1.2.826.0.1.3680043.2.1125.555"
-	st := dicom.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: "PID-BENCH", PatientName: "Test^Patient"}
+	st := dicomsim.SyntheticStudy{StudyUID: study, SeriesUID: study + ".1", PatientID: "PID-BENCH", PatientName: "Test^Patient"}
 	for i := 1; i <= n; i++ {
 		p := filepath.Join(os.Args[2], fmt.Sprintf("ct%04d.dcm", i))
 		if err := st.WriteFile(p, i, 512, 512); err != nil {

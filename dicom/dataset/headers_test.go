@@ -1,4 +1,4 @@
-package dicom
+package dataset
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/wardgate/wardgate/dicom"
 )
 
 // el encodes an explicit VR little endian element; a length of -1 writes
@@ -65,7 +67,7 @@ func TestReadInstanceHeaderRefusesHostileHeaders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err := ReadInstanceHeader(bytes.NewReader(tc.ds), ExplicitVRLittleEndian)
+			_, err := ReadInstanceHeader(bytes.NewReader(tc.ds), dicom.ExplicitVRLittleEndian)
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -79,12 +81,12 @@ func TestReadInstanceHeaderRefusesHostileHeaders(t *testing.T) {
 			}
 		})
 	}
-	h, err := ReadInstanceHeader(bytes.NewReader(validHead), ExplicitVRLittleEndian)
+	h, err := ReadInstanceHeader(bytes.NewReader(validHead), dicom.ExplicitVRLittleEndian)
 	if err != nil || h.SOPInstanceUID != "1.2.3.4.5.6" || h.StudyInstanceUID != "1.2.3.4.5" {
 		t.Fatalf("a valid header: %+v, %v", h, err)
 	}
 	var be *errHeaderBounds
-	_, err = ReadInstanceHeader(bytes.NewReader(validHead[:20]), ExplicitVRLittleEndian)
+	_, err = ReadInstanceHeader(bytes.NewReader(validHead[:20]), dicom.ExplicitVRLittleEndian)
 	if !errors.As(err, &be) {
 		t.Fatalf("a cut header: %v", err)
 	}
@@ -99,7 +101,7 @@ func FuzzReadInstanceHeader(f *testing.F) {
 	if b, err := os.ReadFile("testdata/header-seed.bin"); err == nil {
 		f.Add(b, uint8(0))
 	}
-	syntaxes := []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian}
+	syntaxes := []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian, dicom.ExplicitVRBigEndian, dicom.DeflatedExplicitVRLittleEndian}
 	f.Fuzz(func(t *testing.T, ds []byte, ts uint8) {
 		_, err := ReadInstanceHeader(bytes.NewReader(ds), syntaxes[int(ts)%len(syntaxes)])
 		if err != nil && len(ds) >= 16 && strings.Contains(err.Error(), string(ds[len(ds)-16:])) {

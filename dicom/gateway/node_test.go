@@ -1,4 +1,4 @@
-package dicom
+package gateway
 
 import (
 	"bytes"
@@ -16,17 +16,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/dataset"
+
 	"github.com/wardgate/wardgate/buffer"
 )
 
 // recordingSink is a StudySink keeping every hand-over.
 type recordingSink struct {
 	mu    sync.Mutex
-	calls [][]InstanceHeader
+	calls [][]dataset.InstanceHeader
 	fail  error
 }
 
-func (s *recordingSink) IngestStudy(ctx context.Context, hs []InstanceHeader) error {
+func (s *recordingSink) IngestStudy(ctx context.Context, hs []dataset.InstanceHeader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -36,10 +39,10 @@ func (s *recordingSink) IngestStudy(ctx context.Context, hs []InstanceHeader) er
 	return nil
 }
 
-func (s *recordingSink) snapshot() [][]InstanceHeader {
+func (s *recordingSink) snapshot() [][]dataset.InstanceHeader {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([][]InstanceHeader(nil), s.calls...)
+	return append([][]dataset.InstanceHeader(nil), s.calls...)
 }
 
 func openSpool(t *testing.T, dir string, quota int64) *buffer.Spool {
@@ -60,6 +63,9 @@ func startNode(t *testing.T, c NodeConfig) (n *Node, port string, stop func()) {
 	}
 	if c.Logger == nil {
 		c.Logger = discardLogger
+	}
+	if c.LedgerPath == "" {
+		c.LedgerPath = filepath.Join(c.Spool.Dir(), "ledger.db")
 	}
 	n, err := NewNode(c)
 	if err != nil {
@@ -106,13 +112,13 @@ func TestReceiverSpoolsBitExact(t *testing.T) {
 	spool := openSpool(t, t.TempDir(), 0)
 	n, port, _ := startNode(t, NodeConfig{Spool: spool})
 	for _, f := range fixtures {
-		t.Run(f.name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) {
 			file := fixturePath(t, f)
-			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.scuFlags...), "127.0.0.1", port, file)
+			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.SCUFlags...), "127.0.0.1", port, file)
 			mustDCMTK(t, "storescu", args...)
 			var scpArgs []string
-			if f.scpFlag != "" {
-				scpArgs = append(scpArgs, f.scpFlag)
+			if f.SCPFlag != "" {
+				scpArgs = append(scpArgs, f.SCPFlag)
 			}
 			scpPort, dir := storescp(t, scpArgs...)
 			args[len(args)-2] = fmt.Sprint(scpPort)
@@ -120,7 +126,7 @@ func TestReceiverSpoolsBitExact(t *testing.T) {
 			_, want := dataSetOf(t, onlyFile(t, dir))
 
 			var head bytes.Buffer
-			WriteFileMeta(&head, FileMeta{SOPClassUID: ctImage, SOPInstanceUID: instanceUID(0), TransferSyntaxUID: f.transferSyntax, SourceAET: "MODALITY"})
+			dicom.WriteFileMeta(&head, dicom.FileMeta{SOPClassUID: ctImage, SOPInstanceUID: instanceUID(0), TransferSyntaxUID: f.TransferSyntax, SourceAET: "MODALITY"})
 			got := spooledFile(t, spool, instanceUID(0))
 			if !bytes.Equal(got, append(head.Bytes(), want...)) {
 				t.Fatalf("spooled file (%d bytes) is not the meta header (%d) + the %d bytes storescp received", len(got), head.Len(), len(want))
@@ -131,7 +137,7 @@ func TestReceiverSpoolsBitExact(t *testing.T) {
 				t.Fatal(err)
 			}
 			if h.PatientID != "PID0" || h.Modality != "CT" || h.StudyInstanceUID != "1.2.826.0.1.3680043.2.1125.2" ||
-				h.SeriesInstanceUID != "1.2.826.0.1.3680043.2.1125.3" || h.SOPClassUID != ctImage || h.TransferSyntaxUID != f.transferSyntax {
+				h.SeriesInstanceUID != "1.2.826.0.1.3680043.2.1125.3" || h.SOPClassUID != ctImage || h.TransferSyntaxUID != f.TransferSyntax {
 				t.Fatalf("header %+v", h)
 			}
 			if in.Group != h.StudyInstanceUID {
@@ -184,21 +190,21 @@ func TestReceiverRefusesUnparseable(t *testing.T) {
 	spool := openSpool(t, t.TempDir(), 0)
 	n, port, _ := startNode(t, NodeConfig{Spool: spool})
 	ctx := context.Background()
-	as, err := Dialer{CallingAE: "MODALITY", CalledAE: "WARDGATE"}.Dial(ctx, "127.0.0.1:"+port,
-		[]PresentationContextProposal{{ctImage, []string{ExplicitVRLittleEndian}}})
+	as, err := dicom.Dialer{CallingAE: "MODALITY", CalledAE: "WARDGATE"}.Dial(ctx, "127.0.0.1:"+port,
+		[]dicom.PresentationContextProposal{{AbstractSyntax: ctImage, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer as.Release(ctx)
 	garbage := bytes.Repeat([]byte{0x08, 0x00, 0x18, 0x00, 'Z', 'Z', 0xff, 0xff}, 64)
-	st, err := as.Store(ctx, ctImage, "1.2.3.4", ExplicitVRLittleEndian, bytes.NewReader(garbage))
-	if err != nil || st != StatusCannotUnderstand {
+	st, err := as.Store(ctx, ctImage, "1.2.3.4", dicom.ExplicitVRLittleEndian, bytes.NewReader(garbage))
+	if err != nil || st != dicom.StatusCannotUnderstand {
 		t.Fatalf("garbage: 0x%04x, %v; want 0xC000", st, err)
 	}
 	// A parseable data set without its Study Instance UID cannot be filed.
 	noStudy := []byte("\x08\x00\x18\x00UI\x08\x001.2.3.5\x00")
-	st, err = as.Store(ctx, ctImage, "1.2.3.5", ExplicitVRLittleEndian, bytes.NewReader(noStudy))
-	if err != nil || st != StatusCannotUnderstand {
+	st, err = as.Store(ctx, ctImage, "1.2.3.5", dicom.ExplicitVRLittleEndian, bytes.NewReader(noStudy))
+	if err != nil || st != dicom.StatusCannotUnderstand {
 		t.Fatalf("no study UID: 0x%04x, %v; want 0xC000", st, err)
 	}
 	if spool.Stats().Instances != 0 || n.Receiver.Stats().RefusedUnparseable != 2 {
@@ -236,17 +242,17 @@ func TestReceiverQuotaRefusesWithA700(t *testing.T) {
 }
 
 // storeFiles stores files into spool as the Receiver would, and tells n.
-func storeFile(t *testing.T, spool *buffer.Spool, path string) (InstanceHeader, buffer.Instance) {
+func storeFile(t *testing.T, spool *buffer.Spool, path string) (dataset.InstanceHeader, buffer.Instance) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, off, err := ReadFileMeta(bytes.NewReader(b))
+	m, off, err := dicom.ReadFileMeta(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := ReadInstanceHeader(bytes.NewReader(b[off:]), m.TransferSyntaxUID)
+	h, err := dataset.ReadInstanceHeader(bytes.NewReader(b[off:]), m.TransferSyntaxUID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +478,7 @@ func TestForwarderWaitsWhenTheSyntaxIsRefused(t *testing.T) {
 	f.Start()
 	defer f.Stop()
 	f.Enqueue(in.Key)
-	want := "accepts none of the transfer syntaxes: stored in " + JPEGLosslessSV1
+	want := "accepts none of the transfer syntaxes: stored in " + dicom.JPEGLosslessSV1
 	waitFor(t, "the reason shown", func() bool {
 		for r := range f.Stats().Reasons {
 			if strings.Contains(r, want) {
@@ -564,7 +570,7 @@ func TestLedgerForgetsClosedStudies(t *testing.T) {
 	defer ledger.Close()
 	long := time.Now().Add(-40 * 24 * time.Hour)
 	for study, at := range map[string]time.Time{"old-gone": long, "old-spooled": long, "recent": time.Now()} {
-		ledger.MarkCharted(study, map[string]ChartedMark{study + ".1": {SHA256: "x", HandedAt: at, Header: InstanceHeader{PatientID: "PID"}}})
+		ledger.MarkCharted(study, map[string]ChartedMark{study + ".1": {SHA256: "x", HandedAt: at, Header: dataset.InstanceHeader{PatientID: "PID"}}})
 	}
 	n, err := ledger.ForgetStudies(time.Now().Add(-30*24*time.Hour), func(study string) bool { return study == "old-spooled" })
 	if err != nil || n != 1 {

@@ -1,4 +1,4 @@
-package dicom
+package dataset
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/wardgate/wardgate/dicom"
 
 	sdicom "github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/dicomio"
@@ -36,11 +38,11 @@ func ReadInstanceHeader(r io.Reader, transferSyntax string) (h InstanceHeader, e
 	var bo binary.ByteOrder = binary.LittleEndian
 	implicit := false
 	switch transferSyntax {
-	case ImplicitVRLittleEndian:
+	case dicom.ImplicitVRLittleEndian:
 		implicit = true
-	case ExplicitVRBigEndian:
+	case dicom.ExplicitVRBigEndian:
 		bo = binary.BigEndian
-	case DeflatedExplicitVRLittleEndian:
+	case dicom.DeflatedExplicitVRLittleEndian:
 		fr := flate.NewReader(bufio.NewReaderSize(r, 64<<10))
 		defer fr.Close()
 		r = fr // boundedHeader reads at most maxHeaderBytes of it
@@ -54,11 +56,11 @@ func ReadInstanceHeader(r io.Reader, transferSyntax string) (h InstanceHeader, e
 	// allocating whatever lengths that reading makes of them (and refuses a
 	// data set under 100 bytes). A deflated data set is already inflated.
 	parsedAs := transferSyntax
-	if parsedAs == DeflatedExplicitVRLittleEndian {
-		parsedAs = ExplicitVRLittleEndian
+	if parsedAs == dicom.DeflatedExplicitVRLittleEndian {
+		parsedAs = dicom.ExplicitVRLittleEndian
 	}
 	var withMeta bytes.Buffer
-	if _, err := WriteFileMeta(&withMeta, FileMeta{SOPClassUID: "1.2", SOPInstanceUID: "1.2", TransferSyntaxUID: parsedAs}); err != nil {
+	if _, err := dicom.WriteFileMeta(&withMeta, dicom.FileMeta{SOPClassUID: "1.2", SOPInstanceUID: "1.2", TransferSyntaxUID: parsedAs}); err != nil {
 		return h, err
 	}
 	withMeta.Write(head)

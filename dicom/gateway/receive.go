@@ -1,4 +1,4 @@
-package dicom
+package gateway
 
 import (
 	"context"
@@ -10,10 +10,13 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/dataset"
+
 	"github.com/wardgate/wardgate/buffer"
 )
 
-// AttrHeader is the spool attribute holding an instance's InstanceHeader as
+// AttrHeader is the spool attribute holding an instance's dataset.InstanceHeader as
 // JSON.
 const AttrHeader = "header"
 
@@ -33,7 +36,7 @@ type Receiver struct {
 	// Stored, when set, is told of every instance committed as new or as a
 	// replacement (not of duplicates), after it is durable and before the
 	// modality is answered. It must not block for long.
-	Stored func(h InstanceHeader, in buffer.Instance)
+	Stored func(h dataset.InstanceHeader, in buffer.Instance)
 	// Logger; nil: slog.Default(). It gets UIDs at debug level only.
 	Logger *slog.Logger
 
@@ -67,12 +70,12 @@ func (r *Receiver) log() *slog.Logger {
 }
 
 // BeginStore implements StoreHandler.
-func (r *Receiver) BeginStore(ctx context.Context, req StoreRequest) (StoreWriter, error) {
+func (r *Receiver) BeginStore(ctx context.Context, req dicom.StoreRequest) (dicom.StoreWriter, error) {
 	w, err := r.Spool.Create()
 	if err != nil {
 		return nil, r.refusal(err)
 	}
-	n, err := WriteFileMeta(w, FileMeta{
+	n, err := dicom.WriteFileMeta(w, dicom.FileMeta{
 		SOPClassUID: req.SOPClassUID, SOPInstanceUID: req.SOPInstanceUID,
 		TransferSyntaxUID: req.TransferSyntaxUID, SourceAET: req.CallingAE,
 	})
@@ -83,11 +86,11 @@ func (r *Receiver) BeginStore(ctx context.Context, req StoreRequest) (StoreWrite
 	return &receiveWriter{r: r, w: w, req: req, dataset: n}, nil
 }
 
-// refusal counts err and makes a full spool an ErrOutOfResources (A700).
+// refusal counts err and makes a full spool an dicom.ErrOutOfResources (A700).
 func (r *Receiver) refusal(err error) error {
 	if errors.Is(err, buffer.ErrFull) {
 		r.refusedFull.Add(1)
-		return fmt.Errorf("%w: %w", ErrOutOfResources, err)
+		return fmt.Errorf("%w: %w", dicom.ErrOutOfResources, err)
 	}
 	r.failed.Add(1)
 	return err
@@ -96,7 +99,7 @@ func (r *Receiver) refusal(err error) error {
 type receiveWriter struct {
 	r       *Receiver
 	w       *buffer.SpoolWriter
-	req     StoreRequest
+	req     dicom.StoreRequest
 	dataset int64 // offset of the data set in the file
 	err     error
 }
@@ -116,19 +119,19 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 	r := rw.r
 	if rw.err != nil {
 		rw.w.Abort()
-		return statusFor(rw.err), rw.err
+		return dicom.StatusForError(rw.err), rw.err
 	}
 	size := rw.w.Size() - rw.dataset
-	h, err := ReadInstanceHeader(io.NewSectionReader(rw.w.ReaderAt(), rw.dataset, size), rw.req.TransferSyntaxUID)
+	h, err := dataset.ReadInstanceHeader(io.NewSectionReader(rw.w.ReaderAt(), rw.dataset, size), rw.req.TransferSyntaxUID)
 	if err != nil {
 		rw.w.Abort()
 		r.refusedUnparseable.Add(1)
-		return StatusCannotUnderstand, fmt.Errorf("instance not stored: %w", err)
+		return dicom.StatusCannotUnderstand, fmt.Errorf("instance not stored: %w", err)
 	}
 	if h.SOPInstanceUID != rw.req.SOPInstanceUID {
 		rw.w.Abort()
 		r.refusedUnparseable.Add(1)
-		return StatusDataSetMismatch, errors.New("instance not stored: the data set's SOP Instance UID differs from the C-STORE request's")
+		return dicom.StatusDataSetMismatch, errors.New("instance not stored: the data set's SOP Instance UID differs from the C-STORE request's")
 	}
 	if h.SOPClassUID == "" {
 		h.SOPClassUID = rw.req.SOPClassUID
@@ -137,18 +140,18 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 	if err != nil {
 		rw.w.Abort()
 		r.failed.Add(1)
-		return StatusProcessingFailure, err
+		return dicom.StatusProcessingFailure, err
 	}
 	prev, prevErr := r.Spool.Get(rw.req.SOPInstanceUID) // to tell a replacement that changes the patient
 	in, outcome, err := rw.w.Commit(ctx, rw.req.SOPInstanceUID, h.StudyInstanceUID, map[string]string{AttrHeader: string(hj)})
 	if err != nil {
-		return statusFor(r.refusal(err)), err
+		return dicom.StatusForError(r.refusal(err)), err
 	}
 	switch outcome {
 	case buffer.Duplicate:
 		r.duplicates.Add(1)
 		r.log().Debug("dicom: identical copy of a stored instance", "sop_instance", h.SOPInstanceUID)
-		return StatusSuccess, nil
+		return dicom.StatusSuccess, nil
 	case buffer.Replaced:
 		r.replaced.Add(1)
 		r.log().Info("dicom: an instance was sent again with different content; it replaced the stored one")
@@ -163,12 +166,12 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 	if r.Stored != nil {
 		r.Stored(h, in)
 	}
-	return StatusSuccess, nil
+	return dicom.StatusSuccess, nil
 }
 
-// HeaderOf returns the InstanceHeader kept with a spooled instance.
-func HeaderOf(in buffer.Instance) (InstanceHeader, error) {
-	var h InstanceHeader
+// HeaderOf returns the dataset.InstanceHeader kept with a spooled instance.
+func HeaderOf(in buffer.Instance) (dataset.InstanceHeader, error) {
+	var h dataset.InstanceHeader
 	v, ok := in.Attrs[AttrHeader]
 	if !ok {
 		return h, fmt.Errorf("spooled instance has no %q attribute", AttrHeader)

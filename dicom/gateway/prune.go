@@ -1,4 +1,4 @@
-package dicom
+package gateway
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // forward destination has it (a dead-lettered one does not count), the
 // record has acknowledged an ImagingStudy of its study with this content,
 // and Retention has passed since it was received. With no destination, the
-// record's acknowledgement alone decides. It checks every Interval and when kicked.
+// record's acknowledgement alone decides. It checks every Interval.
 type Pruner struct {
 	Spool        *buffer.Spool
 	Ledger       *Ledger

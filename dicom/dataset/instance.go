@@ -1,4 +1,4 @@
-package dicom
+package dataset
 
 // InstanceHeader is what wardgate keeps of one received instance's data set
 // (pixel data skipped): enough to index it, forward it and describe its study

@@ -1,4 +1,4 @@
-package dicom
+package gateway
 
 import (
 	"bytes"
@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/sim"
 
 	"github.com/wardgate/wardgate/buffer"
 )
@@ -38,7 +41,7 @@ type pacsGot struct {
 func newScriptedPACS(t *testing.T) (p *scriptedPACS, port int) {
 	p = &scriptedPACS{gate: map[string]chan struct{}{}, hang: map[string]bool{}, began: make(chan string, 1024)}
 	p.reset(nil)
-	_, ps := startServer(t, quietServer(&Server{Store: p}))
+	_, ps := startServer(t, quietServer(&dicom.Server{Store: p}))
 	port, _ = strconv.Atoi(ps)
 	return p, port
 }
@@ -70,7 +73,7 @@ func (p *scriptedPACS) storedCount() int {
 	return len(p.stored)
 }
 
-func (p *scriptedPACS) BeginStore(ctx context.Context, req StoreRequest) (StoreWriter, error) {
+func (p *scriptedPACS) BeginStore(ctx context.Context, req dicom.StoreRequest) (dicom.StoreWriter, error) {
 	p.began <- req.SOPInstanceUID
 	p.mu.Lock()
 	g := p.gate[req.SOPInstanceUID]
@@ -86,7 +89,7 @@ func (p *scriptedPACS) BeginStore(ctx context.Context, req StoreRequest) (StoreW
 
 type pacsWriter struct {
 	p   *scriptedPACS
-	req StoreRequest
+	req dicom.StoreRequest
 	buf bytes.Buffer
 }
 
@@ -108,13 +111,13 @@ func (w *pacsWriter) Commit(ctx context.Context) (uint16, error) {
 		case <-ctx.Done():
 		case <-time.After(1500 * time.Millisecond):
 		}
-		return StatusCannotUnderstand, nil
+		return dicom.StatusCannotUnderstand, nil
 	}
-	s := StatusSuccess
+	s := dicom.StatusSuccess
 	if status != nil {
 		s = status(uid, n)
 	}
-	if !isFailure(s) {
+	if !dicom.IsFailureStatus(s) {
 		p.mu.Lock()
 		p.stored[uid] = pacsGot{ts: w.req.TransferSyntaxUID, data: bytes.Clone(w.buf.Bytes())}
 		p.mu.Unlock()
@@ -233,7 +236,7 @@ func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
 		uids = append(uids, h.SOPInstanceUID)
 	}
 	pacs, port := newScriptedPACS(t)
-	cycle := []uint16{StatusOutOfResources, StatusProcessingFailure, StatusCannotUnderstand, 0xC123}
+	cycle := []uint16{dicom.StatusOutOfResources, dicom.StatusProcessingFailure, dicom.StatusCannotUnderstand, 0xC123}
 	pacs.reset(func(_ string, n int) uint16 { return cycle[n%len(cycle)] })
 	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
 		MaxAttempts: 2, DeadAfter: time.Nanosecond})
@@ -282,7 +285,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 		ins = append(ins, in)
 	}
 	pacs, port := newScriptedPACS(t)
-	refusals := map[string]uint16{uids[0]: StatusSOPClassNotSupported, uids[1]: 0xA900}
+	refusals := map[string]uint16{uids[0]: dicom.StatusSOPClassNotSupported, uids[1]: 0xA900}
 	pacs.reset(func(uid string, _ int) uint16 { return refusals[uid] })
 	dest := Destination{"PACS", "127.0.0.1", port}
 
@@ -353,7 +356,7 @@ func TestForwardSendErrorBacksOffTheInstance(t *testing.T) {
 	pacs.mu.Unlock()
 	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
 		// ARTIM bounds the wait for the hung PACS to take the A-ABORT.
-		Timeouts: Timeouts{Idle: 300 * time.Millisecond, ARTIM: 500 * time.Millisecond},
+		Timeouts: dicom.Timeouts{Idle: 300 * time.Millisecond, ARTIM: 500 * time.Millisecond},
 		Backoff:  buffer.Backoff{Initial: time.Second, Max: 5 * time.Second, Multiplier: 2}})
 	waitFor(t, "the 4 others delivered", func() bool { return pacs.storedCount() == 4 && f.Stats().Delivered == 4 })
 	st := f.Stats()
@@ -425,8 +428,8 @@ func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
 	waitFor(t, "both delivered", func() bool { return pacs.storedCount() == 2 && f.Stats().Waiting == 0 })
 	got, _ := pacs.got(kh.SOPInstanceUID)
 	_, want := dataSetOf(t, jpeg)
-	if got.ts != JPEGLosslessSV1 || !bytes.Equal(got.data, want) {
-		t.Fatalf("replaced instance sent in %s (%d bytes); want %s (%d bytes)", got.ts, len(got.data), JPEGLosslessSV1, len(want))
+	if got.ts != dicom.JPEGLosslessSV1 || !bytes.Equal(got.data, want) {
+		t.Fatalf("replaced instance sent in %s (%d bytes); want %s (%d bytes)", got.ts, len(got.data), dicom.JPEGLosslessSV1, len(want))
 	}
 	if n := pacs.triesOf(kh.SOPInstanceUID); n != 1 {
 		t.Fatalf("replaced instance stored %d times, want once", n)
@@ -492,12 +495,12 @@ PresentationContexts = CTExplicit
 // receivedDataSets reads what storescp wrote: SOP instance UID → meta and
 // data set.
 func receivedDataSets(t *testing.T, dir string) map[string]struct {
-	meta FileMeta
+	meta dicom.FileMeta
 	ds   []byte
 } {
 	t.Helper()
 	out := map[string]struct {
-		meta FileMeta
+		meta dicom.FileMeta
 		ds   []byte
 	}{}
 	entries, err := os.ReadDir(dir)
@@ -507,7 +510,7 @@ func receivedDataSets(t *testing.T, dir string) map[string]struct {
 	for _, e := range entries {
 		m, ds := dataSetOf(t, filepath.Join(dir, e.Name()))
 		out[m.SOPInstanceUID] = struct {
-			meta FileMeta
+			meta dicom.FileMeta
 			ds   []byte
 		}{m, ds}
 	}
@@ -547,7 +550,7 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 			got := receivedDataSets(t, dir)
-			wantTS := []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}[tc.stored]
+			wantTS := []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian}[tc.stored]
 			for _, n := range []string{"ct", "sequences-group-lengths"} {
 				om, orig := dataSetOf(t, pairs[n][tc.stored])
 				_, want := dataSetOf(t, pairs[n][1-tc.stored])
@@ -580,12 +583,12 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 func writeInstance(t *testing.T, uid string, elements func(*bytes.Buffer)) string {
 	t.Helper()
 	var ds bytes.Buffer
-	implicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
-	implicitElement(&ds, 0x0008, 0x0018, []byte(uid), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0018, []byte(uid), 0)
 	elements(&ds)
-	implicitElement(&ds, 0x0020, 0x000D, []byte("1.2.826.0.1.3680043.2.1125.77"), 0)
+	sim.ImplicitElement(&ds, 0x0020, 0x000D, []byte("1.2.826.0.1.3680043.2.1125.77"), 0)
 	var b bytes.Buffer
-	if _, err := WriteFileMeta(&b, FileMeta{SOPClassUID: ctImage, SOPInstanceUID: uid, TransferSyntaxUID: ImplicitVRLittleEndian}); err != nil {
+	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{SOPClassUID: ctImage, SOPInstanceUID: uid, TransferSyntaxUID: dicom.ImplicitVRLittleEndian}); err != nil {
 		t.Fatal(err)
 	}
 	b.Write(ds.Bytes())
@@ -601,7 +604,7 @@ func writeInstance(t *testing.T, uid string, elements func(*bytes.Buffer)) strin
 func TestForwardUnconvertibleInstanceWaits(t *testing.T) {
 	spool, ledger := fwdFixture(t)
 	bad := writeInstance(t, "1.2.826.0.1.3680043.2.1125.78", func(ds *bytes.Buffer) {
-		implicitElement(ds, 0x0010, 0x0010, bytes.Repeat([]byte("SECRET^NAME"), 7000), ' ')
+		sim.ImplicitElement(ds, 0x0010, 0x0010, bytes.Repeat([]byte("SECRET^NAME"), 7000), ' ')
 	})
 	_, badIn := storeFile(t, spool, bad)
 	time.Sleep(5 * time.Millisecond) // queued behind the bad one
@@ -615,7 +618,7 @@ func TestForwardUnconvertibleInstanceWaits(t *testing.T) {
 	st := f.Stats()
 	f.Stop()
 	for r := range st.Reasons {
-		if !strings.Contains(r, "cannot be sent in "+ExplicitVRLittleEndian) || !strings.Contains(r, "too long for VR PN") {
+		if !strings.Contains(r, "cannot be sent in "+dicom.ExplicitVRLittleEndian) || !strings.Contains(r, "too long for VR PN") {
 			t.Fatalf("reason %q", r)
 		}
 		if strings.Contains(r, "SECRET") {

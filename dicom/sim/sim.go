@@ -1,4 +1,4 @@
-package dicom
+package sim
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strconv"
+
+	"github.com/wardgate/wardgate/dicom"
 )
 
 // SyntheticStudy describes a study of generated CT-like instances, for the
@@ -20,9 +22,6 @@ type SyntheticStudy struct {
 	Date, Time          string // DA and TM; 20261125 and 081500 when empty
 }
 
-// CTImageStorage is the CT Image Storage SOP Class.
-const CTImageStorage = "1.2.840.10008.5.1.4.1.1.2"
-
 // InstanceUID is the SOP Instance UID of instance number n of the study.
 func (s SyntheticStudy) InstanceUID(n int) string {
 	return s.SeriesUID + "." + strconv.Itoa(n)
@@ -35,16 +34,16 @@ func (s SyntheticStudy) InstanceUID(n int) string {
 // trailing padding, so storescu -xi sends it unchanged.
 func (s SyntheticStudy) Instance(n, rows, cols int) (io.Reader, int64) {
 	var ds bytes.Buffer
-	str := func(g, e uint16, v string) { implicitElement(&ds, g, e, []byte(v), ' ') }
-	uid := func(g, e uint16, v string) { implicitElement(&ds, g, e, []byte(v), 0) }
-	us := func(g, e uint16, v uint16) { implicitElement(&ds, g, e, binary.LittleEndian.AppendUint16(nil, v), 0) }
+	str := func(g, e uint16, v string) { ImplicitElement(&ds, g, e, []byte(v), ' ') }
+	uid := func(g, e uint16, v string) { ImplicitElement(&ds, g, e, []byte(v), 0) }
+	us := func(g, e uint16, v uint16) { ImplicitElement(&ds, g, e, binary.LittleEndian.AppendUint16(nil, v), 0) }
 	orDefault := func(v, d string) string {
 		if v == "" {
 			return d
 		}
 		return v
 	}
-	uid(0x0008, 0x0016, CTImageStorage)
+	uid(0x0008, 0x0016, dicom.CTImageStorage)
 	uid(0x0008, 0x0018, s.InstanceUID(n))
 	str(0x0008, 0x0020, orDefault(s.Date, "20261125"))
 	str(0x0008, 0x0030, orDefault(s.Time, "081500"))
@@ -72,7 +71,9 @@ func (s SyntheticStudy) Instance(n, rows, cols int) (io.Reader, int64) {
 	return io.MultiReader(&ds, &pixelReader{n: pixels, seed: n}), int64(head) + pixels
 }
 
-func implicitElement(b *bytes.Buffer, group, elem uint16, v []byte, pad byte) {
+// ImplicitElement appends one Implicit VR Little Endian element to b,
+// padding an odd-length value with pad.
+func ImplicitElement(b *bytes.Buffer, group, elem uint16, v []byte, pad byte) {
 	if len(v)%2 == 1 {
 		v = append(v, pad)
 	}
@@ -111,8 +112,8 @@ func (s SyntheticStudy) WriteFile(path string, n, rows, cols int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := WriteFileMeta(f, FileMeta{SOPClassUID: CTImageStorage, SOPInstanceUID: s.InstanceUID(n),
-		TransferSyntaxUID: ImplicitVRLittleEndian}); err != nil {
+	if _, err := dicom.WriteFileMeta(f, dicom.FileMeta{SOPClassUID: dicom.CTImageStorage, SOPInstanceUID: s.InstanceUID(n),
+		TransferSyntaxUID: dicom.ImplicitVRLittleEndian}); err != nil {
 		f.Close()
 		return err
 	}

@@ -1,4 +1,4 @@
-package dicom
+package dataset
 
 import (
 	"bufio"
@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/wardgate/wardgate/dicom"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -51,10 +53,10 @@ var ErrEncapsulated = errors.New("encapsulated pixel data")
 // for Explicit, and "" for any other transfer syntax.
 func OtherLittleEndian(ts string) string {
 	switch ts {
-	case ImplicitVRLittleEndian:
-		return ExplicitVRLittleEndian
-	case ExplicitVRLittleEndian:
-		return ImplicitVRLittleEndian
+	case dicom.ImplicitVRLittleEndian:
+		return dicom.ExplicitVRLittleEndian
+	case dicom.ExplicitVRLittleEndian:
+		return dicom.ImplicitVRLittleEndian
 	}
 	return ""
 }
@@ -71,7 +73,7 @@ func OtherLittleEndian(ts string) string {
 // nested deeper than 16 and malformed elements are a *ConvertError; what
 // was written before it is then not a data set.
 func ConvertLE(dst io.Writer, src io.Reader, from, to string) error {
-	if !IsUncompressedLittleEndian(from) || !IsUncompressedLittleEndian(to) {
+	if !dicom.IsUncompressedLittleEndian(from) || !dicom.IsUncompressedLittleEndian(to) {
 		return convErr("only Implicit and Explicit VR Little Endian convert, not %s to %s", from, to)
 	}
 	if from == to {
@@ -80,10 +82,10 @@ func ConvertLE(dst io.Writer, src io.Reader, from, to string) error {
 	}
 	c := &leConverter{
 		r:           bufio.NewReaderSize(src, convertBufferLimit+64<<10),
-		outImplicit: to == ImplicitVRLittleEndian,
+		outImplicit: to == dicom.ImplicitVRLittleEndian,
 	}
 	st := dsState{pixelRep: -1, bitsAllocated: -1}
-	return c.elements(dst, -1, false, from == ImplicitVRLittleEndian, 0, &st)
+	return c.elements(dst, -1, false, from == dicom.ImplicitVRLittleEndian, 0, &st)
 }
 
 // NewLEConverter returns a reader of src converted as ConvertLE does, and

@@ -1,4 +1,4 @@
-package dicom
+package gateway
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/wardgate/wardgate/dicom/dataset"
 
 	"github.com/wardgate/wardgate/buffer"
 )
@@ -47,7 +49,7 @@ type RecentStudy struct {
 	Forwarded bool `json:"forwarded"`
 }
 
-func (r *RecentStudies) received(h InstanceHeader, in buffer.Instance) {
+func (r *RecentStudies) received(h dataset.InstanceHeader, in buffer.Instance) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -131,7 +133,7 @@ type handOverNotice struct {
 	recent *RecentStudies
 }
 
-func (s handOverNotice) IngestStudy(ctx context.Context, instances []InstanceHeader) error {
+func (s handOverNotice) IngestStudy(ctx context.Context, instances []dataset.InstanceHeader) error {
 	if err := s.StudySink.IngestStudy(ctx, instances); err != nil {
 		return err
 	}

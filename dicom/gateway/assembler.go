@@ -1,4 +1,4 @@
-package dicom
+package gateway
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/dataset"
+
 	"github.com/wardgate/wardgate/buffer"
 )
 
@@ -17,7 +19,7 @@ import (
 // Gateway stores its ImagingStudy in the outbox). Calls for the same study
 // are repeated when instances arrive later, so the sink must be idempotent.
 type StudySink interface {
-	IngestStudy(ctx context.Context, instances []InstanceHeader) error
+	IngestStudy(ctx context.Context, instances []dataset.InstanceHeader) error
 }
 
 // StudyAssembler hands a study to its StudySink once no new instance has
@@ -208,7 +210,7 @@ func (a *StudyAssembler) handOver(ctx context.Context, study string) {
 		retry(err)
 		return
 	}
-	byKey := map[string]InstanceHeader{}
+	byKey := map[string]dataset.InstanceHeader{}
 	for k, m := range charted {
 		byKey[k] = m.Header
 	}
@@ -238,7 +240,7 @@ func (a *StudyAssembler) handOver(ctx context.Context, study string) {
 		a.mu.Unlock()
 		return
 	}
-	headers := make([]InstanceHeader, 0, len(byKey))
+	headers := make([]dataset.InstanceHeader, 0, len(byKey))
 	for _, h := range byKey {
 		headers = append(headers, h)
 	}

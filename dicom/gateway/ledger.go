@@ -1,10 +1,13 @@
-package dicom
+package gateway
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/dicom/dataset"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -24,8 +27,12 @@ import (
 // Every mark carries the SHA-256 of the content it is about, so that an
 // instance replaced by different content is work again.
 type Ledger struct {
-	db *bolt.DB
+	db *buffer.Store
 }
+
+// ledgerFormat marks a ledger file; ledgers written before the mark existed
+// hold only the charted and forwarded buckets and are adopted.
+const ledgerFormat = "wardgate-dicom-ledger/1"
 
 var (
 	chartedBucket   = []byte("charted")   // study UID → SOP instance UID → ChartedMark
@@ -37,10 +44,10 @@ var (
 // ImagingStudy made at or after that, that it is Delivered. Only a
 // delivered instance may leave the spool.
 type ChartedMark struct {
-	SHA256    string         `json:"sha256"`
-	Header    InstanceHeader `json:"header"`
-	HandedAt  time.Time      `json:"handed_at"`
-	Delivered bool           `json:"delivered,omitempty"`
+	SHA256    string                 `json:"sha256"`
+	Header    dataset.InstanceHeader `json:"header"`
+	HandedAt  time.Time              `json:"handed_at"`
+	Delivered bool                   `json:"delivered,omitempty"`
 }
 
 // ForwardMark says that a destination has an instance's content (Dead
@@ -52,13 +59,14 @@ type ForwardMark struct {
 	At     time.Time `json:"at"`
 }
 
-// OpenLedger opens or creates the ledger file at path.
+// OpenLedger opens or creates the ledger file at path, as a buffer.Store:
+// a file that is not a ledger is reported and left untouched.
 func OpenLedger(path string) (*Ledger, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	st, err := buffer.OpenStore(path, ledgerFormat, buffer.StoreOptions{Adopt: []string{string(chartedBucket), string(forwardedBucket)}})
 	if err != nil {
-		return nil, fmt.Errorf("dicom ledger %s: %w", path, err)
+		return nil, fmt.Errorf("dicom ledger: %w", err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = st.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{chartedBucket, forwardedBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -67,10 +75,10 @@ func OpenLedger(path string) (*Ledger, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		st.Close()
 		return nil, fmt.Errorf("dicom ledger %s: %w", path, err)
 	}
-	return &Ledger{db: db}, nil
+	return &Ledger{db: st}, nil
 }
 
 // Close closes the ledger file.
@@ -198,7 +206,7 @@ func (l *Ledger) ForgetForwarded(keys []string) error {
 
 // putMarks writes marks (key → mark) into the named bucket under top, in
 // one durable commit; keep, when given, leaves a stored mark in place.
-func putMarks[M any](db *bolt.DB, top []byte, name string, marks map[string]M, keep func(old, m M) bool) error {
+func putMarks[M any](db *buffer.Store, top []byte, name string, marks map[string]M, keep func(old, m M) bool) error {
 	return db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(top).CreateBucketIfNotExists([]byte(name))
 		if err != nil {
@@ -224,7 +232,7 @@ func putMarks[M any](db *bolt.DB, top []byte, name string, marks map[string]M, k
 }
 
 // readMarks returns every mark in the named bucket under top.
-func readMarks[M any](db *bolt.DB, top []byte, name string) (map[string]M, error) {
+func readMarks[M any](db *buffer.Store, top []byte, name string) (map[string]M, error) {
 	out := map[string]M{}
 	err := db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(top).Bucket([]byte(name))

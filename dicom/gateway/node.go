@@ -1,12 +1,14 @@
-package dicom
+package gateway
 
 import (
 	"context"
 	"errors"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"time"
+
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/dataset"
 
 	"github.com/wardgate/wardgate/buffer"
 )
@@ -16,10 +18,11 @@ type NodeConfig struct {
 	AETitle         string
 	Allow           func(callingAE string, remote net.Addr) bool // nil: everyone
 	MaxAssociations int
-	Timeouts        Timeouts
-	// Spool keeps the instances; the Node keeps its Ledger beside it
-	// (ledger.db in the spool's folder).
-	Spool *buffer.Spool
+	Timeouts        dicom.Timeouts
+	// Spool keeps the instances; LedgerPath names the Ledger's file
+	// (the caller lays out the data folder).
+	Spool      *buffer.Spool
+	LedgerPath string
 	// Sink takes stable studies; nil: studies are not handed over (and so
 	// never pruned).
 	Sink        StudySink
@@ -31,11 +34,11 @@ type NodeConfig struct {
 	Logger    *slog.Logger
 }
 
-// Node is wardgate's DICOM node: the Server storing into the spool through
+// Node is wardgate's DICOM node: the dicom.Server storing into the spool through
 // a Receiver, the StudyAssembler, one Forwarder per destination and the
 // Pruner, wired together.
 type Node struct {
-	Server     *Server
+	Server     *dicom.Server
 	Receiver   *Receiver
 	Assembler  *StudyAssembler
 	Forwarders []*Forwarder
@@ -49,13 +52,13 @@ type Node struct {
 
 // NodeStats is a snapshot for the status page.
 type NodeStats struct {
-	Listening string         `json:"listening,omitempty"`
-	AETitle   string         `json:"ae_title"`
-	Server    ServerStats    `json:"associations"`
-	Received  ReceiverStats  `json:"instances"`
-	Studies   AssemblerStats `json:"studies"`
-	Forward   []ForwardStats `json:"forward"`
-	Pruned    uint64         `json:"pruned"`
+	Listening string            `json:"listening,omitempty"`
+	AETitle   string            `json:"ae_title"`
+	Server    dicom.ServerStats `json:"associations"`
+	Received  ReceiverStats     `json:"instances"`
+	Studies   AssemblerStats    `json:"studies"`
+	Forward   []ForwardStats    `json:"forward"`
+	Pruned    uint64            `json:"pruned"`
 }
 
 // NewNode opens the Ledger and builds the parts; Start runs them.
@@ -65,7 +68,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "dicom")
-	ledger, err := OpenLedger(filepath.Join(c.Spool.Dir(), "ledger.db"))
+	ledger, err := OpenLedger(c.LedgerPath)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +85,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 	if c.Sink != nil {
 		n.Pruner = &Pruner{Spool: c.Spool, Ledger: ledger, Destinations: c.Forward, Retention: c.Retention, Logger: log}
 	}
-	n.Receiver = &Receiver{Spool: c.Spool, Logger: log, Stored: func(h InstanceHeader, in buffer.Instance) {
+	n.Receiver = &Receiver{Spool: c.Spool, Logger: log, Stored: func(h dataset.InstanceHeader, in buffer.Instance) {
 		n.Recent.received(h, in)
 		if n.Assembler != nil {
 			n.Assembler.Add(h.StudyInstanceUID)
@@ -91,7 +94,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 			f.Enqueue(in.Key)
 		}
 	}}
-	n.Server = &Server{
+	n.Server = &dicom.Server{
 		AETitle: c.AETitle, Allow: c.Allow, MaxAssociations: c.MaxAssociations,
 		Timeouts: c.Timeouts, Store: n.Receiver, Logger: log,
 	}
@@ -127,7 +130,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	var errs []error
 	if n.served != nil {
 		errs = append(errs, n.Server.Shutdown(ctx))
-		if err := <-n.served; !errors.Is(err, ErrServerClosed) {
+		if err := <-n.served; !errors.Is(err, dicom.ErrServerClosed) {
 			errs = append(errs, err)
 		}
 	}

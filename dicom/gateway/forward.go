@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardgate/wardgate/dicom"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// Destination is a PACS to forward to.
+type Destination struct {
+	AETitle string
+	Host    string
+	Port    int
+}
+
+func (d Destination) addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
+
+// LedgerName is the name the destination's marks have in the Ledger:
+// AE@host:port. The AE title alone is not enough: two PACS may both be
+// called PACS, and what one of them has the other does not.
+func (d Destination) LedgerName() string { return d.AETitle + "@" + d.addr() }
+
+// Forwarder sends every spooled instance to one Destination by C-STORE, in
+// the transfer syntax it was received and stored in, many instances per
+// association. Its queue is the spool itself: at Start every instance the
+// Ledger does not mark as delivered to (or refused for good by) the
+// destination is queued again, so the queue survives restarts and SIGKILL;
+// Enqueue adds what arrives meanwhile.
+//
+// A destination that accepts only the other uncompressed Little Endian
+// syntax (Implicit ↔ Explicit VR) gets the data set converted on the fly
+// (ConvertLE: the same elements and values, other element headers); the
+// Ledger records the stored content as delivered. An instance that cannot
+// be converted (a value too long for its explicit VR, a malformed data
+// set), like one in a compressed syntax the destination refuses, is never
+// altered otherwise: it waits with the reason in Stats and is proposed
+// again later.
+//
+// Statuses: Success and the warnings (B000, B006, B007) mean delivered.
+// Failures are retried per instance, with backoff (Backoff, capped), and
+// the queue goes on with other instances meanwhile. Only the refusals that
+// say something about the instance itself rather than the state of the
+// PACS — A9xx (data set does not match the SOP class), 0122 (SOP class not
+// supported), 0124 (not authorized) — can dead-letter it, and only once
+// they have persisted for DeadAfter and MaxAttempts tries; everything else
+// (A7xx out of resources, 0110 processing failure, Cxxx cannot understand,
+// other statuses, a broken association) is retried forever. A
+// dead-lettered instance is recorded as such for this destination, kept in
+// the spool, counted in Stats, and never removed by the Pruner.
+type Forwarder struct {
+	Dest        Destination
+	CallingAE   string
+	Spool       *buffer.Spool
+	Ledger      *Ledger
+	Timeouts    dicom.Timeouts
+	IdleRelease time.Duration // release the association after this long without work; 0: 3 s
+	// MaxAttempts and DeadAfter: a permanent refusal dead-letters an
+	// instance only after it was refused this many times (0: 5) over at
+	// least this long since the first refusal (0: 1 h).
+	MaxAttempts int
+	DeadAfter   time.Duration
+	Backoff     buffer.Backoff // zero: 1 s doubling to 5 min
+	Logger      *slog.Logger
+
+	// Enqueue only appends to pending, under its own small lock: a C-STORE
+	// response (the Receiver calls Enqueue) never waits for the queue. The
+	// sender goroutine merges pending into the queue.
+	pmu     sync.Mutex
+	pending []string
+	kick    chan struct{}
+
+	mu      sync.Mutex
+	items   map[string]*fwdItem // the current item of every queued key
+	fresh   []*fwdItem          // not tried yet, FIFO
+	delayed fwdHeap             // tried, waiting for their notBefore
+	lastErr string
+	conn    bool
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	delivered, dead, associations atomic.Uint64
+}
+
+// ForwardStats is a destination's queue, for the status page.
+type ForwardStats struct {
+	Destination  string            `json:"destination"` // AE@host:port
+	Waiting      int               `json:"waiting"`
+	Delivered    uint64            `json:"delivered"`
+	DeadLettered uint64            `json:"dead_lettered"` // since Start, plus those found in the Ledger at Start
+	Associations uint64            `json:"associations"`
+	Connected    bool              `json:"connected"`
+	LastError    string            `json:"last_error,omitempty"`
+	Reasons      map[string]int    `json:"reasons,omitempty"` // why instances wait, with how many
+	Dead         map[string]string `json:"-"`
+}
+
+// Stats returns a snapshot.
+func (f *Forwarder) Stats() ForwardStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := ForwardStats{
+		Destination: f.Dest.LedgerName(), Waiting: len(f.items),
+		Delivered: f.delivered.Load(), DeadLettered: f.dead.Load(), Associations: f.associations.Load(),
+		Connected: f.conn, LastError: f.lastErr,
+	}
+	f.pmu.Lock()
+	if len(f.pending) > 0 {
+		seen := map[string]bool{}
+		for _, k := range f.pending {
+			if _, ok := f.items[k]; !ok && !seen[k] {
+				seen[k] = true
+				st.Waiting++
+			}
+		}
+	}
+	f.pmu.Unlock()
+	for _, it := range f.items {
+		if it.reason != "" {
+			if st.Reasons == nil {
+				st.Reasons = map[string]int{}
+			}
+			st.Reasons[it.reason]++
+		}
+	}
+	return st
+}
+
+// Start queues what the destination does not have yet and runs until Stop.
+func (f *Forwarder) Start() error {
+	if f.Logger == nil {
+		f.Logger = slog.Default()
+	}
+	f.Logger = f.Logger.With("destination", f.Dest.LedgerName())
+	if f.IdleRelease == 0 {
+		f.IdleRelease = 3 * time.Second
+	}
+	if f.MaxAttempts == 0 {
+		f.MaxAttempts = 5
+	}
+	if f.DeadAfter == 0 {
+		f.DeadAfter = time.Hour
+	}
+	if f.Backoff.Initial == 0 {
+		f.Backoff = buffer.Backoff{Initial: time.Second, Max: 5 * time.Minute, Multiplier: 2}
+	}
+	f.pmu.Lock()
+	if f.kick == nil {
+		f.kick = make(chan struct{}, 1)
+	}
+	f.pmu.Unlock()
+	marks, err := f.Ledger.Forwarded(f.Dest.LedgerName())
+	if err != nil {
+		return err
+	}
+	// Only what the queue needs: not the instances' header attributes.
+	type queued struct {
+		key    string
+		stored time.Time
+	}
+	var todo []queued
+	var dead uint64
+	err = f.Spool.Each(func(in buffer.Instance) bool {
+		if m, ok := marks[in.Key]; ok && m.SHA256 == in.SHA256 {
+			if m.Dead {
+				dead++
+			}
+			return true
+		}
+		todo = append(todo, queued{key: in.Key, stored: in.Stored})
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	marks = nil
+	// Dead letters from before the restart still are: /readyz shows them.
+	f.dead.Store(dead)
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].stored.Before(todo[j].stored) })
+	f.mu.Lock()
+	f.items = make(map[string]*fwdItem, len(todo))
+	f.fresh = make([]*fwdItem, 0, len(todo))
+	f.delayed = nil
+	for _, q := range todo {
+		f.queueLocked(q.key)
+	}
+	f.mu.Unlock()
+	if len(todo) > 0 {
+		f.Logger.Info("dicom: instances queued for forwarding", "instances", len(todo))
+	}
+	if dead > 0 {
+		f.Logger.Warn("dicom: instances dead-lettered for this destination are kept in the spool", "instances", dead)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.stop = cancel
+	f.done = make(chan struct{})
+	go f.run(ctx)
+	return nil
+}
+
+// Stop ends forwarding (an instance being sent is abandoned and sent again
+// after the next Start) and waits for it.
+func (f *Forwarder) Stop() {
+	if f.stop != nil {
+		f.stop()
+		<-f.done
+	}
+}

@@ -1,0 +1,396 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/dataset"
+
+	"github.com/wardgate/wardgate/buffer"
+)
+
+// The Forwarder's sender: one association at a time, C-STOREs of what the
+// queue says is ready, and what each answer means.
+
+// sendable is one instance opened for sending, with the meta header read
+// then (which the association is negotiated for).
+type sendable struct {
+	it   *fwdItem
+	meta dicom.FileMeta
+}
+
+func itemsOf(ss []sendable) []*fwdItem {
+	out := make([]*fwdItem, len(ss))
+	for i, s := range ss {
+		out[i] = s.it
+	}
+	return out
+}
+
+func (f *Forwarder) run(ctx context.Context) {
+	defer close(f.done)
+	var as *dicom.Association
+	var proposed map[dicom.SOPClassTransfer]bool
+	var carry []*fwdItem // taken by ready, not yet tried: first in the next batch
+	marks := map[string]ForwardMark{}
+	connFailures := 0
+	idleSince := time.Now()
+	flush := func() {
+		if err := f.Ledger.MarkForwarded(f.Dest.LedgerName(), marks); err != nil {
+			// The instances stay delivered at the destination; without the
+			// marks they are sent again after a restart.
+			f.Logger.Error("dicom: recording forwarded instances failed", "err", err)
+		}
+		clear(marks)
+	}
+	release := func() {
+		if as != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := as.Release(rctx); err != nil {
+				as.Abort()
+			}
+			cancel()
+			as = nil
+			f.setConnected(false)
+		}
+	}
+	sleep := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	defer func() {
+		release()
+		flush()
+	}()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		batch, next := f.ready(64 - len(carry))
+		batch = append(carry, batch...)
+		carry = nil
+		if len(batch) == 0 {
+			flush()
+			wait := time.Until(next)
+			if as != nil {
+				if idle := time.Since(idleSince); idle >= f.IdleRelease {
+					release()
+				} else if f.IdleRelease-idle < wait {
+					wait = f.IdleRelease - idle
+				}
+			}
+			t.Reset(wait)
+			select {
+			case <-ctx.Done():
+			case <-f.kick:
+			case <-t.C:
+			}
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			continue
+		}
+		var items []sendable
+		for _, it := range batch {
+			if s, ok := f.open(it); ok {
+				items = append(items, s)
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if as == nil {
+			var err error
+			as, proposed, err = f.dial(ctx, items)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				carry = itemsOf(items)
+				connFailures++
+				d := f.Backoff.Delay(connFailures)
+				f.setErr(fmt.Sprintf("cannot associate with %s: %v", f.Dest.addr(), err), false)
+				f.Logger.Warn("dicom: forward destination unreachable; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+				sleep(d)
+				continue
+			}
+			connFailures = 0
+			f.associations.Add(1)
+			f.setErr("", true)
+		}
+		for i, s := range items {
+			if ctx.Err() != nil {
+				return
+			}
+			ok, err := f.send(ctx, as, proposed, s, marks)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				// The association is broken: abort it, back off, dial
+				// again. The instance it broke on waits its own backoff
+				// (send rescheduled it): the others go first.
+				as.Abort()
+				as = nil
+				carry = itemsOf(items[i+1:])
+				connFailures++
+				reason := sendFailure(err)
+				f.setErr(fmt.Sprintf("association with %s failed: %s", f.Dest.addr(), reason), false)
+				f.Logger.Warn("dicom: forwarding interrupted; retrying", "reason", reason)
+				sleep(f.Backoff.Delay(connFailures))
+				break
+			}
+			if !ok { // not proposed on this association: negotiate again
+				carry = itemsOf(items[i:])
+				release()
+				break
+			}
+			if len(marks) >= 32 {
+				flush()
+			}
+		}
+		idleSince = time.Now()
+	}
+}
+
+// open reads the instance's meta header, which the association is
+// negotiated for. An instance gone from the spool leaves the queue; one
+// that cannot be read waits with the reason shown.
+func (f *Forwarder) open(it *fwdItem) (sendable, bool) {
+	f.mu.Lock()
+	current := f.items[it.key] == it
+	f.mu.Unlock()
+	if !current {
+		return sendable{}, false
+	}
+	file, _, err := f.Spool.Open(it.key)
+	if err == nil {
+		var m dicom.FileMeta
+		m, _, err = dicom.ReadFileMeta(bufio.NewReader(file))
+		file.Close()
+		if err == nil {
+			return sendable{it: it, meta: m}, true
+		}
+		err = fmt.Errorf("spooled file: %w", err)
+	}
+	f.unreadable(it, err)
+	return sendable{}, false
+}
+
+// unreadable deals with an item whose spooled instance cannot be opened or
+// read: gone from the spool, it leaves the queue; otherwise it waits, with
+// backoff and the reason shown (a replacement queues it afresh).
+func (f *Forwarder) unreadable(it *fwdItem, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if errors.Is(err, buffer.ErrNotFound) {
+		f.dropLocked(it)
+		return
+	}
+	f.failedLocked(it, "the spooled instance cannot be read")
+	if it.attempts == 1 {
+		f.Logger.Error("dicom: a spooled instance cannot be read; not forwarded for now", "err", err)
+	}
+}
+
+func (f *Forwarder) dial(ctx context.Context, items []sendable) (*dicom.Association, map[dicom.SOPClassTransfer]bool, error) {
+	pairs := map[dicom.SOPClassTransfer]bool{}
+	var list []dicom.SOPClassTransfer
+	for _, s := range items {
+		p := dicom.SOPClassTransfer{SOPClassUID: s.meta.SOPClassUID, TransferSyntaxUID: s.meta.TransferSyntaxUID}
+		if !pairs[p] {
+			pairs[p] = true
+			list = append(list, p)
+		}
+	}
+	d := dicom.Dialer{CallingAE: f.CallingAE, CalledAE: f.Dest.AETitle, Timeouts: f.Timeouts}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	as, err := d.Dial(dctx, f.Dest.addr(), dicom.ExactStorageProposals(list))
+	return as, pairs, err
+}
+
+// send stores one instance. ok false: its (SOP class, syntax) was not
+// proposed on as, and it is to be tried on the next association. err: the
+// association failed (the item is backed off). Otherwise the item was
+// dealt with: delivered, refused, backed off, or dropped.
+func (f *Forwarder) send(ctx context.Context, as *dicom.Association, proposed map[dicom.SOPClassTransfer]bool, s sendable, marks map[string]ForwardMark) (ok bool, err error) {
+	it := s.it
+	file, in, err := f.Spool.Open(it.key)
+	if err != nil {
+		f.unreadable(it, err)
+		return true, nil
+	}
+	defer file.Close()
+	br := bufio.NewReaderSize(file, 256<<10)
+	// The meta header of what is sent now: the instance may have been
+	// replaced since open, by content of another SOP class or syntax.
+	m, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		f.unreadable(it, fmt.Errorf("spooled file: %w", err))
+		return true, nil
+	}
+	if !proposed[dicom.SOPClassTransfer{SOPClassUID: m.SOPClassUID, TransferSyntaxUID: m.TransferSyntaxUID}] {
+		if m.SOPClassUID == s.meta.SOPClassUID && m.TransferSyntaxUID == s.meta.TransferSyntaxUID {
+			return false, nil
+		}
+		// Replaced meanwhile, and this association was not negotiated for
+		// the new content. It must not go under the old presentation
+		// context; the next association that takes it proposes what it is
+		// now. A short backoff keeps it from holding up the others here
+		// and from being picked again at once.
+		f.mu.Lock()
+		f.rescheduleLocked(it, f.Backoff.Delay(1), "")
+		f.mu.Unlock()
+		return true, nil
+	}
+	ts := m.TransferSyntaxUID
+	var ds io.Reader = br
+	if !as.AcceptedTransferSyntax(m.SOPClassUID, ts) {
+		other := dataset.OtherLittleEndian(ts)
+		if other == "" || !as.AcceptedTransferSyntax(m.SOPClassUID, other) {
+			reason := fmt.Sprintf("destination PACS accepts none of the transfer syntaxes: stored in %s (SOP class %s)", ts, m.SOPClassUID)
+			f.mu.Lock()
+			f.rescheduleLocked(it, time.Minute, reason)
+			f.mu.Unlock()
+			return true, nil
+		}
+		// The other uncompressed Little Endian syntax: the same content,
+		// re-encoded on the fly. The ledger records the stored content.
+		conv, done := dataset.NewLEConverter(br, ts, other)
+		defer done() // before the deferred file.Close
+		ds, ts = conv, other
+	}
+	status, err := as.Store(ctx, m.SOPClassUID, m.SOPInstanceUID, ts, ds)
+	if err != nil {
+		var ce *dataset.ConvertError
+		if errors.As(err, &ce) && ctx.Err() == nil {
+			// The association is aborted (the data set was cut off), but
+			// the instance is at fault: it waits, like an instance in a
+			// syntax the destination refuses, and is tried again later.
+			reason := fmt.Sprintf("cannot be sent in %s, the only Little Endian syntax the destination accepts: %v", ts, ce)
+			f.mu.Lock()
+			it.attempts++
+			f.rescheduleLocked(it, max(time.Minute, f.Backoff.Delay(it.attempts)), reason)
+			f.mu.Unlock()
+			f.Logger.Warn("dicom: an instance cannot be converted to the transfer syntax the destination accepts; it waits", "err", ce)
+			return true, err
+		}
+		if ctx.Err() == nil {
+			reason := sendFailure(err)
+			f.mu.Lock()
+			f.failedLocked(it, "sending failed: "+reason)
+			f.mu.Unlock()
+			f.Logger.Debug("dicom: sending an instance failed", "sop_instance_uid", m.SOPInstanceUID, "attempts", it.attempts, "err", err)
+		}
+		return true, err
+	}
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case !dicom.IsFailureStatus(status):
+		marks[it.key] = ForwardMark{SHA256: in.SHA256, At: now.UTC()}
+		f.delivered.Add(1)
+		f.dropLocked(it)
+	case isPermanentRefusal(status):
+		// Dead-lettering needs both a count and a time: a PACS being set up
+		// or reconfigured (a SOP class not yet enabled, our AE not yet
+		// authorized) or one misreporting a passing fault refuses
+		// everything for a while, and a count alone would throw away a
+		// whole backlog within seconds. What is refused the same way for an
+		// hour is refused for good.
+		it.refusals++
+		if it.firstRefused.IsZero() {
+			it.firstRefused = now
+		}
+		reason := statusReason(status)
+		f.lastErr = reason
+		if it.refusals >= f.MaxAttempts && now.Sub(it.firstRefused) >= f.DeadAfter {
+			it.attempts++
+			marks[it.key] = ForwardMark{SHA256: in.SHA256, Dead: true, Reason: reason, At: now.UTC()}
+			f.dead.Add(1)
+			f.dropLocked(it)
+			f.Logger.Error("dicom: destination refused an instance for good; it is dead-lettered for this destination and kept in the spool",
+				"status", fmt.Sprintf("0x%04X", status), "attempts", it.attempts, "refused_for", now.Sub(it.firstRefused).Round(time.Second))
+			f.Logger.Debug("dicom: instance dead-lettered", "sop_instance_uid", m.SOPInstanceUID)
+		} else {
+			f.failedLocked(it, reason)
+		}
+	default:
+		// A7xx, 0110, Cxxx and the like: the state of the PACS, not of the
+		// instance. Retried forever.
+		reason := statusReason(status)
+		f.lastErr = reason
+		f.failedLocked(it, reason)
+	}
+	return true, nil
+}
+
+// isPermanentRefusal reports whether a C-STORE failure status says the
+// instance itself is unacceptable to the destination: A9xx (data set does
+// not match the SOP class), 0122 (SOP class not supported), 0124 (not
+// authorized).
+func isPermanentRefusal(status uint16) bool {
+	return status&0xFF00 == 0xA900 || status == dicom.StatusSOPClassNotSupported || status == 0x0124
+}
+
+// statusReason describes a failure status, for Stats (no patient data).
+func statusReason(status uint16) string {
+	var what string
+	switch {
+	case status&0xFF00 == 0xA700:
+		what = "destination out of resources"
+	case status&0xFF00 == 0xA900:
+		what = "destination says the data set does not match its SOP class"
+	case status == dicom.StatusSOPClassNotSupported:
+		what = "destination does not support the SOP class"
+	case status == 0x0124:
+		what = "destination refused: not authorized"
+	case status == dicom.StatusProcessingFailure:
+		what = "destination processing failure"
+	case status&0xF000 == 0xC000:
+		what = "destination cannot understand the instance"
+	default:
+		what = "destination refused the instance"
+	}
+	return fmt.Sprintf("%s (status 0x%04X)", what, status)
+}
+
+// sendFailure names what broke an association during a C-STORE, in a few
+// words fit for Stats: no UIDs, no addresses.
+func sendFailure(err error) string {
+	var ab *dicom.AbortError
+	var src *dicom.DataSetSourceError
+	var ne net.Error
+	switch {
+	case errors.As(err, new(*dataset.ConvertError)):
+		return "the instance could not be converted to the transfer syntax the destination accepts"
+	case errors.As(err, &src):
+		return "the spooled instance could not be read while sending"
+	case errors.As(err, &ab):
+		return "the destination aborted the association"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return "timed out waiting for the destination"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return "the destination closed the connection"
+	default:
+		return "the association failed"
+	}
+}
