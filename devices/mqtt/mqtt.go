@@ -83,6 +83,9 @@ type Source struct {
 	// LogContent logs each bad payload (the first 512 bytes): it may hold
 	// patient data, so only for debugging a profile (log.patient_data).
 	LogContent bool
+	// NewClient makes the MQTT client from its options (paho's when nil):
+	// tests give a client of their own.
+	NewClient func(*paho.ClientOptions) Client
 
 	in   *devices.Intake
 	acks *acker
@@ -98,6 +101,20 @@ type Source struct {
 	untimedAt      map[string]*untimedKey
 	retainedLogged bool
 }
+
+// Client is what the Source uses of an MQTT client: paho's Client, or one
+// a test drives. The Source subscribes from the options' OnConnect handler
+// (at each connect: a session the broker lost is made again), takes
+// messages through the subscription's handler and the options' default
+// handler, and acknowledges each with Message.Ack.
+type Client interface {
+	Connect() paho.Token
+	Subscribe(topic string, qos byte, callback paho.MessageHandler) paho.Token
+	IsConnectionOpen() bool
+	Disconnect(quiesce uint)
+}
+
+func newPahoClient(o *paho.ClientOptions) Client { return paho.NewClient(o) }
 
 // FirstSeen records deliveries durably and gives each one's first receipt
 // time (buffer.Seen).
@@ -125,6 +142,9 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.Clocks == nil {
 		s.Clocks = devices.NewClocks()
 	}
+	if s.NewClient == nil {
+		s.NewClient = newPahoClient
+	}
 	log := s.Log.With("monitor", s.ID, "broker", s.Broker, "topic", s.Topic)
 	s.in = s.intake(log)
 	defer s.in.Stop()
@@ -148,9 +168,10 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}
 	opts.SetDefaultPublishHandler(handler) // a persistent session delivers before Subscribe returns
-	opts.SetOnConnectHandler(func(c paho.Client) {
+	var client Client
+	opts.SetOnConnectHandler(func(paho.Client) {
 		s.connectedAt.Store(time.Now().UnixNano())
-		tok := c.Subscribe(s.Topic, s.QoS, handler)
+		tok := client.Subscribe(s.Topic, s.QoS, handler)
 		go func() {
 			tok.Wait()
 			if err := tok.Error(); err != nil {
@@ -177,7 +198,7 @@ func (s *Source) Run(ctx context.Context) error {
 		s.connectedAt.Store(time.Now().UnixNano())
 		s.Monitor.Set(devices.Disconnected, "")
 	})
-	client := paho.NewClient(opts)
+	client = s.NewClient(opts) // before Connect: the handlers use it
 	s.connectedAt.Store(time.Now().UnixNano())
 	tok := client.Connect() // retries by itself (ConnectRetry)
 	go func() {
