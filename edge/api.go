@@ -281,7 +281,8 @@ func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 		n++
 	}
 	for _, d := range rehanded {
-		node.Rehand(strings.TrimPrefix(d.Key, "study:"))
+		uid, _ := buffer.StudyOfKey(d.Key)
+		node.Rehand(uid)
 		if _, err := g.outbox.DropDead(r.Context(), d.ID); err != nil {
 			g.answerOutboxError(w, err)
 			return

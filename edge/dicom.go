@@ -10,6 +10,7 @@ import (
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/edge/config"
+	"github.com/wardgate/wardgate/edge/fhir"
 )
 
 // startDICOM runs the DICOM node when the config has one: the SCP storing
@@ -148,20 +149,20 @@ func (g *Gateway) dicomStatus() any {
 // delivered is told of every entry the record acknowledged: for the
 // status page and metrics, and, for an ImagingStudy, so that the DICOM
 // node may let its instances leave the spool.
-func (g *Gateway) delivered(items []buffer.Item) {
-	g.deliveries.delivered(items)
+func (g *Gateway) delivered(entries []fhir.Settled) {
+	g.deliveries.delivered(entries)
 	g.mu.Lock()
 	node := g.dicom
 	g.mu.Unlock()
 	if node == nil {
 		return
 	}
-	for _, it := range items {
-		uid, ok := strings.CutPrefix(it.Key, "study:")
-		if !ok || !strings.Contains(string(it.Payload[:min(len(it.Payload), 64)]), "ImagingStudy") {
+	for _, e := range entries {
+		uid, ok := buffer.StudyOfKey(e.Key)
+		if !ok || e.ResourceType != "ImagingStudy" {
 			continue
 		}
-		if err := node.StudyDelivered(uid, it.Enqueued); err != nil {
+		if err := node.StudyDelivered(uid, e.Enqueued); err != nil {
 			g.log.Error("dicom: recording a delivered study failed; its files stay until it is delivered again", "err", err)
 		}
 	}

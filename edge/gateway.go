@@ -203,12 +203,12 @@ func (g *Gateway) open() error {
 	g.deliverer = &fhir.Deliverer{
 		Outbox: g.outbox, Client: client, BatchSize: c.FHIR.BatchSize, BatchWait: c.FHIR.BatchWait.D(),
 		Log: g.log.With("component", "fhir"), OnDelivered: g.delivered,
-		OnRefused: func(items []buffer.Item) {
+		OnRefused: func(entries []fhir.Settled) {
 			// A Device the record refused: its next reading writes it again,
 			// rather than every later Observation referring to nothing.
-			for _, it := range items {
-				if fhir.EntryResourceType(it) == "Device" {
-					g.mapper.Forget(it.Key)
+			for _, e := range entries {
+				if e.ResourceType == "Device" {
+					g.mapper.Forget(e.Key)
 				}
 			}
 		},

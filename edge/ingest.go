@@ -111,7 +111,7 @@ func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) err
 			if err != nil {
 				return err
 			}
-			items = append(items, buffer.Item{Key: readings[0].Device, Kind: "fhir", Payload: b})
+			items = append(items, buffer.Item{Key: readings[0].Device, Kind: buffer.KindFHIR, Payload: b})
 		}
 	}
 	if len(items) == 0 {

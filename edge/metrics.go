@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dicom/gateway"
+	"github.com/wardgate/wardgate/edge/fhir"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -50,7 +51,7 @@ func (d *deliveryLog) init() {
 }
 
 // delivered is the Deliverer's OnDelivered hook.
-func (d *deliveryLog) delivered(items []buffer.Item) {
+func (d *deliveryLog) delivered(items []fhir.Settled) {
 	d.init()
 	now := time.Now()
 	for _, it := range items {
@@ -67,7 +68,7 @@ func (d *deliveryLog) delivered(items []buffer.Item) {
 	}
 	slot.n += len(items)
 	for _, it := range items {
-		uid, ok := strings.CutPrefix(it.Key, "study:")
+		uid, ok := buffer.StudyOfKey(it.Key)
 		if !ok {
 			continue
 		}

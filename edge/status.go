@@ -266,14 +266,14 @@ const statusDeadLetters = 50
 func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
 	return deadLetterReport{
 		ID: d.ID, Kind: d.Kind, Key: pageKey(d.Key), Reason: pageReason(d.Reason), At: d.At, Enqueued: d.Enqueued,
-		Attempts: d.Attempts, Retryable: d.Kind == "fhir" || d.Kind == "" || d.Kind == KindHeld || d.Kind == KindStudy,
+		Attempts: d.Attempts, Retryable: d.Kind == buffer.KindFHIR || d.Kind == "" || d.Kind == KindHeld || d.Kind == KindStudy,
 		PageKey: pageKey(d.Key), PageReason: pageReason(d.Reason),
 	}
 }
 
 // pageKey shortens a study's key to its handle.
 func pageKey(k string) string {
-	if uid, ok := strings.CutPrefix(k, "study:"); ok {
+	if uid, ok := buffer.StudyOfKey(k); ok {
 		return "study …" + uidHandle(uid)
 	}
 	return k

@@ -42,7 +42,7 @@ import (
 const KindStudy = "study"
 
 // studyKey is the outbox key of a study's entries and dead letters.
-func studyKey(uid string) string { return "study:" + uid }
+func studyKey(uid string) string { return buffer.StudyKeyOf(uid).String() }
 
 // studyRefusal is a study that cannot be charted as it is.
 type studyRefusal struct {
@@ -225,13 +225,13 @@ func (g *Gateway) ingestStudy(ctx context.Context, uid string, instances []datas
 	}
 	if ep != nil {
 		b, _ := json.Marshal(ep)
-		items = append(items, buffer.Item{Key: studyKey(uid), Kind: "fhir", Payload: b})
+		items = append(items, buffer.Item{Key: studyKey(uid), Kind: buffer.KindFHIR, Payload: b})
 	}
 	b, err := json.Marshal(study)
 	if err != nil {
 		return err
 	}
-	items = append(items, buffer.Item{Key: studyKey(uid), Kind: "fhir", Payload: b})
+	items = append(items, buffer.Item{Key: studyKey(uid), Kind: buffer.KindFHIR, Payload: b})
 	if _, err := g.outbox.Append(ctx, items...); err != nil {
 		return err
 	}
@@ -277,7 +277,7 @@ func (g *Gateway) studyDeadIDsLocked() error {
 	}
 	d.ids = map[string][]uint64{}
 	for _, dl := range dls {
-		if uid, ok := strings.CutPrefix(dl.Key, "study:"); ok && dl.Kind == KindStudy {
+		if uid, ok := buffer.StudyOfKey(dl.Key); ok && dl.Kind == KindStudy {
 			d.ids[uid] = append(d.ids[uid], dl.ID)
 		}
 	}

@@ -54,16 +54,17 @@ type Deliverer struct {
 	BatchWait time.Duration
 	Log       *slog.Logger
 	// OnDelivered, when set, is told of the entries each 2xx acknowledged
-	// (with their Key and Enqueued time), for the status page and metrics.
-	// It must not block.
-	OnDelivered func(items []buffer.Item)
+	// and what each wrote, for the status page, metrics and the DICOM
+	// application (a delivered ImagingStudy lets its instances go). It must
+	// not block.
+	OnDelivered func(entries []Settled)
 	// PermanentAfter is how many answers of 403, 409 or 412 an entry gets
 	// before they are taken as a refusal for good (5 when zero).
 	PermanentAfter int
 	// OnRefused, when set, is told of the entries that went to the dead
 	// letters (a Device the record refused: its mapper writes it again).
 	// It must not block.
-	OnRefused func(items []buffer.Item)
+	OnRefused func(entries []Settled)
 
 	mu         sync.Mutex
 	stats      DeliveryStats
@@ -126,7 +127,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		valid := items[:0:0]
 		for _, it := range items {
 			m := metaOf(it)
-			if it.Kind != "" && it.Kind != "fhir" {
+			if it.Kind != "" && it.Kind != buffer.KindFHIR {
 				// A raw device frame retried from the dead letters: whatever
 				// it holds, it is not ours to post.
 				m = entryMeta{}
@@ -147,16 +148,23 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		// conditional references of the Observations and ImagingStudies that
 		// follow resolve against the record as it is, on any server.
 		first, rest := partition(items, keys)
-		if len(first) > 0 && !d.send(sctx, first, owner) {
+		if len(first) > 0 && !d.send(sctx, first, owner, keys) {
 			if len(rest) > 0 {
 				d.holdBack(sctx, rest, owner, "held back behind a Device or Endpoint that waits for a retry")
 			}
 			continue
 		}
 		if len(rest) > 0 {
-			d.send(sctx, rest, owner)
+			d.send(sctx, rest, owner, keys)
 		}
 	}
+}
+
+// Settled is an outbox entry the deliverer settled (acknowledged or refused
+// by the record), and the resource type it writes.
+type Settled struct {
+	buffer.Item
+	ResourceType string
 }
 
 // entryMeta is what delivery needs to know of an entry besides its bytes.
@@ -166,9 +174,13 @@ type entryMeta struct {
 	method       string
 }
 
-// EntryResourceType is the resource type an outbox entry writes ("" when
-// it is not a Bundle entry).
-func EntryResourceType(it buffer.Item) string { return metaOf(it).resourceType }
+func entries(items []buffer.Item, meta map[uint64]entryMeta) []Settled {
+	out := make([]Settled, len(items))
+	for i, it := range items {
+		out[i] = Settled{Item: it, ResourceType: meta[it.ID].resourceType}
+	}
+	return out
+}
 
 // metaOf reads an entry's request; method is empty when the payload is not
 // a Bundle entry with a resource.
@@ -288,7 +300,7 @@ func bundle(items []buffer.Item) []byte {
 // send delivers items in one Bundle, splitting it when the server refuses
 // some entry. It returns false when delivery must stop for now (the server
 // is unavailable): the items it did not settle are then put back.
-func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch) bool {
+func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch, meta map[uint64]entryMeta) bool {
 	resp, err := d.Client.Post(ctx, bundle(items))
 	d.count(func(s *DeliveryStats) { s.Requests++ })
 	if err != nil {
@@ -311,7 +323,7 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 			s.LastStatus, s.LastSuccess = st, time.Now()
 		})
 		if d.OnDelivered != nil {
-			d.OnDelivered(items)
+			d.OnDelivered(entries(items, meta))
 		}
 		return true
 	case (st == 400 || st == 404 || st == 422) && resp.IsOutcome:
@@ -336,7 +348,7 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 		d.settle(ctx, items, owner, func(b *buffer.Batch, ids []uint64) error { return b.DeadLetter(ctx, reason, ids...) })
 		d.forgetRefusals(items)
 		if d.OnRefused != nil {
-			d.OnRefused(items)
+			d.OnRefused(entries(items, meta))
 		}
 		d.count(func(s *DeliveryStats) {
 			s.DeadLettered++
@@ -346,11 +358,11 @@ func (d *Deliverer) send(ctx context.Context, items []buffer.Item, owner map[uin
 		return true
 	}
 	half := len(items) / 2
-	if !d.send(ctx, items[:half], owner) {
+	if !d.send(ctx, items[:half], owner, meta) {
 		d.holdBack(ctx, items[half:], owner, "held back behind an entry that waits for a retry")
 		return false
 	}
-	return d.send(ctx, items[half:], owner)
+	return d.send(ctx, items[half:], owner, meta)
 }
 
 // refusedEnough counts a 403, 409 or 412 for each entry of a Bundle and
