@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/dicom/gateway"
 )
 
 // The JSON API under /api/ shows what the status page shows, and carries
@@ -226,14 +227,15 @@ func ids(dls []buffer.DeadLetter) []uint64 {
 //
 // A refused FHIR entry goes back to the outbox; a held frame that expired
 // goes back to wait for its patient; a study that was not charted is handed
-// over again (its instances are checked anew).
+// over again (its instances are checked anew); an instance a PACS refused is
+// sent to it again.
 func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 	dls, all, ok := g.selectDeadLetters(w, r)
 	if !ok {
 		return
 	}
 	// With "all", what cannot be retried is skipped; named, it is refused.
-	var again, reheld, rehanded []buffer.DeadLetter
+	var again, reheld, rehanded, resent []buffer.DeadLetter
 	skipped := 0
 	node := g.dicomNode()
 	for _, d := range dls {
@@ -247,6 +249,11 @@ func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 			continue
 		case d.Kind == KindStudy:
 			why = fmt.Sprintf("dead letter %d is a study that was not charted; the DICOM node is not running to hand it over again", d.ID)
+		case d.Kind == KindForward && node != nil:
+			resent = append(resent, d)
+			continue
+		case d.Kind == KindForward:
+			why = fmt.Sprintf("dead letter %d is an instance a PACS refused; the DICOM node is not running to send it again", d.ID)
 		case deadLetterOf(d).Retryable:
 			again = append(again, d)
 			continue
@@ -290,15 +297,57 @@ func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 		g.forgetStudyDeadLetters([]uint64{d.ID})
 		n++
 	}
+	// The refusal goes from the ledger (the instance is queued) before its
+	// dead letter goes: a failure in between leaves a dead letter whose
+	// retry finds nothing to do, never a refusal nobody can see.
+	for _, d := range resent {
+		if r, ok := refusalOf(d); ok {
+			if err := node.RetryRefusal(r); err != nil && !errors.Is(err, gateway.ErrNoRefusal) {
+				writeError(w, http.StatusConflict, fmt.Sprintf("dead letter %d: %v", d.ID, err))
+				return
+			}
+		}
+		if _, err := g.outbox.DropDead(r.Context(), d.ID); err != nil {
+			g.answerOutboxError(w, err)
+			return
+		}
+		n++
+	}
 	g.log.Info("admin API: dead letters retried", "count", n, "not_retryable", skipped, "from", remoteHost(r))
 	writeJSON(w, http.StatusOK, map[string]int{"retried": n, "not_retryable": skipped})
 }
 
 // POST /api/dead-letters/drop {"ids": [...]} | {"all": true}
 func (g *Gateway) dropDeadLetters(w http.ResponseWriter, r *http.Request) {
-	dls, _, ok := g.selectDeadLetters(w, r)
+	dls, all, ok := g.selectDeadLetters(w, r)
 	if !ok {
 		return
+	}
+	// A PACS refusal is dropped in the ledger first, so that its instance
+	// may leave the spool; without the DICOM node that cannot be done.
+	node := g.dicomNode()
+	skipped := 0
+	dls = slices.DeleteFunc(dls, func(d buffer.DeadLetter) bool {
+		if d.Kind != KindForward {
+			return false
+		}
+		if _, ok := refusalOf(d); ok && node == nil {
+			skipped++
+			return true
+		}
+		return false
+	})
+	if skipped > 0 && !all {
+		writeError(w, http.StatusConflict, "a dead letter named is an instance a PACS refused; the DICOM node is not running to let it leave the spool")
+		return
+	}
+	for _, d := range dls {
+		if rf, ok := refusalOf(d); ok {
+			if err := node.DropRefusal(rf); err != nil && !errors.Is(err, gateway.ErrNoRefusal) {
+				writeError(w, http.StatusInternalServerError, fmt.Sprintf("dead letter %d: %v", d.ID, err))
+				return
+			}
+		}
 	}
 	n := 0
 	if len(dls) > 0 {
@@ -309,8 +358,8 @@ func (g *Gateway) dropDeadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 		g.forgetStudyDeadLetters(ids(dls))
 	}
-	g.log.Info("admin API: dead letters dropped", "count", n, "from", remoteHost(r))
-	writeJSON(w, http.StatusOK, map[string]int{"dropped": n})
+	g.log.Info("admin API: dead letters dropped", "count", n, "kept", skipped, "from", remoteHost(r))
+	writeJSON(w, http.StatusOK, map[string]int{"dropped": n, "not_droppable": skipped})
 }
 
 func (g *Gateway) answerOutboxError(w http.ResponseWriter, err error) {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -36,7 +37,8 @@ func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
 	node, err := gateway.NewNode(gateway.NodeConfig{
 		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations,
 		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
-		Forward: forward, Retention: c.Retention.D(), Logger: g.log,
+		Forward: forward, Retention: c.Retention.D(), RefusedForGoodAfter: c.RefusedForGoodAfter.D(), Logger: g.log,
+		OnRefused: func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
 	})
 	if err != nil {
 		return nil, err
@@ -54,6 +56,7 @@ func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
 	g.mu.Lock()
 	g.dicom = node
 	g.mu.Unlock()
+	g.reconcileRefusals(ctx, node)
 	g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", ln.Addr().String(), "forward", len(forward))
 	return func() {
 		// Out of sight first: the delivery hook and the status page stop
@@ -166,4 +169,89 @@ func (g *Gateway) delivered(entries []fhir.Settled) {
 			g.log.Error("dicom: recording a delivered study failed; its files stay until it is delivered again", "err", err)
 		}
 	}
+}
+
+// KindForward marks a dead letter that is an instance a PACS refused for
+// good; its payload is the gateway.Refusal. The instance stays in the spool
+// until the dead letter is retried (sent again) or dropped (never sent
+// there; the instance may then leave the spool).
+const KindForward = "forward"
+
+// forwardRefused puts a PACS refusal among the dead letters, once: the
+// refusal is durable in the ledger first, so a crash in between, or a
+// refusal from before this kind of dead letter existed, is put there by
+// reconcileRefusals at the next start.
+func (g *Gateway) forwardRefused(ctx context.Context, r gateway.Refusal) {
+	g.refusalMu.Lock()
+	defer g.refusalMu.Unlock()
+	have, err := g.refusalLetters()
+	if err != nil {
+		g.log.Error("dicom: listing the dead letters failed; a PACS refusal is counted but not listed until the next start", "err", err)
+		return
+	}
+	g.addRefusalLetter(ctx, have, r)
+}
+
+// reconcileRefusals lists, at start, every refusal the ledger keeps that
+// the dead letters do not have.
+func (g *Gateway) reconcileRefusals(ctx context.Context, node *gateway.Node) {
+	rs, err := node.Refusals()
+	if err != nil {
+		g.log.Error("dicom: reading the PACS refusals failed; they are counted but not listed until the next start", "err", err)
+		return
+	}
+	if len(rs) == 0 {
+		return
+	}
+	g.refusalMu.Lock()
+	defer g.refusalMu.Unlock()
+	have, err := g.refusalLetters()
+	if err != nil {
+		g.log.Error("dicom: listing the dead letters failed; PACS refusals are counted but not listed until the next start", "err", err)
+		return
+	}
+	for _, r := range rs {
+		g.addRefusalLetter(ctx, have, r)
+	}
+}
+
+// refusalKey tells two refusals of the same content by the same PACS.
+func refusalKey(r gateway.Refusal) string { return r.Destination + " " + r.Key + " " + r.SHA256 }
+
+func (g *Gateway) refusalLetters() (map[string]bool, error) {
+	dls, err := g.outbox.DeadLetters(0)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, d := range dls {
+		if r, ok := refusalOf(d); ok {
+			have[refusalKey(r)] = true
+		}
+	}
+	return have, nil
+}
+
+func (g *Gateway) addRefusalLetter(ctx context.Context, have map[string]bool, r gateway.Refusal) {
+	if have[refusalKey(r)] {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err == nil {
+		_, err = g.outbox.AddDeadLetter(ctx, buffer.Item{Key: r.Key, Kind: KindForward, Payload: b}, r.Reason+", for good, by "+r.Destination)
+	}
+	if err != nil {
+		g.log.Error("dicom: listing a PACS refusal among the dead letters failed; it is counted and listed at the next start", "err", err)
+		return
+	}
+	have[refusalKey(r)] = true
+}
+
+// refusalOf reads a KindForward dead letter's refusal.
+func refusalOf(d buffer.DeadLetter) (gateway.Refusal, bool) {
+	var r gateway.Refusal
+	if d.Kind != KindForward || json.Unmarshal(d.Payload, &r) != nil || r.Destination == "" || r.Key == "" {
+		return gateway.Refusal{}, false
+	}
+	return r, true
 }

@@ -26,9 +26,12 @@ const ShutdownTimeout = 30 * time.Second
 
 // Gateway is one running wardgate.
 type Gateway struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	version string
+	cfg *config.Config
+	// refusalMu makes listing a PACS refusal among the dead letters
+	// check-then-add.
+	refusalMu sync.Mutex
+	log       *slog.Logger
+	version   string
 
 	lock      *dataDirLock
 	outbox    *buffer.Outbox

@@ -266,7 +266,7 @@ const statusDeadLetters = 50
 func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
 	return deadLetterReport{
 		ID: d.ID, Kind: d.Kind, Key: pageKey(d.Key), Reason: pageReason(d.Reason), At: d.At, Enqueued: d.Enqueued,
-		Attempts: d.Attempts, Retryable: d.Kind == buffer.KindFHIR || d.Kind == "" || d.Kind == KindHeld || d.Kind == KindStudy,
+		Attempts: d.Attempts, Retryable: d.Kind == buffer.KindFHIR || d.Kind == "" || d.Kind == KindHeld || d.Kind == KindStudy || d.Kind == KindForward,
 		PageKey: pageKey(d.Key), PageReason: pageReason(d.Reason),
 	}
 }

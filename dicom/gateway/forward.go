@@ -70,6 +70,10 @@ type Forwarder struct {
 	DeadAfter   time.Duration
 	Backoff     buffer.Backoff // zero: 1 s doubling to 5 min
 	Logger      *slog.Logger
+	// OnRefused, when set, is told of each refusal for good once its mark
+	// is durable, so that it joins the gateway's dead letters. It must not
+	// block for long. Refusals lists them again (after a restart).
+	OnRefused func(Refusal)
 
 	// Enqueue only appends to pending, under its own small lock: a C-STORE
 	// response (the Receiver calls Enqueue) never waits for the queue. The
@@ -170,7 +174,7 @@ func (f *Forwarder) Start() error {
 	var dead uint64
 	err = f.Spool.Each(func(in buffer.Instance) bool {
 		if m, ok := marks[in.Key]; ok && m.SHA256 == in.SHA256 {
-			if m.Dead {
+			if m.Dead && !m.Dropped {
 				dead++
 			}
 			return true
@@ -204,6 +208,59 @@ func (f *Forwarder) Start() error {
 	f.done = make(chan struct{})
 	go f.run(ctx)
 	return nil
+}
+
+// Refusal is an instance a destination refused for good: it stays in the
+// spool until it is retried (sent again) or dropped (never sent there).
+// Key is the instance's spool key; SHA256 the content refused.
+type Refusal struct {
+	Destination string    `json:"destination"` // AE@host:port
+	Key         string    `json:"key"`
+	SHA256      string    `json:"sha256"`
+	Reason      string    `json:"reason"`
+	At          time.Time `json:"at"`
+}
+
+// Refusals lists the refusals for good that wait for someone to retry or
+// drop them: spooled content whose mark is Dead and not Dropped.
+func (f *Forwarder) Refusals() ([]Refusal, error) {
+	marks, err := f.Ledger.Forwarded(f.Dest.LedgerName())
+	if err != nil {
+		return nil, err
+	}
+	var out []Refusal
+	err = f.Spool.Each(func(in buffer.Instance) bool {
+		if m, ok := marks[in.Key]; ok && m.Dead && !m.Dropped && m.SHA256 == in.SHA256 {
+			out = append(out, Refusal{Destination: f.Dest.LedgerName(), Key: in.Key, SHA256: in.SHA256, Reason: m.Reason, At: m.At})
+		}
+		return true
+	})
+	return out, err
+}
+
+// Retry sends a refused instance again: its refusal mark goes and it joins
+// the queue, counted afresh. false: there is no such refusal (retried or
+// replaced meanwhile).
+func (f *Forwarder) Retry(key, sha string) (bool, error) {
+	removed, err := f.Ledger.RemoveForwardMark(f.Dest.LedgerName(), key, sha)
+	if err != nil || !removed {
+		return false, err
+	}
+	f.dead.Add(^uint64(0))
+	f.Enqueue(key)
+	return true, nil
+}
+
+// Drop gives up on sending a refused instance to this destination: the
+// mark says Dropped, and the instance may leave the spool without it.
+// false: there is no such refusal.
+func (f *Forwarder) Drop(key, sha string) (bool, error) {
+	dropped, err := f.Ledger.DropForwardMark(f.Dest.LedgerName(), key, sha)
+	if err != nil || !dropped {
+		return false, err
+	}
+	f.dead.Add(^uint64(0))
+	return true, nil
 }
 
 // Stop ends forwarding (an instance being sent is abandoned and sent again

@@ -48,6 +48,12 @@ func (f *Forwarder) run(ctx context.Context) {
 			// The instances stay delivered at the destination; without the
 			// marks they are sent again after a restart.
 			f.Logger.Error("dicom: recording forwarded instances failed", "err", err)
+		} else if f.OnRefused != nil {
+			for key, m := range marks {
+				if m.Dead {
+					f.OnRefused(Refusal{Destination: f.Dest.LedgerName(), Key: key, SHA256: m.SHA256, Reason: m.Reason, At: m.At})
+				}
+			}
 		}
 		clear(marks)
 	}
@@ -360,7 +366,7 @@ func statusReason(status uint16) string {
 	case status == dicom.StatusSOPClassNotSupported:
 		what = "destination does not support the SOP class"
 	case status == 0x0124:
-		what = "destination refused: not authorized"
+		what = "destination refused, not authorized"
 	case status == dicom.StatusProcessingFailure:
 		what = "destination processing failure"
 	case status&0xF000 == 0xC000:

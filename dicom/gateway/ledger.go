@@ -51,12 +51,16 @@ type ChartedMark struct {
 }
 
 // ForwardMark says that a destination has an instance's content (Dead
-// false), or refused it for good (Dead true, with the reason).
+// false), or refused it for good (Dead true, with the reason). A refusal
+// keeps the instance in the spool until someone retries it (the mark goes)
+// or drops it (Dropped: the destination will never have it, and the
+// instance may leave the spool without it).
 type ForwardMark struct {
-	SHA256 string    `json:"sha256"`
-	Dead   bool      `json:"dead,omitempty"`
-	Reason string    `json:"reason,omitempty"`
-	At     time.Time `json:"at"`
+	SHA256  string    `json:"sha256"`
+	Dead    bool      `json:"dead,omitempty"`
+	Dropped bool      `json:"dropped,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // OpenLedger opens or creates the ledger file at path, as a buffer.Store:
@@ -183,6 +187,51 @@ func (l *Ledger) ForwardMarkOf(destination, key string) (ForwardMark, bool) {
 		return nil
 	})
 	return m, found
+}
+
+// RemoveForwardMark deletes destination's mark for key when it is still a
+// refusal of content sha; it reports whether it did.
+func (l *Ledger) RemoveForwardMark(destination, key, sha string) (bool, error) {
+	removed := false
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		removed = false
+		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
+		if b == nil {
+			return nil
+		}
+		var m ForwardMark
+		if v := b.Get([]byte(key)); v == nil || json.Unmarshal(v, &m) != nil || !m.Dead || m.SHA256 != sha {
+			return nil
+		}
+		removed = true
+		return b.Delete([]byte(key))
+	})
+	return removed && err == nil, err
+}
+
+// DropForwardMark marks destination's refusal of key (content sha) as
+// Dropped; it reports whether there was such a refusal to drop.
+func (l *Ledger) DropForwardMark(destination, key, sha string) (bool, error) {
+	dropped := false
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		dropped = false
+		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
+		if b == nil {
+			return nil
+		}
+		var m ForwardMark
+		if v := b.Get([]byte(key)); v == nil || json.Unmarshal(v, &m) != nil || !m.Dead || m.Dropped || m.SHA256 != sha {
+			return nil
+		}
+		m.Dropped = true
+		v, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		dropped = true
+		return b.Put([]byte(key), v)
+	})
+	return dropped && err == nil, err
 }
 
 // ForgetForwarded drops every destination's mark for keys (instances that

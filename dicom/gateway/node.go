@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -31,6 +32,11 @@ type NodeConfig struct {
 	// Retention keeps an instance this long after it was received, even
 	// when everyone has it.
 	Retention time.Duration
+	// RefusedForGoodAfter is each Forwarder's DeadAfter (0: 1 h).
+	RefusedForGoodAfter time.Duration
+	// OnRefused is told of each instance a destination refused for good
+	// (see Forwarder.OnRefused).
+	OnRefused func(Refusal)
 	Logger    *slog.Logger
 }
 
@@ -79,7 +85,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 	}
 	for _, d := range c.Forward {
 		n.Forwarders = append(n.Forwarders, &Forwarder{
-			Dest: d, CallingAE: c.AETitle, Spool: c.Spool, Ledger: ledger, Timeouts: c.Timeouts, Logger: log,
+			Dest: d, CallingAE: c.AETitle, Spool: c.Spool, Ledger: ledger, Timeouts: c.Timeouts, Logger: log, OnRefused: c.OnRefused, DeadAfter: c.RefusedForGoodAfter,
 		})
 	}
 	if c.Sink != nil {
@@ -173,6 +179,61 @@ func (n *Node) RecentStudies() []RecentStudy {
 		dests = append(dests, f.Dest.LedgerName())
 	}
 	return n.Recent.snapshot(n.Ledger, dests)
+}
+
+// Refusals lists every destination's refusals for good that wait for a
+// retry or a drop.
+func (n *Node) Refusals() ([]Refusal, error) {
+	var out []Refusal
+	for _, f := range n.Forwarders {
+		rs, err := f.Refusals()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// ErrNoRefusal: the refusal named is not (or no longer) waiting: it was
+// retried or dropped, or its instance was replaced or left the spool.
+var ErrNoRefusal = errors.New("no such refusal waiting (retried, dropped or replaced meanwhile)")
+
+// RetryRefusal sends a refused instance to its destination again.
+func (n *Node) RetryRefusal(r Refusal) error {
+	f := n.forwarder(r.Destination)
+	if f == nil {
+		return fmt.Errorf("destination %s is no longer configured; drop the dead letter instead", r.Destination)
+	}
+	ok, err := f.Retry(r.Key, r.SHA256)
+	if err == nil && !ok {
+		err = ErrNoRefusal
+	}
+	return err
+}
+
+// DropRefusal gives up on sending a refused instance to its destination,
+// so that it may leave the spool. A destination no longer configured holds
+// nothing back: there is nothing to drop.
+func (n *Node) DropRefusal(r Refusal) error {
+	f := n.forwarder(r.Destination)
+	if f == nil {
+		return nil
+	}
+	ok, err := f.Drop(r.Key, r.SHA256)
+	if err == nil && !ok {
+		err = ErrNoRefusal
+	}
+	return err
+}
+
+func (n *Node) forwarder(destination string) *Forwarder {
+	for _, f := range n.Forwarders {
+		if f.Dest.LedgerName() == destination {
+			return f
+		}
+	}
+	return nil
 }
 
 // Rehand hands a study over to the FHIR side again, as if an instance of it

@@ -11,7 +11,8 @@ import (
 )
 
 // Pruner removes a spooled instance once it is no longer needed: every
-// forward destination has it (a dead-lettered one does not count), the
+// forward destination has it or its refusal was dropped (a refusal that
+// waits in the dead letters keeps it, for a retry), the
 // record has acknowledged an ImagingStudy of its study with this content,
 // and Retention has passed since it was received. With no destination, the
 // record's acknowledgement alone decides. It checks every Interval.
@@ -93,7 +94,7 @@ func (p *Pruner) Prune(ctx context.Context) error {
 			return true
 		}
 		for _, m := range marks {
-			if fm, ok := m[in.Key]; !ok || fm.Dead || fm.SHA256 != in.SHA256 {
+			if fm, ok := m[in.Key]; !ok || fm.Dead && !fm.Dropped || fm.SHA256 != in.SHA256 {
 				return true
 			}
 		}

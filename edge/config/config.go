@@ -165,6 +165,10 @@ type DICOM struct {
 	// arrived, even once every forward destination and the FHIR server
 	// have it (default 0: removed as soon as they do).
 	Retention Duration `yaml:"retention"`
+	// RefusedForGoodAfter: a destination's permanent refusal (A9xx, 0122,
+	// 0124) of an instance makes it a dead letter once refusals have
+	// lasted this long (and five came); default 1h.
+	RefusedForGoodAfter Duration `yaml:"refused_for_good_after"`
 	// IssuerOfPatientID is the Issuer of Patient ID (0010,0021) under which
 	// a study's Patient ID is an identifier of fhir.patient_identifier_system.
 	// A study whose instances name another issuer has no patient here.
@@ -203,6 +207,7 @@ const (
 	DefaultBatchSize        = 100
 	DefaultFHIRTimeout      = Duration(30e9)
 	DefaultStudyStableAfter = Duration(60e9)
+	DefaultRefusedForGood   = Duration(3600e9)
 	DefaultMaxAssociations  = 16
 	DefaultHoldUnassociated = Duration(time.Hour)
 	DefaultEncounterRefresh = Duration(5 * time.Second)
@@ -275,6 +280,9 @@ func (c *Config) applyDefaults() {
 	if d := c.DICOM; d != nil {
 		if d.Listen == "" {
 			d.Listen = DefaultDICOMListen
+		}
+		if d.RefusedForGoodAfter == 0 {
+			d.RefusedForGoodAfter = DefaultRefusedForGood
 		}
 		if d.StudyStableAfter == 0 {
 			d.StudyStableAfter = DefaultStudyStableAfter
