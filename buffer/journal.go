@@ -174,8 +174,9 @@ func epochSeed(epoch uint64) uint32 {
 }
 
 // alignPage rounds a journal offset up to the next page: each record starts
-// on a page of its own, so that writing it never waits for the writeback of
-// the page that the syncer is flushing (stable pages).
+// on a page of its own, so that writing a record never rewrites a page that
+// holds an earlier, acknowledged one (a write torn by a power loss could
+// damage it) and never waits for that page's writeback (stable pages).
 func alignPage(off int64) int64 { return (off + 4095) &^ 4095 }
 
 func createJournal(path string) (*os.File, error) {
@@ -311,37 +312,52 @@ func (j *journal) append(ctx context.Context, values [][]byte) ([]uint64, error)
 	}
 }
 
-// The journal runs as two goroutines: the writer gathers the waiting calls
-// into one record and writes it to the page cache; the syncer fdatasyncs and
-// answers every call whose record was written before the fdatasync began.
-// While one fdatasync runs, the writer prepares and writes the next records,
-// so the disk is never idle while calls are waiting.
+// The journal runs as one goroutine that takes the waiting calls as a group,
+// writes their record, fdatasyncs and answers them, then takes the next
+// group: one record and one fdatasync in flight at a time, so groups become
+// durable, and are answered, in LSN order.
+//
+// A group is closed as late as possible. While an fdatasync runs, every call
+// that arrives waits for the next group; when it returns, the callers just
+// answered usually come back at once with their next Append, and the loop
+// yields (gatherRounds) so that they join the group being formed instead of
+// the one after it. Writing the next record while the previous one was being
+// flushed, as this journal once did, split steady appenders into two cohorts
+// that took turns, so each fdatasync carried half of them.
 func (j *journal) loop() {
 	defer close(j.stopped)
-	written := make(chan writtenGroup, 4)
-	syncerDone := make(chan struct{})
-	go j.syncer(written, syncerDone)
-	defer func() {
-		close(written)
-		<-syncerDone
-	}()
 	batch := make([]*jop, 0, 64)
 	var buf bytes.Buffer
 	for {
 		select {
 		case o := <-j.ops:
 			batch = append(batch[:0], o)
+			batch = j.gather(batch, gatherRounds)
 		case <-j.stop:
+			// Write what was queued before the stop, then refuse.
 			for {
-				select {
-				case o := <-j.ops:
-					j.writeGroup([]*jop{o}, &buf, written)
-				default:
+				batch = j.gather(batch[:0], 0)
+				if len(batch) == 0 {
 					return
 				}
+				j.commit(batch, &buf)
 			}
 		}
-		runtime.Gosched() // see committer.loop
+		j.commit(batch, &buf)
+	}
+}
+
+// gatherRounds bounds how many times the loop yields to let callers join a
+// group: it yields again only while the last yield brought new calls, so an
+// idle journal pays one yield and a busy one waits no longer than its
+// callers take to come back.
+const gatherRounds = 8
+
+// gather adds the calls waiting in the queue to batch, up to maxOpsPerCommit,
+// yielding (as committer.loop does) up to rounds times first.
+func (j *journal) gather(batch []*jop, rounds int) []*jop {
+	for round := 0; ; round++ {
+		n := len(batch)
 	drain:
 		for len(batch) < maxOpsPerCommit {
 			select {
@@ -351,91 +367,40 @@ func (j *journal) loop() {
 				break drain
 			}
 		}
-		j.writeGroup(batch, &buf, written)
+		if round >= rounds || len(batch) == maxOpsPerCommit || (round > 0 && len(batch) == n) {
+			return batch
+		}
+		runtime.Gosched()
 	}
 }
 
-// writtenGroup is a record in the page cache, waiting for its fdatasync.
-type writtenGroup struct {
-	ops     []*jop
-	rec     journalRecord
-	barrier chan struct{} // when set: closed once everything before it is synced
-}
-
-func (j *journal) syncer(written <-chan writtenGroup, done chan<- struct{}) {
-	defer close(done)
-	var groups []writtenGroup
-	for g := range written {
-		groups = append(groups[:0], g)
-		runtime.Gosched() // let the writer add what is arriving to this sync
-	more:
-		for {
-			select {
-			case g, ok := <-written:
-				if !ok {
-					break more
-				}
-				groups = append(groups, g)
-			default:
-				break more
-			}
+// commit writes one group's record, fdatasyncs, hands the record to the
+// outbox and answers the group's calls.
+func (j *journal) commit(batch []*jop, buf *bytes.Buffer) {
+	rec, err := j.writeRecord(batch, buf)
+	if err == nil {
+		if e := unix.Fdatasync(int(j.f.Fd())); e != nil {
+			// After a failed flush the page cache cannot be trusted
+			// (fsyncgate): refuse everything until a restart replays what
+			// is really on disk.
+			e = fmt.Errorf("outbox journal fdatasync failed; restart wardgate: %w", diskFull(e))
+			j.broken.CompareAndSwap(nil, &e)
+			err = e
+		} else {
+			j.syncs.Add(1)
+			j.calls.Add(uint64(len(batch)))
+			j.committed(rec)
 		}
-		err := j.broken.Load()
-		if err == nil && hasOps(groups) {
-			if e := unix.Fdatasync(int(j.f.Fd())); e != nil {
-				// After a failed flush the page cache cannot be trusted
-				// (fsyncgate): refuse everything until a restart replays what
-				// is really on disk.
-				e = fmt.Errorf("outbox journal fdatasync failed; restart wardgate: %w", diskFull(e))
-				j.broken.CompareAndSwap(nil, &e)
-				err = &e
-			} else {
-				j.syncs.Add(1)
-			}
-		}
-		for _, g := range groups {
-			if g.barrier != nil {
-				close(g.barrier)
-				continue
-			}
-			if err == nil {
-				j.calls.Add(uint64(len(g.ops)))
-				j.committed(g.rec)
-			}
-			for _, o := range g.ops {
-				if err != nil {
-					o.done <- *err
-				} else {
-					o.done <- nil
-				}
-			}
-		}
+	}
+	for _, o := range batch {
+		o.done <- err
 	}
 }
 
-func hasOps(groups []writtenGroup) bool {
-	for _, g := range groups {
-		if g.barrier == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// writeGroup writes one group's record and hands it to the syncer; a call
-// refused before its write is answered here.
-func (j *journal) writeGroup(batch []*jop, buf *bytes.Buffer, written chan<- writtenGroup) {
-	rec, err := j.writeRecord(batch, buf, written)
-	if err != nil {
-		for _, o := range batch {
-			o.done <- err
-		}
-		return
-	}
-	written <- writtenGroup{ops: append([]*jop(nil), batch...), rec: rec}
-}
-
-func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer, written chan<- writtenGroup) (journalRecord, error) {
+// writeRecord writes one group's record to the page cache. Every record
+// before it is durable by then (or the journal is broken), so a wrap may
+// write over them once beforeWrap has them in bbolt.
+func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer) (journalRecord, error) {
 	if err := j.broken.Load(); err != nil {
 		return journalRecord{}, *err
 	}
@@ -471,14 +436,7 @@ func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer, written chan<- wr
 	binary.BigEndian.PutUint32(b[4:], sum)
 
 	if j.pos+int64(len(b)) > j.size {
-		// Everything before pos must be synced and in bbolt before it is
-		// overwritten.
-		barrier := make(chan struct{})
-		written <- writtenGroup{barrier: barrier}
-		<-barrier
-		if err := j.broken.Load(); err != nil {
-			return journalRecord{}, *err
-		}
+		// Everything before pos must be in bbolt before it is overwritten.
 		if err := j.beforeWrap(); err != nil {
 			return journalRecord{}, err
 		}
