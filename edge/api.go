@@ -28,10 +28,10 @@ import (
 // apiRoutes registers the API on mux.
 func (g *Gateway) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.statusReport())
+		writeJSON(w, http.StatusOK, g.snapshot())
 	})
 	mux.HandleFunc("GET /api/monitors", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"monitors": g.statusReport().Monitors})
+		writeJSON(w, http.StatusOK, map[string]any{"monitors": g.snapshot().Monitors})
 	})
 	mux.HandleFunc("GET /api/dicom", func(w http.ResponseWriter, r *http.Request) {
 		d := g.dicomReport()
@@ -42,7 +42,7 @@ func (g *Gateway) apiRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, d)
 	})
 	mux.HandleFunc("GET /api/outbox", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.statusReport().Outbox)
+		writeJSON(w, http.StatusOK, g.snapshot().Outbox)
 	})
 	mux.HandleFunc("GET /api/dead-letters", g.listDeadLetters)
 	mux.HandleFunc("POST /api/dead-letters/retry", g.adminOnly(g.retryDeadLetters))

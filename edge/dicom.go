@@ -14,21 +14,22 @@ import (
 	"github.com/wardgate/wardgate/edge/fhir"
 )
 
-// startDICOM runs the DICOM node when the config has one: the SCP storing
-// into the spool, the study assembler handing stable studies to the
-// gateway (IngestStudy), a forwarder per dicom.forward destination and the
-// spool's pruner. stop shuts the SCP down gracefully (associations in
-// progress get ShutdownTimeout to finish, then are aborted, which keeps
-// nothing partial) and stops the rest. ctx is not used for the node's
-// life: stop ends it, in the order Run needs.
-func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
+// dicomParts builds the DICOM node when the config has one and listens on
+// dicom.listen: the SCP storing into the spool, the study assembler handing
+// stable studies to the gateway (IngestStudy), a forwarder per dicom.forward
+// destination and the spool's pruner, as parts to run. The last part makes
+// the node visible to the delivery hook and the status page; stopped first,
+// it hides it again (a delivery acknowledged after that is recorded after
+// the restart, when the study is handed over again). closeNode closes the
+// ledger once every part has stopped.
+func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error) {
 	c := g.cfg.DICOM
 	if c == nil {
-		return func() {}, nil
+		return nil, func() error { return nil }, nil
 	}
 	allow, err := allowList(c.Allow)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var forward []gateway.Destination
 	for _, f := range c.Forward {
@@ -38,39 +39,33 @@ func (g *Gateway) startDICOM(ctx context.Context) (stop func(), err error) {
 		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations,
 		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
 		Forward: forward, Retention: c.Retention.D(), RefusedForGoodAfter: c.RefusedForGoodAfter.D(), Logger: g.log,
-		OnRefused: func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
+		ShutdownTimeout: ShutdownTimeout,
+		OnRefused:       func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		node.Stop(ctx)
-		return nil, fmt.Errorf("dicom.listen %s: %w", c.Listen, err)
+		node.Close()
+		return nil, nil, fmt.Errorf("dicom.listen %s: %w", c.Listen, err)
 	}
-	if err := node.Start(ln); err != nil {
-		ln.Close()
-		node.Stop(ctx)
-		return nil, err
+	for _, p := range node.Parts(ln) {
+		parts = append(parts, part{p.Name, p.Run})
 	}
-	g.mu.Lock()
-	g.dicom = node
-	g.mu.Unlock()
-	g.reconcileRefusals(ctx, node)
-	g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", ln.Addr().String(), "forward", len(forward))
-	return func() {
-		// Out of sight first: the delivery hook and the status page stop
-		// using the node (a delivery acknowledged now is recorded after the
-		// restart, when the study is handed over again).
+	parts = append(parts, part{"dicom node on view", func(ctx context.Context) error {
+		g.mu.Lock()
+		g.dicom = node
+		g.mu.Unlock()
+		g.reconcileRefusals(ctx, node)
+		g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", ln.Addr().String(), "forward", len(forward))
+		<-ctx.Done()
 		g.mu.Lock()
 		g.dicom = nil
 		g.mu.Unlock()
-		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-		defer cancel()
-		if err := node.Stop(sctx); err != nil {
-			g.log.Warn("dicom did not stop cleanly; instances not acknowledged will be sent again by their modality", "err", err)
-		}
-	}, nil
+		return nil
+	}})
+	return parts, node.Close, nil
 }
 
 // allowList turns dicom.allow into the SCP's check: the calling AE title
@@ -117,36 +112,6 @@ func allowList(peers []config.DICOMPeer) (func(string, net.Addr) bool, error) {
 		}
 		return false
 	}, nil
-}
-
-// dicomStatus is the "dicom" section of /readyz.
-func (g *Gateway) dicomStatus() any {
-	g.mu.Lock()
-	node := g.dicom
-	g.mu.Unlock()
-	if node == nil {
-		return nil
-	}
-	st := node.Stats()
-	forward := []map[string]any{}
-	for _, f := range st.Forward {
-		forward = append(forward, map[string]any{
-			"destination": f.Destination, "waiting": f.Waiting, "delivered": f.Delivered,
-			"dead_lettered": f.DeadLettered, "connected": f.Connected,
-			"last_error": f.LastError, "reasons": f.Reasons,
-		})
-	}
-	return map[string]any{
-		"listening": st.Listening, "ae_title": st.AETitle,
-		"associations": map[string]any{"now": st.Server.AssociationsActive, "total": st.Server.AssociationsAccepted,
-			"rejected": st.Server.AssociationsRejected, "aborted": st.Server.AssociationsAborted},
-		"instances": map[string]any{"received": st.Received.Received, "duplicates": st.Received.Duplicates,
-			"replaced": st.Received.Replaced, "replaced_with_another_patient": st.Received.PatientChanged, "refused_full": st.Received.RefusedFull,
-			"refused_unparseable": st.Received.RefusedUnparseable, "failed": st.Received.Failed},
-		"studies": map[string]any{"pending": st.Studies.Pending, "handed_over": st.Studies.HandedOff, "failed": st.Studies.Failed},
-		"forward": forward,
-		"pruned":  st.Pruned,
-	}
 }
 
 // delivered is told of every entry the record acknowledged: for the

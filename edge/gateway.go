@@ -72,72 +72,48 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Gateway {
 // Run opens the gateway's stores and listeners, serves until ctx ends, then
 // stops taking input, lets work in flight finish and closes everything. An
 // error before ctx ends is a failure to start or to keep running.
+//
+// The long-running parts run under one supervisor, started in this order
+// and stopped in the reverse: FHIR delivery, the status server, the held
+// frames' resolver, the device clocks' keeper, the DICOM node, the monitor
+// sources. Sources stop first, so what they took in is stored before the
+// stores close (MQTT messages not yet stored stay unacknowledged at the
+// broker); delivery stops last.
 func (g *Gateway) Run(ctx context.Context) (err error) {
 	if err := g.open(); err != nil {
 		g.close()
 		return err
 	}
 	g.started = time.Now()
-	deliverCtx, stopDelivery := context.WithCancel(context.Background())
-	defer stopDelivery()
-	delivered := make(chan error, 1)
-	go func() { delivered <- g.deliver(deliverCtx) }()
-	serveErr := make(chan error, 1)
-	go func() {
-		if err := g.httpSrv.Serve(g.httpLn); !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-		}
-	}()
-	sourcesCtx, stopSources := context.WithCancel(context.Background())
-	defer stopSources()
-	waitSources := g.startMonitors(sourcesCtx)
-	resolved := make(chan struct{})
-	go func() { g.resolveHeld(sourcesCtx); close(resolved) }()
-	clocksKept := make(chan struct{})
-	go func() { g.keepClocks(sourcesCtx); close(clocksKept) }()
-	stopDICOM, err := g.startDICOM(sourcesCtx)
+	dicomParts, closeDICOM, err := g.dicomParts()
 	if err != nil {
-		stopSources()
-		waitSources()
-		<-resolved
-		<-clocksKept
-		stopDelivery()
-		<-delivered
-		g.httpSrv.Close()
 		g.close()
 		return err
 	}
+	sup := newSupervisor(g.log)
+	sup.start(part{"fhir delivery", g.deliver})
+	sup.start(part{"status server", g.serveHTTP})
+	sup.start(part{"held frames", func(ctx context.Context) error { g.resolveHeld(ctx); return nil }})
+	sup.start(part{"device clocks", func(ctx context.Context) error { g.keepClocks(ctx); return nil }})
+	for _, p := range dicomParts {
+		sup.start(p)
+	}
+	sup.start(g.monitorsPart())
 	g.setReady(true)
 	g.log.Info("wardgate running", "version", g.version, "site", g.cfg.Site,
 		"status", "http://"+g.httpLn.Addr().String()+"/", "data_dir", g.cfg.DataDir)
 
-	select {
-	case <-ctx.Done():
+	if err = sup.wait(ctx); err != nil {
+		g.log.Error("a part of the gateway failed; stopping", "err", err)
+	} else {
 		g.log.Info("stopping: no new input; finishing what is in flight")
-	case err = <-serveErr:
-		g.log.Error("status server failed; stopping", "err", err)
 	}
 	g.setReady(false)
-	shutdown, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
-	// Sources first: what they took in is stored before the stores close.
-	// MQTT messages not yet stored stay unacknowledged at the broker.
-	stopSources()
-	waitSources()
-	stopDICOM()
-	<-resolved
-	<-clocksKept
-	if e := g.httpSrv.Shutdown(shutdown); e != nil {
-		g.log.Warn("status server did not stop in time", "err", e)
-	}
-	stopDelivery()
-	select {
-	case e := <-delivered:
-		if e != nil {
-			g.log.Error("fhir delivery stopped with an error", "err", e)
-		}
-	case <-shutdown.Done():
-		g.log.Warn("fhir delivery did not stop in time; its entries will be sent again after the restart")
+	// The DICOM server's graceful stop and delivery's last request each
+	// get ShutdownTimeout.
+	sup.stop(2 * ShutdownTimeout)
+	if e := closeDICOM(); e != nil && err == nil {
+		err = e
 	}
 	if e := g.close(); e != nil && err == nil {
 		err = e
@@ -146,6 +122,25 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		g.log.Info("stopped cleanly")
 	}
 	return err
+}
+
+// serveHTTP serves the status page, the API and /metrics until ctx ends,
+// then lets requests in progress finish for ShutdownTimeout.
+func (g *Gateway) serveHTTP(ctx context.Context) error {
+	served := make(chan error, 1)
+	go func() { served <- g.httpSrv.Serve(g.httpLn) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := g.httpSrv.Shutdown(sctx); err != nil {
+		g.log.Warn("status server did not stop in time", "err", err)
+	}
+	<-served
+	return nil
 }
 
 // open takes the data folder and opens what the config names, in the order
@@ -273,21 +268,12 @@ func (g *Gateway) routes() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stopping"})
 			return
 		}
-		st := g.outbox.Stats()
-		ds := g.deliverer.Stats()
-		writeJSON(w, http.StatusOK, map[string]any{
-			"status": "ready",
-			"outbox": map[string]any{"waiting": st.Waiting, "dead": st.Dead, "bytes": st.Bytes, "quota_bytes": st.QuotaBytes},
-			"fhir": map[string]any{"delivered": ds.Delivered, "retried": ds.Retried, "dead_lettered": ds.DeadLettered,
-				"last_status": ds.LastStatus, "last_error": ds.LastError, "restarts": g.deliveryFailures.Load()},
-			"held": map[string]any{"waiting": g.held.Stats().Waiting, "frames_held": g.ingest.held.Load(),
-				"frames_charted_later": g.ingest.heldCharted.Load(), "readings_expired": g.ingest.heldExpired.Load(),
-				"reasons": g.heldNotes.summary()},
-			"monitors":     g.MonitorStatus(),
-			"dicom":        g.dicomStatus(),
-			"spool_open":   g.spool != nil,
-			"listening_on": g.httpLn.Addr().String(),
-		})
+		// The snapshot, under the same names as /api/status.
+		snap := g.snapshot()
+		writeJSON(w, http.StatusOK, struct {
+			Status string `json:"status"`
+			*snapshot
+		}{"ready", &snap})
 	})
 	mux.HandleFunc("GET /{$}", g.serveStatusPage)
 	mux.Handle("GET /metrics", g.metricsHandler())

@@ -205,44 +205,43 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// Collect reads one snapshot: the names here are the snapshot's, prefixed.
 func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	g := c.g
+	s := g.snapshot()
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	gauge(mBuildInfo, 1, g.version, g.cfg.Site)
-	in := &g.ingest
-	counter(mReadings, in.readings.Load())
-	counter(mEntries, in.entries.Load())
-	ds := g.deliverer.Stats()
-	counter(mDelivered, ds.Delivered)
-	counter(mRequests, ds.Requests)
-	obs := g.outbox.Stats()
-	gauge(mOutboxWaiting, float64(obs.Waiting))
-	gauge(mOutboxLeased, float64(obs.Leased))
-	gauge(mOutboxDead, float64(obs.Dead))
+	gauge(mBuildInfo, 1, s.Version, s.Site)
+	counter(mReadings, s.Ingest.Readings)
+	counter(mEntries, s.Ingest.Entries)
+	counter(mDelivered, s.FHIR.Delivered)
+	counter(mRequests, s.FHIR.Requests)
+	ob := s.Outbox
+	gauge(mOutboxWaiting, float64(ob.Waiting))
+	gauge(mOutboxLeased, float64(ob.InFlight))
+	gauge(mOutboxDead, float64(ob.DeadLetterCount))
 	oldest := 0.0
-	if !obs.Oldest.IsZero() {
-		oldest = time.Since(obs.Oldest).Seconds()
+	if !ob.Oldest.IsZero() {
+		oldest = s.Now.Sub(ob.Oldest).Seconds()
 	}
 	gauge(mOutboxOldest, oldest)
-	gauge(mOutboxBytes, float64(obs.Bytes))
-	gauge(mOutboxQuota, float64(obs.QuotaBytes))
-	hs := g.held.Stats()
-	gauge(mHeld, float64(hs.Waiting))
-	counter(mHeldCharted, in.heldCharted.Load())
+	gauge(mOutboxBytes, float64(ob.Bytes))
+	gauge(mOutboxQuota, float64(ob.QuotaBytes))
+	gauge(mHeld, float64(ob.Held.Waiting))
+	counter(mHeldCharted, ob.Held.FramesChartedLater)
 	byVerdict := map[string]int{}
-	for _, r := range g.heldNotes.summary() {
+	for _, r := range ob.Held.Reasons {
 		byVerdict[r.Verdict] += r.Frames
 	}
 	for _, v := range []verdict{vacant, uncertain, unreachable, notYet} {
 		gauge(mHeldWhy, float64(byVerdict[v.String()]), v.String())
 	}
-	for device, c := range g.clocks.Status() {
-		gauge(mClockOffset, c.Offset.Seconds(), device)
+	for device, c := range s.Clocks {
+		gauge(mClockOffset, float64(c.OffsetMS)/1000, device)
 		counter(mClockSteps, c.Steps, device)
 		checking := 0.0
 		if c.State == "checking" {
@@ -250,87 +249,42 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(mClockChecking, checking, device)
 	}
-
-	errs := map[string]uint64{
-		"readings_unmappable":         in.unmappable.Load(),
-		"resources_invalid":           in.invalid.Load(),
-		"readings_expired_unassigned": in.heldExpired.Load(),
-		"frames_undecodable":          in.rejectedFrames.Load(),
-		"studies_not_charted":         in.studyRefused.Load(),
-		"outbox_refused_full":         obs.Counters.RefusedFull + hs.Counters.RefusedFull,
-		"delivery_retried":            ds.Retried,
-		"delivery_refused":            ds.DeadLettered,
-		"delivery_restarts":           g.deliveryFailures.Load(),
-		"bed_lookup_failures":         g.beds.failures.Load(),
-	}
-	var bad, lost, skipped uint64
-	for _, m := range g.monitorsNow() {
-		bad += m.BadFrames
-		lost += m.Lost
-		skipped += m.Skipped
-		for _, s := range monitorStates {
+	for _, m := range s.Monitors {
+		for _, st := range monitorStates {
 			v := 0.0
-			if m.State == s {
+			if m.State == string(st) {
 				v = 1
 			}
-			gauge(mMonitorState, v, m.ID, string(s))
+			gauge(mMonitorState, v, m.ID, string(st))
 		}
-		counter(mMonitorFrames, m.Frames, m.ID)
-		counter(mMonitorRead, m.Readings, m.ID)
-		counter(mMonitorBad, m.BadFrames, m.ID)
+		counter(mMonitorFrames, m.Counters.Frames, m.ID)
+		counter(mMonitorRead, m.Counters.Readings, m.ID)
+		counter(mMonitorBad, m.Counters.BadFrames, m.ID)
 		last := 0.0
 		if !m.LastFrame.IsZero() {
 			last = float64(m.LastFrame.UnixNano()) / 1e9
 		}
 		gauge(mMonitorLast, last, m.ID)
 	}
-	errs["bad_frames"] = bad
-	errs["readings_lost"] = lost
-	errs["readings_retained_untimed_skipped"] = skipped
-
-	if g.spool != nil {
-		ss := g.spool.Stats()
-		gauge(mSpoolBytes, float64(ss.Bytes))
-		gauge(mSpoolQuota, float64(ss.QuotaBytes))
-		gauge(mSpoolInstances, float64(ss.Instances))
+	if s.Disk.Spool != nil {
+		gauge(mSpoolBytes, float64(s.Disk.Spool.Bytes))
+		gauge(mSpoolQuota, float64(s.Disk.Spool.QuotaBytes))
+		gauge(mSpoolInstances, float64(s.Disk.SpoolInstances))
 	}
-	if node := g.dicomNode(); node != nil {
-		st := node.Stats()
-		gauge(mAssocActive, float64(st.Server.AssociationsActive))
-		counter(mAssocTotal, st.Server.AssociationsAccepted)
-		counter(mInstances, st.Server.InstancesStored)
-		counter(mDICOMBytes, st.Server.BytesReceived)
-		counter(mStudies, st.Studies.HandedOff)
-		var fwdDead uint64
-		for _, f := range st.Forward {
+	if d := s.DICOM; d != nil {
+		gauge(mAssocActive, float64(d.AssociationsNow))
+		counter(mAssocTotal, d.AssociationsTotal)
+		counter(mInstances, d.InstancesReceived)
+		counter(mDICOMBytes, d.BytesReceived)
+		counter(mStudies, d.StudiesHandedOver)
+		for _, f := range d.Destinations {
 			counter(mForwarded, f.Delivered, f.Destination)
 			gauge(mForwardWaiting, float64(f.Waiting), f.Destination)
-			fwdDead += f.DeadLettered
 		}
-		errs["dicom_associations_rejected"] = st.Server.AssociationsRejected
-		errs["dicom_associations_aborted"] = st.Server.AssociationsAborted
-		errs["dicom_refused_full"] = st.Received.RefusedFull
-		errs["dicom_replaced_with_another_patient"] = st.Received.PatientChanged
-		errs["dicom_refused_unparseable"] = st.Received.RefusedUnparseable
-		errs["dicom_store_failed"] = st.Received.Failed
-		errs["dicom_study_handover_failed"] = st.Studies.Failed
-		errs["dicom_forward_refused"] = fwdDead
 	}
-	for kind, v := range errs {
+	for kind, v := range s.Errors {
 		counter(mErrors, v, kind)
 	}
-}
-
-// monitorsNow is every monitor's status while the gateway is ready (none
-// while it starts or stops: the sources are started before it is ready).
-func (g *Gateway) monitorsNow() []devices.Status {
-	g.mu.Lock()
-	ready := g.ready
-	g.mu.Unlock()
-	if !ready {
-		return nil
-	}
-	return g.MonitorStatus()
 }
 
 // dicomNode is the running DICOM node, or nil.

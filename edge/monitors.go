@@ -18,22 +18,31 @@ type source interface {
 	Run(ctx context.Context) error
 }
 
-// startMonitors starts a source for each configured monitor; they run
-// until ctx ends, and the returned wait blocks until all have stopped.
-func (g *Gateway) startMonitors(ctx context.Context) (wait func()) {
-	var wg sync.WaitGroup
+// monitorsPart builds a source for each configured monitor (their status
+// is on the page from now) and returns the part that runs them all until
+// its ctx ends and all have stopped. A source that fails is shown failed on
+// the page; the others go on.
+func (g *Gateway) monitorsPart() part {
+	var sources []source
 	for _, m := range g.cfg.Monitors {
 		src, mon := g.newSource(m)
 		g.monitors = append(g.monitors, mon)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := src.Run(ctx); err != nil {
-				g.log.Error("monitor stopped", "monitor", m.ID, "err", err)
-			}
-		}()
+		sources = append(sources, src)
 	}
-	return wg.Wait
+	return part{"monitors", func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		for i, src := range sources {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := src.Run(ctx); err != nil {
+					g.log.Error("monitor stopped", "monitor", g.cfg.Monitors[i].ID, "err", err)
+				}
+			}()
+		}
+		wg.Wait()
+		return nil
+	}}
 }
 
 func (g *Gateway) newSource(m config.Monitor) (source, *devices.Monitor) {

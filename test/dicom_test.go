@@ -166,9 +166,7 @@ func TestDicomEchoStoreAndForward(t *testing.T) {
 	if d == nil {
 		t.Fatal("/readyz has no dicom section")
 	}
-	inst := d["instances"].(map[string]any)
-	assoc := d["associations"].(map[string]any)
-	if inst["received"] != float64(len(files)) || assoc["rejected"] != float64(2) {
+	if d["instances_received"] != float64(len(files)) || d["associations_rejected"] != float64(2) {
 		t.Fatalf("/readyz dicom: %v", d)
 	}
 	fw := d["forward"].([]any)[0].(map[string]any)
@@ -309,8 +307,8 @@ func TestDicomQuotaRefusesWithA700(t *testing.T) {
 	if len(acked) != 5 || refused != 5 {
 		t.Fatalf("storescu saw %d acknowledged and %d A700, want 5 and 5:\n%s", len(acked), refused, out)
 	}
-	d := readyz(t, p)["dicom"].(map[string]any)["instances"].(map[string]any)
-	if d["received"] != float64(5) || d["refused_full"] != float64(5) {
+	d := readyz(t, p)["dicom"].(map[string]any)
+	if d["instances_received"] != float64(5) || d["refused_full"] != float64(5) {
 		t.Fatalf("/readyz dicom instances: %v", d)
 	}
 	p.Cmd.Process.Signal(syscall.SIGTERM)

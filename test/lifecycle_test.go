@@ -122,7 +122,7 @@ func TestRunServesHealthLocksTheDataDirAndStopsCleanly(t *testing.T) {
 		t.Fatalf("/healthz: %d %v", code, health)
 	}
 	code, ready := getJSON(t, "http://"+addr+"/readyz")
-	if code != 200 || ready["status"] != "ready" || ready["spool_open"] != true {
+	if code != 200 || ready["status"] != "ready" || ready["disk"].(map[string]any)["spool"] == nil {
 		t.Fatalf("/readyz: %d %v", code, ready)
 	}
 	for _, f := range []string{"outbox.db", "outbox.db.journal", "spool/index.db", "wardgate.lock"} {

@@ -121,8 +121,9 @@ patients:
 	}
 	_, ready := getJSON(t, "http://"+addr+"/readyz")
 	mon := ready["monitors"].([]any)[0].(map[string]any)
-	if mon["State"] != "connected" || mon["BadFrames"].(float64) != 3 || mon["Frames"].(float64) != 10 {
-		t.Fatalf("monitor status: state %v, %v bad frames (want 3), %v frames (want 10)", mon["State"], mon["BadFrames"], mon["Frames"])
+	counts := mon["counters"].(map[string]any)
+	if mon["state"] != "connected" || counts["bad_frames"].(float64) != 3 || counts["frames"].(float64) != 10 {
+		t.Fatalf("monitor status: state %v, %v bad frames (want 3), %v frames (want 10)", mon["state"], counts["bad_frames"], counts["frames"])
 	}
 	if strings.Contains(gw.Log(), "garbage") || strings.Contains(gw.Log(), "AAAA") {
 		t.Fatal("a bad line's content reached the log")

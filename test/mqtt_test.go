@@ -108,7 +108,7 @@ func TestMQTTMessagesPublishedWhileDownArrive(t *testing.T) {
 		t.Fatalf("record holds %d Observations, %d distinct; want 100", record.Count("Observation"), len(seen))
 	}
 	_, ready := getJSON(t, "http://"+addr+"/readyz")
-	if dead := ready["outbox"].(map[string]any)["dead"].(float64); dead != 1 {
+	if dead := ready["outbox"].(map[string]any)["dead_letters"].(float64); dead != 1 {
 		// The first bad message decodes to no readings (an empty list is
 		// not an error); the second is not JSON: one dead letter.
 		t.Fatalf("%v dead letters, want 1 (the undecodable payload)", dead)
@@ -124,7 +124,7 @@ func TestMQTTMessagesPublishedWhileDownArrive(t *testing.T) {
 	gw.WaitLog(t, `subscribed; waiting for messages`, 30*time.Second)
 	time.Sleep(time.Second)
 	_, ready = getJSON(t, "http://"+addr+"/readyz")
-	if dead := ready["outbox"].(map[string]any)["dead"].(float64); dead != 1 {
+	if dead := ready["outbox"].(map[string]any)["dead_letters"].(float64); dead != 1 {
 		t.Fatalf("after a restart: %v dead letters, want 1: the bad payload was redelivered", dead)
 	}
 }

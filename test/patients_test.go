@@ -118,7 +118,7 @@ func TestMQTTBacklogIsChartedByEachReadingsOwnTime(t *testing.T) {
 	// empty bed.
 	Eventually(t, 60*time.Second, func() bool {
 		_, ready := getJSON(t, "http://"+addr+"/readyz")
-		held := ready["held"].(map[string]any)
+		held := ready["outbox"].(map[string]any)["held"].(map[string]any)
 		return record.Count("Observation") >= 78 && held["readings_expired"].(float64) >= 20
 	}, func() string {
 		return fmt.Sprintf("%d of 78 Observations\n%s", record.Count("Observation"), gw.Log())

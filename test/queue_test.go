@@ -42,7 +42,7 @@ func TestQueueCommand(t *testing.T) {
 	broker.publish("ward4b/bed-14/vitals", []string{vitals("MX450-Q", 0), "PATIENT SMITH, not JSON"})
 	Eventually(t, 30*time.Second, func() bool {
 		_, ready := getJSON(t, "http://"+addr+"/readyz")
-		return ready["outbox"].(map[string]any)["dead"].(float64) == 2
+		return ready["outbox"].(map[string]any)["dead_letters"].(float64) == 2
 	}, func() string { return "no two dead letters\n" + gw.Log() })
 
 	list := Run(t, "queue", "-config", cfg, "list")

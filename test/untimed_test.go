@@ -99,7 +99,7 @@ patients:
 	total := devices * rounds
 	waiting := func() int {
 		_, ready := getJSON(t, "http://"+addr+"/readyz")
-		return int(ready["held"].(map[string]any)["waiting"].(float64))
+		return int(ready["outbox"].(map[string]any)["held"].(map[string]any)["waiting"].(float64))
 	}
 	Eventually(t, 60*time.Second, func() bool { return record.Count("Observation")+waiting() >= total },
 		func() string {

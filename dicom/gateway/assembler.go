@@ -36,11 +36,10 @@ type StudyAssembler struct {
 	Backoff buffer.Backoff
 	Logger  *slog.Logger
 
+	setup   sync.Once
 	mu      sync.Mutex
 	pending map[string]*pendingStudy
 	kick    chan struct{}
-	stop    context.CancelFunc
-	done    chan struct{}
 
 	handed, failed, refused atomic.Uint64
 }
@@ -71,13 +70,21 @@ func (a *StudyAssembler) Stats() AssemblerStats {
 	return AssemblerStats{Pending: len(a.pending), HandedOff: a.handed.Load(), Failed: a.failed.Load(), Refused: a.refused.Load()}
 }
 
-// Start finds the studies not yet fully handed over and runs until Stop.
-func (a *StudyAssembler) Start() error {
+func (a *StudyAssembler) init() {
+	a.setup.Do(func() {
+		a.pending = map[string]*pendingStudy{}
+		a.kick = make(chan struct{}, 1)
+	})
+}
+
+// Run finds the studies not yet fully handed over, then hands studies over
+// until ctx ends, waiting for a hand-over in progress. Studies still
+// pending are found again at the next Run. Add may be called before Run.
+func (a *StudyAssembler) Run(ctx context.Context) error {
 	if a.Logger == nil {
 		a.Logger = slog.Default()
 	}
-	a.pending = map[string]*pendingStudy{}
-	a.kick = make(chan struct{}, 1)
+	a.init()
 	studies := map[string]bool{}
 	err := a.Spool.Each(func(in buffer.Instance) bool {
 		// Not yet in an ImagingStudy the record acknowledged: hand over
@@ -96,25 +103,14 @@ func (a *StudyAssembler) Start() error {
 	if len(studies) > 0 {
 		a.Logger.Info("dicom: studies received before the restart will be handed over", "studies", len(studies))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
-	a.done = make(chan struct{})
-	go a.run(ctx)
+	a.run(ctx)
 	return nil
-}
-
-// Stop stops the assembler and waits for a hand-over in progress. Studies
-// still pending are found again at the next Start.
-func (a *StudyAssembler) Stop() {
-	if a.stop != nil {
-		a.stop()
-		<-a.done
-	}
 }
 
 // Add notes that study received an instance: its hand-over is (re)scheduled
 // StableAfter from now.
 func (a *StudyAssembler) Add(study string) {
+	a.init()
 	a.mu.Lock()
 	p := a.pending[study]
 	if p == nil {
@@ -131,7 +127,6 @@ func (a *StudyAssembler) Add(study string) {
 }
 
 func (a *StudyAssembler) run(ctx context.Context) {
-	defer close(a.done)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {

@@ -88,8 +88,6 @@ type Forwarder struct {
 	delayed fwdHeap             // tried, waiting for their notBefore
 	lastErr string
 	conn    bool
-	stop    context.CancelFunc
-	done    chan struct{}
 
 	delivered, dead, associations atomic.Uint64
 }
@@ -138,8 +136,10 @@ func (f *Forwarder) Stats() ForwardStats {
 	return st
 }
 
-// Start queues what the destination does not have yet and runs until Stop.
-func (f *Forwarder) Start() error {
+// Run queues what the destination does not have yet, then forwards until
+// ctx ends; an instance being sent then is abandoned and sent again at the
+// next Run. Enqueue may be called before Run.
+func (f *Forwarder) Run(ctx context.Context) error {
 	if f.Logger == nil {
 		f.Logger = slog.Default()
 	}
@@ -203,10 +203,7 @@ func (f *Forwarder) Start() error {
 	if dead > 0 {
 		f.Logger.Warn("dicom: instances dead-lettered for this destination are kept in the spool", "instances", dead)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f.stop = cancel
-	f.done = make(chan struct{})
-	go f.run(ctx)
+	f.run(ctx)
 	return nil
 }
 
@@ -263,11 +260,3 @@ func (f *Forwarder) Drop(key, sha string) (bool, error) {
 	return true, nil
 }
 
-// Stop ends forwarding (an instance being sent is abandoned and sent again
-// after the next Start) and waits for it.
-func (f *Forwarder) Stop() {
-	if f.stop != nil {
-		f.stop()
-		<-f.done
-	}
-}

@@ -36,7 +36,6 @@ func itemsOf(ss []sendable) []*fwdItem {
 }
 
 func (f *Forwarder) run(ctx context.Context) {
-	defer close(f.done)
 	var as *dicom.Association
 	var proposed map[dicom.SOPClassTransfer]bool
 	var carry []*fwdItem // taken by ready, not yet tried: first in the next batch

@@ -152,10 +152,10 @@ func startForwarder(t *testing.T, f *Forwarder) *Forwarder {
 	if f.IdleRelease == 0 {
 		f.IdleRelease = 200 * time.Millisecond
 	}
-	if err := f.Start(); err != nil {
+	if err := startPart(f); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(f.Stop)
+	t.Cleanup(func() { stopPart(f) })
 	return f
 }
 
@@ -191,7 +191,7 @@ func TestForwardTwoDestinationsWithTheSameAETitle(t *testing.T) {
 
 	fa := startForwarder(t, &Forwarder{Dest: a, Spool: spool, Ledger: ledger})
 	waitFor(t, "3 at PACS A", func() bool { return countFiles(recvA) == 3 && fa.Stats().Waiting == 0 })
-	fa.Stop()
+	stopPart(fa)
 	if m, _ := ledger.Forwarded(a.LedgerName()); len(m) != 3 {
 		t.Fatalf("%d marks for A, want 3", len(m))
 	}
@@ -199,7 +199,7 @@ func TestForwardTwoDestinationsWithTheSameAETitle(t *testing.T) {
 	// B starts after A delivered everything: it must still send it all.
 	fb := startForwarder(t, &Forwarder{Dest: b, Spool: spool, Ledger: ledger})
 	waitFor(t, "3 at PACS B", func() bool { return countFiles(recvB) == 3 && fb.Stats().Waiting == 0 })
-	fb.Stop()
+	stopPart(fb)
 	mb, _ := ledger.Forwarded(b.LedgerName())
 	for _, k := range keys {
 		if m, ok := mb[k]; !ok || m.Dead {
@@ -262,7 +262,7 @@ func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
 	}
 	pacs.reset(nil) // the PACS recovers
 	waitFor(t, "all delivered", func() bool { return pacs.storedCount() == 3 && f.Stats().Waiting == 0 })
-	f.Stop()
+	stopPart(f)
 	marks, _ := ledger.Forwarded(f.Dest.LedgerName())
 	for _, m := range marks {
 		if m.Dead {
@@ -295,7 +295,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 	if st := f.Stats(); st.DeadLettered != 0 || st.Waiting != 2 {
 		t.Fatalf("dead-lettered before DeadAfter: %+v", st)
 	}
-	f.Stop()
+	stopPart(f)
 	if m, _ := ledger.Forwarded(dest.LedgerName()); len(m) != 0 {
 		t.Fatalf("marks %+v before DeadAfter", m)
 	}
@@ -316,7 +316,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 	if st := f.Stats(); st.Waiting != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	f.Stop()
+	stopPart(f)
 	marks, _ := ledger.Forwarded(dest.LedgerName())
 	for i, in := range ins {
 		m := marks[in.Key]
@@ -331,7 +331,8 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 	// After a restart the dead letters show, and are not sent again.
 	pacs.reset(nil)
 	f = startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
-	if st := f.Stats(); st.DeadLettered != 2 || st.Waiting != 0 {
+	waitFor(t, "the 2 dead letters found again", func() bool { return f.Stats().DeadLettered == 2 })
+	if st := f.Stats(); st.Waiting != 0 {
 		t.Fatalf("after restart %+v; want 2 dead-lettered, none waiting", st)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -434,7 +435,7 @@ func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
 	if n := pacs.triesOf(kh.SOPInstanceUID); n != 1 {
 		t.Fatalf("replaced instance stored %d times, want once", n)
 	}
-	f.Stop()
+	stopPart(f)
 	if m, ok := ledger.ForwardMarkOf(f.Dest.LedgerName(), kin.Key); !ok || m.SHA256 != kin.SHA256 {
 		t.Fatalf("mark %+v, want the new content's %s", m, kin.SHA256)
 	}
@@ -545,7 +546,7 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 			port, dir := tc.dest(t)
 			f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
 			waitFor(t, "2 at the PACS", func() bool { return countFiles(dir) == 2 && f.Stats().Waiting == 0 })
-			f.Stop()
+			stopPart(f)
 			if st := f.Stats(); st.Delivered != 2 || len(st.Reasons) != 0 {
 				t.Fatalf("stats %+v", st)
 			}
@@ -616,7 +617,7 @@ func TestForwardUnconvertibleInstanceWaits(t *testing.T) {
 		return countFiles(dir) == 1 && st.Delivered == 1 && st.Waiting == 1 && len(st.Reasons) == 1
 	})
 	st := f.Stats()
-	f.Stop()
+	stopPart(f)
 	for r := range st.Reasons {
 		if !strings.Contains(r, "cannot be sent in "+dicom.ExplicitVRLittleEndian) || !strings.Contains(r, "too long for VR PN") {
 			t.Fatalf("reason %q", r)

@@ -34,6 +34,8 @@ type NodeConfig struct {
 	Retention time.Duration
 	// RefusedForGoodAfter is each Forwarder's DeadAfter (0: 1 h).
 	RefusedForGoodAfter time.Duration
+	// ShutdownTimeout bounds a graceful stop of the server (0: 30 s).
+	ShutdownTimeout time.Duration
 	// OnRefused is told of each instance a destination refused for good
 	// (see Forwarder.OnRefused).
 	OnRefused func(Refusal)
@@ -52,8 +54,10 @@ type Node struct {
 	Ledger     *Ledger
 	// Recent are the last studies received since the Node started.
 	Recent *RecentStudies
-	ln     net.Listener
-	served chan error
+	// ShutdownTimeout is how long associations in progress may finish
+	// once the server's part is stopped (NodeConfig.ShutdownTimeout).
+	ShutdownTimeout time.Duration
+	ln              net.Listener
 }
 
 // NodeStats is a snapshot for the status page.
@@ -67,7 +71,8 @@ type NodeStats struct {
 	Pruned    uint64            `json:"pruned"`
 }
 
-// NewNode opens the Ledger and builds the parts; Start runs them.
+// NewNode opens the Ledger and builds the parts; Parts runs them, Close
+// closes the Ledger.
 func NewNode(c NodeConfig) (*Node, error) {
 	log := c.Logger
 	if log == nil {
@@ -78,7 +83,10 @@ func NewNode(c NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Ledger: ledger, Recent: &RecentStudies{}}
+	n := &Node{Ledger: ledger, Recent: &RecentStudies{}, ShutdownTimeout: c.ShutdownTimeout}
+	if n.ShutdownTimeout == 0 {
+		n.ShutdownTimeout = 30 * time.Second
+	}
 	if c.Sink != nil {
 		sink := handOverNotice{StudySink: c.Sink, recent: n.Recent}
 		n.Assembler = &StudyAssembler{Spool: c.Spool, Ledger: ledger, Sink: sink, StableAfter: c.StableAfter, Logger: log}
@@ -107,51 +115,53 @@ func NewNode(c NodeConfig) (*Node, error) {
 	return n, nil
 }
 
-// Start starts the assembler, forwarders and pruner (each first finds the
-// work left from before), then serves ln.
-func (n *Node) Start(ln net.Listener) error {
-	if n.Assembler != nil {
-		if err := n.Assembler.Start(); err != nil {
-			return err
-		}
-	}
-	for _, f := range n.Forwarders {
-		if err := f.Start(); err != nil {
-			return err
-		}
-	}
-	if n.Pruner != nil {
-		n.Pruner.Start()
-	}
-	n.ln = ln
-	n.served = make(chan error, 1)
-	go func() { n.served <- n.Server.Serve(ln) }()
-	return nil
+// Part is one long-running piece of the node: Run works until ctx ends,
+// then returns nil having finished or put back what was in flight, or
+// returns an error when it cannot go on.
+type Part struct {
+	Name string
+	Run  func(ctx context.Context) error
 }
 
-// Stop shuts the server down gracefully (associations in progress may
-// finish until ctx ends, then are aborted), stops the other parts and
-// closes the Ledger.
-func (n *Node) Stop(ctx context.Context) error {
-	var errs []error
-	if n.served != nil {
-		errs = append(errs, n.Server.Shutdown(ctx))
-		if err := <-n.served; !errors.Is(err, dicom.ErrServerClosed) {
-			errs = append(errs, err)
-		}
+// Parts are the node's pieces in the order to start them — the assembler,
+// a forwarder per destination, the pruner (each first finds the work left
+// from before), then the server on ln — and so to be stopped in reverse:
+// the server first, so that nothing arrives for parts already stopped.
+// The server's part shuts down gracefully when its ctx ends: associations
+// in progress may finish for ShutdownTimeout, then are aborted (which keeps
+// nothing partial).
+func (n *Node) Parts(ln net.Listener) []Part {
+	var parts []Part
+	if n.Assembler != nil {
+		parts = append(parts, Part{"dicom study assembler", n.Assembler.Run})
 	}
 	for _, f := range n.Forwarders {
-		f.Stop()
-	}
-	if n.Assembler != nil {
-		n.Assembler.Stop()
+		parts = append(parts, Part{"dicom forwarder to " + f.Dest.LedgerName(), f.Run})
 	}
 	if n.Pruner != nil {
-		n.Pruner.Stop()
+		parts = append(parts, Part{"dicom pruner", n.Pruner.Run})
 	}
-	errs = append(errs, n.Ledger.Close())
-	return errors.Join(errs...)
+	n.ln = ln
+	return append(parts, Part{"dicom server", func(ctx context.Context) error {
+		served := make(chan error, 1)
+		go func() { served <- n.Server.Serve(ln) }()
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), n.ShutdownTimeout)
+		defer cancel()
+		err := n.Server.Shutdown(sctx)
+		if e := <-served; !errors.Is(e, dicom.ErrServerClosed) && err == nil {
+			err = e
+		}
+		return err
+	}})
 }
+
+// Close closes the Ledger, once every part has stopped.
+func (n *Node) Close() error { return n.Ledger.Close() }
 
 // Stats returns a snapshot.
 func (n *Node) Stats() NodeStats {

@@ -75,16 +75,14 @@ func startNode(t *testing.T, c NodeConfig) (n *Node, port string, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Start(ln); err != nil {
-		t.Fatal(err)
-	}
+	n.ShutdownTimeout = 5 * time.Second
+	stopParts := runParts(t, n.Parts(ln))
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := n.Stop(ctx); err != nil {
-				t.Errorf("node stop: %v", err)
+			stopParts()
+			if err := n.Close(); err != nil {
+				t.Errorf("node close: %v", err)
 			}
 		})
 	}
@@ -274,7 +272,7 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 	}
 	sink := &recordingSink{}
 	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 300 * time.Millisecond, Logger: discardLogger}
-	if err := a.Start(); err != nil {
+	if err := startPart(a); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range files[:2] {
@@ -294,38 +292,38 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 	if c := sink.snapshot(); len(c[1]) != 3 {
 		t.Fatalf("second hand-over has %d instances", len(c[1]))
 	}
-	a.Stop()
+	stopPart(a)
 
 	// Received but not handed over when the process stopped: after a
 	// restart it is handed over without anyone calling Add.
 	storeFile(t, spool, files[3])
 	sink2 := &recordingSink{}
 	a2 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink2, StableAfter: 300 * time.Millisecond, Logger: discardLogger}
-	if err := a2.Start(); err != nil {
+	if err := startPart(a2); err != nil {
 		t.Fatal(err)
 	}
-	defer a2.Stop()
+	defer stopPart(a2)
 	waitFor(t, "hand-over after restart", func() bool { return len(sink2.snapshot()) == 1 })
 	if c := sink2.snapshot(); len(c[0]) != 4 {
 		t.Fatalf("hand-over after restart has %d instances, want 4", len(c[0]))
 	}
-	a2.Stop()
+	stopPart(a2)
 	// Handed over but not yet acknowledged by the record: a restart hands
 	// it over again.
 	sinkAgain := &recordingSink{}
 	aAgain := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sinkAgain, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
-	aAgain.Start()
+	startPart(aAgain)
 	waitFor(t, "hand-over of an undelivered study after restart", func() bool { return len(sinkAgain.snapshot()) == 1 })
-	aAgain.Stop()
+	stopPart(aAgain)
 	// The record acknowledges it: a further restart hands nothing over.
 	if err := ledger.MarkStudyDelivered(h.StudyInstanceUID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	sink3 := &recordingSink{}
 	a3 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink3, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
-	a3.Start()
+	startPart(a3)
 	time.Sleep(400 * time.Millisecond)
-	a3.Stop()
+	stopPart(a3)
 	if n := len(sink3.snapshot()); n != 0 {
 		t.Fatalf("%d hand-overs of a study already handed over", n)
 	}
@@ -339,8 +337,8 @@ func TestAssemblerRetriesAFailingSink(t *testing.T) {
 	sink := &recordingSink{fail: errors.New("outbox full")}
 	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 100 * time.Millisecond,
 		Backoff: buffer.Backoff{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}, Logger: discardLogger}
-	a.Start()
-	defer a.Stop()
+	startPart(a)
+	defer stopPart(a)
 	h, _ := storeFile(t, spool, files[0])
 	a.Add(h.StudyInstanceUID)
 	waitFor(t, "a failed hand-over", func() bool { return a.Stats().Failed >= 2 })
@@ -407,7 +405,7 @@ func TestForwarderToStorescp(t *testing.T) {
 			Backoff:     buffer.Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond, Multiplier: 2}}
 	}
 	f := newF()
-	if err := f.Start(); err != nil {
+	if err := startPart(f); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range files[:10] {
@@ -435,18 +433,17 @@ func TestForwarderToStorescp(t *testing.T) {
 	}
 	waitFor(t, "the failure shown", func() bool { st := f.Stats(); return st.LastError != "" && st.Waiting == 10 })
 	// Restart of wardgate while the PACS is down: the queue is the spool.
-	f.Stop()
+	stopPart(f)
 	for _, p := range files[20:] {
 		storeFile(t, spool, p) // received while stopped, never enqueued
 	}
 	f2 := newF()
-	if err := f2.Start(); err != nil {
+	if err := startPart(f2); err != nil {
 		t.Fatal(err)
 	}
-	defer f2.Stop()
-	if st := f2.Stats(); st.Waiting != 20 {
-		t.Fatalf("after restart %d waiting, want 20", st.Waiting)
-	}
+	defer stopPart(f2)
+	// The PACS is down: the 20 found at the start wait.
+	waitFor(t, "20 waiting after the restart", func() bool { return f2.Stats().Waiting == 20 })
 	storescpAt(t, port, recv)
 	waitFor(t, "all 30 forwarded", func() bool { return countFiles(recv) == 30 })
 	waitFor(t, "queue empty", func() bool { return f2.Stats().Waiting == 0 })
@@ -475,8 +472,8 @@ func TestForwarderWaitsWhenTheSyntaxIsRefused(t *testing.T) {
 	storescpAt(t, port, recv)                                 // without +xs and the like: uncompressed only
 	_, in := storeFile(t, spool, fixturePath(t, fixtures[4])) // JPEG lossless
 	f := &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: discardLogger}
-	f.Start()
-	defer f.Stop()
+	startPart(f)
+	defer stopPart(f)
 	f.Enqueue(in.Key)
 	want := "accepts none of the transfer syntaxes: stored in " + dicom.JPEGLosslessSV1
 	waitFor(t, "the reason shown", func() bool {

@@ -25,8 +25,6 @@ type Pruner struct {
 	Logger       *slog.Logger
 
 	removed atomic.Uint64
-	stop    context.CancelFunc
-	done    chan struct{}
 
 	// StudyMemory is how long after its last hand-over a study whose
 	// instances have all left the spool is remembered (30 days when 0).
@@ -41,39 +39,25 @@ const studySweep = time.Hour
 // Removed counts the instances the Pruner removed.
 func (p *Pruner) Removed() uint64 { return p.removed.Load() }
 
-// Start runs the Pruner until Stop.
-func (p *Pruner) Start() {
+// Run prunes every Interval until ctx ends.
+func (p *Pruner) Run(ctx context.Context) error {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
 	if p.Interval == 0 {
 		p.Interval = 10 * time.Second
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.stop = cancel
-	p.done = make(chan struct{})
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(p.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
-					p.Logger.Warn("dicom: pruning the spool failed", "err", err)
-				}
+	t := time.NewTicker(p.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+				p.Logger.Warn("dicom: pruning the spool failed", "err", err)
 			}
 		}
-	}()
-}
-
-// Stop stops the Pruner.
-func (p *Pruner) Stop() {
-	if p.stop != nil {
-		p.stop()
-		<-p.done
 	}
 }
 

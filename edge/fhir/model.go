@@ -1,8 +1,3 @@
-// Package fhir maps what wardgate receives (monitor readings, DICOM study
-// headers) to FHIR R4 resources and wraps each in the Bundle entry that
-// writes it idempotently: conditional create for Observations, Devices and
-// Endpoints, conditional update for ImagingStudies. Every resource is
-// validated (package r4) before it leaves the mapper.
 package fhir
 
 import (
