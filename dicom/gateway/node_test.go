@@ -404,16 +404,21 @@ func TestForwarderToStorescp(t *testing.T) {
 			IdleRelease: 500 * time.Millisecond,
 			Backoff:     buffer.Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond, Multiplier: 2}}
 	}
+	// Ten in the spool before the forwarder starts: all of them are work
+	// from the first moment, so they go over one association however slow
+	// this machine is (an idle timer never runs between them).
+	for _, p := range files[:10] {
+		storeFile(t, spool, p)
+	}
 	f := newF()
 	if err := startPart(f); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range files[:10] {
-		_, in := storeFile(t, spool, p)
-		f.Enqueue(in.Key)
-	}
-	waitFor(t, "10 forwarded", func() bool { return countFiles(recv) == 10 })
-	if st := f.Stats(); st.Associations != 1 || st.Delivered != 10 || st.Waiting != 0 {
+	waitFor(t, "10 forwarded and counted", func() bool {
+		st := f.Stats()
+		return countFiles(recv) == 10 && st.Delivered == 10 && st.Waiting == 0
+	})
+	if st := f.Stats(); st.Associations != 1 {
 		t.Fatalf("stats %+v; want 10 delivered over 1 association", st)
 	}
 	for _, p := range files[:10] {

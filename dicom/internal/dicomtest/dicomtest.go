@@ -233,10 +233,12 @@ func WriteCTs(t *testing.T, first, n int) []string {
 	return files
 }
 
-// WaitFor polls cond until it holds, failing the test after 5 seconds.
+// WaitFor polls cond until it holds, failing the test after 30 seconds: a
+// condition, not a moment, so a loaded machine is only slower. (A test
+// that checks something does not happen sleeps for its own reason.)
 func WaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
