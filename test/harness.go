@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -168,8 +169,25 @@ func (p *Process) WaitLog(t testing.TB, re string, within time.Duration) string 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("wardgate did not log %q within %v:\n%s", re, within, p.Log())
+	p.dumpGoroutines()
+	t.Fatalf("wardgate did not log %q within %v (its goroutines, dumped with SIGQUIT, end the log):\n%s", re, within, p.Log())
 	return ""
+}
+
+// dumpGoroutines asks a process that did not do something in time for its
+// goroutines (the Go runtime prints them on SIGQUIT and exits), so that a
+// hang seen once can be read rather than guessed at.
+func (p *Process) dumpGoroutines() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.Cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // Wait waits for the process to exit and returns its exit code.
@@ -195,7 +213,8 @@ func (p *Process) WaitLogCount(t testing.TB, re string, n int, within time.Durat
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("wardgate did not log %q %d times within %v:\n%s", re, n, within, p.Log())
+	p.dumpGoroutines()
+	t.Fatalf("wardgate did not log %q %d times within %v (its goroutines, dumped with SIGQUIT, end the log):\n%s", re, n, within, p.Log())
 }
 
 // Eventually polls cond until it holds or within passes, then fails with
