@@ -55,15 +55,19 @@ func (it *Item) encodedLen() int {
 }
 
 func (it *Item) encode() []byte {
-	b := make([]byte, itemHeaderLen, it.encodedLen())
-	b[0] = itemVersion
-	binary.BigEndian.PutUint32(b[1:], uint32(it.Attempts))
-	binary.BigEndian.PutUint64(b[5:], uint64(unixNano(it.NotBefore)))
-	binary.BigEndian.PutUint64(b[13:], uint64(unixNano(it.Enqueued)))
-	binary.BigEndian.PutUint64(b[21:], it.leaseRun)
-	binary.BigEndian.PutUint16(b[29:], uint16(len(it.Key)))
-	binary.BigEndian.PutUint16(b[31:], uint16(len(it.Kind)))
-	binary.BigEndian.PutUint16(b[33:], uint16(len(it.LastError)))
+	return it.appendTo(make([]byte, 0, it.encodedLen()))
+}
+
+// appendTo appends the encoded item to b.
+func (it *Item) appendTo(b []byte) []byte {
+	b = append(b, itemVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(it.Attempts))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(it.NotBefore)))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(it.Enqueued)))
+	b = binary.BigEndian.AppendUint64(b, it.leaseRun)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(it.Key)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(it.Kind)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(it.LastError)))
 	b = append(b, it.Key...)
 	b = append(b, it.Kind...)
 	b = append(b, it.LastError...)

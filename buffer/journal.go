@@ -67,10 +67,28 @@ type journalRecord struct {
 	items []journalItem
 }
 
+// jop is one Append call waiting in the journal's queue: its items, framed
+// by the caller as in a record body (see appendFrame), and the slice that
+// the journal fills with their IDs as it writes them.
 type jop struct {
-	values [][]byte
+	frames []byte
 	ids    []uint64
 	done   chan error
+}
+
+// jops are reused: an Append would otherwise allocate one and its channel.
+var jopPool = sync.Pool{New: func() any { return &jop{done: make(chan error, 1)} }}
+
+// journalFrameHead is the id and length before each item in a record body.
+const journalFrameHead = 12
+
+// appendFrame appends it to b framed as in a record body, with the id left
+// zero for the journal to fill in. Appenders frame their own items, so that
+// the journal's loop, which every call waits for, only copies them.
+func appendFrame(b []byte, it *Item) []byte {
+	b = binary.BigEndian.AppendUint64(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(it.encodedLen()))
+	return it.appendTo(b)
 }
 
 type journal struct {
@@ -278,38 +296,43 @@ func decodeJournalBody(b []byte) ([]journalItem, error) {
 
 func (j *journal) start() { go j.loop() }
 
-// append writes values as one part of the next group and returns their IDs
-// once the group is on disk. Like committer.do, ctx bounds only the wait for
-// a place in the queue.
-func (j *journal) append(ctx context.Context, values [][]byte) ([]uint64, error) {
-	o := &jop{values: values, done: make(chan error, 1)}
+// append writes frames (items framed by appendFrame) as one part of the next
+// group and fills ids with their IDs; it returns once the group is on disk.
+// Like committer.do, ctx bounds only the wait for a place in the queue.
+func (j *journal) append(ctx context.Context, frames []byte, ids []uint64) error {
 	select {
 	case <-j.stop:
-		return nil, ErrClosed
+		return ErrClosed
 	default:
 	}
+	o := jopPool.Get().(*jop)
+	o.frames, o.ids = frames, ids
 	select {
 	case j.ops <- o:
 	default:
 		select {
 		case j.ops <- o:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			jopPool.Put(o)
+			return ctx.Err()
 		case <-j.stop:
-			return nil, ErrClosed
+			jopPool.Put(o)
+			return ErrClosed
 		}
 	}
+	var err error
 	select {
-	case err := <-o.done:
-		return o.ids, err
+	case err = <-o.done:
 	case <-j.stopped:
 		select {
-		case err := <-o.done:
-			return o.ids, err
+		case err = <-o.done:
 		default:
-			return nil, ErrClosed
+			return ErrClosed // o stays in the queue, never taken: not reused
 		}
 	}
+	o.frames, o.ids = nil, nil
+	jopPool.Put(o)
+	return err
 }
 
 // The journal runs as one goroutine that takes the waiting calls as a group,
@@ -406,7 +429,7 @@ func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer) (journalRecord, e
 	}
 	count := 0
 	for _, o := range batch {
-		count += len(o.values)
+		count += len(o.ids)
 	}
 	lsn := j.lsn + 1
 	buf.Reset()
@@ -419,14 +442,15 @@ func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer) (journalRecord, e
 	rec := journalRecord{lsn: lsn, items: make([]journalItem, 0, count)}
 	id := j.next
 	for _, o := range batch {
-		o.ids = make([]uint64, len(o.values))
-		for i, v := range o.values {
+		start := buf.Len()
+		buf.Write(o.frames)
+		b := buf.Bytes()[start:]
+		for i, off := 0, 0; i < len(o.ids); i++ {
+			binary.BigEndian.PutUint64(b[off:], id)
+			end := off + journalFrameHead + int(binary.BigEndian.Uint32(b[off+8:]))
 			o.ids[i] = id
-			rec.items = append(rec.items, journalItem{id: id, value: v})
-			binary.BigEndian.PutUint64(scratch[:], id)
-			binary.BigEndian.PutUint32(scratch[8:], uint32(len(v)))
-			buf.Write(scratch[:12])
-			buf.Write(v)
+			rec.items = append(rec.items, journalItem{id: id, value: o.frames[off+journalFrameHead : end]})
+			off = end
 			id++
 		}
 	}

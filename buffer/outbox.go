@@ -198,8 +198,8 @@ func (o *Outbox) Append(ctx context.Context, items ...Item) ([]uint64, error) {
 		return nil, nil
 	}
 	now := o.opts.Now()
-	encoded := make([][]byte, len(items))
 	var size int64
+	frameBytes := 0
 	for i, it := range items {
 		switch {
 		case len(it.Key) > maxKeyLen:
@@ -209,9 +209,16 @@ func (o *Outbox) Append(ctx context.Context, items ...Item) ([]uint64, error) {
 		case len(it.Payload) > o.opts.MaxItemBytes:
 			return nil, fmt.Errorf("outbox: item %d: payload of %d bytes is larger than the limit of %d", i, len(it.Payload), o.opts.MaxItemBytes)
 		}
+		n := itemHeaderLen + len(it.Key) + len(it.Kind) + len(it.Payload)
+		size += int64(n) + itemOverhead
+		frameBytes += journalFrameHead + n
+	}
+	// The items go to the journal framed as in its records, in one buffer
+	// whose parts the checkpoint later puts into bbolt.
+	frames := make([]byte, 0, frameBytes)
+	for _, it := range items {
 		stored := Item{Key: it.Key, Kind: it.Kind, Payload: it.Payload, Enqueued: now}
-		encoded[i] = stored.encode()
-		size += int64(len(encoded[i])) + itemOverhead
+		frames = appendFrame(frames, &stored)
 	}
 
 	o.mu.Lock()
@@ -228,7 +235,8 @@ func (o *Outbox) Append(ctx context.Context, items ...Item) ([]uint64, error) {
 	o.reserved += size
 	o.mu.Unlock()
 
-	ids, err := o.j.append(ctx, encoded)
+	ids := make([]uint64, len(items))
+	err := o.j.append(ctx, frames, ids)
 	o.mu.Lock()
 	o.reserved -= size
 	if errors.Is(err, ErrFull) {
