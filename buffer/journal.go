@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,6 +116,11 @@ type journal struct {
 	beforeWrap func() error
 	// committed hands the items of a durable record to the outbox.
 	committed func(journalRecord)
+
+	// lastSync and expect tell gather how long to wait for callers, and how
+	// many (loop only).
+	lastSync time.Duration
+	expect   int
 
 	syncs atomic.Uint64
 	calls atomic.Uint64
@@ -340,11 +346,11 @@ func (j *journal) append(ctx context.Context, frames []byte, ids []uint64) error
 // group: one record and one fdatasync in flight at a time, so groups become
 // durable, and are answered, in LSN order.
 //
-// A group is closed as late as possible. While an fdatasync runs, every call
-// that arrives waits for the next group; when it returns, the callers just
-// answered usually come back at once with their next Append, and the loop
-// yields (gatherRounds) so that they join the group being formed instead of
-// the one after it. Writing the next record while the previous one was being
+// A group is closed as late as is worth it. While an fdatasync runs, every
+// call that arrives waits for the next group; when it returns, the callers
+// just answered usually come back at once with their next Append, and gather
+// waits for them so that they join the group being formed instead of the one
+// after it. Writing the next record while the previous one was being
 // flushed, as this journal once did, split steady appenders into two cohorts
 // that took turns, so each fdatasync carried half of them.
 func (j *journal) loop() {
@@ -354,47 +360,63 @@ func (j *journal) loop() {
 	for {
 		select {
 		case o := <-j.ops:
-			batch = append(batch[:0], o)
-			batch = j.gather(batch, gatherRounds)
+			batch = j.gather(append(batch[:0], o))
+			j.commit(batch, &buf)
 		case <-j.stop:
 			// Write what was queued before the stop, then refuse.
 			for {
-				batch = j.gather(batch[:0], 0)
+				batch = j.drain(batch[:0])
 				if len(batch) == 0 {
 					return
 				}
 				j.commit(batch, &buf)
 			}
 		}
-		j.commit(batch, &buf)
 	}
 }
 
-// gatherRounds bounds how many times the loop yields to let callers join a
-// group: it yields again only while the last yield brought new calls, so an
-// idle journal pays one yield and a busy one waits no longer than its
-// callers take to come back.
-const gatherRounds = 8
+// maxGatherWait bounds the wait in gather: on a slow disk a quarter of an
+// fdatasync could be milliseconds of yielding, while a caller that is coming
+// back needs microseconds.
+const maxGatherWait = 100 * time.Microsecond
 
-// gather adds the calls waiting in the queue to batch, up to maxOpsPerCommit,
-// yielding (as committer.loop does) up to rounds times first.
-func (j *journal) gather(batch []*jop, rounds int) []*jop {
-	for round := 0; ; round++ {
+// gather adds the calls waiting in the queue to batch, yielding (as
+// committer.loop does) to let callers come: again and again while calls keep
+// coming or fewer are there than last time's callers (j.expect), but no
+// longer than a quarter of the last fdatasync or maxGatherWait. A caller that
+// misses a group waits a whole fdatasync more, so a short wait for it pays.
+// A journal with one caller at a time pays one yield; the first call after
+// a burst may wait the whole limit for callers that do not come.
+func (j *journal) gather(batch []*jop) []*jop {
+	start := time.Now()
+	limit := min(j.lastSync/4, maxGatherWait)
+	for yields := 0; ; yields++ {
 		n := len(batch)
-	drain:
-		for len(batch) < maxOpsPerCommit {
-			select {
-			case o := <-j.ops:
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
-		if round >= rounds || len(batch) == maxOpsPerCommit || (round > 0 && len(batch) == n) {
+		batch = j.drain(batch)
+		switch {
+		case len(batch) == maxOpsPerCommit:
+			return batch
+		case yields == 0:
+		case time.Since(start) >= limit:
+			return batch
+		case len(batch) == n && len(batch) >= j.expect:
 			return batch
 		}
 		runtime.Gosched()
 	}
+}
+
+// drain adds the calls waiting in the queue to batch, up to maxOpsPerCommit.
+func (j *journal) drain(batch []*jop) []*jop {
+	for len(batch) < maxOpsPerCommit {
+		select {
+		case o := <-j.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit writes one group's record, fdatasyncs, hands the record to the
@@ -402,7 +424,10 @@ func (j *journal) gather(batch []*jop, rounds int) []*jop {
 func (j *journal) commit(batch []*jop, buf *bytes.Buffer) {
 	rec, err := j.writeRecord(batch, buf)
 	if err == nil {
-		if e := unix.Fdatasync(int(j.f.Fd())); e != nil {
+		start := time.Now()
+		e := unix.Fdatasync(int(j.f.Fd()))
+		j.lastSync = time.Since(start)
+		if e != nil {
 			// After a failed flush the page cache cannot be trusted
 			// (fsyncgate): refuse everything until a restart replays what
 			// is really on disk.
@@ -415,6 +440,9 @@ func (j *journal) commit(batch []*jop, buf *bytes.Buffer) {
 			j.committed(rec)
 		}
 	}
+	// These callers and those that queued meanwhile are the ones the next
+	// group can expect.
+	j.expect = len(batch) + len(j.ops)
 	for _, o := range batch {
 		o.done <- err
 	}
