@@ -116,6 +116,9 @@ type journal struct {
 	beforeWrap func() error
 	// committed hands the items of a durable record to the outbox.
 	committed func(journalRecord)
+	// fdatasync flushes the file after each record (a field so that tests
+	// can watch and slow the flush).
+	fdatasync func(*os.File) error
 
 	// lastSync and expect tell gather how long to wait for callers, and how
 	// many (loop only).
@@ -130,7 +133,7 @@ type journal struct {
 // after applied. The caller applies them and then calls restart (or, when it
 // cannot apply them, keepTail) before the journal takes appends.
 func openJournal(path string, applied uint64) (*journal, []journalRecord, error) {
-	j := &journal{path: path, ops: make(chan *jop, maxOpsPerCommit), stop: make(chan struct{}), stopped: make(chan struct{})}
+	j := &journal{path: path, ops: make(chan *jop, maxOpsPerCommit), stop: make(chan struct{}), stopped: make(chan struct{}), fdatasync: fdatasyncFile}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -190,6 +193,8 @@ func (j *journal) keepTail() {
 		j.sum = epochSeed(j.epoch)
 	}
 }
+
+func fdatasyncFile(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
 func epochSeed(epoch uint64) uint32 {
 	var b [8]byte
@@ -425,7 +430,7 @@ func (j *journal) commit(batch []*jop, buf *bytes.Buffer) {
 	rec, err := j.writeRecord(batch, buf)
 	if err == nil {
 		start := time.Now()
-		e := unix.Fdatasync(int(j.f.Fd()))
+		e := j.fdatasync(j.f)
 		j.lastSync = time.Since(start)
 		if e != nil {
 			// After a failed flush the page cache cannot be trusted

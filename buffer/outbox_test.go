@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -491,6 +493,45 @@ func TestConcurrentAppendersShareCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Append returns only once an fdatasync that began after its record was
+// written has returned, and so after every earlier record is flushed too:
+// each flush is slowed at random, and every appender checks its IDs against
+// those that the last finished flush covered.
+func TestAppendReturnsOnlyAfterItsRecordIsFlushed(t *testing.T) {
+	ctx := context.Background()
+	o := openTestOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{})
+	var flushed atomic.Uint64 // every ID below it is on disk
+	r := rand.New(rand.NewPCG(1, 2))
+	o.j.fdatasync = func(f *os.File) error { // runs in the journal's loop
+		written := o.j.next // every ID below it has been written
+		time.Sleep(time.Duration(r.IntN(300)) * time.Microsecond)
+		err := fdatasyncFile(f)
+		if err == nil {
+			flushed.Store(written)
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				ids, err := o.Append(ctx, items(fmt.Sprint(g), strings.Split("abc"[:1+i%3], "")...)...)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if last, f := ids[len(ids)-1], flushed.Load(); last >= f {
+					t.Errorf("item %d acknowledged while only the items below %d were flushed", last, f)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // A file that is not an outbox is reported, names itself, and is not changed.
