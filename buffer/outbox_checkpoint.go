@@ -118,6 +118,11 @@ func (o *Outbox) checkpoint() error {
 	}
 	return o.c.do(context.Background(), func(tx *bolt.Tx) error {
 		b := tx.Bucket(itemsBucket)
+		// Checkpointed items always go after every stored one (IDs only
+		// grow), the append-only case that bbolt's FillPercent is for: leaf
+		// pages split full rather than half full (the default, made for
+		// random inserts), so a checkpoint writes half the pages.
+		b.FillPercent = 1
 		for _, it := range items {
 			if err := b.Put(idKey(it.id), it.value); err != nil {
 				return err
