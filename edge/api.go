@@ -249,11 +249,15 @@ func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 			continue
 		case d.Kind == KindStudy:
 			why = fmt.Sprintf("dead letter %d is a study that was not charted; the DICOM node is not running to hand it over again", d.ID)
-		case d.Kind == KindForward && node != nil:
+		case d.Kind == KindForward && node == nil:
+			why = fmt.Sprintf("dead letter %d is an instance a PACS refused; the DICOM node is not running to send it again", d.ID)
+		case d.Kind == KindForward:
+			if rf, ok := refusalOf(d); ok && !node.HasDestination(rf.Destination) {
+				why = fmt.Sprintf("dead letter %d is an instance refused by %s, which is no longer configured in dicom.forward: drop it instead", d.ID, rf.Destination)
+				break
+			}
 			resent = append(resent, d)
 			continue
-		case d.Kind == KindForward:
-			why = fmt.Sprintf("dead letter %d is an instance a PACS refused; the DICOM node is not running to send it again", d.ID)
 		case deadLetterOf(d).Retryable:
 			again = append(again, d)
 			continue
@@ -324,29 +328,36 @@ func (g *Gateway) dropDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A PACS refusal is dropped in the ledger first, so that its instance
-	// may leave the spool; without the DICOM node that cannot be done.
+	// may leave the spool and is not listed again at the next start. With a
+	// DICOM node configured but not running (starting or stopping) that
+	// waits; with no dicom section the ledger is opened for it.
 	node := g.dicomNode()
 	skipped := 0
 	dls = slices.DeleteFunc(dls, func(d buffer.DeadLetter) bool {
-		if d.Kind != KindForward {
-			return false
-		}
-		if _, ok := refusalOf(d); ok && node == nil {
+		if _, ok := refusalOf(d); ok && node == nil && g.cfg.DICOM != nil {
 			skipped++
 			return true
 		}
 		return false
 	})
 	if skipped > 0 && !all {
-		writeError(w, http.StatusConflict, "a dead letter named is an instance a PACS refused; the DICOM node is not running to let it leave the spool")
+		writeError(w, http.StatusConflict, "a dead letter named is an instance a PACS refused; the DICOM node is starting or stopping: try again in a moment")
 		return
 	}
 	for _, d := range dls {
-		if rf, ok := refusalOf(d); ok {
-			if err := node.DropRefusal(rf); err != nil && !errors.Is(err, gateway.ErrNoRefusal) {
-				writeError(w, http.StatusInternalServerError, fmt.Sprintf("dead letter %d: %v", d.ID, err))
-				return
-			}
+		rf, ok := refusalOf(d)
+		if !ok {
+			continue
+		}
+		var err error
+		if node != nil {
+			err = node.DropRefusal(rf)
+		} else {
+			err = g.dropRefusalInLedger(rf)
+		}
+		if err != nil && !errors.Is(err, gateway.ErrNoRefusal) {
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("dead letter %d: %v", d.ID, err))
+			return
 		}
 	}
 	n := 0

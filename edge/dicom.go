@@ -3,8 +3,10 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/wardgate/wardgate/dicom/gateway"
@@ -219,4 +221,21 @@ func refusalOf(d buffer.DeadLetter) (gateway.Refusal, bool) {
 		return gateway.Refusal{}, false
 	}
 	return r, true
+}
+
+// dropRefusalInLedger marks a refusal Dropped in the ledger of a gateway
+// that runs without a dicom section (the ledger is there from when it had
+// one), so that it is not listed again if DICOM comes back.
+func (g *Gateway) dropRefusalInLedger(r gateway.Refusal) error {
+	path := g.cfg.LedgerPath()
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	l, err := gateway.OpenLedger(path)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	_, err = l.DropForwardMark(r.Destination, r.Key, r.SHA256)
+	return err
 }

@@ -48,9 +48,11 @@ type Gateway struct {
 	httpLn    net.Listener
 	started   time.Time
 
-	mu     sync.Mutex
-	ready  bool
-	ingest ingestCounters
+	mu sync.Mutex
+	// ready: serving; stopping: the stop has begun (/readyz tells starting
+	// from stopping).
+	ready, stopping bool
+	ingest          ingestCounters
 	// heldNotes say why each held frame waits; resolveKick wakes the
 	// resolver (held.go).
 	heldNotes   heldNotes
@@ -108,7 +110,9 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	} else {
 		g.log.Info("stopping: no new input; finishing what is in flight")
 	}
-	g.setReady(false)
+	g.mu.Lock()
+	g.ready, g.stopping = false, true
+	g.mu.Unlock()
 	// The DICOM server's graceful stop and delivery's last request each
 	// get ShutdownTimeout.
 	sup.stop(2 * ShutdownTimeout)
@@ -240,6 +244,9 @@ func (g *Gateway) close() error {
 	if g.outbox != nil {
 		errs = append(errs, g.outbox.Close())
 	}
+	if g.httpLn != nil {
+		g.httpLn.Close() // already closed after a clean stop; not when starting failed
+	}
 	if g.lock != nil {
 		g.lock.release()
 	}
@@ -262,10 +269,14 @@ func (g *Gateway) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		g.mu.Lock()
-		ready := g.ready
+		ready, stopping := g.ready, g.stopping
 		g.mu.Unlock()
 		if !ready {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stopping"})
+			status := "starting"
+			if stopping {
+				status = "stopping"
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": status})
 			return
 		}
 		// The snapshot, under the same names as /api/status.

@@ -187,6 +187,7 @@ type dicomReport struct {
 	StudiesHandedOver  uint64          `json:"studies_handed_over"`
 	StudiesFailed      uint64          `json:"studies_handover_failed"`
 	Pruned             uint64          `json:"pruned"`
+	LedgerUnreadable   uint64          `json:"ledger_marks_unreadable"`
 	Destinations       []forwardReport `json:"forward"`
 	Studies            []studyReport   `json:"recent_studies"`
 }
@@ -195,7 +196,8 @@ type forwardReport struct {
 	Destination  string         `json:"destination"`
 	Waiting      int            `json:"waiting"`
 	Delivered    uint64         `json:"delivered"`
-	DeadLettered uint64         `json:"dead_lettered"`
+	DeadLettered int            `json:"dead_lettered"`    // refusals for good waiting for a retry or a drop
+	RefusedTotal uint64         `json:"refused_for_good"` // refusals for good since the start
 	Connected    bool           `json:"connected"`
 	LastError    string         `json:"last_error,omitempty"`
 	Reasons      map[string]int `json:"reasons,omitempty"`
@@ -262,10 +264,17 @@ type deadLetterReport struct {
 const statusDeadLetters = 50
 
 func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
+	key, reason := pageKey(d.Key), pageReason(d.Reason)
+	if d.Kind == KindForward {
+		// An instance's UID names its study as well as the study's does;
+		// the reason is our own words (status and destination), whole.
+		key = "instance …" + uidHandle(d.Key)
+		reason = d.Reason
+	}
 	return deadLetterReport{
-		ID: d.ID, Kind: d.Kind, Key: pageKey(d.Key), Reason: pageReason(d.Reason), At: d.At, Enqueued: d.Enqueued,
+		ID: d.ID, Kind: d.Kind, Key: key, Reason: reason, At: d.At, Enqueued: d.Enqueued,
 		Attempts: d.Attempts, Retryable: d.Kind == buffer.KindFHIR || d.Kind == "" || d.Kind == KindHeld || d.Kind == KindStudy || d.Kind == KindForward,
-		PageKey: pageKey(d.Key), PageReason: pageReason(d.Reason),
+		PageKey: key, PageReason: reason,
 	}
 }
 
@@ -357,7 +366,7 @@ func (g *Gateway) snapshot() snapshot {
 	if d := r.DICOM; d != nil {
 		var fwdDead uint64
 		for _, f := range d.Destinations {
-			fwdDead += f.DeadLettered
+			fwdDead += f.RefusedTotal
 		}
 		r.Errors["dicom_associations_rejected"] = d.Rejected
 		r.Errors["dicom_associations_aborted"] = d.Aborted
@@ -367,6 +376,7 @@ func (g *Gateway) snapshot() snapshot {
 		r.Errors["dicom_store_failed"] = d.StoreFailed
 		r.Errors["dicom_study_handover_failed"] = d.StudiesFailed
 		r.Errors["dicom_forward_refused"] = fwdDead
+		r.Errors["dicom_ledger_marks_unreadable"] = d.LedgerUnreadable
 	}
 	return r
 }
@@ -446,12 +456,12 @@ func (g *Gateway) dicomReport() *dicomReport {
 		RefusedFull: st.Received.RefusedFull, RefusedUnparseable: st.Received.RefusedUnparseable,
 		Duplicates: st.Received.Duplicates, Replaced: st.Received.Replaced, PatientChanged: st.Received.PatientChanged,
 		StoreFailed: st.Received.Failed, StudiesPending: st.Studies.Pending, StudiesHandedOver: st.Studies.HandedOff,
-		StudiesFailed: st.Studies.Failed, Pruned: st.Pruned,
+		StudiesFailed: st.Studies.Failed, Pruned: st.Pruned, LedgerUnreadable: st.LedgerUnreadable,
 		Destinations: []forwardReport{}, Studies: []studyReport{},
 	}
 	for _, f := range st.Forward {
 		d.Destinations = append(d.Destinations, forwardReport{
-			Destination: f.Destination, Waiting: f.Waiting, Delivered: f.Delivered, DeadLettered: f.DeadLettered,
+			Destination: f.Destination, Waiting: f.Waiting, Delivered: f.Delivered, DeadLettered: f.DeadLettered, RefusedTotal: f.RefusedTotal,
 			Connected: f.Connected, LastError: f.LastError, Reasons: f.Reasons,
 		})
 	}

@@ -89,7 +89,13 @@ type Forwarder struct {
 	lastErr string
 	conn    bool
 
-	delivered, dead, associations atomic.Uint64
+	// refused are the refusals for good that wait for a retry or a drop
+	// (key → content), under mu; refusedTotal counts those found at Run
+	// and the refusals since.
+	refused  map[string]string
+	settling sync.Mutex
+
+	delivered, refusedTotal, associations atomic.Uint64
 }
 
 // ForwardStats is a destination's queue, for the status page.
@@ -97,7 +103,8 @@ type ForwardStats struct {
 	Destination  string            `json:"destination"` // AE@host:port
 	Waiting      int               `json:"waiting"`
 	Delivered    uint64            `json:"delivered"`
-	DeadLettered uint64            `json:"dead_lettered"` // since Start, plus those found in the Ledger at Start
+	DeadLettered int               `json:"dead_lettered"`    // refusals for good that wait for a retry or a drop now
+	RefusedTotal uint64            `json:"refused_for_good"` // those waiting at the start plus the refusals since: only goes up
 	Associations uint64            `json:"associations"`
 	Connected    bool              `json:"connected"`
 	LastError    string            `json:"last_error,omitempty"`
@@ -111,7 +118,7 @@ func (f *Forwarder) Stats() ForwardStats {
 	defer f.mu.Unlock()
 	st := ForwardStats{
 		Destination: f.Dest.LedgerName(), Waiting: len(f.items),
-		Delivered: f.delivered.Load(), DeadLettered: f.dead.Load(), Associations: f.associations.Load(),
+		Delivered: f.delivered.Load(), DeadLettered: len(f.refused), RefusedTotal: f.refusedTotal.Load(), Associations: f.associations.Load(),
 		Connected: f.conn, LastError: f.lastErr,
 	}
 	f.pmu.Lock()
@@ -161,8 +168,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.kick = make(chan struct{}, 1)
 	}
 	f.pmu.Unlock()
+	// No retry or drop of a refusal between reading the marks and keeping
+	// the refusals found.
+	f.settling.Lock()
 	marks, err := f.Ledger.Forwarded(f.Dest.LedgerName())
 	if err != nil {
+		f.settling.Unlock()
 		return err
 	}
 	// Only what the queue needs: not the instances' header attributes.
@@ -171,11 +182,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		stored time.Time
 	}
 	var todo []queued
-	var dead uint64
+	refused := map[string]string{}
 	err = f.Spool.Each(func(in buffer.Instance) bool {
 		if m, ok := marks[in.Key]; ok && m.SHA256 == in.SHA256 {
 			if m.Dead && !m.Dropped {
-				dead++
+				refused[in.Key] = in.SHA256
 			}
 			return true
 		}
@@ -183,13 +194,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return true
 	})
 	if err != nil {
+		f.settling.Unlock()
 		return err
 	}
 	marks = nil
-	// Dead letters from before the restart still are: /readyz shows them.
-	f.dead.Store(dead)
 	sort.SliceStable(todo, func(i, j int) bool { return todo[i].stored.Before(todo[j].stored) })
 	f.mu.Lock()
+	// Refusals from before the restart still wait: the page shows them,
+	// and they count among the refusals (as before the restart).
+	f.refused = refused
+	f.refusedTotal.Store(uint64(len(refused)))
 	f.items = make(map[string]*fwdItem, len(todo))
 	f.fresh = make([]*fwdItem, 0, len(todo))
 	f.delayed = nil
@@ -200,9 +214,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	if len(todo) > 0 {
 		f.Logger.Info("dicom: instances queued for forwarding", "instances", len(todo))
 	}
-	if dead > 0 {
-		f.Logger.Warn("dicom: instances dead-lettered for this destination are kept in the spool", "instances", dead)
+	if len(refused) > 0 {
+		f.Logger.Warn("dicom: instances dead-lettered for this destination are kept in the spool", "instances", len(refused))
 	}
+	f.settling.Unlock()
 	f.run(ctx)
 	return nil
 }
@@ -236,27 +251,47 @@ func (f *Forwarder) Refusals() ([]Refusal, error) {
 }
 
 // Retry sends a refused instance again: its refusal mark goes and it joins
-// the queue, counted afresh. false: there is no such refusal (retried or
-// replaced meanwhile).
+// the queue, counted afresh. false: there is no such refusal waiting (it
+// was retried or dropped, or the instance was replaced by other content,
+// which is queued of its own accord).
 func (f *Forwarder) Retry(key, sha string) (bool, error) {
-	removed, err := f.Ledger.RemoveForwardMark(f.Dest.LedgerName(), key, sha)
-	if err != nil || !removed {
-		return false, err
-	}
-	f.dead.Add(^uint64(0))
-	f.Enqueue(key)
-	return true, nil
+	return f.settleRefusal(key, sha, func() (bool, error) {
+		removed, err := f.Ledger.RemoveForwardMark(f.Dest.LedgerName(), key, sha)
+		if removed {
+			f.Enqueue(key)
+		}
+		return removed, err
+	})
 }
 
 // Drop gives up on sending a refused instance to this destination: the
 // mark says Dropped, and the instance may leave the spool without it.
-// false: there is no such refusal.
+// false: there is no such refusal waiting.
 func (f *Forwarder) Drop(key, sha string) (bool, error) {
-	dropped, err := f.Ledger.DropForwardMark(f.Dest.LedgerName(), key, sha)
-	if err != nil || !dropped {
-		return false, err
-	}
-	f.dead.Add(^uint64(0))
-	return true, nil
+	return f.settleRefusal(key, sha, func() (bool, error) {
+		return f.Ledger.DropForwardMark(f.Dest.LedgerName(), key, sha)
+	})
 }
 
+// settleRefusal runs do for a refusal that waits: content sha of key,
+// refused by this destination, and still what the spool holds. One
+// settlement at a time, so a retry and a drop of the same refusal cannot
+// both happen.
+func (f *Forwarder) settleRefusal(key, sha string, do func() (bool, error)) (bool, error) {
+	f.settling.Lock()
+	defer f.settling.Unlock()
+	// The ledger says whether the refusal waits (do checks the mark), the
+	// spool whether it is still of what the spool holds.
+	if in, err := f.Spool.Get(key); err != nil || in.SHA256 != sha || sha == "" {
+		return false, nil // replaced or gone meanwhile: not this refusal
+	}
+	ok, err := do()
+	if ok {
+		f.mu.Lock()
+		if f.refused[key] == sha {
+			delete(f.refused, key)
+		}
+		f.mu.Unlock()
+	}
+	return ok, err
+}

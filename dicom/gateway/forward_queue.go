@@ -63,6 +63,9 @@ func (f *Forwarder) merge() {
 	}
 	f.mu.Lock()
 	for _, k := range keys {
+		// New content (or a retry): an old refusal of the key no longer
+		// waits.
+		delete(f.refused, k)
 		f.queueLocked(k)
 	}
 	f.mu.Unlock()

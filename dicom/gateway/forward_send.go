@@ -328,7 +328,11 @@ func (f *Forwarder) send(ctx context.Context, as *dicom.Association, proposed ma
 		if it.refusals >= f.MaxAttempts && now.Sub(it.firstRefused) >= f.DeadAfter {
 			it.attempts++
 			marks[it.key] = ForwardMark{SHA256: in.SHA256, Dead: true, Reason: reason, At: now.UTC()}
-			f.dead.Add(1)
+			f.refusedTotal.Add(1)
+			if f.refused == nil {
+				f.refused = map[string]string{}
+			}
+			f.refused[it.key] = in.SHA256
 			f.dropLocked(it)
 			f.Logger.Error("dicom: destination refused an instance for good; it is dead-lettered for this destination and kept in the spool",
 				"status", fmt.Sprintf("0x%04X", status), "attempts", it.attempts, "refused_for", now.Sub(it.firstRefused).Round(time.Second))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
@@ -27,8 +28,13 @@ import (
 // Every mark carries the SHA-256 of the content it is about, so that an
 // instance replaced by different content is work again.
 type Ledger struct {
-	db *buffer.Store
+	db         *buffer.Store
+	unreadable atomic.Uint64
 }
+
+// Unreadable counts the marks read since the ledger was opened that could
+// not be decoded (and were taken as absent).
+func (l *Ledger) Unreadable() uint64 { return l.unreadable.Load() }
 
 // ledgerFormat marks a ledger file; ledgers written before the mark existed
 // hold only the charted and forwarded buckets and are adopted.
@@ -101,7 +107,7 @@ func (l *Ledger) MarkCharted(study string, marks map[string]ChartedMark) error {
 
 // Charted returns the marks of a study's instances handed over so far.
 func (l *Ledger) Charted(study string) (map[string]ChartedMark, error) {
-	return readMarks[ChartedMark](l.db, chartedBucket, study)
+	return readMarks[ChartedMark](l, chartedBucket, study)
 }
 
 // MarkStudyDelivered records that the record acknowledged an ImagingStudy
@@ -169,7 +175,7 @@ func (l *Ledger) MarkForwarded(destination string, marks map[string]ForwardMark)
 
 // Forwarded returns every mark of destination.
 func (l *Ledger) Forwarded(destination string) (map[string]ForwardMark, error) {
-	return readMarks[ForwardMark](l.db, forwardedBucket, destination)
+	return readMarks[ForwardMark](l, forwardedBucket, destination)
 }
 
 // ForwardMarkOf returns destination's mark for key, if any.
@@ -200,7 +206,7 @@ func (l *Ledger) RemoveForwardMark(destination, key, sha string) (bool, error) {
 			return nil
 		}
 		var m ForwardMark
-		if v := b.Get([]byte(key)); v == nil || json.Unmarshal(v, &m) != nil || !m.Dead || m.SHA256 != sha {
+		if v := b.Get([]byte(key)); v == nil || json.Unmarshal(v, &m) != nil || !m.Dead || m.Dropped || m.SHA256 != sha {
 			return nil
 		}
 		removed = true
@@ -281,17 +287,22 @@ func putMarks[M any](db *buffer.Store, top []byte, name string, marks map[string
 }
 
 // readMarks returns every mark in the named bucket under top.
-func readMarks[M any](db *buffer.Store, top []byte, name string) (map[string]M, error) {
+//
+// A mark that cannot be decoded is skipped and counted (Unreadable): losing
+// a mark only makes its work happen again (a resend, a hand-over), while
+// failing would stop the node, and with it the gateway, at every start.
+func readMarks[M any](l *Ledger, top []byte, name string) (map[string]M, error) {
 	out := map[string]M{}
-	err := db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(top).Bucket([]byte(name))
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var m M
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("ledger: %s %s %q: %w", top, name, k, err)
+			if json.Unmarshal(v, &m) != nil {
+				l.unreadable.Add(1)
+				return nil
 			}
 			out[string(k)] = m
 			return nil

@@ -69,6 +69,8 @@ type NodeStats struct {
 	Studies   AssemblerStats    `json:"studies"`
 	Forward   []ForwardStats    `json:"forward"`
 	Pruned    uint64            `json:"pruned"`
+	// LedgerUnreadable counts ledger marks that could not be decoded.
+	LedgerUnreadable uint64 `json:"ledger_marks_unreadable"`
 }
 
 // NewNode opens the Ledger and builds the parts; Parts runs them, Close
@@ -178,6 +180,7 @@ func (n *Node) Stats() NodeStats {
 	if n.Pruner != nil {
 		st.Pruned = n.Pruner.Removed()
 	}
+	st.LedgerUnreadable = n.Ledger.Unreadable()
 	return st
 }
 
@@ -236,6 +239,10 @@ func (n *Node) DropRefusal(r Refusal) error {
 	}
 	return err
 }
+
+// HasDestination reports whether destination (AE@host:port) is one of the
+// node's forward destinations.
+func (n *Node) HasDestination(destination string) bool { return n.forwarder(destination) != nil }
 
 func (n *Node) forwarder(destination string) *Forwarder {
 	for _, f := range n.Forwarders {
