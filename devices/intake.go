@@ -141,7 +141,7 @@ func (in *Intake) Ingest(ctx context.Context, frames ...[]Reading) error {
 			}
 			wait = min(wait, left)
 		}
-		if !sleep(ctx, wait) {
+		if !Sleep(ctx, wait) {
 			in.stopped(n)
 			return ctx.Err()
 		}
@@ -208,7 +208,9 @@ func (in *Intake) stopped(n int) {
 	in.Log.Error("readings lost: the gateway stopped before the outbox took them", "readings", n)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d, or less when ctx ends first; it reports whether the whole
+// d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

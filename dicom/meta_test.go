@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
 )
 
 func TestFileMetaRoundTrip(t *testing.T) {
@@ -78,7 +80,7 @@ func TestReadFileMetaErrors(t *testing.T) {
 
 // TestWriteFileMetaDcmdump has DCMTK read a file we wrote.
 func TestWriteFileMetaDcmdump(t *testing.T) {
-	dcmdump := requireTool(t, "dcmdump")
+	dcmdump := dicomtest.RequireTool(t, "dcmdump")
 	path := filepath.Join(t.TempDir(), "x.dcm")
 	var buf bytes.Buffer
 	WriteFileMeta(&buf, FileMeta{SOPClassUID: "1.2.840.10008.5.1.4.1.1.7", SOPInstanceUID: "1.2.3.4", TransferSyntaxUID: ImplicitVRLittleEndian, SourceAET: "SRC"})

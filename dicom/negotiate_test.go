@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"reflect"
 	"testing"
+
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
 )
 
 func TestNegotiate(t *testing.T) {
@@ -13,9 +15,9 @@ func TestNegotiate(t *testing.T) {
 			{ID: 1, AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}},
 			{ID: 3, AbstractSyntax: "1.2.840.10008.5.1.4.1.1.6.1", TransferSyntaxes: []string{"1.2.3.unknown", MPEG4HP41, JPEGBaseline8Bit}},
 			{ID: 5, AbstractSyntax: "1.2.840.10008.5.1.4.1.2.2.1", TransferSyntaxes: []string{ImplicitVRLittleEndian}}, // C-FIND
-			{ID: 7, AbstractSyntax: ctImage, TransferSyntaxes: []string{"1.2.840.10008.1.2.4.94"}},                     // JPIP
-			{ID: 8, AbstractSyntax: ctImage, TransferSyntaxes: []string{ImplicitVRLittleEndian}},                       // even ID
-			{ID: 7, AbstractSyntax: ctImage, TransferSyntaxes: []string{ImplicitVRLittleEndian}},                       // repeated ID
+			{ID: 7, AbstractSyntax: dicomtest.CTImage, TransferSyntaxes: []string{"1.2.840.10008.1.2.4.94"}},           // JPIP
+			{ID: 8, AbstractSyntax: dicomtest.CTImage, TransferSyntaxes: []string{ImplicitVRLittleEndian}},             // even ID
+			{ID: 7, AbstractSyntax: dicomtest.CTImage, TransferSyntaxes: []string{ImplicitVRLittleEndian}},             // repeated ID
 		},
 		User: userInformation{
 			MaxPDULength: 32768, AsyncOps: &[2]uint16{5, 5},

@@ -130,7 +130,7 @@ func dataSetOf(t testing.TB, path string) (FileMeta, []byte) {
 
 func quietServer(s *Server) *Server {
 	if s.Logger == nil {
-		s.Logger = discardLogger
+		s.Logger = dicomtest.DiscardLogger
 	}
 	return s
 }

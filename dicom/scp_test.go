@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
 )
 
 func TestEchoscu(t *testing.T) {
@@ -30,7 +32,7 @@ func TestEchoscu(t *testing.T) {
 		{"calling AE not allowed", "INTRUDER", "WARDGATE", false, "Calling AE Title Not Recognized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := dcmtk(t, "echoscu", "-v", "-aet", tc.calling, "-aec", tc.called, host, port)
+			out, err := dicomtest.DCMTK(t, "echoscu", "-v", "-aet", tc.calling, "-aec", tc.called, host, port)
 			if tc.ok && err != nil {
 				t.Fatalf("echoscu failed: %v\n%s", err, out)
 			}
@@ -49,24 +51,24 @@ func TestEchoscu(t *testing.T) {
 func TestStorescuBitExact(t *testing.T) {
 	store := newTestStore(t)
 	host, port := startServer(t, quietServer(&Server{AETitle: "WARDGATE", Store: store}))
-	for _, f := range fixtures {
+	for _, f := range dicomtest.Fixtures {
 		t.Run(f.Name, func(t *testing.T) {
-			file := fixturePath(t, f)
+			file := dicomtest.FixturePath(t, f)
 			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.SCUFlags...), host, port, file)
-			mustDCMTK(t, "storescu", args...)
+			dicomtest.MustDCMTK(t, "storescu", args...)
 
 			var scpArgs []string
 			if f.SCPFlag != "" {
 				scpArgs = append(scpArgs, f.SCPFlag)
 			}
-			scpPort, dir := storescp(t, scpArgs...)
+			scpPort, dir := dicomtest.Storescp(t, scpArgs...)
 			args[len(args)-2] = fmt.Sprint(scpPort)
-			mustDCMTK(t, "storescu", args...)
-			meta, want := dataSetOf(t, onlyFile(t, dir))
+			dicomtest.MustDCMTK(t, "storescu", args...)
+			meta, want := dataSetOf(t, dicomtest.OnlyFile(t, dir))
 
 			store.mu.Lock()
-			req, ok := store.committed[instanceUID(0)]
-			delete(store.committed, instanceUID(0))
+			req, ok := store.committed[dicomtest.InstanceUID(0)]
+			delete(store.committed, dicomtest.InstanceUID(0))
 			store.mu.Unlock()
 			if !ok {
 				t.Fatal("nothing committed")
@@ -74,10 +76,10 @@ func TestStorescuBitExact(t *testing.T) {
 			if req.TransferSyntaxUID != f.TransferSyntax || meta.TransferSyntaxUID != f.TransferSyntax {
 				t.Fatalf("transfer syntax: ours %s, storescp %s, want %s", req.TransferSyntaxUID, meta.TransferSyntaxUID, f.TransferSyntax)
 			}
-			if req.SOPClassUID != ctImage || req.CallingAE != "MODALITY" || req.CalledAE != "WARDGATE" {
+			if req.SOPClassUID != dicomtest.CTImage || req.CallingAE != "MODALITY" || req.CalledAE != "WARDGATE" {
 				t.Fatalf("request %+v", req)
 			}
-			got := store.data(t, instanceUID(0))
+			got := store.data(t, dicomtest.InstanceUID(0))
 			if !bytes.Equal(got, want) {
 				t.Fatalf("data set differs from storescp's: %d bytes vs %d", len(got), len(want))
 			}
@@ -91,10 +93,10 @@ func TestStorescuManyInstancesAndParallel(t *testing.T) {
 	store := newTestStore(t)
 	s := quietServer(&Server{Store: store})
 	host, port := startServer(t, s)
-	files := writeCTs(t, 1, 12)
+	files := dicomtest.WriteCTs(t, 1, 12)
 
 	// Ten instances over one association.
-	mustDCMTK(t, "storescu", append([]string{"-xi", host, port}, files[:10]...)...)
+	dicomtest.MustDCMTK(t, "storescu", append([]string{"-xi", host, port}, files[:10]...)...)
 	if st := s.Stats(); st.AssociationsAccepted != 1 || st.InstancesStored != 10 {
 		t.Fatalf("after one association: %+v", st)
 	}
@@ -106,7 +108,7 @@ func TestStorescuManyInstancesAndParallel(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			args := []string{"-xi", host, port, files[i], files[10+i%2], files[(i+5)%12]}
-			if out, err := dcmtk(t, "storescu", args...); err != nil {
+			if out, err := dicomtest.DCMTK(t, "storescu", args...); err != nil {
 				errs <- fmt.Errorf("storescu %d: %v\n%s", i, err, out)
 			}
 		}()
@@ -140,15 +142,15 @@ func TestMaxAssociations(t *testing.T) {
 	if !errors.As(err, &rj) || *rj != (RejectError{Result: 2, Source: 3, Reason: 2}) || !rj.Transient() {
 		t.Fatalf("second association: %v, want transient rejection (local limit exceeded)", err)
 	}
-	if out, err := dcmtk(t, "echoscu", host, port); err == nil || !strings.Contains(out, "Local Limit Exceeded") {
+	if out, err := dicomtest.DCMTK(t, "echoscu", host, port); err == nil || !strings.Contains(out, "Local Limit Exceeded") {
 		t.Fatalf("echoscu over the limit: %v\n%s", err, out)
 	}
 	if err := first.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The slot frees once the first connection has closed.
-	waitFor(t, "the released association to end", func() bool { return s.Stats().AssociationsActive == 0 })
-	mustDCMTK(t, "echoscu", host, port)
+	dicomtest.WaitFor(t, "the released association to end", func() bool { return s.Stats().AssociationsActive == 0 })
+	dicomtest.MustDCMTK(t, "echoscu", host, port)
 }
 
 // TestAbortMidInstance sends half a data set, then aborts (or just drops the
@@ -160,12 +162,12 @@ func TestAbortMidInstance(t *testing.T) {
 			s := quietServer(&Server{Store: store})
 			host, port := startServer(t, s)
 			as, err := Dialer{CallingAE: "GO", CalledAE: "X"}.Dial(context.Background(), net.JoinHostPort(host, port),
-				StorageProposals([]SOPClassTransfer{{ctImage, ImplicitVRLittleEndian}}))
+				StorageProposals([]SOPClassTransfer{{dicomtest.CTImage, ImplicitVRLittleEndian}}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			pcid := as.accepted[0].ID
-			if err := as.a.sendCommand(pcid, &command{AffectedSOPClassUID: ctImage, CommandField: cStoreRQ, MessageID: 1, AffectedSOPInstanceUID: "1.2.3.9"}); err != nil {
+			if err := as.a.sendCommand(pcid, &command{AffectedSOPClassUID: dicomtest.CTImage, CommandField: cStoreRQ, MessageID: 1, AffectedSOPInstanceUID: "1.2.3.9"}); err != nil {
 				t.Fatal(err)
 			}
 			half := make([]byte, 1000)
@@ -191,7 +193,7 @@ func TestAbortMidInstance(t *testing.T) {
 			if left, _ := filepath.Glob(filepath.Join(store.dir, "*")); len(left) != 0 {
 				t.Fatalf("partial files left: %v", left)
 			}
-			waitFor(t, "the abort to be counted", func() bool {
+			dicomtest.WaitFor(t, "the abort to be counted", func() bool {
 				st := s.Stats()
 				return st.AssociationsAborted == 1 && st.AssociationsActive == 0
 			})
@@ -202,7 +204,7 @@ func TestAbortMidInstance(t *testing.T) {
 // TestStoreRefusals checks the statuses for a full spool, a failing handler
 // and a failing write, and that the association survives each.
 func TestStoreRefusals(t *testing.T) {
-	file := fixturePath(t, fixtures[0])
+	file := dicomtest.FixturePath(t, dicomtest.Fixtures[0])
 	meta, ds := dataSetOf(t, file)
 	for _, tc := range []struct {
 		name              string
@@ -253,8 +255,8 @@ func TestGoSCUToServer(t *testing.T) {
 	host, port := startServer(t, quietServer(&Server{AETitle: "WARDGATE", Store: store, MaxPDULength: 4096}))
 	ctx := context.Background()
 	var pairs []SOPClassTransfer
-	for _, f := range fixtures {
-		m, _ := dataSetOf(t, fixturePath(t, f))
+	for _, f := range dicomtest.Fixtures {
+		m, _ := dataSetOf(t, dicomtest.FixturePath(t, f))
 		pairs = append(pairs, SOPClassTransfer{m.SOPClassUID, m.TransferSyntaxUID})
 	}
 	as, err := Dialer{CallingAE: "GO", CalledAE: "WARDGATE", MaxPDULength: 8192}.Dial(ctx, net.JoinHostPort(host, port),
@@ -265,8 +267,8 @@ func TestGoSCUToServer(t *testing.T) {
 	if as.PeerMaxPDULength() != 4096 {
 		t.Fatalf("peer max %d", as.PeerMaxPDULength())
 	}
-	for _, f := range fixtures {
-		m, ds := dataSetOf(t, fixturePath(t, f))
+	for _, f := range dicomtest.Fixtures {
+		m, ds := dataSetOf(t, dicomtest.FixturePath(t, f))
 		if !as.AcceptedTransferSyntax(m.SOPClassUID, m.TransferSyntaxUID) {
 			t.Fatalf("%s not accepted: %+v", f.Name, as.Accepted())
 		}
@@ -284,7 +286,7 @@ func TestGoSCUToServer(t *testing.T) {
 	if _, err := as.Store(ctx, "1.2.3.4", "1.2.3", ImplicitVRLittleEndian, strings.NewReader("x")); !errors.Is(err, ErrNoPresentationContext) {
 		t.Fatalf("store without context: %v", err)
 	}
-	rsp, err := as.exchange(ctx, as.accepted[0].ID, &command{AffectedSOPClassUID: ctImage, CommandField: 0x0020, CommandDataSetType: 0}, strings.NewReader("\x08\x00\x52\x00\x06\x00\x00\x00STUDY "))
+	rsp, err := as.exchange(ctx, as.accepted[0].ID, &command{AffectedSOPClassUID: dicomtest.CTImage, CommandField: 0x0020, CommandDataSetType: 0}, strings.NewReader("\x08\x00\x52\x00\x06\x00\x00\x00STUDY "))
 	if err != nil || rsp.Status != StatusUnrecognizedOperation {
 		t.Fatalf("C-FIND: %+v, %v", rsp, err)
 	}
@@ -397,8 +399,8 @@ func TestHostilePeers(t *testing.T) {
 			t.Fatal("echo on an association idle past the timeout succeeded")
 		}
 	})
-	mustDCMTK(t, "echoscu", host, port)
-	waitFor(t, "the aborts to be counted", func() bool {
+	dicomtest.MustDCMTK(t, "echoscu", host, port)
+	dicomtest.WaitFor(t, "the aborts to be counted", func() bool {
 		st := s.Stats()
 		return st.AssociationsAborted >= 6 && st.AssociationsActive == 0
 	})
@@ -417,14 +419,14 @@ func TestShutdownAbortsAfterDeadline(t *testing.T) {
 	go func() { served <- s.Serve(ln) }()
 	ctx := context.Background()
 	as, err := Dialer{CallingAE: "GO", CalledAE: "X"}.Dial(ctx, ln.Addr().String(),
-		append(StorageProposals([]SOPClassTransfer{{ctImage, ImplicitVRLittleEndian}}),
+		append(StorageProposals([]SOPClassTransfer{{dicomtest.CTImage, ImplicitVRLittleEndian}}),
 			PresentationContextProposal{VerificationSOPClass, []string{ImplicitVRLittleEndian}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An instance in flight when the server goes down.
 	pcid := as.accepted[0].ID
-	as.a.sendCommand(pcid, &command{AffectedSOPClassUID: ctImage, CommandField: cStoreRQ, MessageID: 1, AffectedSOPInstanceUID: "1.2.3.7"})
+	as.a.sendCommand(pcid, &command{AffectedSOPClassUID: dicomtest.CTImage, CommandField: cStoreRQ, MessageID: 1, AffectedSOPInstanceUID: "1.2.3.7"})
 	as.a.write(append(appendPDataHeader(nil, pcid, 0, 10), make([]byte, 10)...))
 
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)

@@ -11,19 +11,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
 )
 
 func TestStorageProposals(t *testing.T) {
 	got := StorageProposals([]SOPClassTransfer{
-		{ctImage, ImplicitVRLittleEndian},
-		{ctImage, ImplicitVRLittleEndian},
-		{ctImage, JPEGLosslessSV1},
+		{dicomtest.CTImage, ImplicitVRLittleEndian},
+		{dicomtest.CTImage, ImplicitVRLittleEndian},
+		{dicomtest.CTImage, JPEGLosslessSV1},
 		{"1.2.840.10008.5.1.4.1.1.4", ExplicitVRLittleEndian},
 		{"1.2.840.10008.5.1.4.1.1.4", ExplicitVRBigEndian},
 	})
 	want := []PresentationContextProposal{
-		{ctImage, []string{ImplicitVRLittleEndian, ExplicitVRLittleEndian}},
-		{ctImage, []string{JPEGLosslessSV1}},
+		{dicomtest.CTImage, []string{ImplicitVRLittleEndian, ExplicitVRLittleEndian}},
+		{dicomtest.CTImage, []string{JPEGLosslessSV1}},
 		{"1.2.840.10008.5.1.4.1.1.4", []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}},
 		{"1.2.840.10008.5.1.4.1.1.4", []string{ExplicitVRBigEndian}},
 	}
@@ -35,14 +37,14 @@ func TestStorageProposals(t *testing.T) {
 // TestSCUToStorescp echoes and stores every fixture over one association
 // to DCMTK's storescp +B, which must receive each data set byte for byte.
 func TestSCUToStorescp(t *testing.T) {
-	port, dir := storescp(t, "+xa", "-aet", "PACS")
+	port, dir := dicomtest.Storescp(t, "+xa", "-aet", "PACS")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx := context.Background()
 	proposals := []PresentationContextProposal{{VerificationSOPClass, []string{ImplicitVRLittleEndian}}}
-	for _, f := range fixtures {
+	for _, f := range dicomtest.Fixtures {
 		// Exactly the file's own syntax: storescp would otherwise pick by
 		// its own preference.
-		proposals = append(proposals, PresentationContextProposal{ctImage, []string{f.TransferSyntax}})
+		proposals = append(proposals, PresentationContextProposal{dicomtest.CTImage, []string{f.TransferSyntax}})
 	}
 	as, err := Dialer{CallingAE: "WARDGATE", CalledAE: "PACS"}.Dial(ctx, addr, proposals)
 	if err != nil {
@@ -51,8 +53,8 @@ func TestSCUToStorescp(t *testing.T) {
 	if st, err := as.Echo(ctx); err != nil || st != StatusSuccess {
 		t.Fatalf("echo: 0x%04x, %v", st, err)
 	}
-	for _, f := range fixtures {
-		path := fixturePath(t, f)
+	for _, f := range dicomtest.Fixtures {
+		path := dicomtest.FixturePath(t, f)
 		file, err := os.Open(path)
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +71,7 @@ func TestSCUToStorescp(t *testing.T) {
 		if err != nil || st != StatusSuccess {
 			t.Fatalf("%s: 0x%04x, %v", f.Name, st, err)
 		}
-		received := onlyFile(t, dir)
+		received := dicomtest.OnlyFile(t, dir)
 		gotMeta, got := dataSetOf(t, received)
 		_, want := dataSetOf(t, path)
 		if len(want)%2 == 1 {
@@ -87,7 +89,7 @@ func TestSCUToStorescp(t *testing.T) {
 
 	// Offered Implicit VR LE with Explicit as the alternative, storescp
 	// takes the one it prefers; the caller can tell which.
-	as, err = Dialer{CallingAE: "WARDGATE", CalledAE: "PACS"}.Dial(ctx, addr, StorageProposals([]SOPClassTransfer{{ctImage, ImplicitVRLittleEndian}}))
+	as, err = Dialer{CallingAE: "WARDGATE", CalledAE: "PACS"}.Dial(ctx, addr, StorageProposals([]SOPClassTransfer{{dicomtest.CTImage, ImplicitVRLittleEndian}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,7 @@ func TestStoreSourceFails(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			as, err := Dialer{CallingAE: "GO", CalledAE: "X", MaxPDULength: 4096}.Dial(ctx, host+":"+port,
-				StorageProposals([]SOPClassTransfer{{ctImage, ExplicitVRLittleEndian}}))
+				StorageProposals([]SOPClassTransfer{{dicomtest.CTImage, ExplicitVRLittleEndian}}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +141,7 @@ func TestStoreSourceFails(t *testing.T) {
 			if how == "context cancelled" {
 				src.then, src.err = cancel, io.ErrNoProgress
 			}
-			_, err = as.Store(ctx, ctImage, "1.2.3.5", ExplicitVRLittleEndian, src)
+			_, err = as.Store(ctx, dicomtest.CTImage, "1.2.3.5", ExplicitVRLittleEndian, src)
 			switch how {
 			case "reader error":
 				if err == nil || !strings.Contains(err.Error(), "disk read failed") {

@@ -60,35 +60,7 @@ func (w *refusingWriter) Commit(context.Context) (uint16, error) {
 // sends one again (the PACS takes it now), a drop gives the other up, and
 // both then leave the spool.
 func TestQueueListsRetriesAndDropsPACSRefusals(t *testing.T) {
-	RequirePeers(t, "storescu")
-	pacs := &refusingPACS{stored: map[string]bool{}}
-	pacs.refuse.Store(true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dicom.Server{AETitle: "PACS", Store: pacs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-
-	port := freePort(t)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	record, cfg, _ := recordWith(t, fmt.Sprintf(`dicom:
-  listen: 127.0.0.1:%d
-  ae_title: WARDGATE
-  study_stable_after: 1s
-  refused_for_good_after: 1s
-  forward:
-    - {ae_title: PACS, host: 127.0.0.1, port: %d}
-`, port, ln.Addr().(*net.TCPAddr).Port))
-	token := filepath.Join(filepath.Dir(cfg), "admin-token")
-	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
-	b, _ := os.ReadFile(cfg)
-	os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n  listen: 127.0.0.1:0\n",
-		"http:\n  listen: "+httpAddr+"\n  admin_token_file: "+token+"\n", 1)), 0o600)
-	record.Put("Patient", "p-e2e", json.RawMessage(`{"resourceType":"Patient","id":"p-e2e","identifier":[{"system":"urn:oid:1.2.3.4","value":"PID-E2E"}]}`))
-	gw := Start(t, "run", "-config", cfg)
-	gw.WaitLog(t, `dicom listening`, 20*time.Second)
+	gw, pacs, cfg, port := refusingSetup(t)
 
 	const study = "1.2.826.0.1.3680043.2.1125.91"
 	storescu(t, port, studyOf(t, t.TempDir(), study, "PID-E2E", 1, 2)...)
@@ -137,4 +109,44 @@ func TestQueueListsRetriesAndDropsPACSRefusals(t *testing.T) {
 	if f := forward(); f["dead_lettered"] != float64(0) || pacs.has() != 1 {
 		t.Fatalf("forward status %v, PACS has %d", f, pacs.has())
 	}
+}
+
+// refusingSetup starts a refusingPACS (refusing) and wardgate forwarding to
+// it, with refusals final after 1 s, the admin token, http.listen on a
+// fixed port (so that wardgate queue reaches it) and the test patient in
+// the record; it returns the gateway, the PACS, the config and the DICOM
+// port.
+func refusingSetup(t *testing.T) (gw *Process, pacs *refusingPACS, cfg string, port int) {
+	t.Helper()
+	RequirePeers(t, "storescu")
+	pacs = &refusingPACS{stored: map[string]bool{}}
+	pacs.refuse.Store(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dicom.Server{AETitle: "PACS", Store: pacs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+
+	port = freePort(t)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	record, cfg0, _ := recordWith(t, fmt.Sprintf(`dicom:
+  listen: 127.0.0.1:%d
+  ae_title: WARDGATE
+  study_stable_after: 1s
+  refused_for_good_after: 1s
+  forward:
+    - {ae_title: PACS, host: 127.0.0.1, port: %d}
+`, port, ln.Addr().(*net.TCPAddr).Port))
+	cfg = cfg0
+	token := filepath.Join(filepath.Dir(cfg), "admin-token")
+	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n  listen: 127.0.0.1:0\n",
+		"http:\n  listen: "+httpAddr+"\n  admin_token_file: "+token+"\n", 1)), 0o600)
+	record.Put("Patient", "p-e2e", json.RawMessage(`{"resourceType":"Patient","id":"p-e2e","identifier":[{"system":"urn:oid:1.2.3.4","value":"PID-E2E"}]}`))
+	gw = Start(t, "run", "-config", cfg)
+	gw.WaitLog(t, `dicom listening`, 20*time.Second)
+	return gw, pacs, cfg, port
 }

@@ -1,20 +1,10 @@
 package test
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/wardgate/wardgate/dicom"
 )
 
 // Review of PACS refusals as dead letters and of the lifecycle, against the
@@ -37,36 +27,7 @@ func reviewForwardIDs(t *testing.T, cfg string) []string {
 // another restart; `wardgate queue drop -all` gives it up, and the
 // instance, charted, leaves the spool without the PACS ever having it.
 func TestReviewRefusalSurvivesSIGKILLOnceAndDropAllLetsItGo(t *testing.T) {
-	RequirePeers(t, "storescu")
-	pacs := &refusingPACS{stored: map[string]bool{}}
-	pacs.refuse.Store(true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dicom.Server{AETitle: "PACS", Store: pacs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-
-	port := freePort(t)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	record, cfg, _ := recordWith(t, fmt.Sprintf(`dicom:
-  listen: 127.0.0.1:%d
-  ae_title: WARDGATE
-  study_stable_after: 1s
-  refused_for_good_after: 1s
-  forward:
-    - {ae_title: PACS, host: 127.0.0.1, port: %d}
-`, port, ln.Addr().(*net.TCPAddr).Port))
-	token := filepath.Join(filepath.Dir(cfg), "admin-token")
-	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
-	b, _ := os.ReadFile(cfg)
-	os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n  listen: 127.0.0.1:0\n",
-		"http:\n  listen: "+httpAddr+"\n  admin_token_file: "+token+"\n", 1)), 0o600)
-	record.Put("Patient", "p-e2e", json.RawMessage(`{"resourceType":"Patient","id":"p-e2e","identifier":[{"system":"urn:oid:1.2.3.4","value":"PID-E2E"}]}`))
-
-	gw := Start(t, "run", "-config", cfg)
-	gw.WaitLog(t, `dicom listening`, 20*time.Second)
+	gw, pacs, cfg, port := refusingSetup(t)
 	storescu(t, port, studyOf(t, t.TempDir(), "1.2.826.0.1.3680043.2.1125.93", "PID-E2E", 1, 1)...)
 	gw.WaitLog(t, `refused an instance for good`, 60*time.Second)
 	gw.Cmd.Process.Signal(syscall.SIGKILL)

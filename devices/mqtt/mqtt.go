@@ -367,7 +367,7 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 		if s.Monitor.Set(devices.Failed, "the record of received messages does not take them: "+err.Error()) {
 			log.Error("cannot record the receipt of MQTT messages; they stay unacknowledged at the broker", "err", err)
 		}
-		if !sleepCtx(ctx, s.retryWait()) {
+		if !devices.Sleep(ctx, s.retryWait()) {
 			return
 		}
 	}
@@ -391,7 +391,7 @@ func (s *Source) process(ctx context.Context, batch []inbound, log *slog.Logger)
 			if s.Monitor.Set(devices.Failed, "the dead letters do not take a bad payload: "+err.Error()) {
 				log.Error("a bad payload cannot be kept among the dead letters; MQTT messages stay unacknowledged at the broker", "err", err)
 			}
-			if !sleepCtx(ctx, s.retryWait()) {
+			if !devices.Sleep(ctx, s.retryWait()) {
 				return
 			}
 			continue
@@ -544,17 +544,6 @@ func (a *acker) run(ctx context.Context) {
 		for _, m := range msgs {
 			m.Ack()
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -217,7 +217,7 @@ func (s *Source) Run(ctx context.Context) error {
 			if s.Monitor.Set(devices.Disconnected, "cannot open the port: "+err.Error()) {
 				log.Warn("monitor disconnected: cannot open its port; retrying", "err", err)
 			}
-			if !sleep(ctx, backoff) {
+			if !devices.Sleep(ctx, backoff) {
 				break
 			}
 			backoff = min(backoff*2, s.MaxBackoff)
@@ -246,22 +246,11 @@ func (s *Source) Run(ctx context.Context) error {
 		} else {
 			backoff = min(backoff*2, s.MaxBackoff)
 		}
-		if !sleep(ctx, backoff) {
+		if !devices.Sleep(ctx, backoff) {
 			break
 		}
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // read reads from an open port until it fails or ctx ends.

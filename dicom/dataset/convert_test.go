@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest/dstest"
 	"github.com/wardgate/wardgate/dicom/sim"
 )
 
-// leFixtures are pairs of the same data set made by DCMTK in Implicit and
+// dicomtest.LEFixtures are pairs of the same data set made by DCMTK in Implicit and
 // Explicit VR Little Endian: name → (implicit file, explicit file).
 
 func convertBytes(t testing.TB, b []byte, from, to string) []byte {
@@ -34,10 +36,10 @@ func convertBytes(t testing.TB, b []byte, from, to string) []byte {
 // trip. Element by element (parsed by suyashkumar/dicom and dumped by
 // dcmdump) they are the same data set.
 func TestConvertLEMatchesDCMTK(t *testing.T) {
-	for name, pair := range leFixtures(t) {
+	for name, pair := range dicomtest.LEFixtures(t) {
 		t.Run(name, func(t *testing.T) {
-			mi, imp := dataSetOf(t, pair[0])
-			me, exp := dataSetOf(t, pair[1])
+			mi, imp := dstest.DataSetOf(t, pair[0])
+			me, exp := dstest.DataSetOf(t, pair[1])
 			// DCMTK gives pixel data read from Implicit VR the VR OW even
 			// when Bits Allocated is 8 (the icon's); ConvertLE gives it OB,
 			// as a modality sending 8-bit images does. Both are valid
@@ -49,18 +51,18 @@ func TestConvertLEMatchesDCMTK(t *testing.T) {
 			}
 			gotExp := convertBytes(t, imp, dicom.ImplicitVRLittleEndian, dicom.ExplicitVRLittleEndian)
 			if !bytes.Equal(gotExp, exp) {
-				t.Errorf("Implicit → Explicit differs from dcmconv +te (%d bytes, want %d) at byte %d", len(gotExp), len(exp), firstDiff(gotExp, exp))
+				t.Errorf("Implicit → Explicit differs from dcmconv +te (%d bytes, want %d) at byte %d", len(gotExp), len(exp), dicomtest.FirstDiff(gotExp, exp))
 				diffDumps(t, gotExp, exp, dicom.ExplicitVRLittleEndian)
 			}
 			gotImp := convertBytes(t, exp, dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian)
 			if !bytes.Equal(gotImp, imp) {
-				t.Errorf("Explicit → Implicit differs from DCMTK's (%d bytes, want %d) at byte %d", len(gotImp), len(imp), firstDiff(gotImp, imp))
+				t.Errorf("Explicit → Implicit differs from DCMTK's (%d bytes, want %d) at byte %d", len(gotImp), len(imp), dicomtest.FirstDiff(gotImp, imp))
 				diffDumps(t, gotImp, imp, dicom.ImplicitVRLittleEndian)
 			}
 			if back := convertBytes(t, gotImp, dicom.ImplicitVRLittleEndian, dicom.ExplicitVRLittleEndian); !bytes.Equal(back, exp) {
-				t.Errorf("Explicit → Implicit → Explicit is not the original (differs at byte %d)", firstDiff(back, exp))
+				t.Errorf("Explicit → Implicit → Explicit is not the original (differs at byte %d)", dicomtest.FirstDiff(back, exp))
 			}
-			a, b := parsedElements(t, gotExp, dicom.ExplicitVRLittleEndian), parsedElements(t, imp, dicom.ImplicitVRLittleEndian)
+			a, b := dstest.ParsedElements(t, gotExp, dicom.ExplicitVRLittleEndian), dstest.ParsedElements(t, imp, dicom.ImplicitVRLittleEndian)
 			if strings.Join(a, "\n") != strings.Join(b, "\n") {
 				t.Errorf("elements differ:\nconverted:\n%s\noriginal:\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 			}
@@ -87,7 +89,7 @@ func dcmdumpDataSet(t *testing.T, ds []byte, ts string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "ds.dcm")
 	writePart10(t, p, ds, ts)
-	out := mustDCMTK(t, "dcmdump", "-q", "+L", p)
+	out := dicomtest.MustDCMTK(t, "dcmdump", "-q", "+L", p)
 	if i := strings.Index(out, "# Dicom-Data-Set"); i >= 0 {
 		out = out[i:]
 		if j := strings.IndexByte(out, '\n'); j >= 0 {
@@ -103,7 +105,7 @@ func dcmdumpDataSet(t *testing.T, ds []byte, ts string) string {
 func writePart10(t testing.TB, path string, ds []byte, ts string) {
 	t.Helper()
 	var b bytes.Buffer
-	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{SOPClassUID: ctImage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: ts}); err != nil {
+	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{SOPClassUID: dicomtest.CTImage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: ts}); err != nil {
 		t.Fatal(err)
 	}
 	b.Write(ds)
@@ -162,14 +164,14 @@ func TestConvertLEStreamsLargeInstances(t *testing.T) {
 func TestConvertLELongSequenceBecomesUndefinedLength(t *testing.T) {
 	big := bytes.Repeat([]byte{0xAB}, 3<<19) // 1.5 MiB
 	var item bytes.Buffer
-	sim.ImplicitElement(&item, 0x0008, 0x1150, []byte(ctImage), 0)
+	sim.ImplicitElement(&item, 0x0008, 0x1150, []byte(dicomtest.CTImage), 0)
 	sim.ImplicitElement(&item, 0x0042, 0x0011, big, 0) // Encapsulated Document, OB
 	var seqValue bytes.Buffer
 	binary.Write(&seqValue, binary.LittleEndian, [2]uint16{0xFFFE, 0xE000})
 	binary.Write(&seqValue, binary.LittleEndian, uint32(item.Len()))
 	seqValue.Write(item.Bytes())
 	var ds bytes.Buffer
-	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(dicomtest.CTImage), 0)
 	sim.ImplicitElement(&ds, 0x0008, 0x1140, seqValue.Bytes(), 0)
 	sim.ImplicitElement(&ds, 0x0010, 0x0020, []byte("PID"), ' ')
 	exp := convertBytes(t, ds.Bytes(), dicom.ImplicitVRLittleEndian, dicom.ExplicitVRLittleEndian)
@@ -181,12 +183,12 @@ func TestConvertLELongSequenceBecomesUndefinedLength(t *testing.T) {
 	if !bytes.Contains(exp, []byte{0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0}) {
 		t.Fatal("no item and sequence delimiters")
 	}
-	a, b := parsedElements(t, exp, dicom.ExplicitVRLittleEndian), parsedElements(t, ds.Bytes(), dicom.ImplicitVRLittleEndian)
+	a, b := dstest.ParsedElements(t, exp, dicom.ExplicitVRLittleEndian), dstest.ParsedElements(t, ds.Bytes(), dicom.ImplicitVRLittleEndian)
 	if strings.Join(a, "\n") != strings.Join(b, "\n") {
 		t.Fatalf("elements differ:\n%v\n%v", a, b)
 	}
 	imp := convertBytes(t, exp, dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian)
-	if c := parsedElements(t, imp, dicom.ImplicitVRLittleEndian); strings.Join(c, "\n") != strings.Join(b, "\n") {
+	if c := dstest.ParsedElements(t, imp, dicom.ImplicitVRLittleEndian); strings.Join(c, "\n") != strings.Join(b, "\n") {
 		t.Fatalf("back to implicit, elements differ:\n%v\n%v", c, b)
 	}
 }
@@ -198,7 +200,7 @@ func TestConvertLEPrivateElements(t *testing.T) {
 	sim.ImplicitElement(&item, 0x0008, 0x0100, []byte("ABC"), ' ')
 	sim.ImplicitElement(&item, 0x0009, 0x1001, bytes.Repeat([]byte{1}, 70000), 0) // private: UN, long is fine
 	var ds bytes.Buffer
-	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(dicomtest.CTImage), 0)
 	sim.ImplicitElement(&ds, 0x0009, 0x0010, []byte("ACME"), ' ')
 	binary.Write(&ds, binary.LittleEndian, []uint16{0x0009, 0x1010})
 	binary.Write(&ds, binary.LittleEndian, []uint32{undefinedLength})
@@ -218,7 +220,7 @@ func TestConvertLEPrivateElements(t *testing.T) {
 		}
 	}
 	if back := convertBytes(t, exp, dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian); !bytes.Equal(back, ds.Bytes()) {
-		t.Errorf("round trip differs at byte %d", firstDiff(back, ds.Bytes()))
+		t.Errorf("round trip differs at byte %d", dicomtest.FirstDiff(back, ds.Bytes()))
 	}
 }
 
@@ -301,7 +303,7 @@ func TestConvertLEMalformed(t *testing.T) {
 func TestConvertLEWrongGroupLengthIsDropped(t *testing.T) {
 	var ds bytes.Buffer
 	sim.ImplicitElement(&ds, 0x0008, 0x0000, binary.LittleEndian.AppendUint32(nil, 7), 0) // not at an element's end
-	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(dicomtest.CTImage), 0)
 	sim.ImplicitElement(&ds, 0x0010, 0x0020, []byte("PID"), ' ')
 	exp := convertBytes(t, ds.Bytes(), dicom.ImplicitVRLittleEndian, dicom.ExplicitVRLittleEndian)
 	if bytes.HasPrefix(exp, []byte{0x08, 0x00, 0x00, 0x00}) {
@@ -314,7 +316,7 @@ func TestConvertLEWrongGroupLengthIsDropped(t *testing.T) {
 
 func FuzzConvertLE(f *testing.F) {
 	var ds bytes.Buffer
-	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(dicomtest.CTImage), 0)
 	sim.ImplicitElement(&ds, 0x0028, 0x0103, []byte{1, 0}, 0)
 	sim.ImplicitElement(&ds, 0x0028, 0x0106, []byte{0xFB, 0xFF}, 0)
 	f.Add(ds.Bytes(), true)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest/dstest"
 	"github.com/wardgate/wardgate/dicom/sim"
 
 	"github.com/wardgate/wardgate/buffer"
@@ -41,7 +43,7 @@ type pacsGot struct {
 func newScriptedPACS(t *testing.T) (p *scriptedPACS, port int) {
 	p = &scriptedPACS{gate: map[string]chan struct{}{}, hang: map[string]bool{}, began: make(chan string, 1024)}
 	p.reset(nil)
-	_, ps := startServer(t, quietServer(&dicom.Server{Store: p}))
+	_, ps := dstest.StartServer(t, &dicom.Server{Store: p})
 	port, _ = strconv.Atoi(ps)
 	return p, port
 }
@@ -144,7 +146,7 @@ func startForwarder(t *testing.T, f *Forwarder) *Forwarder {
 		f.CallingAE = "WARDGATE"
 	}
 	if f.Logger == nil {
-		f.Logger = discardLogger
+		f.Logger = dicomtest.DiscardLogger
 	}
 	if f.Backoff.Initial == 0 {
 		f.Backoff = buffer.Backoff{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 2}
@@ -177,20 +179,20 @@ func TestForwardLedgerNameIsAEAtAddress(t *testing.T) {
 // Two PACS with the same AE title at different addresses are two
 // destinations: what one has, the other still gets.
 func TestForwardTwoDestinationsWithTheSameAETitle(t *testing.T) {
-	files := writeCTs(t, 700, 3)
+	files := dicomtest.WriteCTs(t, 700, 3)
 	spool, ledger := fwdFixture(t)
 	var keys []string
 	for _, p := range files {
 		_, in := storeFile(t, spool, p)
 		keys = append(keys, in.Key)
 	}
-	portA, recvA := storescp(t)
-	portB, recvB := storescp(t)
+	portA, recvA := dicomtest.Storescp(t)
+	portB, recvB := dicomtest.Storescp(t)
 	a := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: portA}
 	b := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: portB}
 
 	fa := startForwarder(t, &Forwarder{Dest: a, Spool: spool, Ledger: ledger})
-	waitFor(t, "3 at PACS A", func() bool { return countFiles(recvA) == 3 && fa.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "3 at PACS A", func() bool { return countFiles(recvA) == 3 && fa.Stats().Waiting == 0 })
 	stopPart(fa)
 	if m, _ := ledger.Forwarded(a.LedgerName()); len(m) != 3 {
 		t.Fatalf("%d marks for A, want 3", len(m))
@@ -198,7 +200,7 @@ func TestForwardTwoDestinationsWithTheSameAETitle(t *testing.T) {
 
 	// B starts after A delivered everything: it must still send it all.
 	fb := startForwarder(t, &Forwarder{Dest: b, Spool: spool, Ledger: ledger})
-	waitFor(t, "3 at PACS B", func() bool { return countFiles(recvB) == 3 && fb.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "3 at PACS B", func() bool { return countFiles(recvB) == 3 && fb.Stats().Waiting == 0 })
 	stopPart(fb)
 	mb, _ := ledger.Forwarded(b.LedgerName())
 	for _, k := range keys {
@@ -228,7 +230,7 @@ func TestForwardPermanentRefusalStatuses(t *testing.T) {
 // Out of resources, processing failures and "cannot understand" are the
 // state of the PACS: retried for as long as they last, never dead-lettered.
 func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
-	files := writeCTs(t, 710, 3)
+	files := dicomtest.WriteCTs(t, 710, 3)
 	spool, ledger := fwdFixture(t)
 	var uids []string
 	for _, p := range files {
@@ -240,7 +242,7 @@ func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
 	pacs.reset(func(_ string, n int) uint16 { return cycle[n%len(cycle)] })
 	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
 		MaxAttempts: 2, DeadAfter: time.Nanosecond})
-	waitFor(t, "every instance refused 8 times", func() bool {
+	dicomtest.WaitFor(t, "every instance refused 8 times", func() bool {
 		for _, u := range uids {
 			if pacs.triesOf(u) < 8 {
 				return false
@@ -261,7 +263,7 @@ func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
 		}
 	}
 	pacs.reset(nil) // the PACS recovers
-	waitFor(t, "all delivered", func() bool { return pacs.storedCount() == 3 && f.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "all delivered", func() bool { return pacs.storedCount() == 3 && f.Stats().Waiting == 0 })
 	stopPart(f)
 	marks, _ := ledger.Forwarded(f.Dest.LedgerName())
 	for _, m := range marks {
@@ -275,7 +277,7 @@ func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
 // MaxAttempts tries; the instance stays in the spool, and a restart counts
 // it in the stats without sending it again.
 func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
-	files := writeCTs(t, 720, 2)
+	files := dicomtest.WriteCTs(t, 720, 2)
 	spool, ledger := fwdFixture(t)
 	var uids []string
 	var ins []buffer.Instance
@@ -291,7 +293,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 
 	// Refused 8 times within well under an hour: not dead.
 	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger, MaxAttempts: 3})
-	waitFor(t, "8 refusals each", func() bool { return pacs.triesOf(uids[0]) >= 8 && pacs.triesOf(uids[1]) >= 8 })
+	dicomtest.WaitFor(t, "8 refusals each", func() bool { return pacs.triesOf(uids[0]) >= 8 && pacs.triesOf(uids[1]) >= 8 })
 	if st := f.Stats(); st.DeadLettered != 0 || st.Waiting != 2 {
 		t.Fatalf("dead-lettered before DeadAfter: %+v", st)
 	}
@@ -304,7 +306,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 	pacs.reset(func(uid string, _ int) uint16 { return refusals[uid] })
 	started := time.Now()
 	f = startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger, MaxAttempts: 3, DeadAfter: 400 * time.Millisecond})
-	waitFor(t, "both dead-lettered", func() bool { return f.Stats().DeadLettered == 2 })
+	dicomtest.WaitFor(t, "both dead-lettered", func() bool { return f.Stats().DeadLettered == 2 })
 	if el := time.Since(started); el < 400*time.Millisecond {
 		t.Fatalf("dead-lettered after %s", el)
 	}
@@ -331,7 +333,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 	// After a restart the dead letters show, and are not sent again.
 	pacs.reset(nil)
 	f = startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
-	waitFor(t, "the 2 dead letters found again", func() bool { return f.Stats().DeadLettered == 2 })
+	dicomtest.WaitFor(t, "the 2 dead letters found again", func() bool { return f.Stats().DeadLettered == 2 })
 	if st := f.Stats(); st.Waiting != 0 {
 		t.Fatalf("after restart %+v; want 2 dead-lettered, none waiting", st)
 	}
@@ -344,7 +346,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 // An instance the association breaks on (here the PACS never answers it)
 // backs off on its own: the instances behind it are delivered meanwhile.
 func TestForwardSendErrorBacksOffTheInstance(t *testing.T) {
-	files := writeCTs(t, 730, 5)
+	files := dicomtest.WriteCTs(t, 730, 5)
 	spool, ledger := fwdFixture(t)
 	var uids []string
 	for _, p := range files {
@@ -359,7 +361,7 @@ func TestForwardSendErrorBacksOffTheInstance(t *testing.T) {
 		// ARTIM bounds the wait for the hung PACS to take the A-ABORT.
 		Timeouts: dicom.Timeouts{Idle: 300 * time.Millisecond, ARTIM: 500 * time.Millisecond},
 		Backoff:  buffer.Backoff{Initial: time.Second, Max: 5 * time.Second, Multiplier: 2}})
-	waitFor(t, "the 4 others delivered", func() bool { return pacs.storedCount() == 4 && f.Stats().Delivered == 4 })
+	dicomtest.WaitFor(t, "the 4 others delivered", func() bool { return pacs.storedCount() == 4 && f.Stats().Delivered == 4 })
 	st := f.Stats()
 	if st.Waiting != 1 || st.Delivered != 4 {
 		t.Fatalf("stats %+v", st)
@@ -399,11 +401,11 @@ func spoolKey(t *testing.T, spool *buffer.Spool, uid string) string {
 // syntax's presentation context: it goes on a later association proposing
 // the new syntax, and the ledger records the content sent.
 func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
-	gateFile := writeCTs(t, 740, 1)[0]
+	gateFile := dicomtest.WriteCTs(t, 740, 1)[0]
 	spool, ledger := fwdFixture(t)
 	gh, _ := storeFile(t, spool, gateFile)
 	time.Sleep(5 * time.Millisecond) // stored after the gate instance: queued behind it
-	kh, _ := storeFile(t, spool, fixturePath(t, fixtures[0]))
+	kh, _ := storeFile(t, spool, dicomtest.FixturePath(t, dicomtest.Fixtures[0]))
 	if kh.SOPInstanceUID == gh.SOPInstanceUID {
 		t.Fatal("fixture UIDs collide")
 	}
@@ -423,12 +425,12 @@ func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
 	}
 	// Both are opened, the association is negotiated for Implicit VR LE:
 	// now the second is replaced by its JPEG Lossless version.
-	jpeg := fixturePath(t, fixtures[4])
+	jpeg := dicomtest.FixturePath(t, dicomtest.Fixtures[4])
 	_, kin := storeFile(t, spool, jpeg)
 	close(gate)
-	waitFor(t, "both delivered", func() bool { return pacs.storedCount() == 2 && f.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "both delivered", func() bool { return pacs.storedCount() == 2 && f.Stats().Waiting == 0 })
 	got, _ := pacs.got(kh.SOPInstanceUID)
-	_, want := dataSetOf(t, jpeg)
+	_, want := dstest.DataSetOf(t, jpeg)
 	if got.ts != dicom.JPEGLosslessSV1 || !bytes.Equal(got.data, want) {
 		t.Fatalf("replaced instance sent in %s (%d bytes); want %s (%d bytes)", got.ts, len(got.data), dicom.JPEGLosslessSV1, len(want))
 	}
@@ -447,7 +449,7 @@ func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
 // Enqueue (on the C-STORE response path) never waits for the queue's lock.
 func TestForwardEnqueueDoesNotWaitForTheQueue(t *testing.T) {
 	spool, ledger := fwdFixture(t)
-	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", freePort(t)}, Spool: spool, Ledger: ledger})
+	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", dicomtest.FreePort(t)}, Spool: spool, Ledger: ledger})
 	f.mu.Lock() // as a long scan would
 	done := make(chan struct{})
 	go func() {
@@ -467,7 +469,7 @@ func TestForwardEnqueueDoesNotWaitForTheQueue(t *testing.T) {
 		t.Fatalf("%d waiting", st.Waiting)
 	}
 	// None is in the spool: each leaves the queue once the sender sees it.
-	waitFor(t, "the queue empty", func() bool { return f.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "the queue empty", func() bool { return f.Stats().Waiting == 0 })
 }
 
 // storescpExplicitOnly runs storescp accepting CT images in Explicit VR
@@ -490,7 +492,7 @@ PresentationContexts = CTExplicit
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return storescp(t, "-xf", cfg, "Default")
+	return dicomtest.Storescp(t, "-xf", cfg, "Default")
 }
 
 // receivedDataSets reads what storescp wrote: SOP instance UID → meta and
@@ -509,7 +511,7 @@ func receivedDataSets(t *testing.T, dir string) map[string]struct {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		m, ds := dataSetOf(t, filepath.Join(dir, e.Name()))
+		m, ds := dstest.DataSetOf(t, filepath.Join(dir, e.Name()))
 		out[m.SOPInstanceUID] = struct {
 			meta dicom.FileMeta
 			ds   []byte
@@ -523,14 +525,14 @@ func receivedDataSets(t *testing.T, dir string) map[string]struct {
 // DCMTK's dcmconv makes of the stored file, element for element the
 // original, and the ledger marks the stored content delivered.
 func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
-	pairs := leFixtures(t)
+	pairs := dicomtest.LEFixtures(t)
 	for _, tc := range []struct {
 		name   string
 		stored int // index in a pair: 0 implicit, 1 explicit
 		dest   func(t *testing.T) (int, string)
 	}{
 		{"implicit stored, explicit-only PACS", 0, storescpExplicitOnly},
-		{"explicit stored, implicit-only PACS", 1, func(t *testing.T) (int, string) { return storescp(t, "+xi") }},
+		{"explicit stored, implicit-only PACS", 1, func(t *testing.T) (int, string) { return dicomtest.Storescp(t, "+xi") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spool, ledger := fwdFixture(t)
@@ -545,7 +547,7 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 			}
 			port, dir := tc.dest(t)
 			f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
-			waitFor(t, "2 at the PACS", func() bool { return countFiles(dir) == 2 && f.Stats().Waiting == 0 })
+			dicomtest.WaitFor(t, "2 at the PACS", func() bool { return countFiles(dir) == 2 && f.Stats().Waiting == 0 })
 			stopPart(f)
 			if st := f.Stats(); st.Delivered != 2 || len(st.Reasons) != 0 {
 				t.Fatalf("stats %+v", st)
@@ -553,8 +555,8 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 			got := receivedDataSets(t, dir)
 			wantTS := []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian}[tc.stored]
 			for _, n := range []string{"ct", "sequences-group-lengths"} {
-				om, orig := dataSetOf(t, pairs[n][tc.stored])
-				_, want := dataSetOf(t, pairs[n][1-tc.stored])
+				om, orig := dstest.DataSetOf(t, pairs[n][tc.stored])
+				_, want := dstest.DataSetOf(t, pairs[n][1-tc.stored])
 				g, ok := got[om.SOPInstanceUID]
 				if !ok {
 					t.Fatalf("%s not received", n)
@@ -562,12 +564,12 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 				if g.meta.TransferSyntaxUID != wantTS {
 					t.Fatalf("%s received in %s, want %s", n, g.meta.TransferSyntaxUID, wantTS)
 				}
-				a, b := parsedElements(t, g.ds, wantTS), parsedElements(t, orig, om.TransferSyntaxUID)
+				a, b := dstest.ParsedElements(t, g.ds, wantTS), dstest.ParsedElements(t, orig, om.TransferSyntaxUID)
 				if strings.Join(a, "\n") != strings.Join(b, "\n") {
 					t.Fatalf("%s: the received data set's elements differ:\n%s\nwant\n%s", n, strings.Join(a, "\n"), strings.Join(b, "\n"))
 				}
 				if n == "ct" && !bytes.Equal(g.ds, want) {
-					t.Fatalf("%s: received %d bytes, not dcmconv's %d (differ at byte %d)", n, len(g.ds), len(want), firstDiff(g.ds, want))
+					t.Fatalf("%s: received %d bytes, not dcmconv's %d (differ at byte %d)", n, len(g.ds), len(want), dicomtest.FirstDiff(g.ds, want))
 				}
 			}
 			marks, _ := ledger.Forwarded(f.Dest.LedgerName())
@@ -584,12 +586,12 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 func writeInstance(t *testing.T, uid string, elements func(*bytes.Buffer)) string {
 	t.Helper()
 	var ds bytes.Buffer
-	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(ctImage), 0)
+	sim.ImplicitElement(&ds, 0x0008, 0x0016, []byte(dicomtest.CTImage), 0)
 	sim.ImplicitElement(&ds, 0x0008, 0x0018, []byte(uid), 0)
 	elements(&ds)
 	sim.ImplicitElement(&ds, 0x0020, 0x000D, []byte("1.2.826.0.1.3680043.2.1125.77"), 0)
 	var b bytes.Buffer
-	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{SOPClassUID: ctImage, SOPInstanceUID: uid, TransferSyntaxUID: dicom.ImplicitVRLittleEndian}); err != nil {
+	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{SOPClassUID: dicomtest.CTImage, SOPInstanceUID: uid, TransferSyntaxUID: dicom.ImplicitVRLittleEndian}); err != nil {
 		t.Fatal(err)
 	}
 	b.Write(ds.Bytes())
@@ -609,10 +611,10 @@ func TestForwardUnconvertibleInstanceWaits(t *testing.T) {
 	})
 	_, badIn := storeFile(t, spool, bad)
 	time.Sleep(5 * time.Millisecond) // queued behind the bad one
-	storeFile(t, spool, fixturePath(t, fixtures[0]))
+	storeFile(t, spool, dicomtest.FixturePath(t, dicomtest.Fixtures[0]))
 	port, dir := storescpExplicitOnly(t)
 	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
-	waitFor(t, "the good one delivered, the bad one waiting", func() bool {
+	dicomtest.WaitFor(t, "the good one delivered, the bad one waiting", func() bool {
 		st := f.Stats()
 		return countFiles(dir) == 1 && st.Delivered == 1 && st.Waiting == 1 && len(st.Reasons) == 1
 	})

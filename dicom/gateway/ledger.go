@@ -195,32 +195,34 @@ func (l *Ledger) ForwardMarkOf(destination, key string) (ForwardMark, bool) {
 	return m, found
 }
 
-// RemoveForwardMark deletes destination's mark for key when it is still a
-// refusal of content sha; it reports whether it did.
+// RemoveForwardMark deletes destination's mark for key when it is a
+// refusal of content sha not yet dropped; it reports whether it did.
 func (l *Ledger) RemoveForwardMark(destination, key, sha string) (bool, error) {
-	removed := false
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		removed = false
-		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
-		if b == nil {
-			return nil
-		}
-		var m ForwardMark
-		if v := b.Get([]byte(key)); v == nil || json.Unmarshal(v, &m) != nil || !m.Dead || m.Dropped || m.SHA256 != sha {
-			return nil
-		}
-		removed = true
+	return l.editRefusal(destination, key, sha, func(b *bolt.Bucket, _ ForwardMark) error {
 		return b.Delete([]byte(key))
 	})
-	return removed && err == nil, err
 }
 
 // DropForwardMark marks destination's refusal of key (content sha) as
 // Dropped; it reports whether there was such a refusal to drop.
 func (l *Ledger) DropForwardMark(destination, key, sha string) (bool, error) {
-	dropped := false
+	return l.editRefusal(destination, key, sha, func(b *bolt.Bucket, m ForwardMark) error {
+		m.Dropped = true
+		v, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), v)
+	})
+}
+
+// editRefusal runs edit, in one durable commit, on destination's mark for
+// key when it is a refusal of content sha that waits (Dead, not Dropped);
+// it reports whether there was one.
+func (l *Ledger) editRefusal(destination, key, sha string, edit func(b *bolt.Bucket, m ForwardMark) error) (bool, error) {
+	found := false
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		dropped = false
+		found = false // Update may run fn twice (the reserve)
 		b := tx.Bucket(forwardedBucket).Bucket([]byte(destination))
 		if b == nil {
 			return nil
@@ -229,15 +231,10 @@ func (l *Ledger) DropForwardMark(destination, key, sha string) (bool, error) {
 		if v := b.Get([]byte(key)); v == nil || json.Unmarshal(v, &m) != nil || !m.Dead || m.Dropped || m.SHA256 != sha {
 			return nil
 		}
-		m.Dropped = true
-		v, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		dropped = true
-		return b.Put([]byte(key), v)
+		found = true
+		return edit(b, m)
 	})
-	return dropped && err == nil, err
+	return found && err == nil, err
 }
 
 // ForgetForwarded drops every destination's mark for keys (instances that

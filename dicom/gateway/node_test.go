@@ -18,6 +18,8 @@ import (
 
 	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/dicom/dataset"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest/dstest"
 
 	"github.com/wardgate/wardgate/buffer"
 )
@@ -47,7 +49,7 @@ func (s *recordingSink) snapshot() [][]dataset.InstanceHeader {
 
 func openSpool(t *testing.T, dir string, quota int64) *buffer.Spool {
 	t.Helper()
-	s, err := buffer.OpenSpool(dir, buffer.SpoolOptions{QuotaBytes: quota, Logger: discardLogger})
+	s, err := buffer.OpenSpool(dir, buffer.SpoolOptions{QuotaBytes: quota, Logger: dicomtest.DiscardLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func startNode(t *testing.T, c NodeConfig) (n *Node, port string, stop func()) {
 		c.AETitle = "WARDGATE"
 	}
 	if c.Logger == nil {
-		c.Logger = discardLogger
+		c.Logger = dicomtest.DiscardLogger
 	}
 	if c.LedgerPath == "" {
 		c.LedgerPath = filepath.Join(c.Spool.Dir(), "ledger.db")
@@ -109,33 +111,33 @@ func spooledFile(t *testing.T, s *buffer.Spool, key string) []byte {
 func TestReceiverSpoolsBitExact(t *testing.T) {
 	spool := openSpool(t, t.TempDir(), 0)
 	n, port, _ := startNode(t, NodeConfig{Spool: spool})
-	for _, f := range fixtures {
+	for _, f := range dicomtest.Fixtures {
 		t.Run(f.Name, func(t *testing.T) {
-			file := fixturePath(t, f)
+			file := dicomtest.FixturePath(t, f)
 			args := append(append([]string{"-aet", "MODALITY", "-aec", "WARDGATE"}, f.SCUFlags...), "127.0.0.1", port, file)
-			mustDCMTK(t, "storescu", args...)
+			dicomtest.MustDCMTK(t, "storescu", args...)
 			var scpArgs []string
 			if f.SCPFlag != "" {
 				scpArgs = append(scpArgs, f.SCPFlag)
 			}
-			scpPort, dir := storescp(t, scpArgs...)
+			scpPort, dir := dicomtest.Storescp(t, scpArgs...)
 			args[len(args)-2] = fmt.Sprint(scpPort)
-			mustDCMTK(t, "storescu", args...)
-			_, want := dataSetOf(t, onlyFile(t, dir))
+			dicomtest.MustDCMTK(t, "storescu", args...)
+			_, want := dstest.DataSetOf(t, dicomtest.OnlyFile(t, dir))
 
 			var head bytes.Buffer
-			dicom.WriteFileMeta(&head, dicom.FileMeta{SOPClassUID: ctImage, SOPInstanceUID: instanceUID(0), TransferSyntaxUID: f.TransferSyntax, SourceAET: "MODALITY"})
-			got := spooledFile(t, spool, instanceUID(0))
+			dicom.WriteFileMeta(&head, dicom.FileMeta{SOPClassUID: dicomtest.CTImage, SOPInstanceUID: dicomtest.InstanceUID(0), TransferSyntaxUID: f.TransferSyntax, SourceAET: "MODALITY"})
+			got := spooledFile(t, spool, dicomtest.InstanceUID(0))
 			if !bytes.Equal(got, append(head.Bytes(), want...)) {
 				t.Fatalf("spooled file (%d bytes) is not the meta header (%d) + the %d bytes storescp received", len(got), head.Len(), len(want))
 			}
-			in, _ := spool.Get(instanceUID(0))
+			in, _ := spool.Get(dicomtest.InstanceUID(0))
 			h, err := HeaderOf(in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if h.PatientID != "PID0" || h.Modality != "CT" || h.StudyInstanceUID != "1.2.826.0.1.3680043.2.1125.2" ||
-				h.SeriesInstanceUID != "1.2.826.0.1.3680043.2.1125.3" || h.SOPClassUID != ctImage || h.TransferSyntaxUID != f.TransferSyntax {
+				h.SeriesInstanceUID != "1.2.826.0.1.3680043.2.1125.3" || h.SOPClassUID != dicomtest.CTImage || h.TransferSyntaxUID != f.TransferSyntax {
 				t.Fatalf("header %+v", h)
 			}
 			if in.Group != h.StudyInstanceUID {
@@ -143,7 +145,7 @@ func TestReceiverSpoolsBitExact(t *testing.T) {
 			}
 		})
 	}
-	if st := n.Receiver.Stats(); st.Received != 1 || st.Replaced != uint64(len(fixtures)-1) {
+	if st := n.Receiver.Stats(); st.Received != 1 || st.Replaced != uint64(len(dicomtest.Fixtures)-1) {
 		// The same SOP instance in another syntax is different content.
 		t.Fatalf("stats %+v", st)
 	}
@@ -153,22 +155,22 @@ func TestReceiverDuplicateAndReplace(t *testing.T) {
 	spool := openSpool(t, t.TempDir(), 0)
 	n, port, _ := startNode(t, NodeConfig{Spool: spool})
 	dir := t.TempDir()
-	a := writeCT(t, dir, "a.dcm", 7)
+	a := dicomtest.WriteCT(t, dir, "a.dcm", 7)
 	send := func(file string) {
-		mustDCMTK(t, "storescu", "-xi", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port, file)
+		dicomtest.MustDCMTK(t, "storescu", "-xi", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port, file)
 	}
 	send(a)
-	first := spooledFile(t, spool, instanceUID(7))
+	first := spooledFile(t, spool, dicomtest.InstanceUID(7))
 	send(a)
 	if st := n.Receiver.Stats(); st.Received != 1 || st.Duplicates != 1 || spool.Stats().Instances != 1 {
 		t.Fatalf("after a duplicate: %+v, spool %+v", n.Receiver.Stats(), spool.Stats())
 	}
 	// Same SOP Instance UID, different content (Explicit VR instead).
-	mustDCMTK(t, "storescu", "-xe", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port, a)
+	dicomtest.MustDCMTK(t, "storescu", "-xe", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port, a)
 	if st := n.Receiver.Stats(); st.Replaced != 1 || spool.Stats().Instances != 1 {
 		t.Fatalf("after a replacement: %+v", st)
 	}
-	if bytes.Equal(first, spooledFile(t, spool, instanceUID(7))) {
+	if bytes.Equal(first, spooledFile(t, spool, dicomtest.InstanceUID(7))) {
 		t.Fatal("the replacing content was not stored")
 	}
 	if n.Receiver.Stats().PatientChanged != 0 {
@@ -176,7 +178,7 @@ func TestReceiverDuplicateAndReplace(t *testing.T) {
 	}
 	// A copy that names another patient: stored (the modality was told so),
 	// counted and warned about; the study is checked again before charting.
-	mustDCMTK(t, "dcmodify", "-nb", "-m", "(0010,0020)=OTHER-PID", a)
+	dicomtest.MustDCMTK(t, "dcmodify", "-nb", "-m", "(0010,0020)=OTHER-PID", a)
 	send(a)
 	if st := n.Receiver.Stats(); st.Replaced != 2 || st.PatientChanged != 1 {
 		t.Fatalf("after a replacement naming another patient: %+v", st)
@@ -189,19 +191,19 @@ func TestReceiverRefusesUnparseable(t *testing.T) {
 	n, port, _ := startNode(t, NodeConfig{Spool: spool})
 	ctx := context.Background()
 	as, err := dicom.Dialer{CallingAE: "MODALITY", CalledAE: "WARDGATE"}.Dial(ctx, "127.0.0.1:"+port,
-		[]dicom.PresentationContextProposal{{AbstractSyntax: ctImage, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
+		[]dicom.PresentationContextProposal{{AbstractSyntax: dicomtest.CTImage, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer as.Release(ctx)
 	garbage := bytes.Repeat([]byte{0x08, 0x00, 0x18, 0x00, 'Z', 'Z', 0xff, 0xff}, 64)
-	st, err := as.Store(ctx, ctImage, "1.2.3.4", dicom.ExplicitVRLittleEndian, bytes.NewReader(garbage))
+	st, err := as.Store(ctx, dicomtest.CTImage, "1.2.3.4", dicom.ExplicitVRLittleEndian, bytes.NewReader(garbage))
 	if err != nil || st != dicom.StatusCannotUnderstand {
 		t.Fatalf("garbage: 0x%04x, %v; want 0xC000", st, err)
 	}
 	// A parseable data set without its Study Instance UID cannot be filed.
 	noStudy := []byte("\x08\x00\x18\x00UI\x08\x001.2.3.5\x00")
-	st, err = as.Store(ctx, ctImage, "1.2.3.5", dicom.ExplicitVRLittleEndian, bytes.NewReader(noStudy))
+	st, err = as.Store(ctx, dicomtest.CTImage, "1.2.3.5", dicom.ExplicitVRLittleEndian, bytes.NewReader(noStudy))
 	if err != nil || st != dicom.StatusCannotUnderstand {
 		t.Fatalf("no study UID: 0x%04x, %v; want 0xC000", st, err)
 	}
@@ -216,12 +218,12 @@ func TestReceiverRefusesUnparseable(t *testing.T) {
 // A quota smaller than the study: A700 for what does not fit, and every
 // instance acknowledged is stored whole.
 func TestReceiverQuotaRefusesWithA700(t *testing.T) {
-	files := writeCTs(t, 100, 8)
+	files := dicomtest.WriteCTs(t, 100, 8)
 	fi, _ := os.Stat(files[0])
 	spool := openSpool(t, t.TempDir(), 3*fi.Size()+fi.Size()/2)
 	n, port, _ := startNode(t, NodeConfig{Spool: spool})
 	args := append([]string{"-v", "-nh", "-xi", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port}, files...)
-	out, _ := dcmtk(t, "storescu", args...)
+	out, _ := dicomtest.DCMTK(t, "storescu", args...)
 	acked := strings.Count(out, "Received Store Response (Success)")
 	refused := strings.Count(out, "Received Store Response (Refused: OutOfResources)")
 	if acked != 3 || refused != 5 {
@@ -231,8 +233,8 @@ func TestReceiverQuotaRefusesWithA700(t *testing.T) {
 		t.Fatalf("receiver %+v", st)
 	}
 	for i := 100; i < 103; i++ {
-		_, want := dataSetOf(t, files[i-100])
-		got := spooledFile(t, spool, instanceUID(i))
+		_, want := dstest.DataSetOf(t, files[i-100])
+		got := spooledFile(t, spool, dicomtest.InstanceUID(i))
 		if !bytes.HasSuffix(got, want) {
 			t.Fatalf("instance %d not stored whole", i)
 		}
@@ -263,7 +265,7 @@ func storeFile(t *testing.T, spool *buffer.Spool, path string) (dataset.Instance
 }
 
 func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
-	files := writeCTs(t, 200, 4)
+	files := dicomtest.WriteCTs(t, 200, 4)
 	dir := t.TempDir()
 	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
 	ledger, err := OpenLedger(filepath.Join(dir, "ledger.db"))
@@ -271,7 +273,7 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &recordingSink{}
-	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 300 * time.Millisecond, Logger: discardLogger}
+	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 300 * time.Millisecond, Logger: dicomtest.DiscardLogger}
 	if err := startPart(a); err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +282,7 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 		a.Add(h.StudyInstanceUID)
 		time.Sleep(100 * time.Millisecond) // less than StableAfter: one hand-over
 	}
-	waitFor(t, "first hand-over", func() bool { return len(sink.snapshot()) == 1 })
+	dicomtest.WaitFor(t, "first hand-over", func() bool { return len(sink.snapshot()) == 1 })
 	time.Sleep(500 * time.Millisecond)
 	if c := sink.snapshot(); len(c) != 1 || len(c[0]) != 2 {
 		t.Fatalf("hand-overs %d, first with %d instances; want 1 with 2", len(c), len(c[0]))
@@ -288,7 +290,7 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 	// A late instance hands the whole study over again.
 	h, _ := storeFile(t, spool, files[2])
 	a.Add(h.StudyInstanceUID)
-	waitFor(t, "second hand-over", func() bool { return len(sink.snapshot()) == 2 })
+	dicomtest.WaitFor(t, "second hand-over", func() bool { return len(sink.snapshot()) == 2 })
 	if c := sink.snapshot(); len(c[1]) != 3 {
 		t.Fatalf("second hand-over has %d instances", len(c[1]))
 	}
@@ -298,12 +300,12 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 	// restart it is handed over without anyone calling Add.
 	storeFile(t, spool, files[3])
 	sink2 := &recordingSink{}
-	a2 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink2, StableAfter: 300 * time.Millisecond, Logger: discardLogger}
+	a2 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink2, StableAfter: 300 * time.Millisecond, Logger: dicomtest.DiscardLogger}
 	if err := startPart(a2); err != nil {
 		t.Fatal(err)
 	}
 	defer stopPart(a2)
-	waitFor(t, "hand-over after restart", func() bool { return len(sink2.snapshot()) == 1 })
+	dicomtest.WaitFor(t, "hand-over after restart", func() bool { return len(sink2.snapshot()) == 1 })
 	if c := sink2.snapshot(); len(c[0]) != 4 {
 		t.Fatalf("hand-over after restart has %d instances, want 4", len(c[0]))
 	}
@@ -311,16 +313,16 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 	// Handed over but not yet acknowledged by the record: a restart hands
 	// it over again.
 	sinkAgain := &recordingSink{}
-	aAgain := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sinkAgain, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
+	aAgain := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sinkAgain, StableAfter: 100 * time.Millisecond, Logger: dicomtest.DiscardLogger}
 	startPart(aAgain)
-	waitFor(t, "hand-over of an undelivered study after restart", func() bool { return len(sinkAgain.snapshot()) == 1 })
+	dicomtest.WaitFor(t, "hand-over of an undelivered study after restart", func() bool { return len(sinkAgain.snapshot()) == 1 })
 	stopPart(aAgain)
 	// The record acknowledges it: a further restart hands nothing over.
 	if err := ledger.MarkStudyDelivered(h.StudyInstanceUID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	sink3 := &recordingSink{}
-	a3 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink3, StableAfter: 100 * time.Millisecond, Logger: discardLogger}
+	a3 := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink3, StableAfter: 100 * time.Millisecond, Logger: dicomtest.DiscardLogger}
 	startPart(a3)
 	time.Sleep(400 * time.Millisecond)
 	stopPart(a3)
@@ -330,23 +332,23 @@ func TestAssemblerDebouncesAndSurvivesRestart(t *testing.T) {
 }
 
 func TestAssemblerRetriesAFailingSink(t *testing.T) {
-	files := writeCTs(t, 300, 1)
+	files := dicomtest.WriteCTs(t, 300, 1)
 	dir := t.TempDir()
 	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
 	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
 	sink := &recordingSink{fail: errors.New("outbox full")}
 	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 100 * time.Millisecond,
-		Backoff: buffer.Backoff{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}, Logger: discardLogger}
+		Backoff: buffer.Backoff{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}, Logger: dicomtest.DiscardLogger}
 	startPart(a)
 	defer stopPart(a)
 	h, _ := storeFile(t, spool, files[0])
 	a.Add(h.StudyInstanceUID)
-	waitFor(t, "a failed hand-over", func() bool { return a.Stats().Failed >= 2 })
+	dicomtest.WaitFor(t, "a failed hand-over", func() bool { return a.Stats().Failed >= 2 })
 	sink.mu.Lock()
 	sink.fail = nil
 	sink.mu.Unlock()
-	waitFor(t, "hand-over after the sink recovered", func() bool { return len(sink.snapshot()) == 1 })
-	waitFor(t, "nothing pending", func() bool { return a.Stats().Pending == 0 })
+	dicomtest.WaitFor(t, "hand-over after the sink recovered", func() bool { return len(sink.snapshot()) == 1 })
+	dicomtest.WaitFor(t, "nothing pending", func() bool { return a.Stats().Pending == 0 })
 }
 
 // storescpAt runs storescp +B on port until stop; it can be restarted on
@@ -354,7 +356,7 @@ func TestAssemblerRetriesAFailingSink(t *testing.T) {
 func storescpAt(t *testing.T, port int, dir string, args ...string) (stop func()) {
 	t.Helper()
 	args = append([]string{"+B", "-od", dir, "-aet", "PACS"}, append(args, strconv.Itoa(port))...)
-	cmd := exec.Command(requireTool(t, "storescp"), args...)
+	cmd := exec.Command(dicomtest.RequireTool(t, "storescp"), args...)
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -390,17 +392,17 @@ func countFiles(dir string) int {
 // The Forwarder sends many instances per association, byte for byte, goes
 // on after the PACS was down, and its queue survives a restart.
 func TestForwarderToStorescp(t *testing.T) {
-	files := writeCTs(t, 400, 30)
+	files := dicomtest.WriteCTs(t, 400, 30)
 	dir := t.TempDir()
 	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
 	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
 	defer ledger.Close()
-	port := freePort(t)
+	port := dicomtest.FreePort(t)
 	recv := t.TempDir()
 	stopSCP := storescpAt(t, port, recv)
 	dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}
 	newF := func() *Forwarder {
-		return &Forwarder{Dest: dest, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: discardLogger,
+		return &Forwarder{Dest: dest, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: dicomtest.DiscardLogger,
 			IdleRelease: 500 * time.Millisecond,
 			Backoff:     buffer.Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond, Multiplier: 2}}
 	}
@@ -414,7 +416,7 @@ func TestForwarderToStorescp(t *testing.T) {
 	if err := startPart(f); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "10 forwarded and counted", func() bool {
+	dicomtest.WaitFor(t, "10 forwarded and counted", func() bool {
 		st := f.Stats()
 		return countFiles(recv) == 10 && st.Delivered == 10 && st.Waiting == 0
 	})
@@ -422,9 +424,9 @@ func TestForwarderToStorescp(t *testing.T) {
 		t.Fatalf("stats %+v; want 10 delivered over 1 association", st)
 	}
 	for _, p := range files[:10] {
-		_, want := dataSetOf(t, p)
+		_, want := dstest.DataSetOf(t, p)
 		name := filepath.Join(recv, "CT."+instanceUIDFor(t, p))
-		_, got := dataSetOf(t, name)
+		_, got := dstest.DataSetOf(t, name)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s forwarded with %d bytes, spooled %d", p, len(got), len(want))
 		}
@@ -436,7 +438,7 @@ func TestForwarderToStorescp(t *testing.T) {
 		_, in := storeFile(t, spool, p)
 		f.Enqueue(in.Key)
 	}
-	waitFor(t, "the failure shown", func() bool { st := f.Stats(); return st.LastError != "" && st.Waiting == 10 })
+	dicomtest.WaitFor(t, "the failure shown", func() bool { st := f.Stats(); return st.LastError != "" && st.Waiting == 10 })
 	// Restart of wardgate while the PACS is down: the queue is the spool.
 	stopPart(f)
 	for _, p := range files[20:] {
@@ -448,20 +450,20 @@ func TestForwarderToStorescp(t *testing.T) {
 	}
 	defer stopPart(f2)
 	// The PACS is down: the 20 found at the start wait.
-	waitFor(t, "20 waiting after the restart", func() bool { return f2.Stats().Waiting == 20 })
+	dicomtest.WaitFor(t, "20 waiting after the restart", func() bool { return f2.Stats().Waiting == 20 })
 	storescpAt(t, port, recv)
-	waitFor(t, "all 30 forwarded", func() bool { return countFiles(recv) == 30 })
-	waitFor(t, "queue empty", func() bool { return f2.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "all 30 forwarded", func() bool { return countFiles(recv) == 30 })
+	dicomtest.WaitFor(t, "queue empty", func() bool { return f2.Stats().Waiting == 0 })
 	// Marks are written in batches (or when the queue is idle): they
 	// follow the deliveries shortly.
-	waitFor(t, "30 forward marks", func() bool {
+	dicomtest.WaitFor(t, "30 forward marks", func() bool {
 		marks, _ := ledger.Forwarded(dest.LedgerName())
 		return len(marks) == 30
 	})
 }
 
 func instanceUIDFor(t *testing.T, path string) string {
-	m, _ := dataSetOf(t, path)
+	m, _ := dstest.DataSetOf(t, path)
 	return m.SOPInstanceUID
 }
 
@@ -472,16 +474,16 @@ func TestForwarderWaitsWhenTheSyntaxIsRefused(t *testing.T) {
 	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
 	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
 	defer ledger.Close()
-	port := freePort(t)
+	port := dicomtest.FreePort(t)
 	recv := t.TempDir()
-	storescpAt(t, port, recv)                                 // without +xs and the like: uncompressed only
-	_, in := storeFile(t, spool, fixturePath(t, fixtures[4])) // JPEG lossless
-	f := &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: discardLogger}
+	storescpAt(t, port, recv)                                                     // without +xs and the like: uncompressed only
+	_, in := storeFile(t, spool, dicomtest.FixturePath(t, dicomtest.Fixtures[4])) // JPEG lossless
+	f := &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: dicomtest.DiscardLogger}
 	startPart(f)
 	defer stopPart(f)
 	f.Enqueue(in.Key)
 	want := "accepts none of the transfer syntaxes: stored in " + dicom.JPEGLosslessSV1
-	waitFor(t, "the reason shown", func() bool {
+	dicomtest.WaitFor(t, "the reason shown", func() bool {
 		for r := range f.Stats().Reasons {
 			if strings.Contains(r, want) {
 				return true
@@ -497,7 +499,7 @@ func TestForwarderWaitsWhenTheSyntaxIsRefused(t *testing.T) {
 // The Pruner removes an instance only when every destination and the FHIR
 // side have it, and retention has passed.
 func TestPrunerRemovesOnlyWhatEveryoneHas(t *testing.T) {
-	files := writeCTs(t, 500, 2)
+	files := dicomtest.WriteCTs(t, 500, 2)
 	dir := t.TempDir()
 	spool := openSpool(t, filepath.Join(dir, "spool"), 0)
 	ledger, _ := OpenLedger(filepath.Join(dir, "ledger.db"))
@@ -506,7 +508,7 @@ func TestPrunerRemovesOnlyWhatEveryoneHas(t *testing.T) {
 	_, in1 := storeFile(t, spool, files[1])
 	dests := []Destination{{AETitle: "A", Host: "10.0.0.1", Port: 104}, {AETitle: "B", Host: "10.0.0.2", Port: 104}}
 	a, b := dests[0].LedgerName(), dests[1].LedgerName()
-	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: dests, Logger: discardLogger}
+	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: dests, Logger: dicomtest.DiscardLogger}
 	ctx := context.Background()
 	prune := func() int64 {
 		if err := p.Prune(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/dicom/internal/dicomtest"
 )
 
 // Review of "PACS refusals join the dead letters" and of the parts'
@@ -19,7 +20,7 @@ import (
 // for good, as the Forwarder does (a Dead mark of its content).
 func reviewRefused(t *testing.T, n int, dests ...Destination) (*buffer.Spool, *Ledger, string, buffer.Instance) {
 	t.Helper()
-	path := writeCTs(t, n, 1)[0]
+	path := dicomtest.WriteCTs(t, n, 1)[0]
 	spool, ledger := fwdFixture(t)
 	_, in := storeFile(t, spool, path)
 	for _, d := range dests {
@@ -67,11 +68,11 @@ func reviewReplace(t *testing.T, spool *buffer.Spool, path string, old buffer.In
 func TestReviewStaleRefusalIsNoLongerRetriedOrDropped(t *testing.T) {
 	for _, action := range []string{"retry", "drop"} {
 		t.Run(action, func(t *testing.T) {
-			dest := Destination{"PACS", "127.0.0.1", freePort(t)} // nobody listens: B waits
+			dest := Destination{"PACS", "127.0.0.1", dicomtest.FreePort(t)} // nobody listens: B waits
 			spool, ledger, path, inA := reviewRefused(t, 950, dest)
 			inB := reviewReplace(t, spool, path, inA)
 			f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
-			waitFor(t, "the new content queued", func() bool { return f.Stats().Waiting == 1 })
+			dicomtest.WaitFor(t, "the new content queued", func() bool { return f.Stats().Waiting == 1 })
 			if st := f.Stats(); st.DeadLettered != 0 {
 				t.Fatalf("after the restart %+v: the old refusal is not of what the spool holds", st)
 			}
@@ -113,10 +114,10 @@ func TestReviewStaleRefusalIsNoLongerRetriedOrDropped(t *testing.T) {
 // failed (the dead letter stays), or when a retry and a drop of the same
 // letter race.
 func TestReviewRetryAfterDropIsNoRefusal(t *testing.T) {
-	dest := Destination{"PACS", "127.0.0.1", freePort(t)}
+	dest := Destination{"PACS", "127.0.0.1", dicomtest.FreePort(t)}
 	spool, ledger, _, in := reviewRefused(t, 951, dest)
 	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
-	waitFor(t, "the refusal counted", func() bool { return f.Stats().DeadLettered == 1 })
+	dicomtest.WaitFor(t, "the refusal counted", func() bool { return f.Stats().DeadLettered == 1 })
 	if ok, err := f.Drop(in.Key, in.SHA256); !ok || err != nil {
 		t.Fatalf("drop: %v %v", ok, err)
 	}
@@ -150,7 +151,7 @@ func TestReviewTwoDestinationsRefusingTheSameInstance(t *testing.T) {
 	if err := ledger.MarkStudyDelivered(in.Group, handed.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	n, err := NewNode(NodeConfig{AETitle: "WARDGATE", Spool: spool, LedgerPath: filepath.Join(t.TempDir(), "unused.db"), Forward: []Destination{x, y}, Logger: discardLogger})
+	n, err := NewNode(NodeConfig{AETitle: "WARDGATE", Spool: spool, LedgerPath: filepath.Join(t.TempDir(), "unused.db"), Forward: []Destination{x, y}, Logger: dicomtest.DiscardLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestReviewTwoDestinationsRefusingTheSameInstance(t *testing.T) {
 	if err != nil || len(rs) != 2 || rs[0].Destination == rs[1].Destination {
 		t.Fatalf("refusals %+v %v: want one per destination", rs, err)
 	}
-	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: []Destination{x, y}, Logger: discardLogger}
+	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: []Destination{x, y}, Logger: dicomtest.DiscardLogger}
 	prune := func() {
 		t.Helper()
 		if err := p.Prune(context.Background()); err != nil {
@@ -230,7 +231,7 @@ func TestReviewDropOfAReplacedRefusalKeepsTheNewContent(t *testing.T) {
 
 	// The operator drops the old letter before the forwarder ran.
 	ledger.DropForwardMark(dest.LedgerName(), inA.Key, inA.SHA256)
-	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: []Destination{dest}, Logger: discardLogger}
+	p := &Pruner{Spool: spool, Ledger: ledger, Destinations: []Destination{dest}, Logger: dicomtest.DiscardLogger}
 	if err := p.Prune(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func TestReviewDropOfAReplacedRefusalKeepsTheNewContent(t *testing.T) {
 		t.Fatalf("the new content left the spool before the PACS had it: %+v %v", in, err)
 	}
 	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
-	waitFor(t, "the new content delivered", func() bool { return pacs.storedCount() == 1 && f.Stats().Waiting == 0 })
+	dicomtest.WaitFor(t, "the new content delivered", func() bool { return pacs.storedCount() == 1 && f.Stats().Waiting == 0 })
 	stopPart(f)
 	if m, ok := ledger.ForwardMarkOf(dest.LedgerName(), inB.Key); !ok || m.Dead || m.Dropped || m.SHA256 != inB.SHA256 {
 		t.Fatalf("mark %+v, want the new content delivered", m)
@@ -256,7 +257,7 @@ func TestReviewDropOfAReplacedRefusalKeepsTheNewContent(t *testing.T) {
 func TestReviewRefusalOfARemovedDestination(t *testing.T) {
 	spool, _ := fwdFixture(t)
 	n, err := NewNode(NodeConfig{AETitle: "WARDGATE", Spool: spool, LedgerPath: filepath.Join(t.TempDir(), "ledger.db"),
-		Forward: []Destination{{"PACS", "127.0.0.1", 104}}, Logger: discardLogger})
+		Forward: []Destination{{"PACS", "127.0.0.1", 104}}, Logger: dicomtest.DiscardLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestReviewRefusalOfARemovedDestination(t *testing.T) {
 // scan): the instance, also found by the scan, is sent once. Add before
 // Run: the study is handed over once.
 func TestReviewEnqueueAndAddBeforeRun(t *testing.T) {
-	files := writeCTs(t, 954, 3)
+	files := dicomtest.WriteCTs(t, 954, 3)
 	spool, ledger := fwdFixture(t)
 	var keys []string
 	for _, p := range files {
@@ -294,7 +295,7 @@ func TestReviewEnqueueAndAddBeforeRun(t *testing.T) {
 		t.Fatalf("before Run: %+v, want 3 waiting", st)
 	}
 	sink := &recordingSink{}
-	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 50 * time.Millisecond, Logger: discardLogger}
+	a := &StudyAssembler{Spool: spool, Ledger: ledger, Sink: sink, StableAfter: 50 * time.Millisecond, Logger: dicomtest.DiscardLogger}
 	h, _ := HeaderOf(mustGet(t, spool, keys[0]))
 	a.Add(h.StudyInstanceUID)
 	startForwarder(t, f)
@@ -302,7 +303,7 @@ func TestReviewEnqueueAndAddBeforeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopPart(a) })
-	waitFor(t, "3 delivered and the study handed over", func() bool {
+	dicomtest.WaitFor(t, "3 delivered and the study handed over", func() bool {
 		return pacs.storedCount() == 3 && f.Stats().Waiting == 0 && len(sink.snapshot()) >= 1
 	})
 	time.Sleep(300 * time.Millisecond)
@@ -340,20 +341,20 @@ func mustGet(t *testing.T, s *buffer.Spool, key string) buffer.Instance {
 func TestReviewDeadLetteredHasOneMeaning(t *testing.T) {
 	pacs, port := newScriptedPACS(t)
 	dest := Destination{"PACS", "127.0.0.1", port}
-	paths := writeCTs(t, 955, 2)
+	paths := dicomtest.WriteCTs(t, 955, 2)
 	spool, ledger := fwdFixture(t)
 	_, inA := storeFile(t, spool, paths[0])
 	_, inC := storeFile(t, spool, paths[1])
 	pacs.reset(func(string, int) uint16 { return 0x0124 })
 	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger, MaxAttempts: 1, DeadAfter: time.Nanosecond})
-	waitFor(t, "A and C refused for good", func() bool {
+	dicomtest.WaitFor(t, "A and C refused for good", func() bool {
 		rs, _ := f.Refusals()
 		return len(rs) == 2 && f.Stats().DeadLettered == 2
 	})
 	pacs.reset(nil)
 	inB := reviewReplace(t, spool, paths[0], inA)
 	f.Enqueue(inB.Key) // as the Receiver does for a replacement
-	waitFor(t, "B delivered", func() bool {
+	dicomtest.WaitFor(t, "B delivered", func() bool {
 		m, ok := ledger.ForwardMarkOf(dest.LedgerName(), inB.Key)
 		return ok && !m.Dead && m.SHA256 == inB.SHA256
 	})
