@@ -168,24 +168,7 @@ func start(t *testing.T, silentAfter time.Duration) *running {
 		Broker: "tcp://broker.test:1883", Topic: topic, QoS: 1, ClientID: "wg-test-bed14",
 		Profile: p, Sink: sink, Monitor: devices.NewMonitor("bed-14-monitor", "bed-14", p.Name, "mqtt "+topic),
 		Log: logger, NewClient: b.client, retryEvery: 5 * time.Millisecond, silentAfter: silentAfter}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10 s of its context ending")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := devicestest.Run(t, s.Run)
 	r := &running{src: s, b: b, sink: sink, log: log, stop: stop}
 	r.waitFor(t, "the subscription", func() bool { return b.subscriptions() == 1 })
 	return r

@@ -1,7 +1,6 @@
 package serial
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -125,24 +124,7 @@ func start(t *testing.T, open func(string, Settings) (Port, error), path string,
 	if adjust != nil {
 		adjust(s)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10 s of its context ending")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := devicestest.Run(t, s.Run)
 	return &running{src: s, sink: sink, log: log, stop: stop}
 }
 

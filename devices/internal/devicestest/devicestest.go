@@ -213,3 +213,29 @@ func Profile(t testing.TB, name string) *profile.Profile {
 	}
 	return p
 }
+
+// Run runs a source's Run until the test ends or stop is called; stop
+// cancels it and fails the test when Run returns an error or does not
+// return within 10 s of its context ending.
+func Run(t *testing.T, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Run did not return within 10 s of its context ending")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
