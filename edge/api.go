@@ -305,8 +305,8 @@ func (g *Gateway) retryDeadLetters(w http.ResponseWriter, r *http.Request) {
 	// dead letter goes: a failure in between leaves a dead letter whose
 	// retry finds nothing to do, never a refusal nobody can see.
 	for _, d := range resent {
-		if r, ok := refusalOf(d); ok {
-			if err := node.RetryRefusal(r); err != nil && !errors.Is(err, gateway.ErrNoRefusal) {
+		if rf, ok := refusalOf(d); ok {
+			if err := node.RetryRefusal(rf); err != nil && !errors.Is(err, gateway.ErrNoRefusal) {
 				writeError(w, http.StatusConflict, fmt.Sprintf("dead letter %d: %v", d.ID, err))
 				return
 			}
