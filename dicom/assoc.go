@@ -20,11 +20,15 @@ const readBufferSize = 64 << 10
 // Timeouts bound how long an association waits on its peer. A zero field
 // takes its default.
 type Timeouts struct {
-	// ARTIM bounds the wait for an A-ASSOCIATE-RQ after a connection opens,
-	// for the A-ASSOCIATE-AC/RJ after one is sent, and for the peer to close
-	// the connection after an A-ASSOCIATE-RJ, A-RELEASE-RP or A-ABORT
-	// (PS3.8 9.1.5). Default 30 s.
+	// ARTIM bounds the wait for the A-ASSOCIATE-AC/RJ after a request is
+	// sent, and for the peer to close the connection after an
+	// A-ASSOCIATE-RJ, A-RELEASE-RP or A-ABORT (PS3.8 9.1.5). Default 30 s.
 	ARTIM time.Duration
+	// Request bounds the wait for an A-ASSOCIATE-RQ after a connection
+	// opens (the ARTIM of PS3.8 9.1.5 for that state, shorter: a modality
+	// asks at once, and a connection that does not is only holding a
+	// socket). Default 10 s, never more than ARTIM.
+	Request time.Duration
 	// Read bounds the arrival of one whole PDU once it has started, and
 	// every write. A peer trickling bytes is cut off by it. Default 30 s.
 	Read time.Duration
@@ -37,6 +41,9 @@ type Timeouts struct {
 func (t Timeouts) withDefaults() Timeouts {
 	if t.ARTIM <= 0 {
 		t.ARTIM = 30 * time.Second
+	}
+	if t.Request <= 0 {
+		t.Request = min(10*time.Second, t.ARTIM)
 	}
 	if t.Read <= 0 {
 		t.Read = 30 * time.Second

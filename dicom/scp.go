@@ -59,7 +59,9 @@ type StoreWriter interface {
 
 // ServerStats is a snapshot of a Server's counters.
 type ServerStats struct {
-	AssociationsActive   int64  // open connections, including ones still negotiating
+	AssociationsActive   int64  // associations accepted and not yet ended
+	Unasked              int64  // connections that have not sent their A-ASSOCIATE-RQ yet
+	ConnectionsRefused   uint64 // connections closed at once: too many unasked ones from their address
 	AssociationsAccepted uint64 // associations accepted since start
 	AssociationsRejected uint64 // A-ASSOCIATE-RJ sent
 	AssociationsAborted  uint64 // ended by an A-ABORT, a timeout or a broken connection
@@ -80,8 +82,14 @@ type Server struct {
 	// associate. Nil: everyone may.
 	Allow func(callingAE string, remote net.Addr) bool
 	// MaxAssociations bounds concurrent associations; beyond it a new one
-	// is rejected transiently (local limit exceeded). 0: unbounded.
+	// is rejected transiently (local limit exceeded). 0: unbounded. A slot
+	// is taken when an association is accepted, not when a connection
+	// opens: idle connections cannot use the slots up.
 	MaxAssociations int
+	// MaxUnaskedPerPeer bounds the connections from one address that have
+	// not sent their A-ASSOCIATE-RQ yet; one more is closed at once.
+	// 0: DefaultMaxUnaskedPerPeer.
+	MaxUnaskedPerPeer int
 	// MaxPDULength is the maximum P-DATA-TF length we advertise.
 	// 0: DefaultMaxPDULength.
 	MaxPDULength uint32
@@ -98,7 +106,9 @@ type Server struct {
 	closing   atomic.Bool
 	wg        sync.WaitGroup
 
-	active                                atomic.Int64
+	active, unasked                       atomic.Int64
+	unaskedBy                             map[string]int // peer IP → connections not yet asked, under mu
+	refusedConns                          atomic.Uint64
 	accepted, rejected, aborted           atomic.Uint64
 	instancesStored, instancesFailed, rxB atomic.Uint64
 }
@@ -107,6 +117,8 @@ type Server struct {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		AssociationsActive:   s.active.Load(),
+		Unasked:              s.unasked.Load(),
+		ConnectionsRefused:   s.refusedConns.Load(),
 		AssociationsAccepted: s.accepted.Load(),
 		AssociationsRejected: s.rejected.Load(),
 		AssociationsAborted:  s.aborted.Load(),
@@ -178,10 +190,26 @@ func (s *Server) Serve(ln net.Listener) error {
 		if s.conns == nil {
 			s.conns = map[*assoc]context.CancelFunc{}
 		}
+		peer := peerIP(nc.RemoteAddr())
+		if s.unaskedBy == nil {
+			s.unaskedBy = map[string]int{}
+		}
+		if s.unaskedBy[peer] >= s.maxUnasked() {
+			s.mu.Unlock()
+			cancel()
+			nc.Close()
+			if n := s.refusedConns.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th…: a flood logs little
+				s.logger().Warn("dicom: connection closed: too many from this address have not asked for an association yet",
+					"remote", nc.RemoteAddr().String(), "unasked", s.maxUnasked(), "refused_so_far", n)
+			}
+			continue
+		}
+		s.unaskedBy[peer]++
+		s.unasked.Add(1)
 		s.conns[a] = cancel
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(ctx, a)
+		go s.serveConn(ctx, a, peer)
 	}
 }
 
@@ -215,10 +243,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // serveConn runs one association from A-ASSOCIATE-RQ to its end. Nothing
 // that happens in it reaches another association.
-func (s *Server) serveConn(ctx context.Context, a *assoc) {
+func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 	remote := a.nc.RemoteAddr()
 	log := s.logger().With("remote", remote.String())
-	n := s.active.Add(1)
+	unasked := true
+	asked := func() {
+		if unasked {
+			unasked = false
+			s.unasked.Add(-1)
+			s.mu.Lock()
+			if s.unaskedBy[peer]--; s.unaskedBy[peer] <= 0 {
+				delete(s.unaskedBy, peer)
+			}
+			s.mu.Unlock()
+		}
+	}
+	slot := false
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("dicom: association panicked", "panic", r, "stack", string(debug.Stack()))
@@ -226,7 +266,10 @@ func (s *Server) serveConn(ctx context.Context, a *assoc) {
 			a.abort(abortSourceProvider, abortReasonNotSpecified)
 		}
 		a.nc.Close()
-		s.active.Add(-1)
+		asked()
+		if slot {
+			s.active.Add(-1)
+		}
 		s.mu.Lock()
 		if cancel := s.conns[a]; cancel != nil {
 			cancel()
@@ -237,6 +280,7 @@ func (s *Server) serveConn(ctx context.Context, a *assoc) {
 	}()
 
 	rq, err := s.readAssociateRQ(a)
+	asked()
 	if err != nil {
 		log.Warn("dicom: bad association request", "err", describe(err))
 		s.aborted.Add(1)
@@ -244,7 +288,16 @@ func (s *Server) serveConn(ctx context.Context, a *assoc) {
 		return
 	}
 	log = log.With("calling", rq.CallingAE, "called", rq.CalledAE)
-	if rj := s.check(rq, remote, n); rj != nil {
+	rj := s.check(rq, remote)
+	if rj == nil {
+		// The slot is taken once the request is acceptable, and given back
+		// when the limit is already reached.
+		slot = true
+		if n := s.active.Add(1); s.MaxAssociations > 0 && n > int64(s.MaxAssociations) {
+			rj = &RejectError{rejectTransient, rejectSourcePresentation, rejectLocalLimitExceeded}
+		}
+	}
+	if rj != nil {
 		log.Warn("dicom: association rejected", "reason", rj.Error())
 		s.rejected.Add(1)
 		if a.write(rejectPDU(rj.Result, rj.Source, rj.Reason)) == nil {
@@ -278,9 +331,9 @@ func (s *Server) serveConn(ctx context.Context, a *assoc) {
 	}
 }
 
-// readAssociateRQ waits up to ARTIM for the A-ASSOCIATE-RQ.
+// readAssociateRQ waits up to Timeouts.Request for the A-ASSOCIATE-RQ.
 func (s *Server) readAssociateRQ(a *assoc) (*associate, error) {
-	a.nc.SetReadDeadline(time.Now().Add(a.t.ARTIM))
+	a.nc.SetReadDeadline(time.Now().Add(a.t.Request))
 	h, body, err := readPDU(a.br, a.ourMax)
 	if err != nil {
 		return nil, err
@@ -295,12 +348,10 @@ func (s *Server) readAssociateRQ(a *assoc) (*associate, error) {
 	return rq, nil
 }
 
-// check returns the rejection for rq, or nil to accept it. n counts this
-// connection among the active ones.
-func (s *Server) check(rq *associate, remote net.Addr, n int64) *RejectError {
+// check returns the rejection for rq, or nil to accept it (the association
+// limit is checked when the slot is taken).
+func (s *Server) check(rq *associate, remote net.Addr) *RejectError {
 	switch {
-	case s.MaxAssociations > 0 && n > int64(s.MaxAssociations):
-		return &RejectError{rejectTransient, rejectSourcePresentation, rejectLocalLimitExceeded}
 	case rq.ProtocolVersion&1 == 0:
 		return &RejectError{rejectPermanent, rejectSourceACSE, rejectProtocolVersionUnsupported}
 	case rq.ApplicationContext != ApplicationContextName:
@@ -548,4 +599,28 @@ func (s *sinkWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// DefaultMaxUnaskedPerPeer is how many connections from one address may
+// wait to send their A-ASSOCIATE-RQ at once: a modality opens one or a few
+// associations at a time and asks at once.
+const DefaultMaxUnaskedPerPeer = 8
+
+func (s *Server) maxUnasked() int {
+	if s.MaxUnaskedPerPeer > 0 {
+		return s.MaxUnaskedPerPeer
+	}
+	return DefaultMaxUnaskedPerPeer
+}
+
+// peerIP is the address a connection comes from, without its port.
+func peerIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }

@@ -175,6 +175,8 @@ type dicomReport struct {
 	AssociationsTotal  uint64          `json:"associations_since_start"`
 	Rejected           uint64          `json:"associations_rejected"`
 	Aborted            uint64          `json:"associations_aborted"`
+	Unasked            int64           `json:"connections_unasked"` // open, no A-ASSOCIATE-RQ yet
+	ConnectionsRefused uint64          `json:"connections_refused"` // closed at once: too many unasked from one address
 	InstancesReceived  uint64          `json:"instances_received"`
 	BytesReceived      uint64          `json:"bytes_received"`
 	RefusedFull        uint64          `json:"refused_full"`
@@ -370,6 +372,7 @@ func (g *Gateway) snapshot() snapshot {
 		}
 		r.Errors["dicom_associations_rejected"] = d.Rejected
 		r.Errors["dicom_associations_aborted"] = d.Aborted
+		r.Errors["dicom_connections_refused"] = d.ConnectionsRefused
 		r.Errors["dicom_refused_full"] = d.RefusedFull
 		r.Errors["dicom_replaced_with_another_patient"] = d.PatientChanged
 		r.Errors["dicom_refused_unparseable"] = d.RefusedUnparseable
@@ -452,6 +455,7 @@ func (g *Gateway) dicomReport() *dicomReport {
 		Listening: st.Listening, AETitle: st.AETitle,
 		AssociationsNow: st.Server.AssociationsActive, AssociationsTotal: st.Server.AssociationsAccepted,
 		Rejected: st.Server.AssociationsRejected, Aborted: st.Server.AssociationsAborted,
+		Unasked: st.Server.Unasked, ConnectionsRefused: st.Server.ConnectionsRefused,
 		InstancesReceived: st.Server.InstancesStored, BytesReceived: st.Server.BytesReceived,
 		RefusedFull: st.Received.RefusedFull, RefusedUnparseable: st.Received.RefusedUnparseable,
 		Duplicates: st.Received.Duplicates, Replaced: st.Received.Replaced, PatientChanged: st.Received.PatientChanged,
