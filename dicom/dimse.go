@@ -31,6 +31,7 @@ const (
 	StatusCannotUnderstand      uint16 = 0xC000
 	StatusProcessingFailure     uint16 = 0x0110
 	StatusSOPClassNotSupported  uint16 = 0x0122
+	StatusDuplicateSOPInstance  uint16 = 0x0111
 	StatusUnrecognizedOperation uint16 = 0x0211
 )
 

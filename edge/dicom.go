@@ -41,8 +41,8 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations,
 		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
 		Forward: forward, Retention: c.Retention.D(), RefusedForGoodAfter: c.RefusedForGoodAfter.D(), Logger: g.log,
-		ShutdownTimeout: ShutdownTimeout,
-		OnRefused:       func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
+		ShutdownTimeout: ShutdownTimeout, RefuseSuspectReplacements: c.Replacements == "refuse",
+		OnRefused: func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
 	})
 	if err != nil {
 		return nil, nil, err

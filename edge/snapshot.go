@@ -184,6 +184,8 @@ type dicomReport struct {
 	Duplicates         uint64          `json:"instances_duplicate"`
 	Replaced           uint64          `json:"instances_replaced"`
 	PatientChanged     uint64          `json:"instances_replaced_with_another_patient"`
+	SuspectReplaced    uint64          `json:"replacements_suspect"` // from another calling AE, or another patient or study
+	RefusedSuspect     uint64          `json:"replacements_refused"` // 0111 under dicom.replacements: refuse
 	StoreFailed        uint64          `json:"store_failed"`
 	StudiesPending     int             `json:"studies_pending"`
 	StudiesHandedOver  uint64          `json:"studies_handed_over"`
@@ -375,6 +377,7 @@ func (g *Gateway) snapshot() snapshot {
 		r.Errors["dicom_connections_refused"] = d.ConnectionsRefused
 		r.Errors["dicom_refused_full"] = d.RefusedFull
 		r.Errors["dicom_replaced_with_another_patient"] = d.PatientChanged
+		r.Errors["dicom_replacements_suspect"] = d.SuspectReplaced
 		r.Errors["dicom_refused_unparseable"] = d.RefusedUnparseable
 		r.Errors["dicom_store_failed"] = d.StoreFailed
 		r.Errors["dicom_study_handover_failed"] = d.StudiesFailed
@@ -459,6 +462,7 @@ func (g *Gateway) dicomReport() *dicomReport {
 		InstancesReceived: st.Server.InstancesStored, BytesReceived: st.Server.BytesReceived,
 		RefusedFull: st.Received.RefusedFull, RefusedUnparseable: st.Received.RefusedUnparseable,
 		Duplicates: st.Received.Duplicates, Replaced: st.Received.Replaced, PatientChanged: st.Received.PatientChanged,
+		SuspectReplaced: st.Received.Suspect, RefusedSuspect: st.Received.RefusedSuspect,
 		StoreFailed: st.Received.Failed, StudiesPending: st.Studies.Pending, StudiesHandedOver: st.Studies.HandedOff,
 		StudiesFailed: st.Studies.Failed, Pruned: st.Pruned, LedgerUnreadable: st.LedgerUnreadable,
 		Destinations: []forwardReport{}, Studies: []studyReport{},

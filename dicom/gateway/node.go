@@ -32,6 +32,9 @@ type NodeConfig struct {
 	// Retention keeps an instance this long after it was received, even
 	// when everyone has it.
 	Retention time.Duration
+	// RefuseSuspectReplacements is the Receiver's (dicom.replacements:
+	// refuse).
+	RefuseSuspectReplacements bool
 	// RefusedForGoodAfter is each Forwarder's DeadAfter (0: 1 h).
 	RefusedForGoodAfter time.Duration
 	// ShutdownTimeout bounds a graceful stop of the server (0: 30 s).
@@ -101,7 +104,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 	if c.Sink != nil {
 		n.Pruner = &Pruner{Spool: c.Spool, Ledger: ledger, Destinations: c.Forward, Retention: c.Retention, Logger: log}
 	}
-	n.Receiver = &Receiver{Spool: c.Spool, Logger: log, Stored: func(h dataset.InstanceHeader, in buffer.Instance) {
+	n.Receiver = &Receiver{Spool: c.Spool, Logger: log, RefuseSuspectReplacements: c.RefuseSuspectReplacements, Stored: func(h dataset.InstanceHeader, in buffer.Instance) {
 		n.Recent.received(h, in)
 		if n.Assembler != nil {
 			n.Assembler.Add(h.StudyInstanceUID)

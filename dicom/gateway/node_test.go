@@ -586,3 +586,61 @@ func TestLedgerForgetsClosedStudies(t *testing.T) {
 		}
 	}
 }
+
+// A replacement from another calling AE title, or one that changes the
+// patient or the study, is suspect: counted and stored by default; refused
+// with 0111, the stored copy kept, when the node refuses them. A re-send of
+// the same data set from another AE is a duplicate of content, not suspect.
+func TestReceiverSuspectReplacements(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+			spool := openSpool(t, t.TempDir(), 0)
+			n, port, _ := startNode(t, NodeConfig{Spool: spool, RefuseSuspectReplacements: refuse})
+			a := dicomtest.WriteCT(t, t.TempDir(), "a.dcm", 8)
+			send := func(ae string, syntax string) string {
+				out, _ := dicomtest.DCMTK(t, "storescu", "-v", syntax, "-aet", ae, "-aec", "WARDGATE", "127.0.0.1", port, a)
+				return out
+			}
+			send("MOD1", "-xi")
+			first := spooledFile(t, spool, dicomtest.InstanceUID(8))
+			// The same data set from another AE: not suspect.
+			send("MOD2", "-xi")
+			if st := n.Receiver.Stats(); st.Suspect != 0 {
+				t.Fatalf("the same data set from another AE taken for suspect: %+v", st)
+			}
+			// The same AE, another syntax: a plain replacement.
+			send("MOD1", "-xe")
+			if st := n.Receiver.Stats(); st.Suspect != 0 || st.Replaced < 1 {
+				t.Fatalf("a new syntax from the same AE: %+v", st)
+			}
+			kept := spooledFile(t, spool, dicomtest.InstanceUID(8))
+			if bytes.Equal(first, kept) {
+				t.Fatal("the plain replacement was not stored")
+			}
+			// Another AE, other content: suspect.
+			out := send("INTRUDER", "-xi")
+			st := n.Receiver.Stats()
+			if st.Suspect != 1 {
+				t.Fatalf("a replacement from another AE: %+v", st)
+			}
+			now := spooledFile(t, spool, dicomtest.InstanceUID(8))
+			if refuse {
+				if st.RefusedSuspect != 1 || !bytes.Equal(now, kept) || !strings.Contains(out, "0x111") {
+					t.Fatalf("refused: stats %+v, stored copy kept %v, storescu said:\n%s", st, bytes.Equal(now, kept), out)
+				}
+			} else if bytes.Equal(now, kept) || st.RefusedSuspect != 0 {
+				t.Fatalf("accepted: the replacement was not stored (%+v)", st)
+			}
+			// The same AE as the stored copy's, another patient: suspect.
+			dicomtest.MustDCMTK(t, "dcmodify", "-nb", "-m", "(0010,0020)=OTHER-PID", a)
+			ae := "INTRUDER"
+			if refuse {
+				ae = "MOD1" // the stored copy is still MOD1's
+			}
+			send(ae, "-xe")
+			if st := n.Receiver.Stats(); st.Suspect != 2 {
+				t.Fatalf("a replacement naming another patient: %+v", st)
+			}
+		})
+	}
+}

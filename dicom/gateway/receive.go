@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"strings"
@@ -17,8 +20,14 @@ import (
 )
 
 // AttrHeader is the spool attribute holding an instance's dataset.InstanceHeader as
-// JSON.
-const AttrHeader = "header"
+// JSON; AttrCallingAE the calling AE title of the association it came on.
+// AttrDataSetSHA256 the SHA-256 of the data set as received (the file's
+// own hash covers the meta header too, which names the calling AE).
+const (
+	AttrHeader        = "header"
+	AttrCallingAE     = "calling_ae"
+	AttrDataSetSHA256 = "dataset_sha256"
+)
 
 // Receiver is the StoreHandler that keeps each instance in a buffer.Spool:
 // a Part 10 meta header built from the association, then the data set bytes
@@ -30,17 +39,25 @@ const AttrHeader = "header"
 // Refusals: a full spool (quota or disk) gives A700 and keeps nothing of the
 // instance; a data set that cannot be parsed gives C000 and is not stored.
 // A second copy with identical content is acknowledged and stored once; one
-// with different content replaces the first and is counted.
+// with different content replaces the first and is counted. A replacement
+// that comes from another calling AE title than the copy it replaces, or
+// changes its Patient ID (or issuer) or Study Instance UID, is suspect: any
+// host that may send could otherwise change a study. It is counted and
+// logged as a warning, and refused with 0111 (duplicate SOP instance, the
+// stored copy kept) when RefuseSuspectReplacements is set.
 type Receiver struct {
 	Spool *buffer.Spool
 	// Stored, when set, is told of every instance committed as new or as a
 	// replacement (not of duplicates), after it is durable and before the
 	// modality is answered. It must not block for long.
 	Stored func(h dataset.InstanceHeader, in buffer.Instance)
+	// RefuseSuspectReplacements refuses suspect replacements (see above)
+	// instead of storing them (dicom.replacements: refuse).
+	RefuseSuspectReplacements bool
 	// Logger; nil: slog.Default(). It gets UIDs at debug level only.
 	Logger *slog.Logger
 
-	received, duplicates, replaced, patientChanged, refusedFull, refusedUnparseable, failed atomic.Uint64
+	received, duplicates, replaced, patientChanged, suspect, refusedSuspect, refusedFull, refusedUnparseable, failed atomic.Uint64
 }
 
 // ReceiverStats counts what the Receiver did with the instances it got.
@@ -49,6 +66,8 @@ type ReceiverStats struct {
 	Duplicates         uint64 // identical copies acknowledged, stored once
 	Replaced           uint64 // different content under a SOP Instance UID already stored
 	PatientChanged     uint64 // of those, copies naming another patient than the one they replaced
+	Suspect            uint64 // replacements from another calling AE, or changing the patient or the study (stored or refused)
+	RefusedSuspect     uint64 // 0111: suspect replacements refused (dicom.replacements: refuse)
 	RefusedFull        uint64 // A700: spool quota or disk full
 	RefusedUnparseable uint64 // C000: data set could not be read
 	Failed             uint64 // other storage errors (C000)
@@ -58,6 +77,7 @@ type ReceiverStats struct {
 func (r *Receiver) Stats() ReceiverStats {
 	return ReceiverStats{
 		Received: r.received.Load(), Duplicates: r.duplicates.Load(), Replaced: r.replaced.Load(), PatientChanged: r.patientChanged.Load(),
+		Suspect: r.suspect.Load(), RefusedSuspect: r.refusedSuspect.Load(),
 		RefusedFull: r.refusedFull.Load(), RefusedUnparseable: r.refusedUnparseable.Load(), Failed: r.failed.Load(),
 	}
 }
@@ -83,7 +103,7 @@ func (r *Receiver) BeginStore(ctx context.Context, req dicom.StoreRequest) (dico
 		w.Abort()
 		return nil, r.refusal(err)
 	}
-	return &receiveWriter{r: r, w: w, req: req, dataset: n}, nil
+	return &receiveWriter{r: r, w: w, req: req, dataset: n, h: sha256.New()}, nil
 }
 
 // refusal counts err and makes a full spool an dicom.ErrOutOfResources (A700).
@@ -100,12 +120,14 @@ type receiveWriter struct {
 	r       *Receiver
 	w       *buffer.SpoolWriter
 	req     dicom.StoreRequest
-	dataset int64 // offset of the data set in the file
+	dataset int64     // offset of the data set in the file
+	h       hash.Hash // of the data set bytes
 	err     error
 }
 
 func (rw *receiveWriter) Write(p []byte) (int, error) {
 	n, err := rw.w.Write(p)
+	rw.h.Write(p[:n])
 	if err != nil && rw.err == nil {
 		rw.err = rw.r.refusal(err)
 		return n, rw.err
@@ -142,8 +164,31 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 		r.failed.Add(1)
 		return dicom.StatusProcessingFailure, err
 	}
-	prev, prevErr := r.Spool.Get(rw.req.SOPInstanceUID) // to tell a replacement that changes the patient
-	in, outcome, err := rw.w.Commit(ctx, rw.req.SOPInstanceUID, h.StudyInstanceUID, map[string]string{AttrHeader: string(hj)})
+	prev, prevErr := r.Spool.Get(rw.req.SOPInstanceUID) // to tell a suspect replacement
+	dsSum := hex.EncodeToString(rw.h.Sum(nil))
+	if prevErr == nil && prev.Attrs[AttrDataSetSHA256] == dsSum {
+		// The same data set again (from another AE, say, which only our
+		// meta header would record): the stored copy stands.
+		rw.w.Abort()
+		r.duplicates.Add(1)
+		r.log().Debug("dicom: identical copy of a stored instance", "sop_instance", h.SOPInstanceUID)
+		return dicom.StatusSuccess, nil
+	}
+	why := ""
+	if prevErr == nil {
+		why = suspectReplacement(prev, rw.req.CallingAE, h)
+	}
+	if why != "" {
+		r.suspect.Add(1)
+		if r.RefuseSuspectReplacements {
+			rw.w.Abort()
+			r.refusedSuspect.Add(1)
+			r.log().Warn("dicom: a replacement of a stored instance was refused (dicom.replacements: refuse); the stored copy is kept", "why", why, "calling", rw.req.CallingAE)
+			return dicom.StatusDuplicateSOPInstance, errors.New("instance not stored: it would replace a stored one " + why)
+		}
+		r.log().Warn("dicom: a stored instance was replaced by a copy "+why, "calling", rw.req.CallingAE)
+	}
+	in, outcome, err := rw.w.Commit(ctx, rw.req.SOPInstanceUID, h.StudyInstanceUID, map[string]string{AttrHeader: string(hj), AttrCallingAE: rw.req.CallingAE, AttrDataSetSHA256: dsSum})
 	if err != nil {
 		return dicom.StatusForError(r.refusal(err)), err
 	}
@@ -178,4 +223,24 @@ func HeaderOf(in buffer.Instance) (dataset.InstanceHeader, error) {
 	}
 	err := json.Unmarshal([]byte(v), &h)
 	return h, err
+}
+
+// suspectReplacement says why a copy (from callingAE, with header h) that
+// replaces the stored prev is suspect, or "" when it is not: it comes from
+// another calling AE title, or names another patient or study. Only the
+// facts, never their values (no patient data in logs).
+func suspectReplacement(prev buffer.Instance, callingAE string, h dataset.InstanceHeader) string {
+	var why []string
+	if ae, ok := prev.Attrs[AttrCallingAE]; ok && strings.TrimSpace(ae) != strings.TrimSpace(callingAE) {
+		why = append(why, "from another calling AE title than the original's")
+	}
+	if old, err := HeaderOf(prev); err == nil {
+		if strings.TrimSpace(old.PatientID) != strings.TrimSpace(h.PatientID) || strings.TrimSpace(old.IssuerOfPatientID) != strings.TrimSpace(h.IssuerOfPatientID) {
+			why = append(why, "naming another patient")
+		}
+		if old.StudyInstanceUID != h.StudyInstanceUID {
+			why = append(why, "in another study")
+		}
+	}
+	return strings.Join(why, ", ")
 }

@@ -165,6 +165,11 @@ type DICOM struct {
 	// arrived, even once every forward destination and the FHIR server
 	// have it (default 0: removed as soon as they do).
 	Retention Duration `yaml:"retention"`
+	// Replacements says what becomes of a copy of a stored instance, with
+	// other content, that comes from another calling AE title or changes
+	// the patient or the study: accept (stored, counted, logged; the
+	// default) or refuse (0111, the stored copy kept).
+	Replacements string `yaml:"replacements"`
 	// RefusedForGoodAfter: a destination's permanent refusal (A9xx, 0122,
 	// 0124) of an instance makes it a dead letter once refusals have
 	// lasted this long (and five came); default 1h.
@@ -280,6 +285,9 @@ func (c *Config) applyDefaults() {
 	if d := c.DICOM; d != nil {
 		if d.Listen == "" {
 			d.Listen = DefaultDICOMListen
+		}
+		if d.Replacements == "" {
+			d.Replacements = "accept"
 		}
 		if d.RefusedForGoodAfter == 0 {
 			d.RefusedForGoodAfter = DefaultRefusedForGood

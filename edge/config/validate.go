@@ -478,6 +478,9 @@ func validateDICOM(c *Config, ps *Problems) {
 	if d.WADORSBase != "" {
 		validURL(ps, "dicom.wado_rs_base", d.WADORSBase, "https", "http")
 	}
+	if d.Replacements != "accept" && d.Replacements != "refuse" {
+		ps.At("dicom.replacements", "%q is not accept or refuse", d.Replacements)
+	}
 	if d.RefusedForGoodAfter.D() < 1e9 {
 		ps.At("dicom.refused_for_good_after", "%s is too short: at least 1s", d.RefusedForGoodAfter)
 	}
