@@ -27,7 +27,7 @@ func running(t *testing.T) (*Gateway, *fhirserver.Server, string) {
   static: {bed-12: Patient/123}
 monitors:
   - {id: bed-12-monitor, location: bed-12, profile: masimo/radical-7, serial: {port: /dev/null}}
-dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.example.org/dicomweb", study_stable_after: 1s}
+dicom: {ae_title: WARDGATE, allow_any: true, listen: "127.0.0.1:0", wado_rs_base: "https://pacs.example.org/dicomweb", study_stable_after: 1s}
 `)
 	return g, record, base
 }

@@ -119,7 +119,7 @@ func TestReviewDICOMPortTakenFailsCleanly(t *testing.T) {
 	defer hs.Close()
 	dir := t.TempDir()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", reviewFreePort(t))
-	cfg := reviewConfig(t, dir, hs.URL, httpAddr, fmt.Sprintf("dicom: {listen: %q, ae_title: WARDGATE}\n", taken.Addr().String()))
+	cfg := reviewConfig(t, dir, hs.URL, httpAddr, fmt.Sprintf("dicom: {listen: %q, ae_title: WARDGATE, allow_any: true}\n", taken.Addr().String()))
 	err = reviewRunFails(t, cfg)
 	if !strings.Contains(err.Error(), "dicom.listen "+taken.Addr().String()) {
 		t.Fatalf("error %q does not name dicom.listen", err)
@@ -130,7 +130,7 @@ func TestReviewDICOMPortTakenFailsCleanly(t *testing.T) {
 		ln.Close()
 	}
 	taken.Close()
-	reviewStartsOn(t, dir, hs.URL, "dicom: {listen: \"127.0.0.1:0\", ae_title: WARDGATE}\n")
+	reviewStartsOn(t, dir, hs.URL, "dicom: {listen: \"127.0.0.1:0\", ae_title: WARDGATE, allow_any: true}\n")
 }
 
 // A spool index that cannot be read: Run fails with an error that names
@@ -143,7 +143,7 @@ func TestReviewUnreadableSpoolIndexFailsCleanly(t *testing.T) {
 	index := filepath.Join(dir, "data", "spool", "index.db")
 	os.MkdirAll(filepath.Dir(index), 0o700)
 	os.WriteFile(index, []byte(strings.Repeat("not a bbolt file ", 512)), 0o600)
-	body := "dicom: {listen: \"127.0.0.1:0\", ae_title: WARDGATE}\n"
+	body := "dicom: {listen: \"127.0.0.1:0\", ae_title: WARDGATE, allow_any: true}\n"
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", reviewFreePort(t))
 	err := reviewRunFails(t, reviewConfig(t, dir, hs.URL, httpAddr, body))
 	if !strings.Contains(err.Error(), "index.db") && !strings.Contains(err.Error(), "spool") {
@@ -240,7 +240,7 @@ func TestReviewStopWhileReceiving(t *testing.T) {
 	hs := httptest.NewServer(record)
 	defer hs.Close()
 	dir := t.TempDir()
-	body := "dicom: {listen: \"127.0.0.1:0\", ae_title: WARDGATE, study_stable_after: 1s}\n"
+	body := "dicom: {listen: \"127.0.0.1:0\", ae_title: WARDGATE, allow_any: true, study_stable_after: 1s}\n"
 	cfg := reviewConfig(t, dir, hs.URL, "127.0.0.1:0", body)
 	g := New(cfg, reviewLogger(), "test")
 	ctx, cancel := context.WithCancel(context.Background())

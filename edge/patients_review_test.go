@@ -383,7 +383,7 @@ func TestOneAncientReadingDoesNotBlockItsBed(t *testing.T) {
 func TestAfterSwitchingToResolveAStudyChartedBeforeIsRepaired(t *testing.T) {
 	record := fhirserver.New()
 	record.SetFaults(fhirserver.Faults{KeepConditionalReferences: true})
-	dicomSection := `dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", study_stable_after: 1s}
+	dicomSection := `dicom: {ae_title: WARDGATE, allow_any: true, listen: "127.0.0.1:0", study_stable_after: 1s}
 `
 	g, base := runGateway(t, record, dicomSection)
 	ref := createPatient(t, base, "MRN-1")

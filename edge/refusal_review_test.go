@@ -91,7 +91,7 @@ func reviewSeedRefusal(t *testing.T, dataDir string, st dicomsim.SyntheticStudy,
 }
 
 func reviewDICOMBody(pacsPorts ...int) string {
-	s := "dicom:\n  listen: 127.0.0.1:0\n  ae_title: WARDGATE\n  study_stable_after: 1s\n"
+	s := "dicom:\n  listen: 127.0.0.1:0\n  ae_title: WARDGATE\n  allow_any: true\n  study_stable_after: 1s\n"
 	if len(pacsPorts) > 0 {
 		s += "  forward:\n"
 		for _, p := range pacsPorts {

@@ -86,7 +86,7 @@ func TestAStudyWhoseInstancesNameTwoPatientsIsNotCharted(t *testing.T) {
 // Patient ID is not a record number here: no patient.
 func TestAForeignIssuerIsNoPatient(t *testing.T) {
 	record := fhirserver.New()
-	g, base := runGateway(t, record, `dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", study_stable_after: 1s, issuer_of_patient_id: HOSP}
+	g, base := runGateway(t, record, `dicom: {ae_title: WARDGATE, allow_any: true, listen: "127.0.0.1:0", study_stable_after: 1s, issuer_of_patient_id: HOSP}
 `)
 	createPatient(t, base, "MRN-1")
 	ctx := context.Background()
@@ -142,7 +142,7 @@ func TestAStudyIsNeverWrittenFromASubset(t *testing.T) {
 func TestPatientReferenceResolve(t *testing.T) {
 	record := fhirserver.New()
 	record.SetFaults(fhirserver.Faults{KeepConditionalReferences: true})
-	dicomSection := `dicom: {ae_title: WARDGATE, listen: "127.0.0.1:0", study_stable_after: 1s}
+	dicomSection := `dicom: {ae_title: WARDGATE, allow_any: true, listen: "127.0.0.1:0", study_stable_after: 1s}
 `
 	g, base := runGateway(t, record, dicomSection)
 	ref := createPatient(t, base, "MRN-1")

@@ -67,10 +67,14 @@ func startStorescp(t *testing.T, port int, dir string) {
 }
 
 // dicomGateway starts wardgate with a DICOM node on a free port, recording
-// to a FHIR server where the test patient exists.
+// to a FHIR server where the test patient exists. Unless extraDICOM lists
+// the modalities allowed, any may send (allow_any).
 func dicomGateway(t *testing.T, extraDICOM, extra string) (p *Process, record *fhirserver.Server, cfg string, port int) {
 	t.Helper()
 	port = freePort(t)
+	if !strings.Contains(extraDICOM, "allow:") {
+		extraDICOM = "  allow_any: true\n" + extraDICOM
+	}
 	record, cfg, _ = recordWith(t, fmt.Sprintf(`dicom:
   listen: 127.0.0.1:%d
   ae_title: WARDGATE

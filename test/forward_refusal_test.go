@@ -134,6 +134,7 @@ func refusingSetup(t *testing.T) (gw *Process, pacs *refusingPACS, cfg string, p
 	record, cfg0, _ := recordWith(t, fmt.Sprintf(`dicom:
   listen: 127.0.0.1:%d
   ae_title: WARDGATE
+  allow_any: true
   study_stable_after: 1s
   refused_for_good_after: 1s
   forward:

@@ -98,7 +98,8 @@ dicom:
 		cfg + `:15: dicom.ae_titel: unknown key (did you mean "ae_title"?)`,
 		cfg + ":14: dicom.ae_title: is required",
 		cfg + ":3: fhir.patient_identifier_system: is required with dicom",
-		"4 error(s)",
+		cfg + ":14: dicom.allow: is empty: every host on the network could send studies", // closed by default
+		"5 error(s)",
 	} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.Stderr)
@@ -113,7 +114,7 @@ dicom:
 }
 
 func TestRunServesHealthLocksTheDataDirAndStopsCleanly(t *testing.T) {
-	cfg, dataDir := gatewayConfig(t, "dicom: {ae_title: WARDGATE, listen: '127.0.0.1:0'}\n")
+	cfg, dataDir := gatewayConfig(t, "dicom: {ae_title: WARDGATE, allow_any: true, listen: '127.0.0.1:0'}\n")
 	first := Start(t, "run", "-config", cfg)
 	addr := first.WaitLog(t, statusRe, 30*time.Second)
 

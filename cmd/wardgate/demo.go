@@ -218,6 +218,7 @@ patients:
 dicom:
   listen: "%s"
   ae_title: WARDGATE
+  allow: [{ae_title: DEMO-CT, host: 127.0.0.1}]
   study_stable_after: 5s
 `, filepath.Join(dir, "data"), listen, d.fhirURL, demoMRNSystem, d.ptyName, d.brokerURL, demoBeds, dicomAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {

@@ -154,9 +154,12 @@ type EncounterLookup struct {
 
 // DICOM is the gateway's DICOM node.
 type DICOM struct {
-	Listen           string      `yaml:"listen"`
-	AETitle          string      `yaml:"ae_title"`
-	Allow            []DICOMPeer `yaml:"allow"`
+	Listen  string      `yaml:"listen"`
+	AETitle string      `yaml:"ae_title"`
+	Allow   []DICOMPeer `yaml:"allow"`
+	// AllowAny accepts every calling AE title from every host; without it
+	// an empty allow is refused (closed by default).
+	AllowAny         bool        `yaml:"allow_any"`
 	Forward          []DICOMPeer `yaml:"forward"`
 	StudyStableAfter Duration    `yaml:"study_stable_after"`
 	WADORSBase       string      `yaml:"wado_rs_base"`

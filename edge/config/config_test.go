@@ -123,6 +123,7 @@ monitors:
 dicom:
   ae_title: THIS-TITLE-IS-FAR-TOO-LONG
   study_stable_after: soon
+  allow_any: true
 log:
   level: verbose
 `
@@ -143,7 +144,7 @@ log:
 		path + `:3: fhir.patient_identifier_system: is required with dicom`,
 		path + `:20: dicom.ae_title: "THIS-TITLE-IS-FAR-TOO-LONG" is longer than 16 characters`,
 		path + `:21: dicom.study_stable_after: "soon" is not a duration`,
-		path + `:23: log.level: "verbose" is not one of debug, info, warn, error`,
+		path + `:24: log.level: "verbose" is not one of debug, info, warn, error`,
 	}
 	msg := err.Error()
 	for _, w := range want {

@@ -445,6 +445,18 @@ func validateDICOM(c *Config, ps *Problems) {
 	d := c.DICOM
 	validateListen(ps, "dicom.listen", d.Listen, false)
 	validateAETitle(ps, "dicom.ae_title", d.AETitle)
+	// Closed by default: any host on the network could otherwise send
+	// studies, and replace what others sent.
+	switch {
+	case len(d.Allow) == 0 && !d.AllowAny:
+		ps.At("dicom.allow", "is empty: every host on the network could send studies. List the modalities ({ae_title, host}), or write allow_any: true to accept everyone")
+	case len(d.Allow) > 0 && d.AllowAny:
+		ps.At("dicom.allow_any", "is true and dicom.allow lists modalities: choose one")
+	case d.AllowAny:
+		if host, _, err := net.SplitHostPort(d.Listen); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+			ps.Warn("dicom.allow_any", "accepts every calling AE title while dicom.listen %s listens on every interface: any host that can reach it may send studies", d.Listen)
+		}
+	}
 	for i, a := range d.Allow {
 		p := fmt.Sprintf("dicom.allow[%d]", i)
 		validateAETitle(ps, p+".ae_title", a.AETitle)
