@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,8 +44,9 @@ func (t Timeouts) withDefaults() Timeouts {
 		t.ARTIM = 30 * time.Second
 	}
 	if t.Request <= 0 {
-		t.Request = min(10*time.Second, t.ARTIM)
+		t.Request = 10 * time.Second
 	}
+	t.Request = min(t.Request, t.ARTIM)
 	if t.Read <= 0 {
 		t.Read = 30 * time.Second
 	}
@@ -73,6 +75,9 @@ type assoc struct {
 	peerMax  uint32 // what the peer advertised (0: unlimited)
 	contexts map[byte]acceptedContext
 	idle     bool // the next PDU header read is the start of a message
+	// accepted: the A-ASSOCIATE-AC went out (until then the connection
+	// counts against its address, and Shutdown closes it at once).
+	accepted atomic.Bool
 }
 
 func newAssoc(nc net.Conn, t Timeouts, ourMax uint32) *assoc {

@@ -194,7 +194,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if s.unaskedBy == nil {
 			s.unaskedBy = map[string]int{}
 		}
-		if s.unaskedBy[peer] >= s.maxUnasked() {
+		if s.unaskedBy[peer] >= s.maxUnasked() || s.unasked.Load() >= MaxUnaskedTotal {
 			s.mu.Unlock()
 			cancel()
 			nc.Close()
@@ -221,6 +221,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
+	}
+	// A connection that has not been accepted has nothing in flight: it
+	// is closed now, not waited for.
+	for a := range s.conns {
+		if !a.accepted.Load() {
+			a.nc.Close()
+		}
 	}
 	s.mu.Unlock()
 
@@ -279,8 +286,12 @@ func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 		s.wg.Done()
 	}()
 
+	// The connection counts against its address until it is accepted: a
+	// rejected or garbled request waiting for its peer to close still
+	// holds a socket, and that wait is Timeouts.Request, not ARTIM.
+	artim := a.t.ARTIM
+	a.t.ARTIM = a.t.Request
 	rq, err := s.readAssociateRQ(a)
-	asked()
 	if err != nil {
 		log.Warn("dicom: bad association request", "err", describe(err))
 		s.aborted.Add(1)
@@ -292,9 +303,11 @@ func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 	if rj == nil {
 		// The slot is taken once the request is acceptable, and given back
 		// when the limit is already reached.
-		slot = true
 		if n := s.active.Add(1); s.MaxAssociations > 0 && n > int64(s.MaxAssociations) {
+			s.active.Add(-1)
 			rj = &RejectError{rejectTransient, rejectSourcePresentation, rejectLocalLimitExceeded}
+		} else {
+			slot = true
 		}
 	}
 	if rj != nil {
@@ -311,6 +324,9 @@ func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 		s.aborted.Add(1)
 		return
 	}
+	a.accepted.Store(true)
+	a.t.ARTIM = artim
+	asked()
 	s.accepted.Add(1)
 	log.Info("dicom: association accepted", "contexts", len(a.contexts), "peer_max_pdu", a.peerMax)
 
@@ -601,6 +617,10 @@ func (s *sinkWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// MaxUnaskedTotal bounds the connections from all addresses together that
+// have not been accepted yet.
+const MaxUnaskedTotal = 256
+
 // DefaultMaxUnaskedPerPeer is how many connections from one address may
 // wait to send their A-ASSOCIATE-RQ at once: a modality opens one or a few
 // associations at a time and asks at once.
@@ -613,10 +633,15 @@ func (s *Server) maxUnasked() int {
 	return DefaultMaxUnaskedPerPeer
 }
 
-// peerIP is the address a connection comes from, without its port.
+// peerIP is the address a connection comes from, without its port: an
+// IPv4 address, or an IPv6 address's /64 (one host may use any address of
+// its /64).
 func peerIP(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
+		if v4 := ta.IP.To4(); v4 != nil {
+			return v4.String()
+		}
+		return ta.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 	}
 	host, _, err := net.SplitHostPort(a.String())
 	if err != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/fnv"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/wardgate/wardgate/dicom"
@@ -58,6 +62,8 @@ type Receiver struct {
 	Logger *slog.Logger
 
 	received, duplicates, replaced, patientChanged, suspect, refusedSuspect, refusedFull, refusedUnparseable, failed atomic.Uint64
+
+	stripes [64]sync.Mutex // by SOP Instance UID: see Commit
 }
 
 // ReceiverStats counts what the Receiver did with the instances it got.
@@ -164,7 +170,15 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 		r.failed.Add(1)
 		return dicom.StatusProcessingFailure, err
 	}
+	// From reading the stored copy to committing this one, no other copy
+	// of the instance may be decided on: two at once from two AEs would
+	// both pass the check.
+	unlock := r.lockInstance(rw.req.SOPInstanceUID)
+	defer unlock()
 	prev, prevErr := r.Spool.Get(rw.req.SOPInstanceUID) // to tell a suspect replacement
+	if prevErr == nil {
+		prev = r.withOrigin(prev)
+	}
 	dsSum := hex.EncodeToString(rw.h.Sum(nil))
 	if prevErr == nil && prev.Attrs[AttrDataSetSHA256] == dsSum {
 		// The same data set again (from another AE, say, which only our
@@ -243,4 +257,52 @@ func suspectReplacement(prev buffer.Instance, callingAE string, h dataset.Instan
 		}
 	}
 	return strings.Join(why, ", ")
+}
+
+// lockInstance serialises the decisions about one SOP Instance UID (striped:
+// two instances may share a stripe and wait for each other's commit).
+func (r *Receiver) lockInstance(uid string) (unlock func()) {
+	h := fnv.New32a()
+	h.Write([]byte(uid))
+	mu := &r.stripes[h.Sum32()%uint32(len(r.stripes))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// withOrigin fills in, for an instance stored by a release that did not
+// record them, the calling AE title (from the Source AE Title of the
+// file's own meta header) and the data set's hash, so that a replacement of
+// it is judged like any other. An unreadable file leaves them out.
+func (r *Receiver) withOrigin(in buffer.Instance) buffer.Instance {
+	_, hasAE := in.Attrs[AttrCallingAE]
+	_, hasSum := in.Attrs[AttrDataSetSHA256]
+	if hasAE && hasSum {
+		return in
+	}
+	f, _, err := r.Spool.Open(in.Key)
+	if err != nil {
+		return in
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	meta, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		return in
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, br); err != nil {
+		return in
+	}
+	attrs := maps.Clone(in.Attrs)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if !hasAE {
+		attrs[AttrCallingAE] = meta.SourceAET
+	}
+	if !hasSum {
+		attrs[AttrDataSetSHA256] = hex.EncodeToString(h.Sum(nil))
+	}
+	in.Attrs = attrs
+	return in
 }

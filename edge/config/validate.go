@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -137,7 +138,7 @@ func validateListen(ps *Problems, path, addr string, warnPublic bool) {
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		ps.At(path, "port %q is not a number from 0 to 65535", port)
 	}
-	if warnPublic && (host == "" || host == "0.0.0.0" || host == "::") {
+	if warnPublic && everyInterface(host) {
 		ps.Warn(path, "listens on every interface; the status page shows the ward's state to anyone who can reach it")
 	}
 }
@@ -453,13 +454,23 @@ func validateDICOM(c *Config, ps *Problems) {
 	case len(d.Allow) > 0 && d.AllowAny:
 		ps.At("dicom.allow_any", "is true and dicom.allow lists modalities: choose one")
 	case d.AllowAny:
-		if host, _, err := net.SplitHostPort(d.Listen); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		if host, _, err := net.SplitHostPort(d.Listen); err == nil && everyInterface(host) {
 			ps.Warn("dicom.allow_any", "accepts every calling AE title while dicom.listen %s listens on every interface: any host that can reach it may send studies", d.Listen)
 		}
 	}
 	for i, a := range d.Allow {
 		p := fmt.Sprintf("dicom.allow[%d]", i)
 		validateAETitle(ps, p+".ae_title", a.AETitle)
+		if a.Host != "" && net.ParseIP(a.Host) == nil {
+			// Resolved once, at start: a name that does not resolve would
+			// stop the gateway there, so check says it here.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := net.DefaultResolver.LookupHost(ctx, a.Host)
+			cancel()
+			if err != nil {
+				ps.At(p+".host", "%q does not resolve (%v): the gateway resolves allow hosts when it starts", a.Host, err)
+			}
+		}
 		if a.Port != 0 {
 			ps.At(p+".port", "is not used in allow (a modality's port is its own)")
 		}
@@ -502,4 +513,15 @@ func validateDICOM(c *Config, ps *Problems) {
 	if d.MaxAssociations < 1 || d.MaxAssociations > 1000 {
 		ps.At("dicom.max_associations", "%d is not from 1 to 1000", d.MaxAssociations)
 	}
+}
+
+// everyInterface reports whether a listen host means every interface:
+// empty, or an unspecified address however it is spelled (0.0.0.0, ::,
+// [::0], ::ffff:0.0.0.0).
+func everyInterface(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }
