@@ -34,7 +34,7 @@ func (g *Gateway) apiRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]any{"monitors": g.snapshot().Monitors})
 	})
 	mux.HandleFunc("GET /api/dicom", func(w http.ResponseWriter, r *http.Request) {
-		d := g.dicomReport()
+		d := g.dicomReport(true)
 		if d == nil {
 			writeError(w, http.StatusNotFound, "no DICOM node: the config has no dicom section")
 			return

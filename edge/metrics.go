@@ -208,7 +208,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect reads one snapshot: the names here are the snapshot's, prefixed.
 func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	g := c.g
-	s := g.snapshot()
+	s := g.snapshotOf(false) // counts only: no store reads for lists the metrics do not show
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}

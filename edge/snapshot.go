@@ -10,6 +10,7 @@ import (
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
 	"github.com/wardgate/wardgate/devices/mdc"
+	"github.com/wardgate/wardgate/dicom/gateway"
 )
 
 // The gateway's state at one instant: a snapshot is built once per request
@@ -283,7 +284,13 @@ func deadLetterOf(d buffer.DeadLetter) deadLetterReport {
 }
 
 // snapshot reads everything the gateway counts and shows, once.
-func (g *Gateway) snapshot() snapshot {
+func (g *Gateway) snapshot() snapshot { return g.snapshotOf(true) }
+
+// snapshotOf reads the snapshot; without lists it leaves out what only the
+// page and the API show and what costs reads of the stores (the recent dead
+// letters, the recent studies with their ledger marks, the sparklines), for
+// /metrics, which is scraped every few seconds and reads only counts.
+func (g *Gateway) snapshotOf(lists bool) snapshot {
 	now := time.Now()
 	g.mu.Lock()
 	ready := g.ready
@@ -328,7 +335,7 @@ func (g *Gateway) snapshot() snapshot {
 	if !st.Oldest.IsZero() {
 		r.Outbox.OldestAgeSeconds = math.Round(now.Sub(st.Oldest).Seconds()*10) / 10
 	}
-	if st.Dead > 0 {
+	if st.Dead > 0 && lists {
 		if dls, err := g.outbox.DeadLetters(statusDeadLetters); err == nil {
 			for _, d := range dls {
 				r.Outbox.DeadLetters = append(r.Outbox.DeadLetters, deadLetterOf(d))
@@ -337,10 +344,14 @@ func (g *Gateway) snapshot() snapshot {
 	}
 	if ready { // the sources are started before the gateway is ready
 		for _, mon := range g.monitors {
-			r.Monitors = append(r.Monitors, g.monitorReport(mon.Status(), mon.Trends()))
+			var trends map[string][]devices.TrendPoint
+			if lists {
+				trends = mon.Trends()
+			}
+			r.Monitors = append(r.Monitors, g.monitorReport(mon.Status(), trends))
 		}
 	}
-	r.DICOM = g.dicomReport()
+	r.DICOM = g.dicomReport(lists)
 	in := &g.ingest
 	r.Ingest = ingestReport{Readings: in.readings.Load(), Entries: in.entries.Load()}
 	r.Clocks = map[string]clockReport{}
@@ -448,7 +459,9 @@ func (g *Gateway) monitorReport(s devices.Status, trends map[string][]devices.Tr
 	return m
 }
 
-func (g *Gateway) dicomReport() *dicomReport {
+// dicomReport is the DICOM node's part of the snapshot; the recent studies
+// only with lists.
+func (g *Gateway) dicomReport(lists bool) *dicomReport {
 	node := g.dicomNode()
 	if node == nil {
 		return nil
@@ -473,7 +486,11 @@ func (g *Gateway) dicomReport() *dicomReport {
 			Connected: f.Connected, LastError: f.LastError, Reasons: f.Reasons,
 		})
 	}
-	for _, s := range node.RecentStudies() {
+	var recent []gateway.RecentStudy
+	if lists {
+		recent = node.RecentStudies()
+	}
+	for _, s := range recent {
 		sr := studyReport{
 			Handle: uidHandle(s.StudyInstanceUID), Received: s.FirstReceived, Last: s.LastReceived,
 			Modalities: s.Modalities, Instances: s.Instances, HandedOver: !s.HandedOver.IsZero(),
