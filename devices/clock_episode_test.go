@@ -69,11 +69,7 @@ func TestRestartDuringAClockStepKeepsFramesPending(t *testing.T) {
 // the episode, i.e. for the whole backlog: the first half is charted an hour
 // before it was measured (to whoever lay in the bed then).
 func TestClockSetForwardDuringAnOutage(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(time.Hour) // the gateway is back
 	type item struct {
 		r        Reading
@@ -120,11 +116,7 @@ func TestClockSetForwardDuringAnOutage(t *testing.T) {
 // half of the backlog is charted at its receipt (the clamp), to whoever is
 // in the bed now: finding 1 of the issue, back by another road.
 func TestClockSetBackDuringAnOutage(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(time.Hour)
 	type item struct {
 		r        Reading
@@ -289,4 +281,16 @@ func TestAFoldInABacklogIsResolvedByTheFramesOwnOrder(t *testing.T) {
 		t.Fatalf("%d of %d frames charted at the wrong time (e.g. measured %v, charted %v); %d distinct identities for %d frames",
 			wrong, len(backlog), ex.measured.Format(time.TimeOnly), ex.r.Effective().UTC().Format(time.TimeOnly), len(ids), len(backlog))
 	}
+}
+
+// restartedAfterTenMinutes is a device "d" whose clock was watched live for
+// ten minutes (1 s cadence, 30 ms delay), then the gateway restarted with
+// the saved state: the clock at the restart, the registry holding it and
+// the last live time.
+func restartedAfterTenMinutes() (t0 time.Time, c *Clock, reg *Clocks) {
+	old := NewClock(time.Second)
+	t0 = live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
+	c = NewClock(time.Second)
+	c.Restore(old.State())
+	return t0, c, &Clocks{m: map[string]*Clock{"d": c}}
 }

@@ -108,11 +108,7 @@ func TestCrashBeforeTheEpisodeWasSavedKeepsFramesPending(t *testing.T) {
 // own order shows the jump (as the step rule uses), but the burst rule does
 // not look.
 func TestBurstThenSilenceAfterAClockSetBack(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(time.Hour)
 	var backlog []Reading
 	var measured []time.Time
@@ -146,11 +142,7 @@ func TestBurstThenSilenceAfterAClockSetBack(t *testing.T) {
 // offsets, which has no such rule: charted at its receipt, an hour after
 // it was measured.
 func TestAnUnknownTimeStaysUnknown(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(time.Hour)
 	var backlog []Reading
 	var measured []time.Time
@@ -193,11 +185,7 @@ func TestAnUnknownTimeStaysUnknown(t *testing.T) {
 // frame of two hours is "unknown", and goes to the dead letters, although
 // no frame of the old clock can be confused with the new one by its order.
 func TestAGapAtTheSetLosesTheWholeBacklog(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(2 * time.Hour)
 	var backlog []Reading
 	var measured []time.Time
@@ -262,11 +250,7 @@ func TestAClockSetBackForAMinuteThenCorrected(t *testing.T) {
 // than the rest) is charted an hour before it was measured. The frames'
 // own order shows both jumps.
 func TestAClockSetTwiceDuringAnOutage(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(90 * time.Minute)
 	var backlog []Reading
 	var measured []time.Time
@@ -298,11 +282,7 @@ func TestAClockSetTwiceDuringAnOutage(t *testing.T) {
 // put there: the rest of the old-clock hour is taken as on the new clock
 // and charted an hour after it was measured.
 func TestAGarbledFrameIsNotTakenForTheClockSet(t *testing.T) {
-	old := NewClock(time.Second)
-	t0 := live(old, clockStart, 10*time.Minute, 0, 30*time.Millisecond)
-	c := NewClock(time.Second)
-	c.Restore(old.State())
-	reg := &Clocks{m: map[string]*Clock{"d": c}}
+	t0, c, reg := restartedAfterTenMinutes()
 	recv := t0.Add(3 * time.Hour)
 	var backlog []Reading
 	var measured []time.Time
