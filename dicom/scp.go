@@ -319,12 +319,15 @@ func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 		return
 	}
 	ac := s.negotiate(a, rq)
+	// Accepted before the A-ASSOCIATE-AC leaves: a peer that has read it
+	// may send at once, and Shutdown must then wait for the association,
+	// not close it as one that was never accepted.
+	a.accepted.Store(true)
 	if err := a.write(appendAssociate(nil, pduAssociateAC, ac)); err != nil {
 		log.Warn("dicom: sending A-ASSOCIATE-AC", "err", describe(err))
 		s.aborted.Add(1)
 		return
 	}
-	a.accepted.Store(true)
 	a.t.ARTIM = artim
 	asked()
 	s.accepted.Add(1)
