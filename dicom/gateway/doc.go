@@ -5,8 +5,10 @@
 //     C-STORE-RSP (receive.go);
 //   - StudyAssembler hands a study over to the FHIR side once no instance
 //     of it arrived for StableAfter (assembler.go);
-//   - one Forwarder per PACS sends spooled instances by C-STORE, retrying
-//     and dead-lettering refusals (forward_queue.go, forward_send.go);
+//   - one Forwarder per destination sends spooled instances by C-STORE
+//     to a PACS or by STOW-RS to a DICOMweb archive, retrying and
+//     dead-lettering refusals (forward_queue.go, forward_transport.go,
+//     forward_send.go, forward_stow.go);
 //   - Ledger records durably what became of each spooled instance: handed
 //     over, delivered, forwarded, refused for good (ledger.go);
 //   - Pruner removes instances that every destination and the record have

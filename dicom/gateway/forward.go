@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"sync"
@@ -15,19 +16,40 @@ import (
 	"github.com/wardgate/wardgate/buffer"
 )
 
-// Destination is a PACS to forward to.
+// Destination is a PACS to forward to by C-STORE (AETitle, Host, Port),
+// or a DICOMweb archive to forward to by STOW-RS (STOWRS).
 type Destination struct {
 	AETitle string
 	Host    string
 	Port    int
+	// STOWRS, when set, is the base URL of a DICOMweb archive (PS3.18):
+	// instances go there by STOW-RS, POST {STOWRS}/studies/{study}, and
+	// AETitle, Host and Port are not used.
+	STOWRS string
+	// HTTP makes the STOW-RS requests: its transport carries the TLS
+	// settings and the authentication, its Timeout bounds each request
+	// (nil: a client with a 5 minute timeout and no authentication).
+	HTTP *http.Client
+	// STOWBatch and STOWBatchBytes bound one STOW-RS request, which holds
+	// instances of one study only (0: 50 instances, 64 MiB; one instance
+	// larger than that goes alone).
+	STOWBatch      int
+	STOWBatchBytes int64
 }
 
 func (d Destination) addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
 
 // LedgerName is the name the destination's marks have in the Ledger:
 // AE@host:port. The AE title alone is not enough: two PACS may both be
-// called PACS, and what one of them has the other does not.
-func (d Destination) LedgerName() string { return d.AETitle + "@" + d.addr() }
+// called PACS, and what one of them has the other does not. A DICOMweb
+// archive is named by its base URL, without credentials or a trailing
+// slash.
+func (d Destination) LedgerName() string {
+	if d.STOWRS != "" {
+		return stowName(d.STOWRS)
+	}
+	return d.AETitle + "@" + d.addr()
+}
 
 // Forwarder sends every spooled instance to one Destination by C-STORE, in
 // the transfer syntax it was received and stored in, many instances per
@@ -56,6 +78,11 @@ func (d Destination) LedgerName() string { return d.AETitle + "@" + d.addr() }
 // other statuses, a broken association) is retried forever. A
 // dead-lettered instance is recorded as such for this destination, kept in
 // the spool, counted in Stats, and never removed by the Pruner.
+//
+// A DICOMweb destination (Destination.STOWRS) has the same queue, retries,
+// dead letters and Stats; only the transport differs: STOW-RS requests of
+// one study each instead of associations (forward_stow.go), whose answers
+// are settled per instance by the same rules (forward_transport.go).
 type Forwarder struct {
 	Dest        Destination
 	CallingAE   string

@@ -17,8 +17,8 @@ import (
 	"github.com/wardgate/wardgate/buffer"
 )
 
-// The Forwarder's sender: one association at a time, C-STOREs of what the
-// queue says is ready, and what each answer means.
+// The Forwarder's C-STORE transport: one association at a time, C-STOREs
+// of what the queue says is ready, and what each answer means.
 
 // sendable is one instance opened for sending, with the meta header read
 // then (which the association is negotiated for).
@@ -35,141 +35,100 @@ func itemsOf(ss []sendable) []*fwdItem {
 	return out
 }
 
-func (f *Forwarder) run(ctx context.Context) {
-	var as *dicom.Association
-	var proposed map[dicom.SOPClassTransfer]bool
-	var carry []*fwdItem // taken by ready, not yet tried: first in the next batch
-	marks := map[string]ForwardMark{}
-	connFailures := 0
-	idleSince := time.Now()
-	flush := func() {
-		if err := f.Ledger.MarkForwarded(f.Dest.LedgerName(), marks); err != nil {
-			// The instances stay delivered at the destination; without the
-			// marks they are sent again after a restart.
-			f.Logger.Error("dicom: recording forwarded instances failed", "err", err)
-		} else if f.OnRefused != nil {
-			for key, m := range marks {
-				if m.Dead {
-					f.OnRefused(Refusal{Destination: f.Dest.LedgerName(), Key: key, SHA256: m.SHA256, Reason: m.Reason, At: m.At})
-				}
-			}
+// cstoreTransport sends by C-STORE, one association at a time, kept
+// between batches until it has been idle for IdleRelease.
+type cstoreTransport struct {
+	f            *Forwarder
+	as           *dicom.Association
+	proposed     map[dicom.SOPClassTransfer]bool
+	connFailures int
+}
+
+func (c *cstoreTransport) batchSize() int { return 64 }
+
+func (c *cstoreTransport) release() {
+	if c.as != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.as.Release(rctx); err != nil {
+			c.as.Abort()
 		}
-		clear(marks)
+		cancel()
+		c.as = nil
+		c.f.setConnected(false)
 	}
-	release := func() {
-		if as != nil {
-			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := as.Release(rctx); err != nil {
-				as.Abort()
-			}
-			cancel()
-			as = nil
-			f.setConnected(false)
+}
+
+func (c *cstoreTransport) close() { c.release() }
+
+func (c *cstoreTransport) idle(idleFor time.Duration) time.Duration {
+	if c.as == nil {
+		return 0
+	}
+	if idleFor >= c.f.IdleRelease {
+		c.release()
+		return 0
+	}
+	return c.f.IdleRelease - idleFor
+}
+
+func (c *cstoreTransport) send(ctx context.Context, batch []*fwdItem, marks *forwardMarks) (carry []*fwdItem, pause time.Duration) {
+	f := c.f
+	var items []sendable
+	for _, it := range batch {
+		if s, ok := f.open(it); ok {
+			items = append(items, s)
 		}
 	}
-	sleep := func(d time.Duration) {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
+	if len(items) == 0 {
+		return nil, 0
 	}
-	defer func() {
-		release()
-		flush()
-	}()
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for ctx.Err() == nil {
-		batch, next := f.ready(64 - len(carry))
-		batch = append(carry, batch...)
-		carry = nil
-		if len(batch) == 0 {
-			flush()
-			wait := time.Until(next)
-			if as != nil {
-				if idle := time.Since(idleSince); idle >= f.IdleRelease {
-					release()
-				} else if f.IdleRelease-idle < wait {
-					wait = f.IdleRelease - idle
-				}
-			}
-			t.Reset(wait)
-			select {
-			case <-ctx.Done():
-			case <-f.kick:
-			case <-t.C:
-			}
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-			continue
-		}
-		var items []sendable
-		for _, it := range batch {
-			if s, ok := f.open(it); ok {
-				items = append(items, s)
-			}
-		}
-		if len(items) == 0 {
-			continue
-		}
-		if as == nil {
-			var err error
-			as, proposed, err = f.dial(ctx, items)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				carry = itemsOf(items)
-				connFailures++
-				d := f.Backoff.Delay(connFailures)
-				f.setErr(fmt.Sprintf("cannot associate with %s: %v", f.Dest.addr(), err), false)
-				f.Logger.Warn("dicom: forward destination unreachable; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
-				sleep(d)
-				continue
-			}
-			connFailures = 0
-			f.associations.Add(1)
-			f.setErr("", true)
-		}
-		for i, s := range items {
+	if c.as == nil {
+		var err error
+		c.as, c.proposed, err = f.dial(ctx, items)
+		if err != nil {
+			c.as = nil
 			if ctx.Err() != nil {
-				return
+				return nil, 0
 			}
-			ok, err := f.send(ctx, as, proposed, s, marks)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				// The association is broken: abort it, back off, dial
-				// again. The instance it broke on waits its own backoff
-				// (send rescheduled it): the others go first.
-				as.Abort()
-				as = nil
-				carry = itemsOf(items[i+1:])
-				connFailures++
-				reason := sendFailure(err)
-				f.setErr(fmt.Sprintf("association with %s failed: %s", f.Dest.addr(), reason), false)
-				f.Logger.Warn("dicom: forwarding interrupted; retrying", "reason", reason)
-				sleep(f.Backoff.Delay(connFailures))
-				break
-			}
-			if !ok { // not proposed on this association: negotiate again
-				carry = itemsOf(items[i:])
-				release()
-				break
-			}
-			if len(marks) >= 32 {
-				flush()
-			}
+			c.connFailures++
+			d := f.Backoff.Delay(c.connFailures)
+			f.setErr(fmt.Sprintf("cannot associate with %s: %v", f.Dest.addr(), err), false)
+			f.Logger.Warn("dicom: forward destination unreachable; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+			return itemsOf(items), d
 		}
-		idleSince = time.Now()
+		c.connFailures = 0
+		f.associations.Add(1)
+		f.setErr("", true)
 	}
+	for i, s := range items {
+		if ctx.Err() != nil {
+			return nil, 0
+		}
+		ok, err := f.send(ctx, c.as, c.proposed, s, marks)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, 0
+			}
+			// The association is broken: abort it, back off, dial
+			// again. The instance it broke on waits its own backoff
+			// (send rescheduled it): the others go first.
+			c.as.Abort()
+			c.as = nil
+			c.connFailures++
+			reason := sendFailure(err)
+			f.setErr(fmt.Sprintf("association with %s failed: %s", f.Dest.addr(), reason), false)
+			f.Logger.Warn("dicom: forwarding interrupted; retrying", "reason", reason)
+			return itemsOf(items[i+1:]), f.Backoff.Delay(c.connFailures)
+		}
+		if !ok { // not proposed on this association: negotiate again
+			c.release()
+			return itemsOf(items[i:]), 0
+		}
+		if len(marks.m) >= 32 {
+			marks.flush()
+		}
+	}
+	return nil, 0
 }
 
 // open reads the instance's meta header, which the association is
@@ -233,7 +192,7 @@ func (f *Forwarder) dial(ctx context.Context, items []sendable) (*dicom.Associat
 // proposed on as, and it is to be tried on the next association. err: the
 // association failed (the item is backed off). Otherwise the item was
 // dealt with: delivered, refused, backed off, or dropped.
-func (f *Forwarder) send(ctx context.Context, as *dicom.Association, proposed map[dicom.SOPClassTransfer]bool, s sendable, marks map[string]ForwardMark) (ok bool, err error) {
+func (f *Forwarder) send(ctx context.Context, as *dicom.Association, proposed map[dicom.SOPClassTransfer]bool, s sendable, marks *forwardMarks) (ok bool, err error) {
 	it := s.it
 	file, in, err := f.Spool.Open(it.key)
 	if err != nil {
@@ -304,49 +263,9 @@ func (f *Forwarder) send(ctx context.Context, as *dicom.Association, proposed ma
 		}
 		return true, err
 	}
-	now := time.Now()
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch {
-	case !dicom.IsFailureStatus(status):
-		marks[it.key] = ForwardMark{SHA256: in.SHA256, At: now.UTC()}
-		f.delivered.Add(1)
-		f.dropLocked(it)
-	case isPermanentRefusal(status):
-		// Dead-lettering needs both a count and a time: a PACS being set up
-		// or reconfigured (a SOP class not yet enabled, our AE not yet
-		// authorized) or one misreporting a passing fault refuses
-		// everything for a while, and a count alone would throw away a
-		// whole backlog within seconds. What is refused the same way for an
-		// hour is refused for good.
-		it.refusals++
-		if it.firstRefused.IsZero() {
-			it.firstRefused = now
-		}
-		reason := statusReason(status)
-		f.lastErr = reason
-		if it.refusals >= f.MaxAttempts && now.Sub(it.firstRefused) >= f.DeadAfter {
-			it.attempts++
-			marks[it.key] = ForwardMark{SHA256: in.SHA256, Dead: true, Reason: reason, At: now.UTC()}
-			f.refusedTotal.Add(1)
-			if f.refused == nil {
-				f.refused = map[string]string{}
-			}
-			f.refused[it.key] = in.SHA256
-			f.dropLocked(it)
-			f.Logger.Error("dicom: destination refused an instance for good; it is dead-lettered for this destination and kept in the spool",
-				"status", fmt.Sprintf("0x%04X", status), "attempts", it.attempts, "refused_for", now.Sub(it.firstRefused).Round(time.Second))
-			f.Logger.Debug("dicom: instance dead-lettered", "sop_instance_uid", m.SOPInstanceUID)
-		} else {
-			f.failedLocked(it, reason)
-		}
-	default:
-		// A7xx, 0110, Cxxx and the like: the state of the PACS, not of the
-		// instance. Retried forever.
-		reason := statusReason(status)
-		f.lastErr = reason
-		f.failedLocked(it, reason)
-	}
+	f.settleLocked(it, in.SHA256, m.SOPInstanceUID, status, marks)
+	f.mu.Unlock()
 	return true, nil
 }
 

@@ -166,9 +166,9 @@ func TestForwardLedgerNameIsAEAtAddress(t *testing.T) {
 		d    Destination
 		want string
 	}{
-		{Destination{"PACS", "10.0.0.1", 104}, "PACS@10.0.0.1:104"},
-		{Destination{"PACS", "pacs.example.org", 11112}, "PACS@pacs.example.org:11112"},
-		{Destination{"PACS", "::1", 104}, "PACS@[::1]:104"},
+		{Destination{AETitle: "PACS", Host: "10.0.0.1", Port: 104}, "PACS@10.0.0.1:104"},
+		{Destination{AETitle: "PACS", Host: "pacs.example.org", Port: 11112}, "PACS@pacs.example.org:11112"},
+		{Destination{AETitle: "PACS", Host: "::1", Port: 104}, "PACS@[::1]:104"},
 	} {
 		if got := tc.d.LedgerName(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.d, got, tc.want)
@@ -240,7 +240,7 @@ func TestForwardTransientFailuresAreRetriedForever(t *testing.T) {
 	pacs, port := newScriptedPACS(t)
 	cycle := []uint16{dicom.StatusOutOfResources, dicom.StatusProcessingFailure, dicom.StatusCannotUnderstand, 0xC123}
 	pacs.reset(func(_ string, n int) uint16 { return cycle[n%len(cycle)] })
-	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
+	f := startForwarder(t, &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, Spool: spool, Ledger: ledger,
 		MaxAttempts: 2, DeadAfter: time.Nanosecond})
 	dicomtest.WaitFor(t, "every instance refused 8 times", func() bool {
 		for _, u := range uids {
@@ -289,7 +289,7 @@ func TestForwardPermanentRefusalDeadLettersOnlyOnceItPersists(t *testing.T) {
 	pacs, port := newScriptedPACS(t)
 	refusals := map[string]uint16{uids[0]: dicom.StatusSOPClassNotSupported, uids[1]: 0xA900}
 	pacs.reset(func(uid string, _ int) uint16 { return refusals[uid] })
-	dest := Destination{"PACS", "127.0.0.1", port}
+	dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}
 
 	// Refused 8 times within well under an hour: not dead.
 	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger, MaxAttempts: 3})
@@ -357,7 +357,7 @@ func TestForwardSendErrorBacksOffTheInstance(t *testing.T) {
 	pacs.mu.Lock()
 	pacs.hang[uids[0]] = true // the first in the queue
 	pacs.mu.Unlock()
-	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger,
+	f := startForwarder(t, &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, Spool: spool, Ledger: ledger,
 		// ARTIM bounds the wait for the hung PACS to take the A-ABORT.
 		Timeouts: dicom.Timeouts{Idle: 300 * time.Millisecond, ARTIM: 500 * time.Millisecond},
 		Backoff:  buffer.Backoff{Initial: time.Second, Max: 5 * time.Second, Multiplier: 2}})
@@ -414,7 +414,7 @@ func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
 	pacs.mu.Lock()
 	pacs.gate[gh.SOPInstanceUID] = gate
 	pacs.mu.Unlock()
-	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
+	f := startForwarder(t, &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, Spool: spool, Ledger: ledger})
 	select {
 	case uid := <-pacs.began:
 		if uid != gh.SOPInstanceUID {
@@ -449,7 +449,7 @@ func TestForwardReplacedInstanceGoesInItsNewSyntax(t *testing.T) {
 // Enqueue (on the C-STORE response path) never waits for the queue's lock.
 func TestForwardEnqueueDoesNotWaitForTheQueue(t *testing.T) {
 	spool, ledger := fwdFixture(t)
-	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", dicomtest.FreePort(t)}, Spool: spool, Ledger: ledger})
+	f := startForwarder(t, &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: dicomtest.FreePort(t)}, Spool: spool, Ledger: ledger})
 	f.mu.Lock() // as a long scan would
 	done := make(chan struct{})
 	go func() {
@@ -546,7 +546,7 @@ func TestForwardConvertsToTheOnlyLittleEndianSyntaxAccepted(t *testing.T) {
 				t.Fatalf("%d instances", len(stored))
 			}
 			port, dir := tc.dest(t)
-			f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
+			f := startForwarder(t, &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, Spool: spool, Ledger: ledger})
 			dicomtest.WaitFor(t, "2 at the PACS", func() bool { return countFiles(dir) == 2 && f.Stats().Waiting == 0 })
 			stopPart(f)
 			if st := f.Stats(); st.Delivered != 2 || len(st.Reasons) != 0 {
@@ -613,7 +613,7 @@ func TestForwardUnconvertibleInstanceWaits(t *testing.T) {
 	time.Sleep(5 * time.Millisecond) // queued behind the bad one
 	storeFile(t, spool, dicomtest.FixturePath(t, dicomtest.Fixtures[0]))
 	port, dir := storescpExplicitOnly(t)
-	f := startForwarder(t, &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger})
+	f := startForwarder(t, &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, Spool: spool, Ledger: ledger})
 	dicomtest.WaitFor(t, "the good one delivered, the bad one waiting", func() bool {
 		st := f.Stats()
 		return countFiles(dir) == 1 && st.Delivered == 1 && st.Waiting == 1 && len(st.Reasons) == 1

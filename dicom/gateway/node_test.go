@@ -478,7 +478,7 @@ func TestForwarderWaitsWhenTheSyntaxIsRefused(t *testing.T) {
 	recv := t.TempDir()
 	storescpAt(t, port, recv)                                                     // without +xs and the like: uncompressed only
 	_, in := storeFile(t, spool, dicomtest.FixturePath(t, dicomtest.Fixtures[4])) // JPEG lossless
-	f := &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: dicomtest.DiscardLogger}
+	f := &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, CallingAE: "WARDGATE", Spool: spool, Ledger: ledger, Logger: dicomtest.DiscardLogger}
 	startPart(f)
 	defer stopPart(f)
 	f.Enqueue(in.Key)

@@ -68,7 +68,7 @@ func reviewReplace(t *testing.T, spool *buffer.Spool, path string, old buffer.In
 func TestReviewStaleRefusalIsNoLongerRetriedOrDropped(t *testing.T) {
 	for _, action := range []string{"retry", "drop"} {
 		t.Run(action, func(t *testing.T) {
-			dest := Destination{"PACS", "127.0.0.1", dicomtest.FreePort(t)} // nobody listens: B waits
+			dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: dicomtest.FreePort(t)} // nobody listens: B waits
 			spool, ledger, path, inA := reviewRefused(t, 950, dest)
 			inB := reviewReplace(t, spool, path, inA)
 			f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
@@ -114,7 +114,7 @@ func TestReviewStaleRefusalIsNoLongerRetriedOrDropped(t *testing.T) {
 // failed (the dead letter stays), or when a retry and a drop of the same
 // letter race.
 func TestReviewRetryAfterDropIsNoRefusal(t *testing.T) {
-	dest := Destination{"PACS", "127.0.0.1", dicomtest.FreePort(t)}
+	dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: dicomtest.FreePort(t)}
 	spool, ledger, _, in := reviewRefused(t, 951, dest)
 	f := startForwarder(t, &Forwarder{Dest: dest, Spool: spool, Ledger: ledger})
 	dicomtest.WaitFor(t, "the refusal counted", func() bool { return f.Stats().DeadLettered == 1 })
@@ -137,8 +137,8 @@ func TestReviewRetryAfterDropIsNoRefusal(t *testing.T) {
 // dropped on its own; the instance stays in the spool until both are
 // settled (one dropped, the other delivered), then leaves it.
 func TestReviewTwoDestinationsRefusingTheSameInstance(t *testing.T) {
-	x := Destination{"PACS", "127.0.0.1", 1104}
-	y := Destination{"PACS", "127.0.0.2", 1104}
+	x := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: 1104}
+	y := Destination{AETitle: "PACS", Host: "127.0.0.2", Port: 1104}
 	spool, ledger, _, in := reviewRefused(t, 952, x, y)
 	h, err := HeaderOf(in)
 	if err != nil {
@@ -221,7 +221,7 @@ func TestReviewTwoDestinationsRefusingTheSameInstance(t *testing.T) {
 // pruner waits for it.
 func TestReviewDropOfAReplacedRefusalKeepsTheNewContent(t *testing.T) {
 	pacs, port := newScriptedPACS(t)
-	dest := Destination{"PACS", "127.0.0.1", port}
+	dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}
 	spool, ledger, path, inA := reviewRefused(t, 953, dest)
 	inB := reviewReplace(t, spool, path, inA)
 	h, _ := HeaderOf(inB)
@@ -257,7 +257,7 @@ func TestReviewDropOfAReplacedRefusalKeepsTheNewContent(t *testing.T) {
 func TestReviewRefusalOfARemovedDestination(t *testing.T) {
 	spool, _ := fwdFixture(t)
 	n, err := NewNode(NodeConfig{AETitle: "WARDGATE", Spool: spool, LedgerPath: filepath.Join(t.TempDir(), "ledger.db"),
-		Forward: []Destination{{"PACS", "127.0.0.1", 104}}, Logger: dicomtest.DiscardLogger})
+		Forward: []Destination{{AETitle: "PACS", Host: "127.0.0.1", Port: 104}}, Logger: dicomtest.DiscardLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestReviewEnqueueAndAddBeforeRun(t *testing.T) {
 		keys = append(keys, in.Key)
 	}
 	pacs, port := newScriptedPACS(t)
-	f := &Forwarder{Dest: Destination{"PACS", "127.0.0.1", port}, Spool: spool, Ledger: ledger}
+	f := &Forwarder{Dest: Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}, Spool: spool, Ledger: ledger}
 	for _, k := range keys {
 		f.Enqueue(k)
 		f.Enqueue(k)
@@ -340,7 +340,7 @@ func mustGet(t *testing.T, s *buffer.Spool, key string) buffer.Instance {
 // meaning would do (2, or 0 = len(Refusals())), not a mix.
 func TestReviewDeadLetteredHasOneMeaning(t *testing.T) {
 	pacs, port := newScriptedPACS(t)
-	dest := Destination{"PACS", "127.0.0.1", port}
+	dest := Destination{AETitle: "PACS", Host: "127.0.0.1", Port: port}
 	paths := dicomtest.WriteCTs(t, 955, 2)
 	spool, ledger := fwdFixture(t)
 	_, inA := storeFile(t, spool, paths[0])
