@@ -13,6 +13,11 @@ const (
 	cEchoRQ   = 0x0030
 	cEchoRSP  = 0x8030
 	cCancelRQ = 0x0FFF
+
+	nEventReportRQ  = 0x0100
+	nEventReportRSP = 0x8100
+	nActionRQ       = 0x0130
+	nActionRSP      = 0x8130
 )
 
 // noDataSet is the CommandDataSetType value meaning "no data set follows";
@@ -39,6 +44,7 @@ const (
 const (
 	tagCommandGroupLength        = 0x00000000
 	tagAffectedSOPClassUID       = 0x00000002
+	tagRequestedSOPClassUID      = 0x00000003
 	tagCommandField              = 0x00000100
 	tagMessageID                 = 0x00000110
 	tagMessageIDBeingRespondedTo = 0x00000120
@@ -48,6 +54,9 @@ const (
 	tagStatus                    = 0x00000900
 	tagErrorComment              = 0x00000902
 	tagAffectedSOPInstanceUID    = 0x00001000
+	tagRequestedSOPInstanceUID   = 0x00001001
+	tagEventTypeID               = 0x00001002
+	tagActionTypeID              = 0x00001008
 	tagMoveOriginatorAETitle     = 0x00001030
 	tagMoveOriginatorMessageID   = 0x00001031
 )
@@ -68,7 +77,13 @@ type command struct {
 	AffectedSOPInstanceUID    string
 	MoveOriginatorAETitle     string
 	MoveOriginatorMessageID   uint16
-	has                       map[uint32]bool
+	// DIMSE-N (PS3.7 10.3): N-ACTION names the instance acted on with
+	// the Requested UIDs, N-EVENT-REPORT with the Affected ones.
+	RequestedSOPClassUID    string
+	RequestedSOPInstanceUID string
+	EventTypeID             uint16
+	ActionTypeID            uint16
+	has                     map[uint32]bool
 }
 
 func (c *command) hasDataSet() bool { return c.CommandDataSetType != noDataSet }
@@ -92,6 +107,9 @@ func encodeCommand(c *command) []byte {
 	if c.AffectedSOPClassUID != "" {
 		put(tagAffectedSOPClassUID, padUID(c.AffectedSOPClassUID))
 	}
+	if c.RequestedSOPClassUID != "" {
+		put(tagRequestedSOPClassUID, padUID(c.RequestedSOPClassUID))
+	}
 	us(tagCommandField, c.CommandField)
 	if !resp {
 		us(tagMessageID, c.MessageID)
@@ -101,7 +119,9 @@ func encodeCommand(c *command) []byte {
 	if c.MoveDestination != "" {
 		put(tagMoveDestination, padText(c.MoveDestination))
 	}
-	if !resp && c.CommandField != cEchoRQ && c.CommandField != cCancelRQ {
+	if !resp && c.CommandField < 0x0100 && c.CommandField != cEchoRQ {
+		// Priority is a C-STORE/C-FIND/C-GET/C-MOVE element; C-ECHO,
+		// C-CANCEL and the DIMSE-N requests have none.
 		us(tagPriority, c.Priority)
 	}
 	us(tagCommandDataSetType, c.CommandDataSetType)
@@ -113,6 +133,15 @@ func encodeCommand(c *command) []byte {
 	}
 	if c.AffectedSOPInstanceUID != "" {
 		put(tagAffectedSOPInstanceUID, padUID(c.AffectedSOPInstanceUID))
+	}
+	if c.RequestedSOPInstanceUID != "" {
+		put(tagRequestedSOPInstanceUID, padUID(c.RequestedSOPInstanceUID))
+	}
+	if c.CommandField&0x7FFF == nEventReportRQ && (!resp || c.EventTypeID != 0) {
+		us(tagEventTypeID, c.EventTypeID)
+	}
+	if c.CommandField&0x7FFF == nActionRQ && (!resp || c.ActionTypeID != 0) {
+		us(tagActionTypeID, c.ActionTypeID)
 	}
 	if c.MoveOriginatorAETitle != "" {
 		put(tagMoveOriginatorAETitle, padText(c.MoveOriginatorAETitle))
@@ -167,6 +196,14 @@ func decodeCommand(b []byte) (*command, error) {
 			}
 		case tagAffectedSOPClassUID:
 			c.AffectedSOPClassUID = trimUID(val)
+		case tagRequestedSOPClassUID:
+			c.RequestedSOPClassUID = trimUID(val)
+		case tagRequestedSOPInstanceUID:
+			c.RequestedSOPInstanceUID = trimUID(val)
+		case tagEventTypeID:
+			err = us(&c.EventTypeID)
+		case tagActionTypeID:
+			err = us(&c.ActionTypeID)
 		case tagCommandField:
 			err = us(&c.CommandField)
 		case tagMessageID:

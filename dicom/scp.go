@@ -96,6 +96,11 @@ type Server struct {
 	Timeouts     Timeouts
 	// Store receives C-STORE instances. Nil: only Verification is accepted.
 	Store StoreHandler
+	// Commitment takes Storage Commitment Push Model requests (N-ACTION);
+	// CommitmentResults takes the reports (N-EVENT-REPORT) a commitment
+	// SCP sends us. Either makes the server accept that SOP class.
+	Commitment        CommitmentHandler
+	CommitmentResults CommitmentResultHandler
 	// Logger receives connection-level events; it never gets patient data.
 	// Nil: slog.Default().
 	Logger *slog.Logger
@@ -111,6 +116,7 @@ type Server struct {
 	refusedConns                          atomic.Uint64
 	accepted, rejected, aborted           atomic.Uint64
 	instancesStored, instancesFailed, rxB atomic.Uint64
+	commit                                commitmentCounters
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -388,7 +394,8 @@ func (s *Server) check(rq *associate, remote net.Addr) *RejectError {
 // Supports reports whether the server accepts abstractSyntax (a SOP class
 // UID) with its current configuration.
 func (s *Server) Supports(abstractSyntax string) bool {
-	return abstractSyntax == VerificationSOPClass || s.Store != nil && IsStorageSOPClass(abstractSyntax)
+	return abstractSyntax == VerificationSOPClass || s.Store != nil && IsStorageSOPClass(abstractSyntax) ||
+		abstractSyntax == StorageCommitmentPushModelSOPClass && (s.Commitment != nil || s.CommitmentResults != nil)
 }
 
 // negotiate builds the A-ASSOCIATE-AC for rq and records the accepted
@@ -421,8 +428,9 @@ func (s *Server) negotiate(a *assoc, rq *associate) *associate {
 			res.Result = contextAbstractSyntaxUnsupported
 		default:
 			for _, t := range pc.TransferSyntaxes {
-				if t == ImplicitVRLittleEndian || pc.AbstractSyntax != VerificationSOPClass && IsStorableTransferSyntax(t) ||
-					pc.AbstractSyntax == VerificationSOPClass && (t == ExplicitVRLittleEndian || t == ExplicitVRBigEndian) {
+				if t == ImplicitVRLittleEndian || IsStorageSOPClass(pc.AbstractSyntax) && IsStorableTransferSyntax(t) ||
+					pc.AbstractSyntax == VerificationSOPClass && (t == ExplicitVRLittleEndian || t == ExplicitVRBigEndian) ||
+					pc.AbstractSyntax == StorageCommitmentPushModelSOPClass && t == ExplicitVRLittleEndian {
 					ts = t
 					break
 				}
@@ -446,8 +454,7 @@ func (s *Server) negotiate(a *assoc, rq *associate) *associate {
 		if !s.Supports(r.SOPClassUID) {
 			continue
 		}
-		// We act as SCP only: the requestor may be the SCU if it offers to.
-		ac.User.Roles = append(ac.User.Roles, roleSelection{SOPClassUID: r.SOPClassUID, SCU: r.SCU, SCP: false})
+		ac.User.Roles = append(ac.User.Roles, s.roleAnswer(r))
 	}
 	return ac
 }
@@ -459,18 +466,25 @@ type session struct {
 	rq     *associate
 	remote net.Addr
 	log    *slog.Logger
+	out    outbound // requests of ours (N-EVENT-REPORT) and the writes they share
 }
 
 // run serves DIMSE messages until the peer releases (nil) or something
 // ends the association (an error for serveConn to act on).
 func (ss *session) run(ctx context.Context) error {
 	a := ss.a
+	ss.out.init()
+	defer ss.out.end()
 	for {
 		pcid, cmd, err := a.readCommand()
 		if err != nil {
 			var o *otherPDU
 			if errors.As(err, &o) && o.Type == pduReleaseRQ {
-				if err := a.write(releaseRPPDU); err != nil {
+				ss.out.end() // no report of ours may follow the A-RELEASE-RP
+				ss.out.wmu.Lock()
+				err := a.write(releaseRPPDU)
+				ss.out.wmu.Unlock()
+				if err != nil {
 					return err
 				}
 				a.closeGracefully()
@@ -488,10 +502,18 @@ func (ss *session) run(ctx context.Context) error {
 			err = ss.respond(pcid, cmd, cEchoRSP, StatusSuccess, "")
 		case cmd.CommandField == cStoreRQ:
 			err = ss.store(ctx, pcid, cmd)
+		case cmd.CommandField == nActionRQ:
+			err = ss.action(ctx, pcid, cmd)
+		case cmd.CommandField == nEventReportRQ:
+			err = ss.eventReport(ctx, pcid, cmd)
 		case cmd.isResponse() || cmd.CommandField == cCancelRQ:
-			// Nothing of ours to answer or cancel: drop it.
+			// Only our N-EVENT-REPORTs are answered; anything else has
+			// nothing of ours to answer or cancel: drop it.
 			if cmd.hasDataSet() {
 				_, err = io.Copy(io.Discard, a.dataSet(pcid))
+			}
+			if err == nil && cmd.CommandField == nEventReportRSP {
+				ss.out.deliver(cmd)
 			}
 		default:
 			if cmd.hasDataSet() {
@@ -509,7 +531,7 @@ func (ss *session) run(ctx context.Context) error {
 }
 
 func (ss *session) respond(pcid byte, rq *command, field, status uint16, comment string) error {
-	return ss.a.sendCommand(pcid, &command{
+	return ss.send(pcid, &command{
 		AffectedSOPClassUID:       rq.AffectedSOPClassUID,
 		CommandField:              field,
 		MessageIDBeingRespondedTo: rq.MessageID,
@@ -517,7 +539,7 @@ func (ss *session) respond(pcid byte, rq *command, field, status uint16, comment
 		Status:                    status,
 		ErrorComment:              comment,
 		AffectedSOPInstanceUID:    rq.AffectedSOPInstanceUID,
-	})
+	}, nil)
 }
 
 // store handles one C-STORE-RQ whose command set has arrived: its data set

@@ -65,6 +65,9 @@ func StorageProposals(instances []SOPClassTransfer) []PresentationContextProposa
 type Dialer struct {
 	CallingAE string // our AE title
 	CalledAE  string // the peer's AE title
+	// Roles proposes SCP/SCU role selection (PS3.7 D.3.3.4) for these
+	// SOP classes: the roles we, the requestor, offer to take.
+	Roles map[string]Role
 	// MaxPDULength is the maximum P-DATA-TF length we advertise.
 	// 0: DefaultMaxPDULength.
 	MaxPDULength uint32
@@ -78,6 +81,7 @@ type Association struct {
 	accepted []AcceptedContext
 	msgID    uint16
 	broken   error
+	roles    []roleSelection // the acceptor's answers to our role selection items
 }
 
 // Dial connects to addr and negotiates an association proposing contexts.
@@ -113,6 +117,9 @@ func (d Dialer) Dial(ctx context.Context, addr string, contexts []PresentationCo
 		rq.Contexts = append(rq.Contexts, presentationContext{
 			ID: byte(2*i + 1), AbstractSyntax: c.AbstractSyntax, TransferSyntaxes: c.TransferSyntaxes,
 		})
+	}
+	for _, uid := range sortedKeys(d.Roles) {
+		rq.User.Roles = append(rq.User.Roles, roleSelection{SOPClassUID: uid, SCU: d.Roles[uid].SCU, SCP: d.Roles[uid].SCP})
 	}
 	if err := checkAssociateSizes(rq); err != nil {
 		return nil, fmt.Errorf("dicom: %w", err)
@@ -163,7 +170,7 @@ func negotiateAsRequestor(a *assoc, rq *associate) (*Association, error) {
 		return nil, err
 	}
 	a.peerMax = ac.User.MaxPDULength
-	as := &Association{a: a}
+	as := &Association{a: a, roles: ac.User.Roles}
 	for _, pc := range ac.Contexts {
 		if pc.Result != contextAccepted {
 			continue
