@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,7 @@ type ServerStats struct {
 	AssociationsActive   int64  // associations accepted and not yet ended
 	Unasked              int64  // connections that have not sent their A-ASSOCIATE-RQ yet
 	ConnectionsRefused   uint64 // connections closed at once: too many unasked ones from their address
+	TLSHandshakesFailed  uint64 // TLS connections closed because their handshake failed
 	AssociationsAccepted uint64 // associations accepted since start
 	AssociationsRejected uint64 // A-ASSOCIATE-RJ sent
 	AssociationsAborted  uint64 // ended by an A-ABORT, a timeout or a broken connection
@@ -78,9 +80,9 @@ type Server struct {
 	// AETitle is our AE title; an association asking for another one is
 	// rejected (called AE title not recognized). Empty: accept any.
 	AETitle string
-	// Allow decides whether a calling AE title, connecting from remote, may
-	// associate. Nil: everyone may.
-	Allow func(callingAE string, remote net.Addr) bool
+	// Allow decides whether a peer (its calling AE title, address and TLS
+	// certificate) may associate. Nil: everyone may.
+	Allow func(Peer) bool
 	// MaxAssociations bounds concurrent associations; beyond it a new one
 	// is rejected transiently (local limit exceeded). 0: unbounded. A slot
 	// is taken when an association is accepted, not when a connection
@@ -113,7 +115,7 @@ type Server struct {
 
 	active, unasked                       atomic.Int64
 	unaskedBy                             map[string]int // peer IP → connections not yet asked, under mu
-	refusedConns                          atomic.Uint64
+	refusedConns, tlsFailed               atomic.Uint64
 	accepted, rejected, aborted           atomic.Uint64
 	instancesStored, instancesFailed, rxB atomic.Uint64
 	commit                                commitmentCounters
@@ -125,6 +127,7 @@ func (s *Server) Stats() ServerStats {
 		AssociationsActive:   s.active.Load(),
 		Unasked:              s.unasked.Load(),
 		ConnectionsRefused:   s.refusedConns.Load(),
+		TLSHandshakesFailed:  s.tlsFailed.Load(),
 		AssociationsAccepted: s.accepted.Load(),
 		AssociationsRejected: s.rejected.Load(),
 		AssociationsAborted:  s.aborted.Load(),
@@ -297,6 +300,19 @@ func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 	// holds a socket, and that wait is Timeouts.Request, not ARTIM.
 	artim := a.t.ARTIM
 	a.t.ARTIM = a.t.Request
+	if tc, ok := a.nc.(*tls.Conn); ok {
+		// The handshake is bounded like the request it precedes; a peer
+		// that fails it (no certificate, an expired one, another CA) never
+		// gets to ask.
+		hctx, cancel := context.WithTimeout(ctx, a.t.Request)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			log.Warn("dicom: TLS handshake failed", "err", err.Error())
+			s.tlsFailed.Add(1)
+			return
+		}
+	}
 	rq, err := s.readAssociateRQ(a)
 	if err != nil {
 		log.Warn("dicom: bad association request", "err", describe(err))
@@ -305,7 +321,10 @@ func (s *Server) serveConn(ctx context.Context, a *assoc, peer string) {
 		return
 	}
 	log = log.With("calling", rq.CallingAE, "called", rq.CalledAE)
-	rj := s.check(rq, remote)
+	if _, ok := a.nc.(*tls.Conn); ok {
+		log = log.With("tls", true)
+	}
+	rj := s.check(rq, a)
 	if rj == nil {
 		// The slot is taken once the request is acceptable, and given back
 		// when the limit is already reached.
@@ -375,7 +394,7 @@ func (s *Server) readAssociateRQ(a *assoc) (*associate, error) {
 
 // check returns the rejection for rq, or nil to accept it (the association
 // limit is checked when the slot is taken).
-func (s *Server) check(rq *associate, remote net.Addr) *RejectError {
+func (s *Server) check(rq *associate, a *assoc) *RejectError {
 	switch {
 	case rq.ProtocolVersion&1 == 0:
 		return &RejectError{rejectPermanent, rejectSourceACSE, rejectProtocolVersionUnsupported}
@@ -383,12 +402,25 @@ func (s *Server) check(rq *associate, remote net.Addr) *RejectError {
 		return &RejectError{rejectPermanent, rejectSourceUser, rejectAppContextUnsupported}
 	case s.AETitle != "" && rq.CalledAE != s.AETitle:
 		return &RejectError{rejectPermanent, rejectSourceUser, rejectCalledAENotRecognized}
-	case s.Allow != nil && !s.Allow(rq.CallingAE, remote):
+	case s.Allow != nil && !s.Allow(peerOf(rq.CallingAE, a)):
 		return &RejectError{rejectPermanent, rejectSourceUser, rejectCallingAENotRecognized}
 	case len(rq.Contexts) == 0:
 		return &RejectError{rejectPermanent, rejectSourceUser, rejectNoReason}
 	}
 	return nil
+}
+
+// peerOf describes who asks on a: over TLS, with the certificate the
+// handshake verified.
+func peerOf(callingAE string, a *assoc) Peer {
+	p := Peer{CallingAE: callingAE, Remote: a.nc.RemoteAddr()}
+	if tc, ok := a.nc.(*tls.Conn); ok {
+		p.TLS = true
+		if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+			p.Certificate = st.VerifiedChains[0][0]
+		}
+	}
+	return p
 }
 
 // Supports reports whether the server accepts abstractSyntax (a SOP class

@@ -19,7 +19,7 @@ import (
 func TestEchoscu(t *testing.T) {
 	s := quietServer(&Server{
 		AETitle: "WARDGATE",
-		Allow:   func(calling string, _ net.Addr) bool { return calling != "INTRUDER" },
+		Allow:   func(p Peer) bool { return p.CallingAE != "INTRUDER" },
 	})
 	host, port := startServer(t, s)
 	for _, tc := range []struct {
@@ -455,5 +455,3 @@ func TestShutdownAbortsAfterDeadline(t *testing.T) {
 		t.Fatal("still accepting after shutdown")
 	}
 }
-
-// waitFor polls cond for up to 5 s.

@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,10 @@ type Dialer struct {
 	// 0: DefaultMaxPDULength.
 	MaxPDULength uint32
 	Timeouts     Timeouts
+	// TLS, when set, makes the association DICOM TLS: the connection is
+	// wrapped and its handshake done before A-ASSOCIATE-RQ. Pass it
+	// through BCP195 for the profile; ServerName defaults to addr's host.
+	TLS *tls.Config
 }
 
 // Association is an established association on the requestor side. Its
@@ -129,6 +134,25 @@ func (d Dialer) Dial(ctx context.Context, addr string, contexts []PresentationCo
 	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dicom: associating with %s at %s: %w", d.CalledAE, addr, err)
+	}
+	if d.TLS != nil {
+		cfg := d.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(nc, cfg)
+		hctx := ctx
+		if t := d.Timeouts.withDefaults().ARTIM; t > 0 {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, t)
+			defer cancel()
+		}
+		if err := tc.HandshakeContext(hctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("dicom: TLS with %s at %s: %w", d.CalledAE, addr, err)
+		}
+		nc = tc
 	}
 	a := newAssoc(nc, d.Timeouts, ourMax)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/dicom/gateway"
 
 	"github.com/wardgate/wardgate/buffer"
@@ -34,11 +37,19 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 		return nil, nil, err
 	}
 	var forward []gateway.Destination
-	for _, f := range c.Forward {
-		forward = append(forward, gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port})
+	for i, f := range c.Forward {
+		t, err := forwardTLS(f.TLS)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dicom.forward[%d].tls: %w", i, err)
+		}
+		forward = append(forward, gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port, TLS: t})
+	}
+	serverTLS, err := dicomTLS(c.TLS)
+	if err != nil {
+		return nil, nil, err
 	}
 	node, err := gateway.NewNode(gateway.NodeConfig{
-		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations,
+		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations, TLS: serverTLS,
 		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
 		Forward: forward, Retention: c.Retention.D(), RefusedForGoodAfter: c.RefusedForGoodAfter.D(), Logger: g.log,
 		ShutdownTimeout: ShutdownTimeout, RefuseSuspectReplacements: c.Replacements == "refuse",
@@ -47,12 +58,25 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 	if err != nil {
 		return nil, nil, err
 	}
+	// dicom.listen is plain, unless dicom.tls has no listen of its own:
+	// then it speaks TLS.
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		node.Close()
 		return nil, nil, fmt.Errorf("dicom.listen %s: %w", c.Listen, err)
 	}
-	for _, p := range node.Parts(ln) {
+	plain, secure := ln, net.Listener(nil)
+	switch {
+	case c.TLS != nil && c.TLS.Listen == "":
+		plain, secure = nil, ln
+	case c.TLS != nil:
+		if secure, err = net.Listen("tcp", c.TLS.Listen); err != nil {
+			ln.Close()
+			node.Close()
+			return nil, nil, fmt.Errorf("dicom.tls.listen %s: %w", c.TLS.Listen, err)
+		}
+	}
+	for _, p := range node.Parts(plain, secure) {
 		parts = append(parts, part{p.Name, p.Run})
 	}
 	parts = append(parts, part{"dicom node on view", func(ctx context.Context) error {
@@ -60,7 +84,12 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 		g.dicom = node
 		g.mu.Unlock()
 		g.reconcileRefusals(ctx, node)
-		g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", ln.Addr().String(), "forward", len(forward))
+		if plain != nil {
+			g.log.Info("dicom listening", "ae_title", c.AETitle, "listen", plain.Addr().String(), "forward", len(forward))
+		}
+		if secure != nil {
+			g.log.Info("dicom listening for TLS", "ae_title", c.AETitle, "listen", secure.Addr().String(), "forward", len(forward))
+		}
 		<-ctx.Done()
 		g.mu.Lock()
 		g.dicom = nil
@@ -72,18 +101,20 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 
 // allowList turns dicom.allow into the SCP's check: the calling AE title
 // must be listed, and come from the listed host (its addresses) when one
-// is given. Hosts are resolved once, at start.
-func allowList(peers []config.DICOMPeer) (func(string, net.Addr) bool, error) {
+// is given, and over TLS with a verified certificate of the listed
+// subject when tls_subject is given. Hosts are resolved once, at start.
+func allowList(peers []config.DICOMPeer) (func(dicom.Peer) bool, error) {
 	if len(peers) == 0 {
 		return nil, nil
 	}
 	type entry struct {
-		ae  string
-		ips map[string]bool // nil: any host
+		ae      string
+		ips     map[string]bool // nil: any host
+		subject string          // canonical; empty: any certificate, or none
 	}
 	var entries []entry
 	for _, p := range peers {
-		e := entry{ae: strings.TrimSpace(p.AETitle)}
+		e := entry{ae: strings.TrimSpace(p.AETitle), subject: canonicalSubject(p.TLSSubject)}
 		if p.Host != "" {
 			addrs, err := net.LookupHost(p.Host)
 			if err != nil {
@@ -98,22 +129,103 @@ func allowList(peers []config.DICOMPeer) (func(string, net.Addr) bool, error) {
 		}
 		entries = append(entries, e)
 	}
-	return func(callingAE string, remote net.Addr) bool {
-		ae := strings.TrimSpace(callingAE)
+	return func(p dicom.Peer) bool {
+		ae := strings.TrimSpace(p.CallingAE)
 		var ip string
-		if ta, ok := remote.(*net.TCPAddr); ok {
+		if ta, ok := p.Remote.(*net.TCPAddr); ok {
 			ip = ta.IP.String()
 			if v4 := ta.IP.To4(); v4 != nil {
 				ip = v4.String()
 			}
 		}
+		subject := ""
+		if p.Certificate != nil {
+			subject = canonicalSubject(config.TLSSubjectOf(p.Certificate))
+		}
 		for _, e := range entries {
-			if e.ae == ae && (e.ips == nil || e.ips[ip]) {
+			if e.ae == ae && (e.ips == nil || e.ips[ip]) && (e.subject == "" || e.subject == subject) {
 				return true
 			}
 		}
 		return false
 	}, nil
+}
+
+// canonicalSubject makes an RFC 2253 subject comparable: attribute types
+// in upper case, no spaces around separators; values are compared as
+// written (escapes included).
+func canonicalSubject(s string) string {
+	var rdns []string
+	var cur strings.Builder
+	flush := func() {
+		rdn := strings.TrimSpace(cur.String())
+		cur.Reset()
+		if typ, val, ok := strings.Cut(rdn, "="); ok {
+			rdn = strings.ToUpper(strings.TrimSpace(typ)) + "=" + strings.TrimSpace(val)
+		}
+		if rdn != "" {
+			rdns = append(rdns, rdn)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && i+1 < len(s):
+			cur.WriteByte(c)
+			i++
+			cur.WriteByte(s[i])
+		case c == ',':
+			flush()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	flush()
+	return strings.Join(rdns, ",")
+}
+
+// dicomTLS builds the listener's TLS settings from dicom.tls, restricted
+// to the BCP 195 profile.
+func dicomTLS(t *config.DICOMTLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := os.ReadFile(t.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("dicom.tls.cert_file: %w", err)
+	}
+	pair, err := tls.X509KeyPair(cert, []byte(t.KeyFile.Value()))
+	if err != nil {
+		return nil, fmt.Errorf("dicom.tls: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.NoClientCert}
+	if t.ClientCAFile != "" {
+		b, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("dicom.tls.client_ca_file: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("dicom.tls.client_ca_file: %s holds no PEM certificate", t.ClientCAFile)
+		}
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	if t.ClientCertRequired() {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return dicom.BCP195(cfg), nil
+}
+
+// forwardTLS builds a destination's client TLS settings, restricted to the
+// BCP 195 profile; nil without tls.
+func forwardTLS(t *config.TLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cfg, err := fhir.TLSConfig(t.CAFile, t.CertFile, []byte(t.KeyFile.Value()))
+	if err != nil {
+		return nil, err
+	}
+	return dicom.BCP195(cfg), nil
 }
 
 // delivered is told of every entry the record acknowledged: for the

@@ -171,6 +171,7 @@ var mainParameters = []uint32{147842, 149530, 150456, 151562, 151570, 151578, 15
 
 type dicomReport struct {
 	Listening          string          `json:"listening"`
+	ListeningTLS       string          `json:"listening_tls,omitempty"`
 	AETitle            string          `json:"ae_title"`
 	AssociationsNow    int64           `json:"associations_now"`
 	AssociationsTotal  uint64          `json:"associations_since_start"`
@@ -178,6 +179,7 @@ type dicomReport struct {
 	Aborted            uint64          `json:"associations_aborted"`
 	Unasked            int64           `json:"connections_unasked"` // open, no A-ASSOCIATE-RQ yet
 	ConnectionsRefused uint64          `json:"connections_refused"` // closed at once: too many unasked from one address
+	TLSFailed          uint64          `json:"tls_handshakes_failed"`
 	InstancesReceived  uint64          `json:"instances_received"`
 	BytesReceived      uint64          `json:"bytes_received"`
 	RefusedFull        uint64          `json:"refused_full"`
@@ -386,6 +388,7 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		r.Errors["dicom_associations_rejected"] = d.Rejected
 		r.Errors["dicom_associations_aborted"] = d.Aborted
 		r.Errors["dicom_connections_refused"] = d.ConnectionsRefused
+		r.Errors["dicom_tls_handshakes_failed"] = d.TLSFailed
 		r.Errors["dicom_refused_full"] = d.RefusedFull
 		r.Errors["dicom_replaced_with_another_patient"] = d.PatientChanged
 		r.Errors["dicom_replacements_suspect"] = d.SuspectReplaced
@@ -468,10 +471,10 @@ func (g *Gateway) dicomReport(lists bool) *dicomReport {
 	}
 	st := node.Stats()
 	d := &dicomReport{
-		Listening: st.Listening, AETitle: st.AETitle,
+		Listening: st.Listening, ListeningTLS: st.ListeningTLS, AETitle: st.AETitle,
 		AssociationsNow: st.Server.AssociationsActive, AssociationsTotal: st.Server.AssociationsAccepted,
 		Rejected: st.Server.AssociationsRejected, Aborted: st.Server.AssociationsAborted,
-		Unasked: st.Server.Unasked, ConnectionsRefused: st.Server.ConnectionsRefused,
+		Unasked: st.Server.Unasked, ConnectionsRefused: st.Server.ConnectionsRefused, TLSFailed: st.Server.TLSHandshakesFailed,
 		InstancesReceived: st.Server.InstancesStored, BytesReceived: st.Server.BytesReceived,
 		RefusedFull: st.Received.RefusedFull, RefusedUnparseable: st.Received.RefusedUnparseable,
 		Duplicates: st.Received.Duplicates, Replaced: st.Received.Replaced, PatientChanged: st.Received.PatientChanged,

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dicom"
+	"github.com/wardgate/wardgate/edge/fhir"
 )
 
 // dicomFlags parses the options shared by echo and send.
@@ -24,8 +26,12 @@ func dicomFlags(name string, args []string, stderr io.Writer, minArgs int, opera
 	aet := fs.String("aet", "WARDGATE", "our (calling) AE title")
 	aec := fs.String("aec", "ANY-SCP", "the peer's (called) AE title")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on connecting and on each response")
+	useTLS := fs.Bool("tls", false, "DICOM TLS (BCP 195 profile); implied by -ca, -cert and -key")
+	ca := fs.String("ca", "", "PEM file of the CA that signs the peer's certificate (default: the system's)")
+	cert := fs.String("cert", "", "PEM file of our client certificate, for a peer that requires one")
+	key := fs.String("key", "", "PEM file of the client certificate's private key")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: wardgate %s [-aet A] [-aec B] [-timeout D] %s\n", name, operands)
+		fmt.Fprintf(stderr, "usage: wardgate %s [-aet A] [-aec B] [-timeout D] [-tls] [-ca F] [-cert F -key F] %s\n", name, operands)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -37,7 +43,35 @@ func dicomFlags(name string, args []string, stderr io.Writer, minArgs int, opera
 	}
 	d = dicom.Dialer{CallingAE: *aet, CalledAE: *aec,
 		Timeouts: dicom.Timeouts{ARTIM: *timeout, Read: *timeout, Idle: *timeout}}
+	if *useTLS || *ca != "" || *cert != "" || *key != "" {
+		cfg, err := clientTLS(*ca, *cert, *key)
+		if err != nil {
+			fmt.Fprintf(stderr, "wardgate %s: %v\n", name, err)
+			return d, nil, false
+		}
+		d.TLS = cfg
+	}
 	return d, fs.Args(), true
+}
+
+// clientTLS is the TLS of echo and send, restricted to the BCP 195 profile.
+func clientTLS(ca, cert, key string) (*tls.Config, error) {
+	if (cert == "") != (key == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	var keyPEM []byte
+	if key != "" {
+		b, err := os.ReadFile(key)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM = b
+	}
+	cfg, err := fhir.TLSConfig(ca, cert, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return dicom.BCP195(cfg), nil
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +25,7 @@ type Destination struct {
 	Port    int
 	// STOWRS, when set, is the base URL of a DICOMweb archive (PS3.18):
 	// instances go there by STOW-RS, POST {STOWRS}/studies/{study}, and
-	// AETitle, Host and Port are not used.
+	// AETitle, Host, Port and TLS are not used.
 	STOWRS string
 	// HTTP makes the STOW-RS requests: its transport carries the TLS
 	// settings and the authentication, its Timeout bounds each request
@@ -35,6 +36,9 @@ type Destination struct {
 	// larger than that goes alone).
 	STOWBatch      int
 	STOWBatchBytes int64
+	// TLS, when set, makes the associations DICOM TLS (already restricted
+	// to the BCP 195 profile by whoever built it).
+	TLS *tls.Config
 }
 
 func (d Destination) addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }

@@ -181,7 +181,7 @@ func (f *Forwarder) dial(ctx context.Context, items []sendable) (*dicom.Associat
 			list = append(list, p)
 		}
 	}
-	d := dicom.Dialer{CallingAE: f.CallingAE, CalledAE: f.Dest.AETitle, Timeouts: f.Timeouts}
+	d := dicom.Dialer{CallingAE: f.CallingAE, CalledAE: f.Dest.AETitle, Timeouts: f.Timeouts, TLS: f.Dest.TLS}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	as, err := d.Dial(dctx, f.Dest.addr(), dicom.ExactStorageProposals(list))

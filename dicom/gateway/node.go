@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,10 @@ import (
 // NodeConfig says what a Node is and where its instances go.
 type NodeConfig struct {
 	AETitle         string
-	Allow           func(callingAE string, remote net.Addr) bool // nil: everyone
+	Allow           func(dicom.Peer) bool // nil: everyone
+	// TLS is the listener's DICOM TLS (already restricted to the BCP 195
+	// profile); Parts wraps its secure listener in it.
+	TLS *tls.Config
 	MaxAssociations int
 	Timeouts        dicom.Timeouts
 	// Spool keeps the instances; LedgerPath names the Ledger's file
@@ -60,12 +64,14 @@ type Node struct {
 	// ShutdownTimeout is how long associations in progress may finish
 	// once the server's part is stopped (NodeConfig.ShutdownTimeout).
 	ShutdownTimeout time.Duration
-	ln              net.Listener
+	tls             *tls.Config
+	ln, tlsLn       net.Listener
 }
 
 // NodeStats is a snapshot for the status page.
 type NodeStats struct {
-	Listening string            `json:"listening,omitempty"`
+	Listening    string `json:"listening,omitempty"`
+	ListeningTLS string `json:"listening_tls,omitempty"`
 	AETitle   string            `json:"ae_title"`
 	Server    dicom.ServerStats `json:"associations"`
 	Received  ReceiverStats     `json:"instances"`
@@ -88,7 +94,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Ledger: ledger, Recent: &RecentStudies{}, ShutdownTimeout: c.ShutdownTimeout}
+	n := &Node{Ledger: ledger, Recent: &RecentStudies{}, ShutdownTimeout: c.ShutdownTimeout, tls: c.TLS}
 	if n.ShutdownTimeout == 0 {
 		n.ShutdownTimeout = 30 * time.Second
 	}
@@ -130,12 +136,13 @@ type Part struct {
 
 // Parts are the node's pieces in the order to start them — the assembler,
 // a forwarder per destination, the pruner (each first finds the work left
-// from before), then the server on ln — and so to be stopped in reverse:
+// from before), then the server — and so to be stopped in reverse:
 // the server first, so that nothing arrives for parts already stopped.
-// The server's part shuts down gracefully when its ctx ends: associations
-// in progress may finish for ShutdownTimeout, then are aborted (which keeps
-// nothing partial).
-func (n *Node) Parts(ln net.Listener) []Part {
+// The server listens on plain and, wrapped in NodeConfig.TLS, on secure;
+// either may be nil (not both). The server's part shuts down gracefully
+// when its ctx ends: associations in progress may finish for
+// ShutdownTimeout, then are aborted (which keeps nothing partial).
+func (n *Node) Parts(plain, secure net.Listener) []Part {
 	var parts []Part
 	if n.Assembler != nil {
 		parts = append(parts, Part{"dicom study assembler", n.Assembler.Run})
@@ -146,20 +153,37 @@ func (n *Node) Parts(ln net.Listener) []Part {
 	if n.Pruner != nil {
 		parts = append(parts, Part{"dicom pruner", n.Pruner.Run})
 	}
-	n.ln = ln
+	var lns []net.Listener
+	if plain != nil {
+		n.ln = plain
+		lns = append(lns, plain)
+	}
+	if secure != nil {
+		n.tlsLn = secure
+		lns = append(lns, tls.NewListener(secure, n.tls))
+	}
 	return append(parts, Part{"dicom server", func(ctx context.Context) error {
-		served := make(chan error, 1)
-		go func() { served <- n.Server.Serve(ln) }()
+		served := make(chan error, len(lns))
+		for _, ln := range lns {
+			go func() { served <- n.Server.Serve(ln) }()
+		}
+		pending := len(lns)
+		var err error
 		select {
-		case err := <-served:
-			return err
+		case err = <-served:
+			// A listener failed: the others stop with it.
+			pending--
 		case <-ctx.Done():
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), n.ShutdownTimeout)
 		defer cancel()
-		err := n.Server.Shutdown(sctx)
-		if e := <-served; !errors.Is(e, dicom.ErrServerClosed) && err == nil {
+		if e := n.Server.Shutdown(sctx); err == nil {
 			err = e
+		}
+		for ; pending > 0; pending-- {
+			if e := <-served; !errors.Is(e, dicom.ErrServerClosed) && err == nil {
+				err = e
+			}
 		}
 		return err
 	}})
@@ -173,6 +197,9 @@ func (n *Node) Stats() NodeStats {
 	st := NodeStats{AETitle: n.Server.AETitle, Server: n.Server.Stats(), Received: n.Receiver.Stats(), Forward: []ForwardStats{}}
 	if n.ln != nil {
 		st.Listening = n.ln.Addr().String()
+	}
+	if n.tlsLn != nil {
+		st.ListeningTLS = n.tlsLn.Addr().String()
 	}
 	if n.Assembler != nil {
 		st.Studies = n.Assembler.Stats()

@@ -78,7 +78,7 @@ func startNode(t *testing.T, c NodeConfig) (n *Node, port string, stop func()) {
 		t.Fatal(err)
 	}
 	n.ShutdownTimeout = 5 * time.Second
-	stopParts := runParts(t, n.Parts(ln))
+	stopParts := runParts(t, n.Parts(ln, nil))
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -157,6 +157,9 @@ type DICOM struct {
 	Listen  string      `yaml:"listen"`
 	AETitle string      `yaml:"ae_title"`
 	Allow   []DICOMPeer `yaml:"allow"`
+	// TLS makes the node speak DICOM TLS (on dicom.listen, or on its own
+	// tls.listen beside a plain dicom.listen).
+	TLS *DICOMTLS `yaml:"tls"`
 	// AllowAny accepts every calling AE title from every host; without it
 	// an empty allow is refused (closed by default).
 	AllowAny         bool        `yaml:"allow_any"`
@@ -189,6 +192,34 @@ type DICOMPeer struct {
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
 	Port    int    `yaml:"port"`
+	// TLS, on a forward destination, makes its associations DICOM TLS
+	// (PS3.15 B.9): the CA that signs the PACS's certificate and, for
+	// mutual TLS, our client certificate.
+	TLS *TLS `yaml:"tls"`
+	// TLSSubject, on an allow entry, binds the AE title to a client
+	// certificate: the association must come over TLS with a verified
+	// certificate whose subject is this (RFC 2253, as `openssl x509
+	// -noout -subject -nameopt RFC2253` prints it).
+	TLSSubject string `yaml:"tls_subject"`
+}
+
+// DICOMTLS is the listener's DICOM TLS (PS3.15 Annex B, BCP 195 profile).
+type DICOMTLS struct {
+	// Listen, when set, is a second listener for TLS, and dicom.listen
+	// stays plain; empty: dicom.listen itself speaks TLS.
+	Listen   string `yaml:"listen"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  Secret `yaml:"key_file"`
+	// ClientCAFile signs the modalities' certificates.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// RequireClientCert refuses a peer without a certificate that
+	// client_ca_file verifies (default true).
+	RequireClientCert *bool `yaml:"require_client_cert"`
+}
+
+// ClientCertRequired is RequireClientCert with its default.
+func (t *DICOMTLS) ClientCertRequired() bool {
+	return t.RequireClientCert == nil || *t.RequireClientCert
 }
 
 // Buffer bounds the disk the gateway may use.
@@ -333,6 +364,20 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.FHIR.TLS.CAFile)
 	abs(&c.FHIR.TLS.CertFile)
 	abs(&c.FHIR.TLS.KeyFile.Path)
+	if d := c.DICOM; d != nil {
+		if t := d.TLS; t != nil {
+			abs(&t.CertFile)
+			abs(&t.KeyFile.Path)
+			abs(&t.ClientCAFile)
+		}
+		for i := range d.Forward {
+			if t := d.Forward[i].TLS; t != nil {
+				abs(&t.CAFile)
+				abs(&t.CertFile)
+				abs(&t.KeyFile.Path)
+			}
+		}
+	}
 	for i := range c.Monitors {
 		if m := c.Monitors[i].MQTT; m != nil {
 			abs(&m.PasswordFile.Path)

@@ -216,18 +216,7 @@ func validateFHIR(c *Config, ps *Problems) {
 			}
 		}
 	}
-	if f.TLS.CAFile != "" {
-		readableFile(ps, "fhir.tls.ca_file", f.TLS.CAFile)
-	}
-	if (f.TLS.CertFile != "") != f.TLS.KeyFile.Set() {
-		ps.At("fhir.tls", "cert_file and key_file go together (mutual TLS needs both)")
-	}
-	if f.TLS.CertFile != "" {
-		readableFile(ps, "fhir.tls.cert_file", f.TLS.CertFile)
-	}
-	if f.TLS.KeyFile.Set() {
-		loadSecret(ps, "fhir.tls.key_file", &f.TLS.KeyFile)
-	}
+	validateClientTLS(ps, "fhir.tls", &f.TLS)
 	if f.BatchSize < 1 || f.BatchSize > 1000 {
 		ps.At("fhir.batch_size", "%d is not from 1 to 1000", f.BatchSize)
 	}
@@ -474,6 +463,20 @@ func validateDICOM(c *Config, ps *Problems) {
 		if a.Port != 0 {
 			ps.At(p+".port", "is not used in allow (a modality's port is its own)")
 		}
+		if a.TLS != nil {
+			ps.At(p+".tls", "is not used in allow: dicom.tls is the listener's")
+		}
+		if a.TLSSubject != "" && d.TLS == nil {
+			ps.At(p+".tls_subject", "binds %s to a client certificate, but dicom.tls is not set: without TLS there is no certificate", a.AETitle)
+		} else if a.TLSSubject != "" && !d.TLS.ClientCertRequired() && d.TLS.ClientCAFile == "" {
+			ps.At(p+".tls_subject", "needs dicom.tls.client_ca_file: a certificate nobody verified proves nothing")
+		}
+	}
+	if d.TLS != nil {
+		validateDICOMTLS(ps, d.TLS)
+		if d.TLS.Listen != "" && d.TLS.Listen == d.Listen {
+			ps.At("dicom.tls.listen", "is dicom.listen: leave it out to make dicom.listen speak TLS, or give the TLS listener its own port")
+		}
 	}
 	// A forward destination is its AE title at its address: the ledger keeps
 	// what each has by that name, so the same three twice would be one
@@ -487,6 +490,12 @@ func validateDICOM(c *Config, ps *Problems) {
 		}
 		if f.Port < 1 || f.Port > 65535 {
 			ps.At(p+".port", "%d is not from 1 to 65535", f.Port)
+		}
+		if f.TLS != nil {
+			validateClientTLS(ps, p+".tls", f.TLS)
+		}
+		if f.TLSSubject != "" {
+			ps.At(p+".tls_subject", "is not used in forward (it binds an allowed modality to its certificate)")
 		}
 		id := fmt.Sprintf("%s@%s:%d", strings.TrimSpace(f.AETitle), strings.ToLower(f.Host), f.Port)
 		if j, ok := seenForward[id]; ok {
