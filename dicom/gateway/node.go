@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,11 +17,11 @@ import (
 
 // NodeConfig says what a Node is and where its instances go.
 type NodeConfig struct {
-	AETitle         string
-	Allow           func(dicom.Peer) bool // nil: everyone
+	AETitle string
+	Allow   func(dicom.Peer) bool // nil: everyone
 	// TLS is the listener's DICOM TLS (already restricted to the BCP 195
 	// profile); Parts wraps its secure listener in it.
-	TLS *tls.Config
+	TLS             *tls.Config
 	MaxAssociations int
 	Timeouts        dicom.Timeouts
 	// Spool keeps the instances; LedgerPath names the Ledger's file
@@ -46,7 +46,10 @@ type NodeConfig struct {
 	// OnRefused is told of each instance a destination refused for good
 	// (see Forwarder.OnRefused).
 	OnRefused func(Refusal)
-	Logger    *slog.Logger
+	// Commitment, when set, makes the node a Storage Commitment Push
+	// Model SCP (a Committer).
+	Commitment *CommitmentConfig
+	Logger     *slog.Logger
 }
 
 // Node is wardgate's DICOM node: the dicom.Server storing into the spool through
@@ -59,6 +62,7 @@ type Node struct {
 	Forwarders []*Forwarder
 	Pruner     *Pruner
 	Ledger     *Ledger
+	Committer  *Committer // nil: no storage commitment
 	// Recent are the last studies received since the Node started.
 	Recent *RecentStudies
 	// ShutdownTimeout is how long associations in progress may finish
@@ -70,16 +74,18 @@ type Node struct {
 
 // NodeStats is a snapshot for the status page.
 type NodeStats struct {
-	Listening    string `json:"listening,omitempty"`
-	ListeningTLS string `json:"listening_tls,omitempty"`
-	AETitle   string            `json:"ae_title"`
-	Server    dicom.ServerStats `json:"associations"`
-	Received  ReceiverStats     `json:"instances"`
-	Studies   AssemblerStats    `json:"studies"`
-	Forward   []ForwardStats    `json:"forward"`
-	Pruned    uint64            `json:"pruned"`
+	Listening    string            `json:"listening,omitempty"`
+	ListeningTLS string            `json:"listening_tls,omitempty"`
+	AETitle      string            `json:"ae_title"`
+	Server       dicom.ServerStats `json:"associations"`
+	Received     ReceiverStats     `json:"instances"`
+	Studies      AssemblerStats    `json:"studies"`
+	Forward      []ForwardStats    `json:"forward"`
+	Pruned       uint64            `json:"pruned"`
 	// LedgerUnreadable counts ledger marks that could not be decoded.
 	LedgerUnreadable uint64 `json:"ledger_marks_unreadable"`
+	// Commitment is nil without storage commitment.
+	Commitment *CommitmentStats `json:"commitment,omitempty"`
 }
 
 // NewNode opens the Ledger and builds the parts; Parts runs them, Close
@@ -118,10 +124,17 @@ func NewNode(c NodeConfig) (*Node, error) {
 		for _, f := range n.Forwarders {
 			f.Enqueue(in.Key)
 		}
+		if n.Committer != nil {
+			n.Committer.Kick()
+		}
 	}}
+	n.newCommitter(c, log)
 	n.Server = &dicom.Server{
 		AETitle: c.AETitle, Allow: c.Allow, MaxAssociations: c.MaxAssociations,
 		Timeouts: c.Timeouts, Store: n.Receiver, Logger: log,
+	}
+	if n.Committer != nil {
+		n.Server.Commitment = n.Committer
 	}
 	return n, nil
 }
@@ -152,6 +165,9 @@ func (n *Node) Parts(plain, secure net.Listener) []Part {
 	}
 	if n.Pruner != nil {
 		parts = append(parts, Part{"dicom pruner", n.Pruner.Run})
+	}
+	if n.Committer != nil {
+		parts = append(parts, Part{"dicom storage commitment", n.Committer.Run})
 	}
 	var lns []net.Listener
 	if plain != nil {
@@ -211,6 +227,10 @@ func (n *Node) Stats() NodeStats {
 		st.Pruned = n.Pruner.Removed()
 	}
 	st.LedgerUnreadable = n.Ledger.Unreadable()
+	if n.Committer != nil {
+		cs := n.Committer.Stats()
+		st.Commitment = &cs
+	}
 	return st
 }
 

@@ -23,6 +23,11 @@ type Pruner struct {
 	Retention    time.Duration
 	Interval     time.Duration // 0: 10 s
 	Logger       *slog.Logger
+	// Holds, when set, keeps an instance that a storage commitment
+	// request still waits for (Committer.Holds). Once a request is
+	// decided it holds nothing: under commit_after spooled an instance
+	// reported committed may go as soon as everyone has it.
+	Holds func(key string) bool
 
 	removed atomic.Uint64
 
@@ -85,6 +90,9 @@ func (p *Pruner) Prune(ctx context.Context) error {
 		if !p.Ledger.IsDelivered(in.Group, in.Key, in.SHA256) {
 			return true
 		}
+		if p.Holds != nil && p.Holds(in.Key) {
+			return true
+		}
 		done = append(done, in)
 		return true
 	})
@@ -95,6 +103,9 @@ func (p *Pruner) Prune(ctx context.Context) error {
 	for _, in := range done {
 		if ctx.Err() != nil {
 			break
+		}
+		if p.Holds != nil && p.Holds(in.Key) {
+			continue // a commitment request came in meanwhile
 		}
 		// Only this content: a copy that replaced it meanwhile stays.
 		if err := p.Spool.RemoveVersion(ctx, in.Key, in.SHA256); err != nil {
