@@ -20,28 +20,33 @@ func fhirClient(c config.FHIR) (*fhir.Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsCfg
 	hc := &http.Client{Timeout: c.Timeout.D(), Transport: transport}
-	client := &fhir.Client{BaseURL: c.BaseURL, HTTP: hc}
-	a := c.Auth
+	auth, err := httpAuth(c.Auth, hc)
+	if err != nil {
+		return nil, fmt.Errorf("fhir.auth: %w", err)
+	}
+	return &fhir.Client{BaseURL: c.BaseURL, HTTP: hc, Auth: auth}, nil
+}
+
+// httpAuth builds the authentication an auth section describes (fhir.auth,
+// a DICOMweb destination's auth); nil for type none. hc makes the token
+// requests, with the same TLS settings as the requests they authorize.
+func httpAuth(a config.FHIRAuth, hc *http.Client) (fhir.Auth, error) {
 	switch a.Type {
-	case "none":
+	case "none", "":
+		return nil, nil
 	case "bearer":
-		client.Auth = &fhir.BearerFile{Path: a.TokenFile.Path}
+		return &fhir.BearerFile{Path: a.TokenFile.Path}, nil
 	case "client_credentials":
-		client.Auth = &fhir.ClientCredentials{
+		return &fhir.ClientCredentials{
 			HTTP: hc,
 			Config: clientcredentials.Config{
 				ClientID: a.ClientID, ClientSecret: a.ClientSecretFile.Value(),
 				TokenURL: a.TokenURL, Scopes: a.Scopes,
 			},
-		}
+		}, nil
 	case "smart_backend":
-		auth, err := fhir.NewSMARTBackend(hc, a.TokenURL, a.ClientID, a.KeyID, []byte(a.PrivateKeyFile.Value()), a.Scopes)
-		if err != nil {
-			return nil, fmt.Errorf("fhir.auth: %w", err)
-		}
-		client.Auth = auth
+		return fhir.NewSMARTBackend(hc, a.TokenURL, a.ClientID, a.KeyID, []byte(a.PrivateKeyFile.Value()), a.Scopes)
 	default:
-		return nil, fmt.Errorf("fhir.auth.type %q", a.Type)
+		return nil, fmt.Errorf("type %q", a.Type)
 	}
-	return client, nil
 }

@@ -38,6 +38,14 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 	}
 	var forward []gateway.Destination
 	for i, f := range c.Forward {
+		if f.StowRS != "" {
+			d, err := stowDestination(f)
+			if err != nil {
+				return nil, nil, fmt.Errorf("dicom.forward[%d].%w", i, err)
+			}
+			forward = append(forward, d)
+			continue
+		}
 		t, err := forwardTLS(f.TLS)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dicom.forward[%d].tls: %w", i, err)

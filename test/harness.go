@@ -24,6 +24,7 @@ var Peers = map[string]string{
 	"mosquitto": "mosquitto", "mosquitto_pub": "mosquitto-clients", "mosquitto_sub": "mosquitto-clients",
 	"socat":    "socat",
 	"chromium": "chromium",
+	"Orthanc":  "orthanc", // with orthanc-dicomweb, its DICOMweb plugin
 }
 
 // RequirePeers fails the test, never skips it, when a peer is missing: a test

@@ -201,6 +201,13 @@ type DICOMPeer struct {
 	// certificate whose subject is this (RFC 2253, as `openssl x509
 	// -noout -subject -nameopt RFC2253` prints it).
 	TLSSubject string `yaml:"tls_subject"`
+	// StowRS, on a forward destination, is the base URL of a DICOMweb
+	// archive: instances go there by STOW-RS instead of C-STORE (then
+	// ae_title, host and port are not given; tls is the HTTPS client's).
+	StowRS string `yaml:"stow_rs"`
+	// Auth is how the gateway authenticates to the DICOMweb archive: the
+	// keys of fhir.auth (default type none).
+	Auth *FHIRAuth `yaml:"auth"`
 }
 
 // DICOMTLS is the listener's DICOM TLS (PS3.15 Annex B, BCP 195 profile).
@@ -375,6 +382,11 @@ func (c *Config) resolvePaths(dir string) {
 				abs(&t.CAFile)
 				abs(&t.CertFile)
 				abs(&t.KeyFile.Path)
+			}
+			if a := d.Forward[i].Auth; a != nil {
+				abs(&a.TokenFile.Path)
+				abs(&a.ClientSecretFile.Path)
+				abs(&a.PrivateKeyFile.Path)
 			}
 		}
 	}

@@ -183,39 +183,7 @@ func validateFHIR(c *Config, ps *Problems) {
 		ps.At("fhir.patient_identifier_system", "is required with dicom: it is the system under which a study's Patient ID is looked up")
 	}
 	oneOf(ps, "fhir.patient_reference", f.PatientReference, "conditional", "resolve")
-	a := &f.Auth
-	needs := map[string][]string{
-		"none":               {},
-		"bearer":             {"token_file"},
-		"client_credentials": {"token_url", "client_id", "client_secret_file"},
-		"smart_backend":      {"token_url", "client_id", "private_key_file"},
-	}
-	if oneOf(ps, "fhir.auth.type", a.Type, "none", "bearer", "client_credentials", "smart_backend") {
-		set := map[string]bool{
-			"token_file": a.TokenFile.Set(), "token_url": a.TokenURL != "", "client_id": a.ClientID != "",
-			"client_secret_file": a.ClientSecretFile.Set(), "private_key_file": a.PrivateKeyFile.Set(),
-			"key_id": a.KeyID != "", "scopes": len(a.Scopes) > 0,
-		}
-		optional := map[string][]string{"client_credentials": {"scopes"}, "smart_backend": {"scopes", "key_id"}}
-		for _, k := range needs[a.Type] {
-			if !set[k] {
-				ps.At("fhir.auth."+k, "is required with auth type %s", a.Type)
-			}
-		}
-		for k, isSet := range set {
-			if isSet && !slices.Contains(needs[a.Type], k) && !slices.Contains(optional[a.Type], k) {
-				ps.At("fhir.auth."+k, "is not used with auth type %s", a.Type)
-			}
-		}
-		if a.TokenURL != "" {
-			validURL(ps, "fhir.auth.token_url", a.TokenURL, "https", "http")
-		}
-		for k, s := range map[string]*Secret{"token_file": &a.TokenFile, "client_secret_file": &a.ClientSecretFile, "private_key_file": &a.PrivateKeyFile} {
-			if s.Set() {
-				loadSecret(ps, "fhir.auth."+k, s)
-			}
-		}
-	}
+	validateHTTPAuth(ps, "fhir.auth", &f.Auth)
 	validateClientTLS(ps, "fhir.tls", &f.TLS)
 	if f.BatchSize < 1 || f.BatchSize > 1000 {
 		ps.At("fhir.batch_size", "%d is not from 1 to 1000", f.BatchSize)
@@ -225,6 +193,44 @@ func validateFHIR(c *Config, ps *Problems) {
 	}
 	if f.Timeout.D() < 1e9 || f.Timeout.D() > 600e9 {
 		ps.At("fhir.timeout", "%s is not from 1s to 10m", f.Timeout)
+	}
+}
+
+// validateHTTPAuth checks how the gateway authenticates to an HTTP server
+// (fhir.auth, a DICOMweb destination's auth): the keys its type needs,
+// none it does not use, and the secrets readable.
+func validateHTTPAuth(ps *Problems, path string, a *FHIRAuth) {
+	needs := map[string][]string{
+		"none":               {},
+		"bearer":             {"token_file"},
+		"client_credentials": {"token_url", "client_id", "client_secret_file"},
+		"smart_backend":      {"token_url", "client_id", "private_key_file"},
+	}
+	if oneOf(ps, path+".type", a.Type, "none", "bearer", "client_credentials", "smart_backend") {
+		set := map[string]bool{
+			"token_file": a.TokenFile.Set(), "token_url": a.TokenURL != "", "client_id": a.ClientID != "",
+			"client_secret_file": a.ClientSecretFile.Set(), "private_key_file": a.PrivateKeyFile.Set(),
+			"key_id": a.KeyID != "", "scopes": len(a.Scopes) > 0,
+		}
+		optional := map[string][]string{"client_credentials": {"scopes"}, "smart_backend": {"scopes", "key_id"}}
+		for _, k := range needs[a.Type] {
+			if !set[k] {
+				ps.At(path+"."+k, "is required with auth type %s", a.Type)
+			}
+		}
+		for k, isSet := range set {
+			if isSet && !slices.Contains(needs[a.Type], k) && !slices.Contains(optional[a.Type], k) {
+				ps.At(path+"."+k, "is not used with auth type %s", a.Type)
+			}
+		}
+		if a.TokenURL != "" {
+			validURL(ps, path+".token_url", a.TokenURL, "https", "http")
+		}
+		for k, s := range map[string]*Secret{"token_file": &a.TokenFile, "client_secret_file": &a.ClientSecretFile, "private_key_file": &a.PrivateKeyFile} {
+			if s.Set() {
+				loadSecret(ps, path+"."+k, s)
+			}
+		}
 	}
 }
 
@@ -484,6 +490,13 @@ func validateDICOM(c *Config, ps *Problems) {
 	seenForward := map[string]int{}
 	for i, f := range d.Forward {
 		p := fmt.Sprintf("dicom.forward[%d]", i)
+		if f.StowRS != "" {
+			validateSTOWForward(ps, p, &d.Forward[i], seenForward, i)
+			continue
+		}
+		if f.Auth != nil {
+			ps.At(p+".auth", "is used only with stow_rs (a DICOMweb archive)")
+		}
 		validateAETitle(ps, p+".ae_title", f.AETitle)
 		if f.Host == "" {
 			ps.At(p+".host", "is required")
