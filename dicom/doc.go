@@ -1,6 +1,8 @@
 // Package dicom is the DICOM network protocol: the PS3.8 upper layer
 // (PDUs, association negotiation, timers) and PS3.7 DIMSE C-ECHO and
-// C-STORE, as an SCP (Server) and an SCU (Dialer, Association), plus the
+// C-STORE, and the N-ACTION and N-EVENT-REPORT of Storage Commitment (PS3.4
+// Annex J, commitment*.go), as an SCP (Server) and an SCU (Dialer,
+// Association), plus the
 // PS3.10 file meta header (WriteFileMeta, ReadFileMeta) and the UIDs. It
 // uses only the standard library (test/run checks that) and knows nothing
 // of wardgate's stores.

@@ -61,7 +61,8 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
 		Forward: forward, Retention: c.Retention.D(), RefusedForGoodAfter: c.RefusedForGoodAfter.D(), Logger: g.log,
 		ShutdownTimeout: ShutdownTimeout, RefuseSuspectReplacements: c.Replacements == "refuse",
-		OnRefused: func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
+		OnRefused:  func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
+		Commitment: commitmentConfig(c),
 	})
 	if err != nil {
 		return nil, nil, err

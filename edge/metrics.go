@@ -203,6 +203,9 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		mDICOMBytes, mStudies, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast} {
 		ch <- d
 	}
+	for _, d := range commitmentDescs {
+		ch <- d
+	}
 }
 
 // Collect reads one snapshot: the names here are the snapshot's, prefixed.
@@ -281,6 +284,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(mForwarded, f.Delivered, f.Destination)
 			gauge(mForwardWaiting, float64(f.Waiting), f.Destination)
 		}
+		collectCommitment(d.Commitment, gauge, counter)
 	}
 	for kind, v := range s.Errors {
 		counter(mErrors, v, kind)

@@ -197,6 +197,8 @@ type dicomReport struct {
 	LedgerUnreadable   uint64          `json:"ledger_marks_unreadable"`
 	Destinations       []forwardReport `json:"forward"`
 	Studies            []studyReport   `json:"recent_studies"`
+	// Commitment is null without dicom.commitment.
+	Commitment *gateway.CommitmentStats `json:"commitment"`
 }
 
 type forwardReport struct {
@@ -397,6 +399,7 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		r.Errors["dicom_study_handover_failed"] = d.StudiesFailed
 		r.Errors["dicom_forward_refused"] = fwdDead
 		r.Errors["dicom_ledger_marks_unreadable"] = d.LedgerUnreadable
+		commitmentErrors(r.Errors, d.Commitment)
 	}
 	return r
 }
@@ -481,7 +484,7 @@ func (g *Gateway) dicomReport(lists bool) *dicomReport {
 		SuspectReplaced: st.Received.Suspect, RefusedSuspect: st.Received.RefusedSuspect,
 		StoreFailed: st.Received.Failed, StudiesPending: st.Studies.Pending, StudiesHandedOver: st.Studies.HandedOff,
 		StudiesFailed: st.Studies.Failed, Pruned: st.Pruned, LedgerUnreadable: st.LedgerUnreadable,
-		Destinations: []forwardReport{}, Studies: []studyReport{},
+		Destinations: []forwardReport{}, Studies: []studyReport{}, Commitment: st.Commitment,
 	}
 	for _, f := range st.Forward {
 		d.Destinations = append(d.Destinations, forwardReport{

@@ -13,6 +13,8 @@
 //     over, delivered, forwarded, refused for good (ledger.go);
 //   - Pruner removes instances that every destination and the record have
 //     (prune.go);
+//   - Committer answers Storage Commitment requests, durably, and reports
+//     on the requester's association or a new one (commitment.go);
 //   - Node wires them together behind one dicom.Server (node.go).
 //
 // It never imports edge: the FHIR side is a StudySink.

@@ -184,6 +184,8 @@ type DICOM struct {
 	// a study's Patient ID is an identifier of fhir.patient_identifier_system.
 	// A study whose instances name another issuer has no patient here.
 	IssuerOfPatientID string `yaml:"issuer_of_patient_id"`
+	// Commitment makes the node a Storage Commitment Push Model SCP.
+	Commitment *DICOMCommitment `yaml:"commitment"`
 }
 
 // DICOMPeer is a modality allowed to send (ae_title, optional host) or a
@@ -339,6 +341,7 @@ func (c *Config) applyDefaults() {
 		if d.MaxAssociations == 0 {
 			d.MaxAssociations = DefaultMaxAssociations
 		}
+		d.Commitment.applyDefaults()
 	}
 	if c.Buffer.OutboxQuota == 0 {
 		c.Buffer.OutboxQuota = DefaultOutboxQuota

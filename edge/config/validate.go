@@ -466,9 +466,7 @@ func validateDICOM(c *Config, ps *Problems) {
 				ps.At(p+".host", "%q does not resolve (%v): the gateway resolves allow hosts when it starts", a.Host, err)
 			}
 		}
-		if a.Port != 0 {
-			ps.At(p+".port", "is not used in allow (a modality's port is its own)")
-		}
+		validateAllowPort(ps, p, a)
 		if a.TLS != nil {
 			ps.At(p+".tls", "is not used in allow: dicom.tls is the listener's")
 		}
@@ -535,6 +533,7 @@ func validateDICOM(c *Config, ps *Problems) {
 	if d.MaxAssociations < 1 || d.MaxAssociations > 1000 {
 		ps.At("dicom.max_associations", "%d is not from 1 to 1000", d.MaxAssociations)
 	}
+	validateCommitment(d, ps)
 }
 
 // everyInterface reports whether a listen host means every interface:
