@@ -255,7 +255,6 @@ func TestDicomEchoAndSendOverTLS(t *testing.T) {
 	}
 }
 
-
 // With dicom.tls.listen, TLS has its own port and dicom.listen stays
 // plain: an older modality sends in the clear, a newer one over TLS, and
 // the status names both listeners.
