@@ -36,6 +36,10 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 	if err != nil {
 		return nil, nil, err
 	}
+	serverTLS, err := dicomTLS(c.TLS)
+	if err != nil {
+		return nil, nil, err
+	}
 	var forward []gateway.Destination
 	for i, f := range c.Forward {
 		if f.StowRS != "" {
@@ -52,17 +56,13 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 		}
 		forward = append(forward, gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port, TLS: t})
 	}
-	serverTLS, err := dicomTLS(c.TLS)
-	if err != nil {
-		return nil, nil, err
-	}
 	node, err := gateway.NewNode(gateway.NodeConfig{
 		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations, TLS: serverTLS,
 		Spool: g.spool, LedgerPath: g.cfg.LedgerPath(), Sink: g, StableAfter: c.StudyStableAfter.D(),
 		Forward: forward, Retention: c.Retention.D(), RefusedForGoodAfter: c.RefusedForGoodAfter.D(), Logger: g.log,
 		ShutdownTimeout: ShutdownTimeout, RefuseSuspectReplacements: c.Replacements == "refuse",
 		OnRefused:  func(r gateway.Refusal) { g.forwardRefused(context.Background(), r) },
-		Commitment: commitmentConfig(c),
+		Commitment: commitmentConfig(c, serverTLS),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,7 +84,11 @@ type Committer struct {
 	// Peers maps a requester's calling AE title to its address
 	// (host:port) for reports on a new association. Nil or absent: only
 	// the requester's own associations can carry its reports.
-	Peers       map[string]string
+	Peers map[string]string
+	// PeerTLS maps a requester's calling AE title to the DICOM TLS of a
+	// new association to its address (a modality that speaks only TLS);
+	// absent: plain.
+	PeerTLS     map[string]*tls.Config
 	AETitle     string // ours: the calling AE title of report associations
 	Timeouts    dicom.Timeouts
 	MaxPending  int            // 0: DefaultMaxCommitments
@@ -597,7 +602,7 @@ func (c *Committer) deliver(ctx context.Context, r *commitmentRecord, res dicom.
 	dctx, cancel := context.WithTimeout(ctx, commitmentDialTimeout)
 	defer cancel()
 	d := dicom.Dialer{
-		CallingAE: c.AETitle, CalledAE: r.CallingAE, Timeouts: c.Timeouts,
+		CallingAE: c.AETitle, CalledAE: r.CallingAE, Timeouts: c.Timeouts, TLS: c.PeerTLS[r.CallingAE],
 		Roles: map[string]dicom.Role{dicom.StorageCommitmentPushModelSOPClass: {SCP: true}},
 	}
 	as, err := d.Dial(dctx, addr, []dicom.PresentationContextProposal{dicom.CommitmentProposal()})
@@ -672,6 +677,9 @@ type CommitmentConfig struct {
 	// Peers maps calling AE titles to the addresses (host:port) their
 	// reports go to on a new association.
 	Peers map[string]string
+	// PeerTLS maps calling AE titles to the DICOM TLS of those new
+	// associations; absent: plain.
+	PeerTLS map[string]*tls.Config
 	// MaxPending bounds the requests that wait (0: DefaultMaxCommitments).
 	MaxPending int
 }
@@ -689,7 +697,7 @@ func (n *Node) newCommitter(c NodeConfig, log *slog.Logger) {
 	}
 	n.Committer = &Committer{
 		Spool: c.Spool, Ledger: n.Ledger, After: c.Commitment.After, Destinations: dests,
-		Timeout: c.Commitment.Timeout, Peers: c.Commitment.Peers, AETitle: c.AETitle, Timeouts: c.Timeouts, Logger: log,
+		Timeout: c.Commitment.Timeout, Peers: c.Commitment.Peers, PeerTLS: c.Commitment.PeerTLS, AETitle: c.AETitle, Timeouts: c.Timeouts, Logger: log,
 		MaxPending: c.Commitment.MaxPending,
 	}
 	if n.Pruner != nil {
