@@ -476,6 +476,19 @@ func validateDICOM(c *Config, ps *Problems) {
 			ps.At(p+".tls_subject", "needs dicom.tls.client_ca_file: a certificate nobody verified proves nothing")
 		}
 	}
+	// An AE title bound to a certificate in one entry and listed without
+	// one in another would get in by the other: the binding would be void.
+	bound := map[string]int{}
+	for i, a := range d.Allow {
+		if _, seen := bound[strings.TrimSpace(a.AETitle)]; a.TLSSubject != "" && !seen {
+			bound[strings.TrimSpace(a.AETitle)] = i
+		}
+	}
+	for i, a := range d.Allow {
+		if j, ok := bound[strings.TrimSpace(a.AETitle)]; ok && a.TLSSubject == "" {
+			ps.At(fmt.Sprintf("dicom.allow[%d]", i), "lists %s without tls_subject, which lets it in without the certificate dicom.allow[%d] binds it to: give this entry a tls_subject too, or remove it", strings.TrimSpace(a.AETitle), j)
+		}
+	}
 	if d.TLS != nil {
 		validateDICOMTLS(ps, d.TLS)
 		if d.TLS.Listen != "" && d.TLS.Listen == d.Listen {
