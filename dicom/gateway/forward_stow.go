@@ -34,7 +34,8 @@ import (
 // instance the answer does not mention is delivered after a 200 (all
 // stored) and retried after anything else. The whole request is retried —
 // the destination waits, with backoff — when no answer came (a timeout, a
-// broken connection), on 408, 429 and 5xx, and when the answer says the
+// broken connection), on 408, 429 and 5xx, on a 200 whose body is not such
+// an answer (empty, an HTML page: not an archive), and when the answer says the
 // destination is misconfigured rather than anything about the instances:
 // 401 and 403 (credentials), 3xx, 404 and 405 (the URL). Those never
 // dead-letter anything; the reason is shown in Stats.
@@ -276,11 +277,18 @@ func (s *stowTransport) post(ctx context.Context, study string, parts []stowPart
 		f.Logger.Warn("dicom: DICOMweb archive failed a request; retrying", "status", code)
 		return s.wait(fmt.Sprintf("the archive answered HTTP %d %s", code, http.StatusText(code)))
 	}
+	res, perr := parseSTOWResponse(answer)
+	if code == http.StatusOK && perr != nil {
+		// "All stored" from something that does not speak STOW-RS (a
+		// proxy's default page, an app answering every path) would mark
+		// instances delivered that no archive has: nothing is settled.
+		f.Logger.Warn("dicom: DICOMweb archive answered 200 without a STOW-RS answer; check the stow_rs URL", "err", perr)
+		return s.wait("the archive answered HTTP 200 without a STOW-RS answer (a Store Instances Response in DICOM JSON): check the stow_rs URL")
+	}
 	s.connFailures = 0
 	if code == http.StatusRequestEntityTooLarge {
 		s.tooLarge = len(parts)
 	}
-	res, perr := parseSTOWResponse(answer)
 	if perr != nil && code != http.StatusOK {
 		f.Logger.Debug("dicom: DICOMweb answer not understood", "status", code, "err", perr)
 	}
