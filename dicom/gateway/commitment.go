@@ -491,7 +491,9 @@ func (c *Committer) pass(ctx context.Context) error {
 				continue
 			}
 		}
-		if r.undecided() > 0 || now.Before(r.NextTry) {
+		// No backoff is longer than its maximum: a next try further away
+		// was written before the wall clock went back, and is due now.
+		if r.undecided() > 0 || now.Before(r.NextTry) && r.NextTry.Sub(now) <= c.maxBackoff() {
 			continue
 		}
 		c.mu.Lock()
@@ -511,6 +513,18 @@ func (c *Committer) pass(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// maxBackoff is the longest wait between two tries of a report.
+func (c *Committer) maxBackoff() time.Duration {
+	b := c.Backoff
+	if b.Initial <= 0 {
+		b = buffer.DefaultBackoff
+	}
+	if b.Max > 0 {
+		return b.Max
+	}
+	return DefaultReportGiveUp
 }
 
 // reevaluate decides what it can of the record under key, as stored now,
