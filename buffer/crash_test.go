@@ -360,6 +360,9 @@ func TestSpoolSurvivesSIGKILL(t *testing.T) {
 		filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				rel, _ := filepath.Rel(dir, p)
+				if info, e := d.Info(); e == nil && info.Size() == 0 && strings.HasPrefix(d.Name(), writerPrefix) {
+					return nil // a spare made ahead
+				}
 				if !indexed[rel] {
 					t.Errorf("round %d: file %s has no index entry", round, rel)
 				}

@@ -36,13 +36,25 @@
 // consumers must make their writes idempotent.
 //
 // Spool.Create returns a SpoolWriter; SpoolWriter.Commit returns nil only
-// after the instance's bytes were written to a temporary file, fsynced,
-// renamed to their final name, the directory fsynced, and the index entry
-// committed as above. Before Commit returns, nothing of the instance is
-// visible to readers of the spool. After a crash, OpenSpool removes temporary
-// files, removes files that no index entry names (a Commit that did not
-// return), and drops index entries whose file is missing or of the wrong
-// size, and reports each count so that nothing disappears silently.
+// after the instance is durable. Its bytes are written to the file they keep,
+// made ahead in objects/ with its name already fsynced into its folder, so
+// no rename and no folder fsync stand between the last byte and Success. For
+// a new key the index entry is appended to spool/index.journal while the
+// file is fdatasynced, the two at once, and Commit returns when both are
+// durable; concurrent commits share the journal's fdatasync. An applier
+// moves journalled entries into index.db within about 100 ms (one bbolt
+// transaction, which also records the last journal record applied), and
+// readers see them meanwhile. A replacement (the key is already stored)
+// fsyncs its file and then commits the entry straight into index.db. Before
+// Commit returns, nothing of the instance is visible to readers of the
+// spool. After a crash, OpenSpool replays the journal records not yet
+// applied, keeping an entry only when its file has the size and SHA-256 it
+// records (otherwise the store was cut short and never acknowledged),
+// removes files that no index entry names (stores that did not finish),
+// and drops index entries whose file is missing or of the wrong size, and
+// reports each count so that nothing disappears silently. An instance's
+// SHA-256 covers its content after the header given to WriteHeader (for
+// DICOM, the data set without the meta header that names its sender).
 //
 // # Bounds
 //

@@ -592,7 +592,7 @@ func TestForeignOrDamagedFileIsLeftUntouched(t *testing.T) {
 		{"random", func(p string) { os.WriteFile(p, bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 5000), 0o600) }, "not a wardgate store"},
 		{"short", func(p string) { os.WriteFile(p, []byte{1}, 0o600) }, "outbox.db"},
 		{"foreign bbolt", foreignBolt, "not a wardgate store"},
-		{"spool index", spoolIndex, `holds format "wardgate-spool/1"`},
+		{"spool index", spoolIndex, `holds format "wardgate-spool/2"`},
 		{"damaged meta pages", damaged, "damaged"},
 		{"directory", func(p string) { os.Mkdir(p, 0o700) }, "is a directory"},
 	} {

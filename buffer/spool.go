@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -22,11 +22,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-const spoolFormat = "wardgate-spool/1"
+// spoolFormat is the index's format marker. /2 added the index journal:
+// a /1 index is read as it is (and marked /2), while a release that knows
+// only /1 refuses a /2 index instead of missing the journal's entries.
+const spoolFormat = "wardgate-spool/2"
+
+var spoolOlderFormats = []string{"wardgate-spool/1"}
 
 var (
 	instancesBucket = []byte("instances")
 	groupsBucket    = []byte("groups")
+	spoolMetaBucket = []byte("spool_meta")
 )
 
 // SpoolOptions tunes a Spool; the zero value is usable.
@@ -41,8 +47,11 @@ type SpoolOptions struct {
 // Spool keeps DICOM instances (or any large blobs) as files under one folder,
 // indexed in bbolt. See the package documentation for what is durable when.
 //
-// Layout: objects/<2 hex>/<key hash>-<content hash> for the files, tmp/ for
-// files being written, index.db for the index.
+// Layout: objects/<2 hex>/w-<random> for the files (made ahead, their names
+// durable before a byte is written to them; objects/<2 hex>/<key
+// hash>-<content hash> for files stored by earlier releases), index.db for
+// the index and index.journal for its newest entries (see spool_journal.go);
+// tmp/ held files being written before this layout and is emptied at open.
 type Spool struct {
 	dir  string
 	db   *bolt.DB
@@ -52,32 +61,53 @@ type Spool struct {
 
 	used     atomic.Int64 // bytes of indexed files
 	count    atomic.Int64 // indexed instances
-	inflight atomic.Int64 // bytes written to tmp files not yet committed
+	inflight atomic.Int64 // bytes written to files not yet committed
+	writing  atomic.Int64 // writers neither committed nor aborted
 	counters spoolCounters
 	keyLocks [64]sync.Mutex
 	atOpen   ReconcileReport
 	closed   atomic.Bool
 
-	// spares are empty temporary files made ahead: creating a file costs
-	// ~0.7 ms on an ext4 box, which would otherwise be paid while a
-	// modality waits between two instances.
+	// spares are empty files made ahead in objects/, each with its name
+	// already durable (its folder fsynced): creating a file and fsyncing
+	// its folder would otherwise be paid while a modality waits between two
+	// instances, and a file written where it stays needs no rename and no
+	// folder fsync before Success.
 	spares     chan *os.File
 	stopSpares chan struct{}
 	sparesDone chan struct{}
+
+	// journal holds the index entries of new instances until the applier
+	// has moved them into index.db; overlay has the same entries for
+	// readers meanwhile (key → entry and its journal sequence number).
+	journal   *spoolJournal
+	ovMu      sync.Mutex
+	overlay   map[string]overlayEntry
+	applyMu   sync.Mutex // one apply at a time (the applier, or a flush before a direct index write)
+	applied   uint64     // last journal sequence number in index.db, under applyMu
+	applyKick chan struct{}
+	stopApply chan struct{}
+	applyDone chan struct{}
 }
 
-// spareFiles is how many empty temporary files are kept ready.
+type overlayEntry struct {
+	in  Instance
+	seq uint64
+}
+
+// spareFiles is how many empty files are kept ready.
 const spareFiles = 4
 
-// sparePrefix names the spare files, which the next open removes without
-// counting them as stores that did not finish.
-const sparePrefix = "spare-"
+// writerPrefix names the files writers write: a spare nobody wrote to is
+// empty and removed at the next open without being counted.
+const writerPrefix = "w-"
 
-// makeSpares keeps the spares channel full until Close.
+// makeSpares keeps the spares channel full until Close, a few files per
+// folder fsync.
 func (s *Spool) makeSpares() {
 	defer close(s.sparesDone)
 	for {
-		f, err := s.newTemp(sparePrefix)
+		fs, err := s.newSpares(spareFiles)
 		if err != nil {
 			// A full disk or a broken folder: Create makes its own file
 			// and reports the error; try again later.
@@ -88,22 +118,51 @@ func (s *Spool) makeSpares() {
 				continue
 			}
 		}
-		select {
-		case s.spares <- f:
-		case <-s.stopSpares:
-			f.Close()
-			os.Remove(f.Name())
-			return
+		for i, f := range fs {
+			select {
+			case s.spares <- f:
+			case <-s.stopSpares:
+				for _, f := range fs[i:] {
+					f.Close()
+					os.Remove(f.Name())
+				}
+				return
+			}
 		}
 	}
 }
 
-// newTemp creates an empty temporary file.
-func (s *Spool) newTemp(prefix string) (*os.File, error) {
-	var rnd [12]byte
+// newSpares creates n empty files in one object folder and makes their
+// names durable.
+func (s *Spool) newSpares(n int) ([]*os.File, error) {
+	var rnd [13]byte
 	_, _ = rand.Read(rnd[:])
-	p := filepath.Join(s.dir, "tmp", prefix+hex.EncodeToString(rnd[:])+".part")
-	return os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	dir := filepath.Join(s.dir, "objects", fmt.Sprintf("%02x", rnd[12]))
+	if err := s.ensureDir(dir); err != nil {
+		return nil, err
+	}
+	var fs []*os.File
+	fail := func(err error) ([]*os.File, error) {
+		for _, f := range fs {
+			f.Close()
+			os.Remove(f.Name())
+		}
+		return nil, err
+	}
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			_, _ = rand.Read(rnd[:12])
+		}
+		f, err := os.OpenFile(filepath.Join(dir, writerPrefix+hex.EncodeToString(rnd[:12])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fail(err)
+		}
+		fs = append(fs, f)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	return fs, nil
 }
 
 type spoolCounters struct {
@@ -120,10 +179,13 @@ type Instance struct {
 	// Attrs are header fields the caller wants kept in the index.
 	Attrs map[string]string `json:"attrs,omitempty"`
 
-	File   string    `json:"file"` // path relative to the spool folder
-	Size   int64     `json:"size"`
-	SHA256 string    `json:"sha256"`
-	Stored time.Time `json:"stored"`
+	File string `json:"file"` // path relative to the spool folder
+	Size int64  `json:"size"`
+	// SHA256 is the hash of the content after its first HashFrom bytes
+	// (SpoolWriter.WriteHeader).
+	SHA256   string    `json:"sha256"`
+	HashFrom int64     `json:"hash_from,omitempty"`
+	Stored   time.Time `json:"stored"`
 }
 
 // StoreOutcome says what a Commit did.
@@ -174,13 +236,14 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		return nil, fmt.Errorf("spool: %w", diskFull(err))
 	}
 	indexPath := filepath.Join(dir, "index.db")
-	db, created, err := openBolt(indexPath, spoolFormat)
+	db, created, err := openBoltUpgrading(indexPath, spoolFormat, nil, spoolOlderFormats)
 	if err != nil {
 		return nil, err
 	}
-	s := &Spool{dir: dir, db: db, opts: opts, log: opts.Logger.With("store", "spool")}
+	s := &Spool{dir: dir, db: db, opts: opts, log: opts.Logger.With("store", "spool"), overlay: map[string]overlayEntry{}}
 	if err := s.reconcile(created); err != nil {
 		db.Close()
+		s.journal.close()
 		if created { // it holds nothing; a later open must not take it for the real index
 			os.Remove(indexPath)
 		}
@@ -190,6 +253,8 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 	s.c = newCommitter(db, filepath.Join(dir, "reserve"))
 	s.spares, s.stopSpares, s.sparesDone = make(chan *os.File, spareFiles-1), make(chan struct{}), make(chan struct{})
 	go s.makeSpares()
+	s.applyKick, s.stopApply, s.applyDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.applier()
 	r := s.atOpen
 	s.log.Info("spool open", "dir", dir, "instances", r.Instances, "bytes", r.Bytes)
 	if r.TempRemoved+r.OrphanRemoved+r.CutShort > 0 {
@@ -211,18 +276,85 @@ func (s *Spool) reconcile(created bool) (err error) {
 	}()
 	var rep ReconcileReport
 
+	// Index entries journalled after the last apply: each is kept when its
+	// file is whole (size and SHA-256 as recorded), else it belongs to a
+	// store the crash cut short, never acknowledged.
+	var applied uint64
+	s.db.View(func(tx *bolt.Tx) error { applied = getApplied(tx); return nil })
+	j, recs, err := openSpoolJournal(filepath.Join(s.dir, "index.journal"), applied)
+	if err != nil {
+		return fmt.Errorf("index journal: %w", err)
+	}
+	s.journal = j
+	if len(recs) > 0 {
+		// A record's key already in index.db was applied (the applied mark
+		// can lag behind entries applied while an earlier record's Commit
+		// had not finished), or was written straight to index.db since
+		// (a replacement or a removal came later): index.db has the last
+		// word either way.
+		indexed := map[string]bool{}
+		s.db.View(func(tx *bolt.Tx) error {
+			if ib := tx.Bucket(instancesBucket); ib != nil {
+				for _, r := range recs {
+					if ib.Get([]byte(r.Entry.Key)) != nil {
+						indexed[r.Entry.Key] = true
+					}
+				}
+			}
+			return nil
+		})
+		var keep []Instance
+		for _, r := range recs {
+			if indexed[r.Entry.Key] {
+				continue
+			}
+			if s.whole(r.Entry) {
+				keep = append(keep, r.Entry)
+				continue
+			}
+			rep.CutShort++
+			if err := os.Remove(filepath.Join(s.dir, r.Entry.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		last := recs[len(recs)-1].Seq
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{instancesBucket, groupsBucket} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			for _, in := range keep {
+				if err := putEntry(tx, in); err != nil {
+					return err
+				}
+			}
+			return setApplied(tx, last)
+		})
+		if err != nil {
+			return diskFull(err)
+		}
+		applied = last
+	}
+	s.applied = applied
+	if err := j.restart(applied); err != nil {
+		return fmt.Errorf("index journal: %w", diskFull(err))
+	}
+
 	tmp := filepath.Join(s.dir, "tmp")
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
 		return err
 	}
-	committing := map[string]bool{} // final names of new instances a crash caught mid-commit
+	// Left by a release that wrote into tmp/ and renamed: a name ending in
+	// .commit is a new instance a crash caught mid-commit; a spare- file
+	// with nothing in it is a spare that was never used.
+	committing := map[string]bool{}
 	for _, e := range entries {
-		if base, ok := strings.CutSuffix(e.Name(), commitSuffix); ok {
+		if base, ok := strings.CutSuffix(e.Name(), ".commit"); ok {
 			committing[base] = true
 		}
-		// A spare nobody wrote to is not a store that did not finish.
-		if info, err := e.Info(); err != nil || !strings.HasPrefix(e.Name(), sparePrefix) || info.Size() > 0 {
+		if info, err := e.Info(); err != nil || !strings.HasPrefix(e.Name(), "spare-") || info.Size() > 0 {
 			rep.TempRemoved++
 		}
 		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
@@ -307,11 +439,18 @@ func (s *Spool) reconcile(created bool) (err error) {
 	if err != nil {
 		return diskFull(err)
 	}
-	for rel := range files {
+	for rel, size := range files {
 		if err := os.Remove(filepath.Join(s.dir, rel)); err != nil {
 			return err
 		}
-		rep.OrphanRemoved++
+		switch {
+		case size == 0 && strings.HasPrefix(filepath.Base(rel), writerPrefix):
+			// A spare made ahead and never written to.
+		case strings.HasPrefix(filepath.Base(rel), writerPrefix):
+			rep.TempRemoved++ // a store that never reached Commit, or failed in it
+		default:
+			rep.OrphanRemoved++
+		}
 	}
 	s.atOpen = rep
 	s.used.Store(rep.Bytes)
@@ -319,9 +458,28 @@ func (s *Spool) reconcile(created bool) (err error) {
 	return nil
 }
 
+// whole reports whether in's file is there with the size and SHA-256 its
+// entry records.
+func (s *Spool) whole(in Instance) bool {
+	f, err := os.Open(filepath.Join(s.dir, in.File))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil || info.Size() != in.Size || in.HashFrom > in.Size {
+		return false
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, in.HashFrom, in.Size-in.HashFrom)); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == in.SHA256
+}
+
 // Create starts storing one instance: write its bytes to the returned
-// SpoolWriter, then Commit or Abort it. The bytes go to a temporary file and
-// are never held whole in memory.
+// SpoolWriter, then Commit or Abort it. The bytes go to the file the
+// instance will keep (its name durable already) and are never held whole
+// in memory.
 func (s *Spool) Create() (*SpoolWriter, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
@@ -330,12 +488,15 @@ func (s *Spool) Create() (*SpoolWriter, error) {
 	select {
 	case f = <-s.spares:
 	default:
-		var err error
-		if f, err = s.newTemp(""); err != nil {
+		fs, err := s.newSpares(1)
+		if err != nil {
 			return nil, fmt.Errorf("spool: %w", diskFull(err))
 		}
+		f = fs[0]
 	}
-	return &SpoolWriter{s: s, f: f, tmp: f.Name(), h: sha256.New()}, nil
+	rel, _ := filepath.Rel(s.dir, f.Name())
+	s.writing.Add(1)
+	return &SpoolWriter{s: s, f: f, path: f.Name(), rel: rel, h: newHasher()}, nil
 }
 
 // Store is Create, a copy of r, and Commit.
@@ -355,13 +516,29 @@ func (s *Spool) Store(ctx context.Context, key, group string, attrs map[string]s
 type SpoolWriter struct {
 	s    *Spool
 	f    *os.File
-	tmp  string
-	h    hash.Hash
+	path string // the file's absolute path
+	rel  string // and relative to the spool
+	h    *hasher
 	n    int64
-	err  error
-	done bool
+	// hashFrom is where the hashed content starts (WriteHeader).
+	hashFrom int64
+	err      error
+	done     bool
 	// flushed is how far writeback has been started (see startWriteback).
 	flushed int64
+}
+
+// WriteHeader writes p, before any Write, as a header that is stored but
+// is not part of the content's identity: Instance.SHA256 covers what comes
+// after it (for a DICOM instance, the data set and not the meta header that
+// names the sender), so the same content from two senders is one.
+func (w *SpoolWriter) WriteHeader(p []byte) (int, error) {
+	if w.n != w.hashFrom {
+		return 0, errors.New("spool: WriteHeader after Write")
+	}
+	n, err := w.write(p, false)
+	w.hashFrom = w.n
+	return n, err
 }
 
 // writebackChunk is how much an instance's file grows before the kernel is
@@ -372,12 +549,14 @@ const writebackChunk = 256 << 10
 // Write appends p to the instance. It fails with an error matching ErrFull
 // when the spool's quota or the disk would be exceeded; the writer must then
 // be aborted.
-func (w *SpoolWriter) Write(p []byte) (int, error) {
+func (w *SpoolWriter) Write(p []byte) (int, error) { return w.write(p, true) }
+
+func (w *SpoolWriter) write(p []byte, hashed bool) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	if w.done {
-		return 0, errors.New("spool: write after commit or abort")
+	if w.done || w.h.closed {
+		return 0, errors.New("spool: write after commit, abort or SHA256")
 	}
 	s := w.s
 	if q := s.opts.QuotaBytes; q > 0 {
@@ -392,7 +571,9 @@ func (w *SpoolWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
-	w.h.Write(p[:n])
+	if hashed {
+		w.h.write(p[:n])
+	}
 	s.inflight.Add(-int64(len(p) - n))
 	if err != nil {
 		w.err = fmt.Errorf("spool: %w", diskFull(err))
@@ -404,6 +585,11 @@ func (w *SpoolWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// SHA256 is the hash of the content written so far after the header: the
+// Instance.SHA256 that Commit would record.
+// No bytes may be written after it.
+func (w *SpoolWriter) SHA256() string { return w.h.sumHex() }
 
 // Size is the number of bytes written so far.
 func (w *SpoolWriter) Size() int64 { return w.n }
@@ -420,10 +606,20 @@ func (w *SpoolWriter) Abort() {
 }
 
 func (w *SpoolWriter) discard() {
+	w.h.stop()
 	w.done = true
 	w.f.Close()
-	os.Remove(w.tmp)
+	os.Remove(w.path)
 	w.s.inflight.Add(-w.n)
+	w.s.writing.Add(-1)
+}
+
+// finish ends a writer whose file stays (committed) or is dealt with by
+// its caller.
+func (w *SpoolWriter) finish() {
+	w.done = true
+	w.s.inflight.Add(-w.n)
+	w.s.writing.Add(-1)
 }
 
 // Commit makes the instance durable under key (see the package
@@ -442,23 +638,16 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 		return Instance{}, 0, fmt.Errorf("spool: key must be 1 to 1024 bytes and group at most 1024")
 	}
 	s := w.s
-	sum := hex.EncodeToString(w.h.Sum(nil))
-	kh := sha256.Sum256([]byte(key))
-	khex := hex.EncodeToString(kh[:16])
-	rel := filepath.Join("objects", khex[:2], khex+"-"+sum[:32])
-	in := Instance{Key: key, Group: group, Attrs: attrs, File: rel, Size: w.n, SHA256: sum, Stored: time.Now().UTC()}
+	sum := w.h.sumHex()
+	in := Instance{Key: key, Group: group, Attrs: attrs, File: w.rel, Size: w.n, HashFrom: w.hashFrom, SHA256: sum, Stored: time.Now().UTC()}
 
 	fail := func(err error) (Instance, StoreOutcome, error) {
 		w.Abort()
 		return Instance{}, 0, err
 	}
-	v, err := json.Marshal(in)
-	if err != nil {
-		return fail(err)
-	}
 
-	// One Commit or Remove per key at a time, so that a rename and an index
-	// change of the same key never interleave with another's.
+	// One Commit or Remove per key at a time, so that an index change of
+	// the same key never interleaves with another's.
 	mu := s.keyLock(key)
 	mu.Lock()
 	defer mu.Unlock()
@@ -472,32 +661,24 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 		return prev, Duplicate, nil
 	}
 	if errors.Is(prevErr, ErrNotFound) {
-		return w.commitNew(ctx, in, v)
+		return w.commitNew(in)
 	}
 
+	// A replacement: the file is made durable first, then the entry
+	// points to it, straight in index.db (after any journalled entry).
 	if err := w.f.Sync(); err != nil {
 		return fail(fmt.Errorf("spool: fsync: %w", diskFull(err)))
 	}
 	if err := w.f.Close(); err != nil {
 		return fail(fmt.Errorf("spool: %w", diskFull(err)))
 	}
-	final := filepath.Join(s.dir, rel)
-	if err := s.ensureDir(filepath.Dir(final)); err != nil {
-		return fail(fmt.Errorf("spool: %w", diskFull(err)))
+	v, err := json.Marshal(in)
+	if err != nil {
+		return fail(err)
 	}
-	if err := os.Rename(w.tmp, final); err != nil {
-		return fail(fmt.Errorf("spool: %w", diskFull(err)))
+	if err := s.flushOverlay(ctx); err != nil {
+		return fail(err)
 	}
-	w.done = true
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		// The file is in place but its name may not be durable: do not
-		// acknowledge. A later identical store or the next open cleans up.
-		s.inflight.Add(-w.n)
-		return Instance{}, 0, fmt.Errorf("spool: fsync directory: %w", diskFull(err))
-	}
-
-	// Under the key lock, the entry cannot change between the check above
-	// and this commit: final is a new name that no entry refers to yet.
 	outcome := Stored
 	var old Instance
 	err = s.c.do(ctx, func(tx *bolt.Tx) error {
@@ -524,14 +705,13 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 		}
 		return ib.Put([]byte(key), v)
 	})
-	s.inflight.Add(-w.n)
 	if err != nil {
-		os.Remove(final)
-		return Instance{}, 0, err
+		return fail(err)
 	}
+	w.finish()
 	switch outcome {
 	case Replaced:
-		if old.File != rel {
+		if old.File != in.File {
 			if err := os.Remove(filepath.Join(s.dir, old.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				s.log.Warn("could not remove the replaced copy; it will be removed at the next open", "err", err)
 			}
@@ -546,97 +726,167 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 	return in, outcome, nil
 }
 
-// commitSuffix marks a temporary file whose index entry may already be
-// written (commitNew).
-const commitSuffix = ".commit"
-
-// commitNew stores an instance under a key that has no entry yet. Its
-// index entry is written while the file is made durable, not after: on a
-// crash before both are done, the next open drops an entry whose file is
-// missing (its temporary file, renamed first, says so) and removes a file
-// no entry names — neither was acknowledged —
-// and no earlier instance can be lost, as there is none under this key.
-// This takes the index's two fsyncs off the path of every new instance.
-// The caller holds the key's lock.
-func (w *SpoolWriter) commitNew(ctx context.Context, in Instance, v []byte) (Instance, StoreOutcome, error) {
+// commitNew stores an instance under a key that has no entry yet: its
+// entry goes to the journal while the file is fdatasynced, the two at
+// once, and Commit returns when both are durable: one flush of each file,
+// no rename, no folder fsync. A crash after the entry is durable but
+// before the file is leaves an entry the next open checks against the
+// file's size and SHA-256, and drops (never acknowledged). No earlier
+// instance can be lost, as there is none under this key. The caller holds
+// the key's lock.
+func (w *SpoolWriter) commitNew(in Instance) (Instance, StoreOutcome, error) {
 	s := w.s
-	key := []byte(in.Key)
-	// First a name that says which instance this is: if the process ends
-	// after the index entry is written but before the file is in place,
-	// the next open tells that entry (never acknowledged) from a lost file.
-	committing := filepath.Join(s.dir, "tmp", filepath.Base(in.File)+commitSuffix)
-	if err := os.Rename(w.tmp, committing); err != nil {
+	seq, err := s.journal.append(in)
+	if err != nil {
 		w.Abort()
-		return Instance{}, 0, fmt.Errorf("spool: %w", diskFull(err))
+		return Instance{}, 0, err
 	}
-	w.tmp = committing
-	indexed := make(chan error, 1)
-	go func() {
-		indexed <- s.c.do(ctx, func(tx *bolt.Tx) error {
-			if in.Group != "" {
-				g, err := tx.Bucket(groupsBucket).CreateBucketIfNotExists([]byte(in.Group))
-				if err != nil {
-					return err
-				}
-				if err := g.Put(key, nil); err != nil {
-					return err
-				}
-			}
-			return tx.Bucket(instancesBucket).Put(key, v)
-		})
-	}()
-	final := filepath.Join(s.dir, in.File)
-	fileErr := func() error {
-		if err := w.f.Sync(); err != nil {
-			return fmt.Errorf("spool: fsync: %w", diskFull(err))
-		}
-		if err := w.f.Close(); err != nil {
-			return fmt.Errorf("spool: %w", diskFull(err))
-		}
-		if err := s.ensureDir(filepath.Dir(final)); err != nil {
-			return fmt.Errorf("spool: %w", diskFull(err))
-		}
-		if err := os.Rename(w.tmp, final); err != nil {
-			return fmt.Errorf("spool: %w", diskFull(err))
-		}
+	defer s.journal.done(seq)
+	journalled := make(chan error, 1)
+	go func() { journalled <- s.journal.sync(seq) }()
+	fileErr := fdatasyncFile(w.f)
+	if fileErr == nil {
+		fileErr = w.f.Close()
+	} else {
+		w.f.Close()
+	}
+	journalErr := <-journalled
+	if fileErr != nil || journalErr != nil {
+		// The entry may be durable without its file: the next open drops
+		// it, as it will not match. Until then nobody sees it.
 		w.done = true
-		if err := syncDir(filepath.Dir(final)); err != nil {
-			return fmt.Errorf("spool: fsync directory: %w", diskFull(err))
-		}
-		return nil
-	}()
-	indexErr := <-indexed
-	s.inflight.Add(-w.n)
-	if fileErr != nil || indexErr != nil {
-		if indexErr == nil {
-			// Take the entry back: its file is not durable.
-			if err := s.c.doFreeing(context.Background(), func(tx *bolt.Tx) error {
-				if in.Group != "" {
-					if err := ungroup(tx, in.Group, in.Key); err != nil {
-						return err
-					}
-				}
-				return tx.Bucket(instancesBucket).Delete(key)
-			}); err != nil {
-				s.log.Error("an index entry of an instance that was not stored could not be removed; the next open drops it", "err", err)
-			}
-		}
-		if w.done {
-			os.Remove(final)
-		} else {
-			w.f.Close()
-			os.Remove(w.tmp)
-			w.done = true
-		}
+		os.Remove(w.path)
+		s.inflight.Add(-w.n)
+		s.writing.Add(-1)
 		if fileErr != nil {
-			return Instance{}, 0, fileErr
+			return Instance{}, 0, fmt.Errorf("spool: fsync: %w", diskFull(fileErr))
 		}
-		return Instance{}, 0, indexErr
+		return Instance{}, 0, journalErr
 	}
+	s.ovMu.Lock()
+	s.overlay[in.Key] = overlayEntry{in, seq}
+	n := len(s.overlay)
+	s.ovMu.Unlock()
+	if n >= overlayKick {
+		select {
+		case s.applyKick <- struct{}{}:
+		default:
+		}
+	}
+	w.finish()
 	s.used.Add(in.Size)
 	s.count.Add(1)
 	s.counters.stored.Add(1)
 	return in, Stored, nil
+}
+
+// overlayKick is how many journalled entries make the applier run before
+// its interval; applyInterval the interval.
+const (
+	overlayKick   = 256
+	applyInterval = 100 * time.Millisecond
+)
+
+// applier moves journalled entries into index.db until Close.
+func (s *Spool) applier() {
+	defer close(s.applyDone)
+	t := time.NewTicker(applyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopApply:
+			return
+		case <-t.C:
+		case <-s.applyKick:
+		}
+		if err := s.flushOverlay(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Warn("journalled index entries could not be applied yet; retrying", "err", err)
+		}
+	}
+}
+
+// flushOverlay writes every journalled entry into index.db in one
+// transaction, with the last sequence number applied, and takes them off
+// the overlay; then restarts the journal when it has grown.
+func (s *Spool) flushOverlay(ctx context.Context) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.ovMu.Lock()
+	batch := make([]overlayEntry, 0, len(s.overlay))
+	for _, e := range s.overlay {
+		batch = append(batch, e)
+	}
+	s.ovMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	var top uint64
+	for _, e := range batch {
+		top = max(top, e.seq)
+	}
+	upTo := max(s.applied, s.journal.appliedUpTo(top))
+	err := s.c.do(ctx, func(tx *bolt.Tx) error {
+		for _, e := range batch {
+			if err := putEntry(tx, e.in); err != nil {
+				return err
+			}
+		}
+		return setApplied(tx, upTo)
+	})
+	if err != nil {
+		return err
+	}
+	s.applied = upTo
+	s.ovMu.Lock()
+	for _, e := range batch {
+		if cur, ok := s.overlay[e.in.Key]; ok && cur.seq == e.seq {
+			delete(s.overlay, e.in.Key)
+		}
+	}
+	s.ovMu.Unlock()
+	if s.journal.needsRestart() {
+		if err := s.journal.restart(s.applied); err != nil {
+			s.log.Warn("the index journal could not be restarted; it goes on growing", "err", err)
+		}
+	}
+	return nil
+}
+
+// putEntry writes a new entry and its group membership.
+func putEntry(tx *bolt.Tx, in Instance) error {
+	v, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	if in.Group != "" {
+		g, err := tx.Bucket(groupsBucket).CreateBucketIfNotExists([]byte(in.Group))
+		if err != nil {
+			return err
+		}
+		if err := g.Put([]byte(in.Key), nil); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(instancesBucket).Put([]byte(in.Key), v)
+}
+
+var journalAppliedKey = []byte("journal_applied")
+
+func setApplied(tx *bolt.Tx, seq uint64) error {
+	b, err := tx.CreateBucketIfNotExists(spoolMetaBucket)
+	if err != nil {
+		return err
+	}
+	return b.Put(journalAppliedKey, binary.BigEndian.AppendUint64(nil, seq))
+}
+
+func getApplied(tx *bolt.Tx) uint64 {
+	if b := tx.Bucket(spoolMetaBucket); b != nil {
+		if v := b.Get(journalAppliedKey); len(v) == 8 {
+			return binary.BigEndian.Uint64(v)
+		}
+	}
+	return 0
 }
 
 // makeSpoolDirs makes the spool's folders, including all 256 object
@@ -713,6 +963,12 @@ func (s *Spool) Get(key string) (Instance, error) {
 }
 
 func (s *Spool) getLocked(key string) (Instance, error) {
+	s.ovMu.Lock()
+	e, ok := s.overlay[key]
+	s.ovMu.Unlock()
+	if ok {
+		return e.in, nil
+	}
 	var in Instance
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(instancesBucket).Get([]byte(key))
@@ -743,6 +999,9 @@ func (s *Spool) Path(in Instance) string { return filepath.Join(s.dir, in.File) 
 
 // Group returns the entries of one group (study), ordered by key.
 func (s *Spool) Group(group string) ([]Instance, error) {
+	if err := s.flushOverlay(context.Background()); err != nil {
+		return nil, err
+	}
 	var out []Instance
 	err := s.db.View(func(tx *bolt.Tx) error {
 		g := tx.Bucket(groupsBucket).Bucket([]byte(group))
@@ -766,6 +1025,9 @@ func (s *Spool) Group(group string) ([]Instance, error) {
 
 // Each calls fn for every entry, ordered by key, until fn returns false.
 func (s *Spool) Each(fn func(Instance) bool) error {
+	if err := s.flushOverlay(context.Background()); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(instancesBucket).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -801,6 +1063,9 @@ func (s *Spool) remove(ctx context.Context, key, sha string) error {
 	mu := s.keyLock(key)
 	mu.Lock()
 	defer mu.Unlock()
+	if err := s.flushOverlay(ctx); err != nil {
+		return err
+	}
 	var in Instance
 	err := s.c.doFreeing(ctx, func(tx *bolt.Tx) error {
 		ib := tx.Bucket(instancesBucket)
@@ -866,24 +1131,19 @@ func (s *Spool) Close() error {
 		}
 		break
 	}
+	if s.stopApply != nil {
+		close(s.stopApply)
+		<-s.applyDone
+		// What is still journalled goes into index.db now; were this to
+		// fail, the next open replays it.
+		if err := s.flushOverlay(context.Background()); err != nil {
+			s.log.Warn("journalled index entries are left for the next open", "err", err)
+		}
+	}
 	s.c.close()
-	return s.db.Close()
+	return errors.Join(s.db.Close(), s.journal.close())
 }
 
-// Unfinished counts the temporary files of stores in progress (or left by
-// a writer that was neither committed nor aborted), not the empty spares
-// kept ready.
-func (s *Spool) Unfinished() (int, error) {
-	entries, err := os.ReadDir(filepath.Join(s.dir, "tmp"))
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && info.Size() == 0 && strings.HasPrefix(e.Name(), sparePrefix) {
-			continue
-		}
-		n++
-	}
-	return n, nil
-}
+// Unfinished counts the writers of stores in progress (or left neither
+// committed nor aborted).
+func (s *Spool) Unfinished() (int, error) { return int(s.writing.Load()), nil }

@@ -134,13 +134,13 @@ func TestSpoolKeepsOneCopyOfADuplicateAndReplacesDifferentContent(t *testing.T) 
 }
 
 // countFiles counts the files under dir, leaving out the empty spares an
-// open spool keeps ready in tmp/.
+// open spool keeps ready.
 func countFiles(t *testing.T, dir string) int {
 	t.Helper()
 	n := 0
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
-			if info, e := d.Info(); e == nil && info.Size() == 0 && strings.HasPrefix(d.Name(), sparePrefix) {
+			if info, e := d.Info(); e == nil && info.Size() == 0 && strings.HasPrefix(d.Name(), writerPrefix) {
 				return nil
 			}
 			n++

@@ -33,13 +33,21 @@ func openBolt(path, format string) (db *bolt.DB, created bool, err error) {
 // kind of store carried a format marker: one whose top-level buckets are all
 // named in adopt gets the marker (created reports false).
 func openBoltAdopting(path, format string, adopt []string) (db *bolt.DB, created bool, err error) {
+	return openBoltUpgrading(path, format, adopt, nil)
+}
+
+// openBoltUpgrading is openBoltAdopting that also takes a store of one of
+// the earlier formats named in older, whose marker it rewrites: the caller
+// has made sure this release reads them (and an older release then
+// refuses the store instead of misreading it).
+func openBoltUpgrading(path, format string, adopt, older []string) (db *bolt.DB, created bool, err error) {
 	info, statErr := os.Stat(path)
 	mark := false
 	switch {
 	case statErr == nil && info.IsDir():
 		return nil, false, fmt.Errorf("%s is a directory, not a wardgate store", path)
 	case statErr == nil && info.Size() > 0:
-		switch err := inspect(path, format, adopt); {
+		switch err := inspect(path, format, adopt, older); {
 		case errors.Is(err, errUnmarked):
 			mark = true
 		case err != nil:
@@ -78,14 +86,15 @@ func openBoltAdopting(path, format string, adopt []string) (db *bolt.DB, created
 }
 
 // errUnmarked is inspect's answer for a store of the right kind written
-// before it carried a format marker.
+// before it carried a format marker, or with an earlier format's: its
+// marker is (re)written.
 var errUnmarked = errors.New("a wardgate store without a format marker")
 
 // inspect opens path read-only and checks that it is a readable bbolt file
 // carrying our format marker (or, with adopt, an older one holding only the
 // buckets named there: errUnmarked). bbolt can panic on damaged pages; the
 // panic is turned into an error naming the file.
-func inspect(path, format string, adopt []string) (err error) {
+func inspect(path, format string, adopt, older []string) (err error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		return describeOpenError(path, err)
@@ -105,6 +114,9 @@ func inspect(path, format string, adopt []string) (err error) {
 			return fmt.Errorf("%s is a bbolt database but not a wardgate store; it was left untouched", path)
 		}
 		got := b.Get(formatKey)
+		if slices.Contains(older, string(got)) {
+			return errUnmarked
+		}
 		if string(got) != format {
 			return fmt.Errorf("%s holds format %q, this wardgate reads %q; it was left untouched", path, got, format)
 		}

@@ -54,7 +54,7 @@ func TestOpenStore(t *testing.T) {
 		if info, err := os.Stat(p + ".reserve"); err != nil || info.Size() != reserveSize {
 			t.Fatalf("reserve: %v", err)
 		}
-		if err := inspect(p, format, nil); err != nil {
+		if err := inspect(p, format, nil, nil); err != nil {
 			t.Fatalf("reopened: %v", err)
 		}
 	})
@@ -75,7 +75,7 @@ func TestOpenStore(t *testing.T) {
 		if string(v) != "v" {
 			t.Fatalf("data lost in the adoption: %q", v)
 		}
-		if err := inspect(p, format, nil); err != nil {
+		if err := inspect(p, format, nil, nil); err != nil {
 			t.Fatalf("not marked: %v", err)
 		}
 	})

@@ -2,13 +2,13 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -25,8 +25,9 @@ import (
 
 // AttrHeader is the spool attribute holding an instance's dataset.InstanceHeader as
 // JSON; AttrCallingAE the calling AE title of the association it came on.
-// AttrDataSetSHA256 the SHA-256 of the data set as received (the file's
-// own hash covers the meta header too, which names the calling AE).
+// AttrDataSetSHA256 the SHA-256 of the data set as received. (The spool's
+// own hash is that too since the meta header is written as a header; for
+// instances spooled before, it covered the meta header as well.)
 const (
 	AttrHeader        = "header"
 	AttrCallingAE     = "calling_ae"
@@ -36,9 +37,10 @@ const (
 // Receiver is the StoreHandler that keeps each instance in a buffer.Spool:
 // a Part 10 meta header built from the association, then the data set bytes
 // exactly as received. On Commit it reads the header fields from the
-// spooled bytes (streaming, pixel data skipped), commits the file (fsync of
-// file and folder, then the index) under the SOP Instance UID in the group
-// of its Study Instance UID, and only then answers Success.
+// spooled bytes (streaming, pixel data skipped), commits the instance (its
+// file and its index entry durable: see buffer.SpoolWriter.Commit) under
+// the SOP Instance UID in the group of its Study Instance UID, and only then
+// answers Success.
 //
 // Refusals: a full spool (quota or disk) gives A700 and keeps nothing of the
 // instance; a data set that cannot be parsed gives C000 and is not stored.
@@ -101,15 +103,22 @@ func (r *Receiver) BeginStore(ctx context.Context, req dicom.StoreRequest) (dico
 	if err != nil {
 		return nil, r.refusal(err)
 	}
-	n, err := dicom.WriteFileMeta(w, dicom.FileMeta{
+	// The meta header names the sender; the spool's hash (the instance's
+	// identity) covers the data set alone.
+	var meta bytes.Buffer
+	if _, err := dicom.WriteFileMeta(&meta, dicom.FileMeta{
 		SOPClassUID: req.SOPClassUID, SOPInstanceUID: req.SOPInstanceUID,
 		TransferSyntaxUID: req.TransferSyntaxUID, SourceAET: req.CallingAE,
-	})
+	}); err != nil {
+		w.Abort()
+		return nil, r.refusal(err)
+	}
+	n, err := w.WriteHeader(meta.Bytes())
 	if err != nil {
 		w.Abort()
 		return nil, r.refusal(err)
 	}
-	return &receiveWriter{r: r, w: w, req: req, dataset: n, h: sha256.New()}, nil
+	return &receiveWriter{r: r, w: w, req: req, dataset: int64(n)}, nil
 }
 
 // refusal counts err and makes a full spool an dicom.ErrOutOfResources (A700).
@@ -126,14 +135,12 @@ type receiveWriter struct {
 	r       *Receiver
 	w       *buffer.SpoolWriter
 	req     dicom.StoreRequest
-	dataset int64     // offset of the data set in the file
-	h       hash.Hash // of the data set bytes
+	dataset int64 // offset of the data set in the file
 	err     error
 }
 
 func (rw *receiveWriter) Write(p []byte) (int, error) {
 	n, err := rw.w.Write(p)
-	rw.h.Write(p[:n])
 	if err != nil && rw.err == nil {
 		rw.err = rw.r.refusal(err)
 		return n, rw.err
@@ -179,7 +186,7 @@ func (rw *receiveWriter) Commit(ctx context.Context) (uint16, error) {
 	if prevErr == nil {
 		prev = r.withOrigin(prev)
 	}
-	dsSum := hex.EncodeToString(rw.h.Sum(nil))
+	dsSum := rw.w.SHA256() // of the data set: the meta header is not hashed
 	if prevErr == nil && prev.Attrs[AttrDataSetSHA256] == dsSum {
 		// The same data set again (from another AE, say, which only our
 		// meta header would record): the stored copy stands.
