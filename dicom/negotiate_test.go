@@ -44,7 +44,8 @@ func TestNegotiate(t *testing.T) {
 	if !reflect.DeepEqual(ac.User.Roles, []roleSelection{{SOPClassUID: "1.2.840.10008.5.1.4.1.1.6.1", SCU: true, SCP: false}}) {
 		t.Fatalf("roles %+v", ac.User.Roles)
 	}
-	if ac.User.AsyncOps == nil || *ac.User.AsyncOps != [2]uint16{1, 1} || ac.User.MaxPDULength != 1<<16 ||
+	// A window of 5 asked: 5 C-STOREs outstanding (within the default 8), one report of ours.
+	if ac.User.AsyncOps == nil || *ac.User.AsyncOps != [2]uint16{5, 1} || ac.User.MaxPDULength != 1<<16 ||
 		ac.User.ImplementationClassUID != ImplementationClassUID || ac.CallingAE != "US1" {
 		t.Fatalf("user information %+v", ac.User)
 	}

@@ -88,6 +88,12 @@ type Server struct {
 	// is taken when an association is accepted, not when a connection
 	// opens: idle connections cannot use the slots up.
 	MaxAssociations int
+	// MaxAsyncOps is the asynchronous operations window (PS3.7 D.3.3.3) a
+	// requestor that offers one may use: that many C-STOREs outstanding,
+	// the next arriving while earlier ones are made durable. A requestor
+	// that offers none works one at a time. 0: DefaultMaxAsyncOps; 1: one
+	// at a time for everyone.
+	MaxAsyncOps int
 	// MaxUnaskedPerPeer bounds the connections from one address that have
 	// not sent their A-ASSOCIATE-RQ yet; one more is closed at once.
 	// 0: DefaultMaxUnaskedPerPeer.
@@ -446,8 +452,10 @@ func (s *Server) negotiate(a *assoc, rq *associate) *associate {
 		},
 	}
 	if rq.User.AsyncOps != nil {
-		// We perform one operation at a time (PS3.7 D.3.3.3).
-		ac.User.AsyncOps = &[2]uint16{1, 1}
+		// PS3.7 D.3.3.3: the requestor may invoke as many operations as
+		// it offered, up to our window (0 offered: no limit of its own);
+		// we invoke one at a time (N-EVENT-REPORTs).
+		ac.User.AsyncOps = &[2]uint16{uint16(s.asyncWindow(rq)), 1}
 	}
 	seen := map[byte]bool{}
 	for _, pc := range rq.Contexts {
@@ -491,6 +499,25 @@ func (s *Server) negotiate(a *assoc, rq *associate) *associate {
 	return ac
 }
 
+// DefaultMaxAsyncOps is Server.MaxAsyncOps when it is 0.
+const DefaultMaxAsyncOps = 8
+
+// asyncWindow is how many C-STOREs the requestor of rq may have
+// outstanding.
+func (s *Server) asyncWindow(rq *associate) int {
+	max := s.MaxAsyncOps
+	if max <= 0 {
+		max = DefaultMaxAsyncOps
+	}
+	if rq.User.AsyncOps == nil {
+		return 1
+	}
+	if invoked := int(rq.User.AsyncOps[0]); invoked > 0 && invoked < max {
+		return invoked
+	}
+	return max
+}
+
 // session is one accepted association on the server side.
 type session struct {
 	s      *Server
@@ -499,6 +526,11 @@ type session struct {
 	remote net.Addr
 	log    *slog.Logger
 	out    outbound // requests of ours (N-EVENT-REPORT) and the writes they share
+	// slots bounds the C-STOREs outstanding (the asynchronous operations
+	// window): one is taken when an instance has arrived and is being made
+	// durable, given back once it is answered; pending waits for them.
+	slots   chan struct{}
+	pending sync.WaitGroup
 }
 
 // run serves DIMSE messages until the peer releases (nil) or something
@@ -507,12 +539,17 @@ func (ss *session) run(ctx context.Context) error {
 	a := ss.a
 	ss.out.init()
 	defer ss.out.end()
+	ss.slots = make(chan struct{}, ss.s.asyncWindow(ss.rq))
+	// Every instance received is committed and answered (or its answer
+	// fails with the connection) before the association ends.
+	defer ss.pending.Wait()
 	for {
 		pcid, cmd, err := a.readCommand()
 		if err != nil {
 			var o *otherPDU
 			if errors.As(err, &o) && o.Type == pduReleaseRQ {
-				ss.out.end() // no report of ours may follow the A-RELEASE-RP
+				ss.pending.Wait() // every C-STORE answered before the A-RELEASE-RP
+				ss.out.end()      // no report of ours may follow it
 				ss.out.wmu.Lock()
 				err := a.write(releaseRPPDU)
 				ss.out.wmu.Unlock()
@@ -625,20 +662,39 @@ func (ss *session) store(ctx context.Context, pcid byte, cmd *command) error {
 		s.instancesFailed.Add(1)
 		return ss.respond(pcid, cmd, cStoreRSP, StatusForError(sink.err), "")
 	}
-	status, err := w.Commit(ctx)
-	if err != nil {
-		ss.log.Warn("dicom: committing instance failed", "sop_class", req.SOPClassUID, "err", err)
-		if status == StatusSuccess {
-			status = StatusForError(err)
+	n := data.n
+	commit := func() error {
+		status, err := w.Commit(ctx)
+		if err != nil {
+			ss.log.Warn("dicom: committing instance failed", "sop_class", req.SOPClassUID, "err", err)
+			if status == StatusSuccess {
+				status = StatusForError(err)
+			}
 		}
+		if IsFailureStatus(status) {
+			s.instancesFailed.Add(1)
+		} else {
+			s.instancesStored.Add(1)
+		}
+		ss.log.Debug("dicom: C-STORE", "sop_class", req.SOPClassUID, "status", fmt.Sprintf("0x%04x", status), "bytes", n)
+		return ss.respond(pcid, cmd, cStoreRSP, status, "")
 	}
-	if IsFailureStatus(status) {
-		s.instancesFailed.Add(1)
-	} else {
-		s.instancesStored.Add(1)
+	if cap(ss.slots) <= 1 {
+		return commit()
 	}
-	ss.log.Debug("dicom: C-STORE", "sop_class", req.SOPClassUID, "status", fmt.Sprintf("0x%04x", status), "bytes", data.n)
-	return ss.respond(pcid, cmd, cStoreRSP, status, "")
+	// Within the window, the next instance is read while this one is
+	// made durable; its answer follows when it is.
+	ss.slots <- struct{}{}
+	ss.pending.Add(1)
+	go func() {
+		defer ss.pending.Done()
+		defer func() { <-ss.slots }()
+		if err := commit(); err != nil {
+			// The connection broke: the read loop finds out too.
+			ss.log.Debug("dicom: answering a C-STORE failed", "err", err)
+		}
+	}()
+	return nil
 }
 
 // IsFailureStatus reports whether a C-STORE status is a failure (not success, not

@@ -69,6 +69,11 @@ type Dialer struct {
 	// Roles proposes SCP/SCU role selection (PS3.7 D.3.3.4) for these
 	// SOP classes: the roles we, the requestor, offer to take.
 	Roles map[string]Role
+	// MaxOpsInvoked, when not 0, proposes an asynchronous operations
+	// window (PS3.7 D.3.3.3): we would have that many operations
+	// outstanding. Association.AsyncWindow says what the acceptor
+	// granted. (Store itself waits for each answer.)
+	MaxOpsInvoked uint16
 	// MaxPDULength is the maximum P-DATA-TF length we advertise.
 	// 0: DefaultMaxPDULength.
 	MaxPDULength uint32
@@ -87,6 +92,7 @@ type Association struct {
 	msgID    uint16
 	broken   error
 	roles    []roleSelection // the acceptor's answers to our role selection items
+	window   int             // operations we may have outstanding (0: no limit)
 }
 
 // Dial connects to addr and negotiates an association proposing contexts.
@@ -114,6 +120,9 @@ func (d Dialer) Dial(ctx context.Context, addr string, contexts []PresentationCo
 			ImplementationClassUID: ImplementationClassUID,
 			ImplementationVersion:  ImplementationVersionName,
 		},
+	}
+	if d.MaxOpsInvoked != 0 {
+		rq.User.AsyncOps = &[2]uint16{d.MaxOpsInvoked, 1}
 	}
 	for i, c := range contexts {
 		if c.AbstractSyntax == "" || len(c.TransferSyntaxes) == 0 {
@@ -194,7 +203,10 @@ func negotiateAsRequestor(a *assoc, rq *associate) (*Association, error) {
 		return nil, err
 	}
 	a.peerMax = ac.User.MaxPDULength
-	as := &Association{a: a, roles: ac.User.Roles}
+	as := &Association{a: a, roles: ac.User.Roles, window: 1}
+	if ac.User.AsyncOps != nil && rq.User.AsyncOps != nil {
+		as.window = int(ac.User.AsyncOps[0])
+	}
 	for _, pc := range ac.Contexts {
 		if pc.Result != contextAccepted {
 			continue
@@ -239,6 +251,11 @@ func (as *Association) context(abstractSyntax, ts string) (byte, bool) {
 	}
 	return 0, false
 }
+
+// AsyncWindow is how many operations the acceptor lets us have
+// outstanding: 1 unless a window was proposed (MaxOpsInvoked) and granted;
+// 0 means no limit.
+func (as *Association) AsyncWindow() int { return as.window }
 
 // PeerMaxPDULength is the maximum PDU length the peer accepts (0: unlimited).
 func (as *Association) PeerMaxPDULength() uint32 { return as.a.peerMax }
