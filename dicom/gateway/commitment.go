@@ -466,6 +466,7 @@ func (c *Committer) Run(ctx context.Context) error {
 	defer t.Stop()
 	defer c.wg.Wait()
 	for {
+		start := time.Now()
 		if err := c.pass(ctx); err != nil && ctx.Err() == nil {
 			c.log().Warn("dicom: storage commitment: reading the pending requests failed", "err", err)
 		}
@@ -475,8 +476,21 @@ func (c *Committer) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-c.kick:
 		}
+		// A pass looks at every undecided reference: however often
+		// forwarders record marks, passes start at most every
+		// minCommitPassGap.
+		if wait := minCommitPassGap - time.Since(start); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
 	}
 }
+
+// minCommitPassGap is the least time between the starts of two passes.
+const minCommitPassGap = 500 * time.Millisecond
 
 // pass decides what can be decided and starts the reports that are due.
 func (c *Committer) pass(ctx context.Context) error {
@@ -716,5 +730,13 @@ func (n *Node) newCommitter(c NodeConfig, log *slog.Logger) {
 	}
 	if n.Pruner != nil {
 		n.Pruner.Holds = n.Committer.Holds
+	}
+	// What a destination has is what decides a reference under
+	// commit_after: forwarded; an arriving instance decides nothing (one
+	// not in the spool when asked for failed then).
+	if c.Commitment.After == CommitWhenForwarded {
+		for _, f := range n.Forwarders {
+			f.OnMarked = n.Committer.Kick
+		}
 	}
 }

@@ -105,6 +105,10 @@ type Forwarder struct {
 	// is durable, so that it joins the gateway's dead letters. It must not
 	// block for long. Refusals lists them again (after a restart).
 	OnRefused func(Refusal)
+	// OnMarked, when set, is called after marks of what the destination
+	// answered are durable (a storage commitment may then be decided). It
+	// must not block.
+	OnMarked func()
 
 	// Enqueue only appends to pending, under its own small lock: a C-STORE
 	// response (the Receiver calls Enqueue) never waits for the queue. The

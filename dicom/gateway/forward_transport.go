@@ -51,11 +51,16 @@ func (fm *forwardMarks) flush() {
 		// The instances stay delivered at the destination; without the
 		// marks they are sent again after a restart.
 		f.Logger.Error("dicom: recording forwarded instances failed", "err", err)
-	} else if f.OnRefused != nil {
-		for key, m := range fm.m {
-			if m.Dead {
-				f.OnRefused(Refusal{Destination: f.Dest.LedgerName(), Key: key, SHA256: m.SHA256, Reason: m.Reason, At: m.At})
+	} else {
+		if f.OnRefused != nil {
+			for key, m := range fm.m {
+				if m.Dead {
+					f.OnRefused(Refusal{Destination: f.Dest.LedgerName(), Key: key, SHA256: m.SHA256, Reason: m.Reason, At: m.At})
+				}
 			}
+		}
+		if f.OnMarked != nil {
+			f.OnMarked()
 		}
 	}
 	clear(fm.m)

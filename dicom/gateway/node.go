@@ -124,9 +124,6 @@ func NewNode(c NodeConfig) (*Node, error) {
 		for _, f := range n.Forwarders {
 			f.Enqueue(in.Key)
 		}
-		if n.Committer != nil {
-			n.Committer.Kick()
-		}
 	}}
 	n.newCommitter(c, log)
 	n.Server = &dicom.Server{
