@@ -213,6 +213,9 @@ func TestDicomTLSWithDCMTK(t *testing.T) {
 	if strings.Contains(p.Log(), "PID-E2E") {
 		t.Fatal("the log names the patient")
 	}
+	if page := getPage(t, p); !strings.Contains(page, fmt.Sprintf("DICOM TLS on 127.0.0.1:%d", port)) || !strings.Contains(page, "TLS handshakes failed") {
+		t.Fatalf("the status page does not show the TLS listener and its failed handshakes:\n%s", page)
+	}
 }
 
 // `wardgate echo -tls` and `send -tls` against a TLS storescp that requires
