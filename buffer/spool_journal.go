@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // The spool's index journal (spool/index.journal) makes a new instance's
@@ -61,6 +59,8 @@ type spoolJournal struct {
 
 	syncMu sync.Mutex // one fdatasync at a time
 	synced uint64     // every record up to this seq is durable (under syncMu)
+
+	fdatasync func(*os.File) error // fdatasyncFile; tests make it fail
 }
 
 // spoolJournalRecord is one entry read back at open.
@@ -83,7 +83,7 @@ func openSpoolJournal(path string, applied uint64) (*spoolJournal, []spoolJourna
 		f.Close()
 		return nil, nil, err
 	}
-	j := &spoolJournal{f: f, size: info.Size(), open: map[uint64]bool{}}
+	j := &spoolJournal{f: f, size: info.Size(), open: map[uint64]bool{}, fdatasync: fdatasyncFile}
 	var recs []spoolJournalRecord
 	r := io.NewSectionReader(f, 0, info.Size())
 	var off int64
@@ -144,7 +144,7 @@ func (j *spoolJournal) restart(applied uint64) error {
 		// is refused with ErrFull.
 		_ = j.growLocked(journalChunk - j.size)
 	}
-	return unix.Fdatasync(int(j.f.Fd()))
+	return j.fdatasync(j.f)
 }
 
 // needsRestart reports whether the journal has grown past journalRestartAt.
@@ -208,12 +208,14 @@ func (j *spoolJournal) done(seq uint64) {
 }
 
 // appliedUpTo is how far the journal may be recorded as applied once the
-// entries through top are in index.db: not past a record whose Commit
-// has not finished (its entry is not in the overlay yet, so not in what
-// was applied).
-func (j *spoolJournal) appliedUpTo(top uint64) uint64 {
+// overlay, taken after this call, is in index.db: up to the record before
+// the first whose Commit has not finished. A Commit puts its entry in the
+// overlay before it finishes, so every record up to there is in the
+// overlay taken next, or applied before, or failed (never acknowledged).
+func (j *spoolJournal) appliedUpTo() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	top := j.seq
 	for seq := range j.open {
 		if seq <= top {
 			top = seq - 1
@@ -233,7 +235,7 @@ func (j *spoolJournal) sync(seq uint64) error {
 	j.mu.Lock()
 	upTo := j.seq
 	j.mu.Unlock()
-	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+	if err := j.fdatasync(j.f); err != nil {
 		return fmt.Errorf("spool journal: fdatasync: %w", diskFull(err))
 	}
 	j.synced = upTo
