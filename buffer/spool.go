@@ -276,6 +276,21 @@ func (s *Spool) reconcile(created bool) (err error) {
 	}()
 	var rep ReconcileReport
 
+	// A new index.db beside files: the index was lost or moved. Refuse
+	// before anything changes, the journal included: its entries not in
+	// the index.db the operator puts back are the only record of the
+	// instances they name.
+	if created {
+		files, err := s.objectFiles()
+		if err != nil {
+			return err
+		}
+		if len(files) > 0 {
+			return fmt.Errorf("index.db is new but objects/ holds %d files: the index was lost or moved; "+
+				"wardgate will not delete them: restore index.db or move objects/ aside", len(files))
+		}
+	}
+
 	// Index entries journalled after the last apply: each is kept when its
 	// file is whole (size and SHA-256 as recorded), else it belongs to a
 	// store the crash cut short, never acknowledged.
@@ -362,27 +377,9 @@ func (s *Spool) reconcile(created bool) (err error) {
 		}
 	}
 
-	// Every file under objects/, by its path relative to the spool.
-	files := map[string]int64{}
-	objects := filepath.Join(s.dir, "objects")
-	err = filepath.WalkDir(objects, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(s.dir, p)
-		files[rel] = info.Size()
-		return nil
-	})
+	files, err := s.objectFiles()
 	if err != nil {
 		return err
-	}
-	if created && len(files) > 0 {
-		return fmt.Errorf("index.db is new but objects/ holds %d files: the index was lost or moved; "+
-			"wardgate will not delete them: restore index.db or move objects/ aside", len(files))
 	}
 
 	err = s.db.Update(func(tx *bolt.Tx) error {
@@ -456,6 +453,25 @@ func (s *Spool) reconcile(created bool) (err error) {
 	s.used.Store(rep.Bytes)
 	s.count.Store(int64(rep.Instances))
 	return nil
+}
+
+// objectFiles returns every file under objects/, by its path relative to
+// the spool, with its size.
+func (s *Spool) objectFiles() (map[string]int64, error) {
+	files := map[string]int64{}
+	err := filepath.WalkDir(filepath.Join(s.dir, "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.dir, p)
+		files[rel] = info.Size()
+		return nil
+	})
+	return files, err
 }
 
 // whole reports whether in's file is there with the size and SHA-256 its

@@ -111,3 +111,55 @@ func TestSpoolAppliedMarkNeverPassesACommitThatEndedDuringTheApply(t *testing.T)
 		}
 	}
 }
+
+// An open that refuses a spool whose index.db is missing (lost or moved
+// aside) must leave everything as it found it, its journal included: the
+// error tells the operator to put index.db back, and the entries journalled
+// but not yet applied to that index.db are then needed to keep the
+// instances they name. Were the journal emptied by the refused open, those
+// acknowledged instances' files would be removed as files no entry names.
+func TestSpoolRefusingAMissingIndexKeepsTheJournal(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	index := filepath.Join(dir, "index.db")
+	s := openTestSpool(t, dir, SpoolOptions{})
+	if _, _, err := s.Store(ctx, "K1", "g", nil, bytes.NewReader(randomBytes(1, 5000))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	backup, err := os.ReadFile(index) // index.db as it is before K2
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTestSpool(t, dir, SpoolOptions{})
+	if _, _, err := s.Store(ctx, "K2", "g", nil, bytes.NewReader(randomBytes(2, 5000))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// The state a crash before K2 was applied leaves: K2 only in the journal.
+	if err := os.WriteFile(index, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// index.db moved aside: the open refuses.
+	if err := os.Rename(index, index+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := OpenSpool(dir, SpoolOptions{Logger: quiet}); err == nil {
+		s.Close()
+		t.Fatal("OpenSpool without index.db but with files in objects/ succeeded")
+	}
+	// Put back, as the error says.
+	if err := os.Rename(index+".aside", index); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestSpool(t, dir, SpoolOptions{})
+	for i, key := range []string{"K1", "K2"} {
+		if _, err := s.Get(key); err != nil {
+			t.Fatalf("%s after index.db was put back: %v (open found %+v)", key, err, s.Stats().AtOpen)
+		}
+		if !bytes.Equal(readAll(t, s, key), randomBytes(uint64(i+1), 5000)) {
+			t.Fatalf("%s has other bytes", key)
+		}
+	}
+}
