@@ -86,6 +86,9 @@ type CommitmentRequest struct {
 	CallingAE, CalledAE string
 	TransactionUID      string
 	References          []SOPReference
+	// TLS: the request came over DICOM TLS (so its report must not go in
+	// the clear).
+	TLS bool
 }
 
 // CommitmentResult is what an N-EVENT-REPORT says of a request (PS3.4

@@ -283,7 +283,7 @@ func (ss *session) action(ctx context.Context, pcid byte, cmd *command) error {
 			status, why = commitmentStatus(err), err.Error()
 			break
 		}
-		req = CommitmentRequest{CallingAE: ss.rq.CallingAE, CalledAE: ss.rq.CalledAE, TransactionUID: tuid, References: refs}
+		req = CommitmentRequest{CallingAE: ss.rq.CallingAE, CalledAE: ss.rq.CalledAE, TransactionUID: tuid, References: refs, TLS: peerOf(ss.rq.CallingAE, ss.a).TLS}
 	}
 	rep := &Reporter{ss: ss, pcid: pcid, ready: make(chan struct{})}
 	defer close(rep.ready)

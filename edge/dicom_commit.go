@@ -35,6 +35,11 @@ func commitmentConfig(c *config.DICOM, serverTLS *tls.Config) *gateway.Commitmen
 		cc.After = gateway.CommitWhenForwarded
 	}
 	tlsOnly := c.TLS != nil && c.TLS.Listen == ""
+	if serverTLS != nil {
+		// A requester that asked over TLS gets its report over TLS,
+		// whichever listener it used.
+		cc.RequesterTLS = reportTLS(serverTLS, "")
+	}
 	for _, a := range c.Allow {
 		ae := strings.TrimSpace(a.AETitle)
 		if _, seen := cc.Peers[ae]; a.Port != 0 && a.Host != "" && !seen {

@@ -42,6 +42,17 @@ func (p *pki) issueBoth(name, cn string) (certFile, keyFile string) {
 // address, not in the clear (which a TLS-only modality can never take:
 // the report would be retried for a week and then abandoned).
 func TestReview13bCommitmentReportToATLSOnlyModality(t *testing.T) {
+	commitmentReportOverTLS(t, false)
+}
+
+// The same with TLS on its own port beside a plain dicom.listen and no
+// tls_subject: the request came over TLS, so the report goes over TLS
+// (the modality's certificate checked by its host name).
+func TestCommitmentReportOverTLSBesidePlain(t *testing.T) {
+	commitmentReportOverTLS(t, true)
+}
+
+func commitmentReportOverTLS(t *testing.T, beside bool) {
 	RequirePeers(t, "storescu", "storescp")
 	site := newPKI(t, "site")
 	wgCert, wgKey := site.issueBoth("wardgate", "wardgate.ward4b")
@@ -65,12 +76,26 @@ func TestReview13bCommitmentReportToATLSOnlyModality(t *testing.T) {
 		Certificates: []tls.Certificate{pair}, ClientCAs: roots, ClientAuth: tls.RequireAndVerifyClientCert})))
 	t.Cleanup(func() { modality.Shutdown(context.Background()) })
 
-	p, _, _, port := dicomGateway(t, fmt.Sprintf(`  allow:
+	cfg := fmt.Sprintf(`  allow:
     - {ae_title: MODALITY, host: 127.0.0.1, port: %d, tls_subject: "CN=modality.radiology,O=Test Hospital"}
   tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
   forward: [{ae_title: PACS, host: 127.0.0.1, port: %d}]
   commitment: {commit_after: forwarded, timeout: 1h}
-`, scuPort, wgCert, wgKey, site.CA, pacsPort), "")
+`, scuPort, wgCert, wgKey, site.CA, pacsPort)
+	tlsPort := freePort(t)
+	if beside {
+		cfg = fmt.Sprintf(`  allow:
+    - {ae_title: MODALITY, host: 127.0.0.1, port: %d}
+  tls: {listen: "127.0.0.1:%d", cert_file: %s, key_file: %s, client_ca_file: %s}
+  forward: [{ae_title: PACS, host: 127.0.0.1, port: %d}]
+  commitment: {commit_after: forwarded, timeout: 1h}
+`, scuPort, tlsPort, wgCert, wgKey, site.CA, pacsPort)
+	}
+	p, _, _, port := dicomGateway(t, cfg, "")
+	if beside {
+		p.WaitLog(t, `dicom listening for TLS`, 10*time.Second)
+		port = tlsPort
+	}
 
 	study := "1.2.826.0.1.3680043.2.1125.131"
 	files := studyFiles(t, study, 1, 16, 16)

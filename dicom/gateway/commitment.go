@@ -88,14 +88,19 @@ type Committer struct {
 	// PeerTLS maps a requester's calling AE title to the DICOM TLS of a
 	// new association to its address (a modality that speaks only TLS);
 	// absent: plain.
-	PeerTLS     map[string]*tls.Config
-	AETitle     string // ours: the calling AE title of report associations
-	Timeouts    dicom.Timeouts
-	MaxPending  int            // 0: DefaultMaxCommitments
-	Interval    time.Duration  // re-evaluation; 0: DefaultCommitInterval
-	Backoff     buffer.Backoff // for undeliverable reports; zero: buffer.DefaultBackoff
-	GiveUpAfter time.Duration  // 0: DefaultReportGiveUp
-	Logger      *slog.Logger
+	PeerTLS map[string]*tls.Config
+	// RequesterTLS is the DICOM TLS of a new association to a requester
+	// that asked over TLS and has no PeerTLS entry (verified by its host
+	// name); nil: such a report waits for an association of the
+	// requester's own rather than go in the clear.
+	RequesterTLS *tls.Config
+	AETitle      string // ours: the calling AE title of report associations
+	Timeouts     dicom.Timeouts
+	MaxPending   int            // 0: DefaultMaxCommitments
+	Interval     time.Duration  // re-evaluation; 0: DefaultCommitInterval
+	Backoff      buffer.Backoff // for undeliverable reports; zero: buffer.DefaultBackoff
+	GiveUpAfter  time.Duration  // 0: DefaultReportGiveUp
+	Logger       *slog.Logger
 
 	recMu     sync.Mutex // serialises the read-modify-writes of records
 	mu        sync.Mutex
@@ -147,6 +152,9 @@ type commitmentRecord struct {
 	Attempts       int         `json:"attempts,omitempty"`
 	NextTry        time.Time   `json:"next_try,omitzero"`
 	LastError      string      `json:"last_error,omitempty"`
+	// TLS: the request came over DICOM TLS; a report on a new association
+	// goes over TLS too.
+	TLS bool `json:"tls,omitempty"`
 }
 
 func (r *commitmentRecord) key() string { return r.CallingAE + " " + r.TransactionUID }
@@ -227,7 +235,7 @@ func (c *Committer) Stats() CommitmentStats {
 // RequestCommitment implements dicom.CommitmentHandler.
 func (c *Committer) RequestCommitment(ctx context.Context, req dicom.CommitmentRequest, rep *dicom.Reporter) (uint16, error) {
 	c.init()
-	rec := &commitmentRecord{CallingAE: req.CallingAE, CalledAE: req.CalledAE, TransactionUID: req.TransactionUID, Received: time.Now().UTC()}
+	rec := &commitmentRecord{CallingAE: req.CallingAE, CalledAE: req.CalledAE, TransactionUID: req.TransactionUID, Received: time.Now().UTC(), TLS: req.TLS}
 	for _, r := range req.References {
 		rec.Refs = append(rec.Refs, commitRef{SOPReference: r})
 	}
@@ -627,10 +635,13 @@ func (c *Committer) deliver(ctx context.Context, r *commitmentRecord, res dicom.
 	if !ok {
 		return 0, "", fmt.Errorf("the requester's association has ended and dicom.allow gives no port for %s", r.CallingAE)
 	}
+	if r.TLS && c.reportTLS(r) == nil {
+		return 0, "", fmt.Errorf("%s asked over DICOM TLS and no TLS is configured for a report to %s: it waits for an association of the requester's own", r.CallingAE, addr)
+	}
 	dctx, cancel := context.WithTimeout(ctx, commitmentDialTimeout)
 	defer cancel()
 	d := dicom.Dialer{
-		CallingAE: c.AETitle, CalledAE: r.CallingAE, Timeouts: c.Timeouts, TLS: c.PeerTLS[r.CallingAE],
+		CallingAE: c.AETitle, CalledAE: r.CallingAE, Timeouts: c.Timeouts, TLS: c.reportTLS(r),
 		Roles: map[string]dicom.Role{dicom.StorageCommitmentPushModelSOPClass: {SCP: true}},
 	}
 	as, err := d.Dial(dctx, addr, []dicom.PresentationContextProposal{dicom.CommitmentProposal()})
@@ -658,6 +669,18 @@ func (c *Committer) deliver(ctx context.Context, r *commitmentRecord, res dicom.
 	}
 	as.Release(rctx)
 	return status, "a new association to " + addr, nil
+}
+
+// reportTLS is the DICOM TLS of a new association to r's requester: its
+// own (PeerTLS), or, when it asked over TLS, RequesterTLS; nil: plain.
+func (c *Committer) reportTLS(r *commitmentRecord) *tls.Config {
+	if t := c.PeerTLS[r.CallingAE]; t != nil {
+		return t
+	}
+	if r.TLS {
+		return c.RequesterTLS
+	}
+	return nil
 }
 
 // retry records a failed delivery: the next attempt after Backoff, or, past
@@ -708,6 +731,8 @@ type CommitmentConfig struct {
 	// PeerTLS maps calling AE titles to the DICOM TLS of those new
 	// associations; absent: plain.
 	PeerTLS map[string]*tls.Config
+	// RequesterTLS is Committer.RequesterTLS.
+	RequesterTLS *tls.Config
 	// MaxPending bounds the requests that wait (0: DefaultMaxCommitments).
 	MaxPending int
 }
@@ -725,7 +750,7 @@ func (n *Node) newCommitter(c NodeConfig, log *slog.Logger) {
 	}
 	n.Committer = &Committer{
 		Spool: c.Spool, Ledger: n.Ledger, After: c.Commitment.After, Destinations: dests,
-		Timeout: c.Commitment.Timeout, Peers: c.Commitment.Peers, PeerTLS: c.Commitment.PeerTLS, AETitle: c.AETitle, Timeouts: c.Timeouts, Logger: log,
+		Timeout: c.Commitment.Timeout, Peers: c.Commitment.Peers, PeerTLS: c.Commitment.PeerTLS, RequesterTLS: c.Commitment.RequesterTLS, AETitle: c.AETitle, Timeouts: c.Timeouts, Logger: log,
 		MaxPending: c.Commitment.MaxPending,
 	}
 	if n.Pruner != nil {
