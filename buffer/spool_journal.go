@@ -56,6 +56,13 @@ type spoolJournal struct {
 	// its entry visible, or failed): the applier must not record as
 	// applied a sequence number past one of them.
 	open map[uint64]bool
+	// broken is set by a failed fdatasync: the records it should have made
+	// durable may never reach the disk (the kernel marks their pages clean
+	// all the same: fsyncgate), and the journal is read at open only up to
+	// the first record missing, so no record after them may be
+	// acknowledged, whatever a later fdatasync says. Until a restart of
+	// wardgate replays what is really on disk, every append is refused.
+	broken error
 
 	syncMu sync.Mutex // one fdatasync at a time
 	synced uint64     // every record up to this seq is durable (under syncMu)
@@ -180,6 +187,9 @@ func (j *spoolJournal) append(in Instance) (uint64, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.broken != nil {
+		return 0, j.broken
+	}
 	seq := j.seq + 1
 	rec := make([]byte, 16, 16+len(v))
 	binary.LittleEndian.PutUint64(rec[8:], seq)
@@ -233,10 +243,17 @@ func (j *spoolJournal) sync(seq uint64) error {
 		return nil
 	}
 	j.mu.Lock()
-	upTo := j.seq
+	upTo, broken := j.seq, j.broken
 	j.mu.Unlock()
+	if broken != nil {
+		return broken
+	}
 	if err := j.fdatasync(j.f); err != nil {
-		return fmt.Errorf("spool journal: fdatasync: %w", diskFull(err))
+		err = fmt.Errorf("spool journal: fdatasync failed; restart wardgate: %w", diskFull(err))
+		j.mu.Lock()
+		j.broken = err
+		j.mu.Unlock()
+		return err
 	}
 	j.synced = upTo
 	return nil

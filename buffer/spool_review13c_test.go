@@ -3,8 +3,10 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -161,5 +163,88 @@ func TestSpoolRefusingAMissingIndexKeepsTheJournal(t *testing.T) {
 		if !bytes.Equal(readAll(t, s, key), randomBytes(uint64(i+1), 5000)) {
 			t.Fatalf("%s has other bytes", key)
 		}
+	}
+}
+
+// zeroJournalRecord13c overwrites the record seq of the journal file at
+// path with zeros: what is on disk when that record's write never reached
+// it (its fdatasync failed and the kernel dropped the page).
+func zeroJournalRecord13c(t *testing.T, path string, seq uint64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off+16 <= len(b); {
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n < 8 || off+8+n > len(b) {
+			break
+		}
+		if binary.LittleEndian.Uint64(b[off+8:]) == seq {
+			clear(b[off : off+8+n])
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		off += 8 + n
+	}
+	t.Fatalf("record %d not found in the journal", seq)
+}
+
+// After an fdatasync of the journal failed, the records it should have
+// made durable may never reach the disk (the kernel marks the pages clean:
+// fsyncgate), and the journal is read at open only up to the first record
+// missing. A later Commit must not be acknowledged on a later fdatasync's
+// word: its record lies after the hole and would be lost with a power cut.
+// Either it is refused, or it survives the hole.
+func TestSpoolJournalAfterAFailedFdatasyncAcknowledgesNothingBeyondIt(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	s := openTestSpool(t, dir, SpoolOptions{})
+	stopApplier13c(s)
+	if _, _, err := s.Store(ctx, "R", "g", nil, bytes.NewReader(randomBytes(5, 3000))); err != nil {
+		t.Fatal(err)
+	}
+	failed := false
+	s.journal.syncMu.Lock()
+	s.journal.fdatasync = func(f *os.File) error {
+		if !failed {
+			failed = true
+			return syscall.EIO
+		}
+		return fdatasyncFile(f)
+	}
+	s.journal.syncMu.Unlock()
+
+	if _, _, err := s.Store(ctx, "A", "g", nil, bytes.NewReader(randomBytes(1, 3000))); err == nil {
+		t.Fatal("a Commit whose journal fdatasync failed succeeded")
+	}
+	seqA := s.journal.seq
+	_, _, errB := s.Store(ctx, "B", "g", nil, bytes.NewReader(randomBytes(2, 3000)))
+	if errB != nil {
+		t.Logf("the Commit after the failed fdatasync is refused: %v", errB)
+		// Refusals go on until a restart: nothing is acknowledged on a journal with a hole.
+		if _, _, err := s.Store(ctx, "C", "g", nil, bytes.NewReader(randomBytes(3, 3000))); err == nil {
+			t.Fatal("a later Commit on the journal that failed was acknowledged")
+		}
+		if n, _ := s.Unfinished(); n != 0 {
+			t.Fatalf("%d writers unfinished after refused commits", n)
+		}
+		// A replacement does not use the journal: it is still taken.
+		if _, outcome, err := s.Store(ctx, "R", "g", nil, bytes.NewReader(randomBytes(6, 3000))); err != nil || outcome != Replaced {
+			t.Fatalf("a replacement after the failed fdatasync: %v %v", outcome, err)
+		}
+		if !bytes.Equal(readAll(t, s, "R"), randomBytes(6, 3000)) {
+			t.Fatal("R has other bytes than its replacement")
+		}
+		return
+	}
+	// B was acknowledged. A power cut: A's record never reached the disk.
+	c := crashCopy13c(t, s)
+	zeroJournalRecord13c(t, filepath.Join(c, "index.journal"), seqA)
+	s2 := openTestSpool(t, c, SpoolOptions{})
+	if _, err := s2.Get("B"); err != nil {
+		t.Fatalf("acknowledged B is lost behind the record whose fdatasync failed: %v", err)
 	}
 }
