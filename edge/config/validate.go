@@ -457,13 +457,14 @@ func validateDICOM(c *Config, ps *Problems) {
 		p := fmt.Sprintf("dicom.allow[%d]", i)
 		validateAETitle(ps, p+".ae_title", a.AETitle)
 		if a.Host != "" && net.ParseIP(a.Host) == nil {
-			// Resolved once, at start: a name that does not resolve would
-			// stop the gateway there, so check says it here.
+			// The gateway runs with a name that does not resolve (that entry
+			// admits nobody until it does, looked up every 30 s), so a DNS
+			// outage at boot does not stop it; check says so.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := net.DefaultResolver.LookupHost(ctx, a.Host)
 			cancel()
 			if err != nil {
-				ps.At(p+".host", "%q does not resolve (%v): the gateway resolves allow hosts when it starts", a.Host, err)
+				ps.Warn(p+".host", "%q does not resolve now (%v): %s is refused until it does", a.Host, err, a.AETitle)
 			}
 		}
 		validateAllowPort(ps, p, a)
