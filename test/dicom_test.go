@@ -46,11 +46,13 @@ func dcmtkCmd(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// startStorescp runs storescp +B as AE PACS on port, writing into dir.
-func startStorescp(t *testing.T, port int, dir string) {
+// startStorescp runs storescp +B as AE PACS on port, writing into dir,
+// with more options (TLS) before the port.
+func startStorescp(t *testing.T, port int, dir string, options ...string) {
 	t.Helper()
 	RequirePeers(t, "storescp")
-	cmd := dcmtkCmd("storescp", "+B", "-aet", "PACS", "-od", dir, strconv.Itoa(port))
+	args := append([]string{"+B", "-aet", "PACS", "-od", dir}, options...)
+	cmd := dcmtkCmd("storescp", append(args, strconv.Itoa(port))...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -101,29 +101,10 @@ func must(b []byte, err error) []byte {
 
 // startStorescpTLS runs storescp +tls as AE PACS, requiring a client
 // certificate signed by clientCA.
-func startStorescpTLS(t *testing.T, port int, dir, cert, key, clientCA string) *bytes.Buffer {
+func startStorescpTLS(t *testing.T, port int, dir, cert, key, clientCA string) {
 	t.Helper()
-	RequirePeers(t, "storescp")
-	cmd := dcmtkCmd("storescp", "+B", "-aet", "PACS", "-od", dir, "+tls", key, cert, "-pw", "+cf", clientCA, strconv.Itoa(port))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &syncWriter{b: &out}, &syncWriter{b: &out}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	Eventually(t, 5*time.Second, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, func() string { return "storescp +tls did not listen: " + out.String() })
-	return &out
+	startStorescp(t, port, dir, "+tls", key, cert, "-pw", "+cf", clientCA)
 }
-
-type syncWriter struct{ b *bytes.Buffer }
-
-func (w *syncWriter) Write(p []byte) (int, error) { return w.b.Write(p) }
 
 // storescuTLS sends files over TLS with DCMTK; tlsArgs are storescu's TLS
 // options (+tls KEY CERT, or +tla).

@@ -334,3 +334,30 @@ patients:
 		t.Fatalf("zone %v, patient_reference %q", c.Monitors[0].Zone, c.FHIR.PatientReference)
 	}
 }
+
+// loadCase loads yaml (beside files) and checks that it is refused with an
+// error saying problem (or loads, when problem is ""), and that its
+// warnings say warn (or, when warn is "", that none mentions quiet). It
+// returns the config when it loaded.
+func loadCase(t *testing.T, yaml string, files map[string]string, problem, warn, quiet string) *Config {
+	t.Helper()
+	c, ps, err := Load(write(t, yaml, files))
+	switch {
+	case problem != "" && (err == nil || !strings.Contains(err.Error(), problem)):
+		t.Fatalf("error %v, want one saying %q", err, problem)
+	case problem == "" && err != nil:
+		t.Fatalf("refused: %v", err)
+	}
+	var ws []string
+	for _, w := range ps.Warnings() {
+		ws = append(ws, w.Path+": "+w.Message)
+	}
+	warns := strings.Join(ws, "\n")
+	if warn != "" && !strings.Contains(warns, warn) || warn == "" && strings.Contains(warns, quiet) {
+		t.Fatalf("warnings %q, want %q", warns, warn)
+	}
+	if err != nil {
+		return nil
+	}
+	return c
+}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -20,23 +19,6 @@ func TestDICOMIsClosedByDefault(t *testing.T) {
 		{"allow_any on one address", "dicom: {ae_title: WARDGATE, allow_any: true, listen: \"10.20.0.9:11112\"}\n", "", ""},
 		{"allow", "dicom: {ae_title: WARDGATE, allow: [{ae_title: CT01, host: 10.0.0.5}]}\n", "", ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := write(t, base+tc.dicom, nil)
-			_, ps, err := Load(path)
-			switch {
-			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
-				t.Fatalf("error %v, want one saying %q", err, tc.problem)
-			case tc.problem == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			}
-			var ws []string
-			for _, w := range ps.Warnings() {
-				ws = append(ws, w.Path+": "+w.Message)
-			}
-			warns := strings.Join(ws, "\n")
-			if tc.warn != "" && !strings.Contains(warns, tc.warn) || tc.warn == "" && strings.Contains(warns, "dicom.") {
-				t.Fatalf("warnings %q, want %q", warns, tc.warn)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { loadCase(t, base+tc.dicom, nil, tc.problem, tc.warn, "dicom.") })
 	}
 }

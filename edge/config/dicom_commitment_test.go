@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -28,22 +27,8 @@ func TestDICOMCommitment(t *testing.T) {
 		{"port without commitment", "dicom: {ae_title: WARDGATE, allow: [{ae_title: CT01, host: 10.0.0.5, port: 104}]}\n", "", "dicom.allow[0].port: is used only with dicom.commitment"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, ps, err := Load(write(t, base+tc.dicom, nil))
-			switch {
-			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
-				t.Fatalf("error %v, want one saying %q", err, tc.problem)
-			case tc.problem == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			}
-			var ws []string
-			for _, w := range ps.Warnings() {
-				ws = append(ws, w.Path+": "+w.Message)
-			}
-			warns := strings.Join(ws, "\n")
-			if tc.warn != "" && !strings.Contains(warns, tc.warn) || tc.warn == "" && strings.Contains(warns, "dicom.") {
-				t.Fatalf("warnings %q, want %q", warns, tc.warn)
-			}
-			if err == nil && c.DICOM.Commitment != nil && (c.DICOM.Commitment.CommitAfter == "" || c.DICOM.Commitment.Timeout == 0) {
+			c := loadCase(t, base+tc.dicom, nil, tc.problem, tc.warn, "dicom.")
+			if c != nil && c.DICOM.Commitment != nil && (c.DICOM.Commitment.CommitAfter == "" || c.DICOM.Commitment.Timeout == 0) {
 				t.Fatalf("defaults not applied: %+v", c.DICOM.Commitment)
 			}
 		})

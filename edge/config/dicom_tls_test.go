@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"strings"
 	"testing"
 	"time"
 )
@@ -71,22 +70,7 @@ func TestDICOMTLSConfig(t *testing.T) {
 		{"tls_subject on a forward", allow + "  forward: [{ae_title: PACS, host: pacs, port: 104, tls_subject: \"CN=x\"}]\n", "dicom.forward[0].tls_subject: is not used in forward", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := write(t, base+"dicom:\n  ae_title: WARDGATE\n"+tc.dicom, files)
-			_, ps, err := Load(path)
-			switch {
-			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
-				t.Fatalf("error %v, want one saying %q", err, tc.problem)
-			case tc.problem == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			}
-			var ws []string
-			for _, w := range ps.Warnings() {
-				ws = append(ws, w.Path+": "+w.Message)
-			}
-			warns := strings.Join(ws, "\n")
-			if tc.warn != "" && !strings.Contains(warns, tc.warn) || tc.warn == "" && strings.Contains(warns, "tls") {
-				t.Fatalf("warnings %q, want %q", warns, tc.warn)
-			}
+			loadCase(t, base+"dicom:\n  ae_title: WARDGATE\n"+tc.dicom, files, tc.problem, tc.warn, "tls")
 		})
 	}
 }
