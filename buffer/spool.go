@@ -692,7 +692,7 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 	if err != nil {
 		return fail(err)
 	}
-	if err := s.flushOverlay(ctx); err != nil {
+	if err := s.flushOverlay(ctx, false); err != nil {
 		return fail(err)
 	}
 	outcome := Stored
@@ -815,7 +815,7 @@ func (s *Spool) applier() {
 		case <-t.C:
 		case <-s.applyKick:
 		}
-		if err := s.flushOverlay(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+		if err := s.flushOverlay(context.Background(), false); err != nil && !errors.Is(err, ErrClosed) {
 			s.log.Warn("journalled index entries could not be applied yet; retrying", "err", err)
 		}
 	}
@@ -823,8 +823,12 @@ func (s *Spool) applier() {
 
 // flushOverlay writes every journalled entry into index.db in one
 // transaction, with the last sequence number applied, and takes them off
-// the overlay; then restarts the journal when it has grown.
-func (s *Spool) flushOverlay(ctx context.Context) error {
+// the overlay; then restarts the journal when it has grown. frees says
+// that it comes before a removal, or before Each or Group, with which
+// the forwarder and the pruner find what to deliver and remove: on a full
+// disk it may then use the reserve, as the removal itself may, else a
+// disk filled while entries wait in the journal would stop every removal.
+func (s *Spool) flushOverlay(ctx context.Context, frees bool) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	// How far the journal is applied once this batch is in index.db, read
@@ -847,7 +851,11 @@ func (s *Spool) flushOverlay(ctx context.Context) error {
 		return nil
 	}
 	upTo := max(s.applied, bound)
-	err := s.c.do(ctx, func(tx *bolt.Tx) error {
+	do := s.c.do
+	if frees {
+		do = s.c.doFreeing
+	}
+	err := do(ctx, func(tx *bolt.Tx) error {
 		for _, e := range batch {
 			if err := putEntry(tx, e.in); err != nil {
 				return err
@@ -1025,7 +1033,7 @@ func (s *Spool) Path(in Instance) string { return filepath.Join(s.dir, in.File) 
 
 // Group returns the entries of one group (study), ordered by key.
 func (s *Spool) Group(group string) ([]Instance, error) {
-	if err := s.flushOverlay(context.Background()); err != nil {
+	if err := s.flushOverlay(context.Background(), true); err != nil {
 		return nil, err
 	}
 	var out []Instance
@@ -1051,7 +1059,7 @@ func (s *Spool) Group(group string) ([]Instance, error) {
 
 // Each calls fn for every entry, ordered by key, until fn returns false.
 func (s *Spool) Each(fn func(Instance) bool) error {
-	if err := s.flushOverlay(context.Background()); err != nil {
+	if err := s.flushOverlay(context.Background(), true); err != nil {
 		return err
 	}
 	return s.db.View(func(tx *bolt.Tx) error {
@@ -1089,7 +1097,7 @@ func (s *Spool) remove(ctx context.Context, key, sha string) error {
 	mu := s.keyLock(key)
 	mu.Lock()
 	defer mu.Unlock()
-	if err := s.flushOverlay(ctx); err != nil {
+	if err := s.flushOverlay(ctx, true); err != nil {
 		return err
 	}
 	var in Instance
@@ -1162,7 +1170,7 @@ func (s *Spool) Close() error {
 		<-s.applyDone
 		// What is still journalled goes into index.db now; were this to
 		// fail, the next open replays it.
-		if err := s.flushOverlay(context.Background()); err != nil {
+		if err := s.flushOverlay(context.Background(), false); err != nil {
 			s.log.Warn("journalled index entries are left for the next open", "err", err)
 		}
 	}

@@ -120,7 +120,7 @@ func TestSpoolJournalRestartsAndIgnoresOldRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%50 == 49 {
-			if err := s.flushOverlay(ctx); err != nil {
+			if err := s.flushOverlay(ctx, false); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -96,7 +98,7 @@ func TestSpoolAppliedMarkNeverPassesACommitThatEndedDuringTheApply(t *testing.T)
 		s.journal.done(seqA)
 	}
 	t.Cleanup(func() { spoolFlushHook = nil })
-	if err := s.flushOverlay(ctx); err != nil {
+	if err := s.flushOverlay(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get("A"); err != nil {
@@ -246,5 +248,78 @@ func TestSpoolJournalAfterAFailedFdatasyncAcknowledgesNothingBeyondIt(t *testing
 	s2 := openTestSpool(t, c, SpoolOptions{})
 	if _, err := s2.Get("B"); err != nil {
 		t.Fatalf("acknowledged B is lost behind the record whose fdatasync failed: %v", err)
+	}
+}
+
+// fillDisk13c writes a file into dir until the disk is full.
+func fillDisk13c(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	// Smaller writes take what is left.
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			break
+		}
+	}
+}
+
+// A removal frees room, and on a full disk it may use the reserve; so must
+// the apply of journalled entries it needs first, and the one before Each
+// and Group, with which the pruner finds what to remove: else a disk
+// filled while new entries wait in the journal stops every removal, and
+// the gateway can neither take nor free anything.
+func TestSpoolOnAFullDiskWithEntriesInTheJournalStillRemoves(t *testing.T) {
+	for _, first := range []string{"Remove", "Each", "Group"} {
+		t.Run(first, func(t *testing.T) {
+			ctx := context.Background()
+			disk := smallDisk(t, "24m")
+			s := openTestSpool(t, filepath.Join(disk, "spool"), SpoolOptions{})
+			stopApplier13c(s)
+			attrs := map[string]string{"header": string(bytes.Repeat([]byte("x"), 3000))}
+			for i := 0; i < 60; i++ {
+				if _, _, err := s.Store(ctx, fmt.Sprintf("K%d", i), fmt.Sprintf("g%d", i%3), attrs, bytes.NewReader(randomBytes(uint64(i), 20<<10))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fillDisk13c(t, disk)
+			switch first {
+			case "Each":
+				n := 0
+				if err := s.Each(func(Instance) bool { n++; return true }); err != nil || n != 60 {
+					t.Fatalf("Each on a full disk: %d entries, %v", n, err)
+				}
+			case "Group":
+				if g, err := s.Group("g0"); err != nil || len(g) != 20 {
+					t.Fatalf("Group on a full disk: %d entries, %v", len(g), err)
+				}
+			}
+			if err := s.Remove(ctx, "K0"); err != nil {
+				t.Fatalf("Remove on a full disk with entries in the journal: %v", err)
+			}
+			if _, err := s.Get("K0"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("K0 after Remove: %v", err)
+			}
+			for i := 1; i < 60; i++ {
+				if !bytes.Equal(readAll(t, s, fmt.Sprintf("K%d", i)), randomBytes(uint64(i), 20<<10)) {
+					t.Fatalf("K%d changed", i)
+				}
+			}
+			if st := s.Stats(); st.Instances != 59 {
+				t.Fatalf("%d instances counted, want 59", st.Instances)
+			}
+		})
 	}
 }
