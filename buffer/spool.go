@@ -831,6 +831,42 @@ func (s *Spool) applier() {
 func (s *Spool) flushOverlay(ctx context.Context, frees bool) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	if err := s.applyLocked(ctx, frees, false); err != nil {
+		return err
+	}
+	if !s.journal.needsRestart() {
+		return nil
+	}
+	// New appends wait while the Commits under way end (each with its
+	// fdatasyncs); their entries are then applied, so every record is,
+	// and the journal starts again. A Commit slow to end (a stalled disk)
+	// leaves the restart to a later apply rather than holding every
+	// store for it.
+	drained := s.journal.hold()
+	defer s.journal.release()
+	select {
+	case <-drained:
+	case <-time.After(journalDrainWait):
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+	if err := s.applyLocked(ctx, frees, true); err != nil {
+		return err
+	}
+	if err := s.journal.restart(s.applied); err != nil {
+		s.log.Warn("the index journal could not be restarted; it goes on growing", "err", err)
+	}
+	return nil
+}
+
+// journalDrainWait bounds how long a journal restart holds new appends.
+const journalDrainWait = time.Second
+
+// applyLocked is flushOverlay's apply, under applyMu. With force, the
+// applied mark is written even when the overlay is empty (the last
+// records' Commits failed), so that the journal can start again.
+func (s *Spool) applyLocked(ctx context.Context, frees, force bool) error {
 	// How far the journal is applied once this batch is in index.db, read
 	// before the overlay is taken: read after, a Commit that put its entry
 	// in the overlay just after it was taken, and then finished, would be
@@ -847,7 +883,7 @@ func (s *Spool) flushOverlay(ctx context.Context, frees bool) error {
 	if spoolFlushHook != nil {
 		spoolFlushHook()
 	}
-	if len(batch) == 0 {
+	if len(batch) == 0 && (!force || bound <= s.applied) {
 		return nil
 	}
 	upTo := max(s.applied, bound)
@@ -874,11 +910,6 @@ func (s *Spool) flushOverlay(ctx context.Context, frees bool) error {
 		}
 	}
 	s.ovMu.Unlock()
-	if s.journal.needsRestart() {
-		if err := s.journal.restart(s.applied); err != nil {
-			s.log.Warn("the index journal could not be restarted; it goes on growing", "err", err)
-		}
-	}
 	return nil
 }
 

@@ -28,11 +28,12 @@ import (
 // so an append overwrites written blocks and its fdatasync flushes data
 // only.
 
-// The journal grows by journalChunk, written with zeros; once everything in
-// it is applied and it is past journalRestartAt, it starts again at 0.
-// Under a steady stream of instances some Commit is nearly always under way,
-// so it may grow for as long as a burst lasts (a few KiB per instance)
-// and start again once it is quiet. journalMaxRecord bounds what a length
+// The journal grows by journalChunk, written with zeros; once it is past
+// journalRestartAt, the applier makes new appends wait for the Commits
+// under way to end (their fdatasyncs, a millisecond or so), applies their
+// entries and starts the journal again at 0: under a steady stream some
+// Commit is nearly always under way, and waiting for a moment when none
+// is let the journal grow for as long as the stream lasted. journalMaxRecord bounds what a length
 // field may say: an index entry is a few KiB.
 var (
 	journalChunk     int64 = 1 << 20
@@ -63,6 +64,10 @@ type spoolJournal struct {
 	// acknowledged, whatever a later fdatasync says. Until a restart of
 	// wardgate replays what is really on disk, every append is refused.
 	broken error
+	// held, while a restart waits for the Commits under way to end, makes
+	// appends wait (it is closed when the restart is over); drained is
+	// closed once no record's Commit is unfinished.
+	held, drained chan struct{}
 
 	syncMu sync.Mutex // one fdatasync at a time
 	synced uint64     // every record up to this seq is durable (under syncMu)
@@ -187,6 +192,12 @@ func (j *spoolJournal) append(in Instance) (uint64, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	for j.held != nil {
+		h := j.held
+		j.mu.Unlock()
+		<-h
+		j.mu.Lock()
+	}
 	if j.broken != nil {
 		return 0, j.broken
 	}
@@ -214,7 +225,34 @@ func (j *spoolJournal) append(in Instance) (uint64, error) {
 func (j *spoolJournal) done(seq uint64) {
 	j.mu.Lock()
 	delete(j.open, seq)
+	if j.drained != nil && len(j.open) == 0 {
+		close(j.drained)
+		j.drained = nil
+	}
 	j.mu.Unlock()
+}
+
+// hold makes appends wait until release, and returns a channel closed
+// once every record written has its Commit finished.
+func (j *spoolJournal) hold() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.held = make(chan struct{})
+	d := make(chan struct{})
+	if len(j.open) == 0 {
+		close(d)
+	} else {
+		j.drained = d
+	}
+	return d
+}
+
+// release lets appends go on after hold.
+func (j *spoolJournal) release() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	close(j.held)
+	j.held, j.drained = nil, nil
 }
 
 // appliedUpTo is how far the journal may be recorded as applied once the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -321,5 +322,46 @@ func TestSpoolOnAFullDiskWithEntriesInTheJournalStillRemoves(t *testing.T) {
 				t.Fatalf("%d instances counted, want 59", st.Instances)
 			}
 		})
+	}
+}
+
+// Under a steady stream of Commits (four associations), some Commit is
+// nearly always under way when the applier runs; the journal, which
+// started again only when none was, then grew for as long as the stream
+// lasted (10 MB for 6,000 instances here), beyond any quota, and its file
+// never shrank. It must start again once past journalRestartAt however
+// busy the spool is, and every acknowledged instance must survive.
+func TestSpoolJournalStartsAgainUnderASteadyStream(t *testing.T) {
+	c, r := journalChunk, journalRestartAt
+	t.Cleanup(func() { journalChunk, journalRestartAt = c, r }) // after the spools close
+	journalChunk, journalRestartAt = 64<<10, 16<<10
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	s := openTestSpool(t, dir, SpoolOptions{})
+	const writers, each = 4, 1500
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, _, err := s.Store(ctx, fmt.Sprintf("1.2.3.%d.%d", g, i), "study", nil, bytes.NewReader(randomBytes(uint64(g*each+i), 2000))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s.journal.mu.Lock()
+	size, seq := s.journal.size, s.journal.seq
+	s.journal.mu.Unlock()
+	// A record is about 300 bytes: all of them would be 1.8 MB.
+	if size > 1<<20 {
+		t.Errorf("the journal file is %d bytes after %d records: it did not start again while Commits were under way", size, seq)
+	}
+	s2 := openTestSpool(t, crashCopy13c(t, s), SpoolOptions{})
+	if rep := s2.Stats().AtOpen; rep.Instances != writers*each {
+		t.Fatalf("after a crash: %+v, want %d instances", rep, writers*each)
 	}
 }
