@@ -318,14 +318,28 @@ func (s *Spool) reconcile(created bool) (err error) {
 			}
 			return nil
 		})
+		// Of two records of one key (stored, removed, stored again), the
+		// later is the key's entry: the earlier's group must not keep
+		// listing the key, and its file, when a power cut kept it, is
+		// then removed as one no entry names.
+		lastOf := map[string]uint64{}
+		for _, r := range recs {
+			if !indexed[r.Entry.Key] && s.whole(r.Entry) {
+				lastOf[r.Entry.Key] = r.Seq
+			}
+		}
 		var keep []Instance
 		for _, r := range recs {
 			if indexed[r.Entry.Key] {
 				continue
 			}
-			if s.whole(r.Entry) {
+			last, ok := lastOf[r.Entry.Key]
+			switch {
+			case ok && last == r.Seq:
 				keep = append(keep, r.Entry)
 				continue
+			case ok && last > r.Seq:
+				continue // an earlier store of a key stored again
 			}
 			rep.CutShort++
 			if err := os.Remove(filepath.Join(s.dir, r.Entry.File)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -365,3 +365,40 @@ func TestSpoolJournalStartsAgainUnderASteadyStream(t *testing.T) {
 		t.Fatalf("after a crash: %+v, want %d instances", rep, writers*each)
 	}
 }
+
+// Two records of one key, neither applied: the key was stored, removed
+// and stored again (into another study) while a Commit under way held the
+// applied mark back, and a power cut kept the first file (its unlink not
+// yet durable). Both files are whole; the later record wins, and the
+// earlier one's group must not go on listing the key, or the instance of
+// one study would be assembled and forwarded with the other.
+func TestSpoolReplayOfAKeyStoredTwiceKeepsOnlyTheLastGroup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	s := openTestSpool(t, dir, SpoolOptions{})
+	s.Close()
+	first := fileEntry(t, dir, "first", "K", 0, randomBytes(1, 3000))
+	first.Group = "study-1"
+	second := fileEntry(t, dir, "second", "K", 0, randomBytes(2, 4000))
+	second.Group = "study-2"
+	journalled(t, dir, first, second)
+
+	s = openTestSpool(t, dir, SpoolOptions{})
+	if in, err := s.Get("K"); err != nil || in.SHA256 != second.SHA256 || in.Group != "study-2" {
+		t.Fatalf("K after the replay: %+v %v", in, err)
+	}
+	if g, err := s.Group("study-1"); err != nil || len(g) != 0 {
+		t.Fatalf("study-1 lists %d entries (%v) after K was stored again into study-2", len(g), err)
+	}
+	if g, _ := s.Group("study-2"); len(g) != 1 {
+		t.Fatalf("study-2 lists %d entries", len(g))
+	}
+	if st := s.Stats(); st.Instances != 1 || st.Bytes != 4000 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := s.Remove(context.Background(), "K"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countFiles(t, filepath.Join(dir, "objects")); n > spareFiles {
+		t.Fatalf("%d files left in objects/", n)
+	}
+}
