@@ -3,14 +3,19 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -400,5 +405,262 @@ func TestSpoolReplayOfAKeyStoredTwiceKeepsOnlyTheLastGroup(t *testing.T) {
 	}
 	if n := countFiles(t, filepath.Join(dir, "objects")); n > spareFiles {
 		t.Fatalf("%d files left in objects/", n)
+	}
+}
+
+// Close while stores, replacements and removals are under way: nothing
+// panics or hangs, every store acknowledged before or during Close is
+// there after the next open, and a writer Close caught is refused.
+func TestSpoolCloseWhileCommitsAreUnderWay(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, err := OpenSpool(dir, SpoolOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	acked := map[string]string{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("k%d.%d", g, i%20)
+				data := randomBytes(uint64(g*1000+i), 2000+i)
+				if i%7 == 3 {
+					if err := s.Remove(ctx, key); err == nil {
+						mu.Lock()
+						delete(acked, key)
+						mu.Unlock()
+					}
+					continue
+				}
+				in, _, err := s.Store(ctx, key, "g", nil, bytes.NewReader(data))
+				if err != nil {
+					if i > 40 { // refused after Close: done
+						return
+					}
+					continue
+				}
+				mu.Lock()
+				acked[key] = in.SHA256
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 40 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	if n, _ := s.Unfinished(); n != 0 {
+		t.Fatalf("%d writers unfinished after every store returned", n)
+	}
+	s = openTestSpool(t, dir, SpoolOptions{})
+	for key, sum := range acked {
+		in, err := s.Get(key)
+		if err != nil || in.SHA256 != sum {
+			t.Fatalf("%s acknowledged with %s: after reopen %+v %v (open found %+v)", key, sum[:8], in, err, s.Stats().AtOpen)
+		}
+	}
+	if rep := s.Stats().AtOpen; rep.MissingFile+rep.WrongSize != 0 {
+		t.Fatalf("open found %+v", rep)
+	}
+}
+
+// A spool the release before the journal left after a crash: an index of
+// format /1, files named <key hash>-<content hash>, tmp/ with a spare, a
+// partial file and the .commit file of a new instance caught between its
+// index entry and its rename (entry without file: never acknowledged), an
+// instance renamed into place whose Commit had not returned, and a file
+// no entry names. It opens with each counted as such, keeps the rest, and
+// takes duplicates, replacements and removals of the old entries.
+func TestSpoolOpensWhatTheFirstFormatLeftAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	s := openTestSpool(t, dir, SpoolOptions{})
+	s.Close()
+	os.Remove(filepath.Join(dir, "index.db"))
+	os.Remove(filepath.Join(dir, "index.journal"))
+	oldName := func(key string, content []byte) string {
+		kh := sha256.Sum256([]byte(key))
+		khex := hex.EncodeToString(kh[:16])
+		return filepath.Join("objects", khex[:2], khex+"-"+sha(content)[:32])
+	}
+	entry := func(key string, content []byte) Instance {
+		return Instance{Key: key, Group: "study", File: oldName(key, content), Size: int64(len(content)), SHA256: sha(content), Stored: time.Now().UTC()}
+	}
+	a, b, c, d := randomBytes(1, 3000), randomBytes(2, 4000), randomBytes(3, 5000), randomBytes(4, 6000)
+	kept, renamed, committing := entry("kept", a), entry("renamed", b), entry("committing", c)
+	for _, f := range []struct {
+		rel  string
+		data []byte
+	}{{kept.File, a}, {renamed.File, b}, {oldName("orphan", d), d},
+		{filepath.Join("tmp", filepath.Base(committing.File)+".commit"), c},
+		{filepath.Join("tmp", "spare-00112233.part"), nil},
+		{filepath.Join("tmp", "445566.part"), d[:100]}} {
+		if err := os.WriteFile(filepath.Join(dir, f.rel), f.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := bolt.Open(filepath.Join(dir, "index.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		m, _ := tx.CreateBucket(metaBucket)
+		m.Put(formatKey, []byte("wardgate-spool/1"))
+		ib, _ := tx.CreateBucket(instancesBucket)
+		gb, _ := tx.CreateBucket(groupsBucket)
+		g, _ := gb.CreateBucket([]byte("study"))
+		for _, in := range []Instance{kept, renamed, committing} {
+			v, _ := json.Marshal(in)
+			ib.Put([]byte(in.Key), v)
+			g.Put([]byte(in.Key), nil)
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTestSpool(t, dir, SpoolOptions{})
+	rep := s.Stats().AtOpen
+	want := ReconcileReport{Instances: 2, Bytes: 7000, TempRemoved: 2, OrphanRemoved: 1, CutShort: 1}
+	if rep != want {
+		t.Fatalf("open found %+v, want %+v", rep, want)
+	}
+	if g, _ := s.Group("study"); len(g) != 2 {
+		t.Fatalf("the study lists %d instances, want 2", len(g))
+	}
+	if _, outcome, err := s.Store(ctx, "kept", "study", nil, bytes.NewReader(a)); err != nil || outcome != Duplicate {
+		t.Fatalf("the same content again: %v %v", outcome, err)
+	}
+	if _, outcome, err := s.Store(ctx, "kept", "study", nil, bytes.NewReader(d)); err != nil || outcome != Replaced {
+		t.Fatalf("other content: %v %v", outcome, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, kept.File)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced file of the old naming is still there: %v", err)
+	}
+	if err := s.RemoveVersion(ctx, "renamed", renamed.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Instances != 1 || st.Bytes != 6000 {
+		t.Fatalf("stats %+v", st)
+	}
+	s.Close()
+	s = openTestSpool(t, dir, SpoolOptions{})
+	if rep := s.Stats().AtOpen; rep != (ReconcileReport{Instances: 1, Bytes: 6000}) {
+		t.Fatalf("second open found %+v", rep)
+	}
+	if !bytes.Equal(readAll(t, s, "kept"), d) {
+		t.Fatal("kept has other bytes")
+	}
+}
+
+// Every way a store can end (committed, duplicate, replaced, aborted,
+// refused by the quota, its file's fsync failing for a new key and for a
+// replacement, an invalid key, a write after SHA256) leaves the counts
+// right: nothing in flight, no writer unfinished, no hasher goroutine left,
+// the stored bytes and instances as stored; and the failed new key's
+// journal record, durable without its file, is dropped at the next open.
+func TestSpoolAccountsForEveryWayAStoreEnds(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "spool")
+	s := openTestSpool(t, dir, SpoolOptions{QuotaBytes: 100 << 10})
+	check := func(step string, instances, bytes int64) {
+		t.Helper()
+		st := s.Stats()
+		if n, _ := s.Unfinished(); n != 0 || st.InFlightBytes != 0 || st.Instances != instances || st.Bytes != bytes {
+			t.Fatalf("after %s: %d unfinished, stats %+v; want %d instances of %d bytes", step, n, st, instances, bytes)
+		}
+	}
+	goroutines := runtime.NumGoroutine()
+	store := func(key string, data []byte) (StoreOutcome, error) {
+		_, o, err := s.Store(ctx, key, "g", nil, bytes.NewReader(data))
+		return o, err
+	}
+	if _, err := store("a", randomBytes(1, 10000)); err != nil {
+		t.Fatal(err)
+	}
+	check("a store", 1, 10000)
+	if o, err := store("a", randomBytes(1, 10000)); err != nil || o != Duplicate {
+		t.Fatal(o, err)
+	}
+	check("a duplicate", 1, 10000)
+	if o, err := store("a", randomBytes(2, 20000)); err != nil || o != Replaced {
+		t.Fatal(o, err)
+	}
+	check("a replacement", 1, 20000)
+	w, _ := s.Create()
+	w.Write(randomBytes(3, 5000))
+	w.Abort()
+	check("an abort", 1, 20000)
+	if _, err := store("big", randomBytes(4, 90<<10)); !errors.Is(err, ErrFull) {
+		t.Fatalf("over the quota: %v", err)
+	}
+	check("a refusal by the quota", 1, 20000)
+	if _, err := store("", randomBytes(5, 100)); err == nil {
+		t.Fatal("an empty key was taken")
+	}
+	check("an invalid key", 1, 20000)
+	w, _ = s.Create()
+	w.Write(randomBytes(6, 100))
+	w.SHA256()
+	if _, err := w.Write(randomBytes(6, 100)); err == nil {
+		t.Fatal("a write after SHA256 was taken")
+	}
+	w.Abort()
+	check("a write after SHA256", 1, 20000)
+	// The file's fsync fails (its descriptor closed under it): for a new key...
+	w, _ = s.Create()
+	w.Write(randomBytes(7, 3000))
+	w.f.Close()
+	if _, _, err := w.Commit(ctx, "b", "g", nil); err == nil {
+		t.Fatal("a Commit whose fsync failed succeeded")
+	}
+	check("a new key's failed fsync", 1, 20000)
+	if _, err := s.Get("b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("b after its failed Commit: %v", err)
+	}
+	// ...and for a replacement, which keeps what was stored.
+	w, _ = s.Create()
+	w.Write(randomBytes(8, 3000))
+	w.f.Close()
+	if _, _, err := w.Commit(ctx, "a", "g", nil); err == nil {
+		t.Fatal("a replacement whose fsync failed succeeded")
+	}
+	check("a replacement's failed fsync", 1, 20000)
+	if !bytes.Equal(readAll(t, s, "a"), randomBytes(2, 20000)) {
+		t.Fatal("a changed after a failed replacement")
+	}
+	if err := s.Remove(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	check("a removal", 0, 0)
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines, %d before the stores: hashers left running?", n, goroutines)
+	}
+	// The journal record of b is durable, its file is not there.
+	c := crashCopy13c(t, s)
+	s2 := openTestSpool(t, c, SpoolOptions{})
+	if rep := s2.Stats().AtOpen; rep.Instances != 0 || rep.MissingFile+rep.WrongSize != 0 {
+		t.Fatalf("open found %+v", rep)
+	}
+	if _, err := s2.Get("b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("b after the open: %v", err)
 	}
 }
