@@ -178,7 +178,7 @@ func (j *journal) restart() error {
 	if _, err := j.f.WriteAt(b[:], epochOffset); err != nil {
 		return diskFull(err)
 	}
-	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+	if err := fdatasyncFile(j.f); err != nil {
 		return diskFull(err)
 	}
 	j.epoch, j.sum, j.pos = epoch, epochSeed(epoch), journalStart
@@ -194,7 +194,20 @@ func (j *journal) keepTail() {
 	}
 }
 
-func fdatasyncFile(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+// fdatasyncFile fdatasyncs f through its reference-counted descriptor: a
+// Close meanwhile cannot make it flush another file that reused the
+// number.
+func fdatasyncFile(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
+}
 
 func epochSeed(epoch uint64) uint32 {
 	var b [8]byte

@@ -301,6 +301,17 @@ func (s *Spool) reconcile(created bool) (err error) {
 		return fmt.Errorf("index journal: %w", err)
 	}
 	s.journal = j
+	// A record that names no key, or a file outside objects/, was not
+	// written by a Commit: it is dropped, and no file is touched for it.
+	sane := recs[:0]
+	for _, r := range recs {
+		if r.Entry.Key != "" && filepath.IsLocal(r.Entry.File) && strings.HasPrefix(filepath.Clean(r.Entry.File), "objects"+string(filepath.Separator)) {
+			sane = append(sane, r)
+		} else {
+			rep.CutShort++
+		}
+	}
+	recs = sane
 	if len(recs) > 0 {
 		// A record's key already in index.db was applied (the applied mark
 		// can lag behind entries applied while an earlier record's Commit
@@ -366,6 +377,12 @@ func (s *Spool) reconcile(created bool) (err error) {
 		applied = last
 	}
 	s.applied = applied
+	// Every record is in index.db now: the whole file is zeroed, so that
+	// no record read past a torn one (of an earlier round) can follow a new
+	// one of the same length at the next open.
+	if err := j.wipe(); err != nil {
+		return fmt.Errorf("index journal: %w", diskFull(err))
+	}
 	if err := j.restart(applied); err != nil {
 		return fmt.Errorf("index journal: %w", diskFull(err))
 	}
@@ -738,14 +755,10 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 	if err != nil {
 		return fail(err)
 	}
-	w.finish()
+	// Counted as used before it stops counting as in flight: a quota
+	// check in between must not see the bytes in neither.
 	switch outcome {
 	case Replaced:
-		if old.File != in.File {
-			if err := os.Remove(filepath.Join(s.dir, old.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				s.log.Warn("could not remove the replaced copy; it will be removed at the next open", "err", err)
-			}
-		}
 		s.used.Add(in.Size - old.Size)
 		s.counters.replaced.Add(1)
 	default:
@@ -753,7 +766,26 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 		s.count.Add(1)
 		s.counters.stored.Add(1)
 	}
+	w.finish()
+	if outcome == Replaced && old.File != in.File {
+		s.removeFile(old.File, "could not remove the replaced copy; it will be removed at the next open")
+	}
 	return in, outcome, nil
+}
+
+// removeFile removes a file no entry names any more, and makes that
+// durable: a journal record of its key that the applied mark has not
+// passed yet must not find it whole after a power cut, and bring back an
+// instance that was removed or replaced.
+func (s *Spool) removeFile(rel, warning string) {
+	p := filepath.Join(s.dir, rel)
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn(warning, "err", err)
+		return
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		s.log.Warn("the removal of a spooled file may not be durable", "err", err)
+	}
 }
 
 // commitNew stores an instance under a key that has no entry yet: its
@@ -803,10 +835,10 @@ func (w *SpoolWriter) commitNew(in Instance) (Instance, StoreOutcome, error) {
 		default:
 		}
 	}
-	w.finish()
 	s.used.Add(in.Size)
 	s.count.Add(1)
 	s.counters.stored.Add(1)
+	w.finish()
 	return in, Stored, nil
 }
 
@@ -1169,9 +1201,7 @@ func (s *Spool) remove(ctx context.Context, key, sha string) error {
 	s.used.Add(-in.Size)
 	s.count.Add(-1)
 	s.counters.removed.Add(1)
-	if err := os.Remove(filepath.Join(s.dir, in.File)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("could not remove a spooled file; it will be removed at the next open", "err", err)
-	}
+	s.removeFile(in.File, "could not remove a spooled file; it will be removed at the next open")
 	return nil
 }
 

@@ -159,6 +159,19 @@ func (j *spoolJournal) restart(applied uint64) error {
 	return j.fdatasync(j.f)
 }
 
+// wipe writes zeros over the whole file.
+func (j *spoolJournal) wipe() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	zeros := make([]byte, 256<<10)
+	for off := int64(0); off < j.size; off += int64(len(zeros)) {
+		if _, err := j.f.WriteAt(zeros[:min(int64(len(zeros)), j.size-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // needsRestart reports whether the journal has grown past journalRestartAt.
 func (j *spoolJournal) needsRestart() bool {
 	j.mu.Lock()

@@ -75,14 +75,28 @@ func TestSpoolReplaysItsJournal(t *testing.T) {
 	missing := fileEntry(t, dir, "missing", "missing", 0, randomBytes(6, 100))
 	os.Remove(filepath.Join(dir, missing.File))
 	stale := fileEntry(t, dir, "stale", "stored", 0, randomBytes(7, 100)) // an older record of a key index.db has
-	journalled(t, dir, whole, short, changed, missing, stale)
+	// Records no Commit writes: no key, a file outside objects/. Nothing is
+	// touched for them.
+	outside := filepath.Join(filepath.Dir(dir), "outside")
+	os.WriteFile(outside, []byte("not the spool's"), 0o600)
+	nokey := Instance{Key: "", File: filepath.Join("objects", "0a", "w-x"), Size: 1}
+	escape := Instance{Key: "escape", File: filepath.Join("..", "outside"), Size: 15}
+	journalled(t, dir, whole, short, changed, missing, stale, nokey, escape)
 
 	s = openTestSpool(t, dir, SpoolOptions{})
 	rep := s.Stats().AtOpen
 	// The stale record's file is named by no entry: removed like any file
 	// of a store that never finished.
-	if rep.CutShort != 3 || rep.TempRemoved != 1 || rep.Instances != 2 || rep.MissingFile+rep.WrongSize != 0 {
-		t.Fatalf("reconcile: %+v, want 2 instances, 3 stores cut short and the stale record's file removed", rep)
+	if rep.CutShort != 5 || rep.TempRemoved != 1 || rep.Instances != 2 || rep.MissingFile+rep.WrongSize != 0 {
+		t.Fatalf("reconcile: %+v, want 2 instances, 5 records dropped and the stale record's file removed", rep)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Fatalf("a record naming a file outside the spool removed it: %v", err)
+	}
+	// Replayed, the journal is zeros: nothing of this round can be read
+	// again after new records.
+	if b, _ := os.ReadFile(filepath.Join(dir, "index.journal")); len(b) == 0 || !bytes.Equal(b, make([]byte, len(b))) {
+		t.Fatal("the journal is not zeroed after its replay")
 	}
 	if got, err := s.Get("whole"); err != nil || got.SHA256 != whole.SHA256 {
 		t.Fatalf("the whole instance: %+v %v", got, err)
