@@ -23,9 +23,11 @@ import (
 )
 
 // dicomParts builds the DICOM node when the config has one and listens on
-// dicom.listen: the SCP storing into the spool, the study assembler handing
-// stable studies to the gateway (IngestStudy), a forwarder per dicom.forward
-// destination and the spool's pruner, as parts to run. The last part makes
+// dicom.listen (and dicom.tls.listen): the allow list's resolver, the SCP
+// storing into the spool, the study assembler handing stable studies to
+// the gateway (IngestStudy), a forwarder per dicom.forward destination
+// (C-STORE or STOW-RS), storage commitment and the spool's pruner, as parts
+// to run. The last part makes
 // the node visible to the delivery hook and the status page; stopped first,
 // it hides it again (a delivery acknowledged after that is recorded after
 // the restart, when the study is handed over again). closeNode closes the
