@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const oru = "MSH|^~\\&|GW^0019A1FFFE000001^EUI-64|WARD4|WARDGATE|HOSP|20240305101500+0100||ORU^R01^ORU_R01|MSG0001|P|2.6|||NE|AL||UNICODE UTF-8|||IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO\r" +
@@ -295,5 +296,35 @@ func TestTextDoesNotAllocate(t *testing.T) {
 	})
 	if n != 0 {
 		t.Errorf("%v allocations reading fields without escapes", n)
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	cet := time.FixedZone("CET", 3600)
+	cases := []struct {
+		in    string
+		want  time.Time
+		prec  Precision
+		zoned bool
+	}{
+		{"20240305101500+0100", time.Date(2024, 3, 5, 9, 15, 0, 0, time.UTC), Second, true},
+		{"20240305101500-0530", time.Date(2024, 3, 5, 15, 45, 0, 0, time.UTC), Second, true},
+		{"20240305101500", time.Date(2024, 3, 5, 9, 15, 0, 0, time.UTC), Second, false},
+		{"20240305101500.25+0000", time.Date(2024, 3, 5, 10, 15, 0, 250000000, time.UTC), Fraction, true},
+		{"202403051015", time.Date(2024, 3, 5, 9, 15, 0, 0, time.UTC), Minute, false},
+		{"2024", time.Date(2024, 1, 1, 0, 0, 0, 0, cet), Year, false},
+		{"20240229", time.Date(2024, 2, 29, 0, 0, 0, 0, cet), Day, false},
+	}
+	for _, c := range cases {
+		got, err := ParseTime(c.in, cet)
+		if err != nil || !got.Equal(c.want) || got.Precision != c.prec || got.Zoned != c.zoned {
+			t.Errorf("ParseTime(%q) = %v %d %v, %v; want %v %d %v", c.in, got.Time, got.Precision, got.Zoned, err, c.want, c.prec, c.zoned)
+		}
+	}
+	for _, bad := range []string{"", "2024030", "20241301", "20230229", "20240305240000", "20240305106000", "20240305101560",
+		"2024030510150.", "202403051015.5", "20240305101500+01", "20240305101500+2400", "2024-03-05", "20240305101500.1234567890", "x"} {
+		if _, err := ParseTime(bad, cet); err == nil {
+			t.Errorf("ParseTime(%q) took it", bad)
+		}
 	}
 }

@@ -1,0 +1,333 @@
+// Package pcd01 decodes IHE PCD-01 "Communicate PCD Data" messages
+// (HL7 v2 ORU^R01, as central stations and device gateways of Philips, GE,
+// Mindray, Nihon Kohden and Dräger send them) into devices.Reading values,
+// with what the gateway needs around them: the control id (MSH-10) for
+// acknowledging and de-duplicating, the sender (MSH-3, MSH-4), the bed as
+// the sender names it (PV1-3), the patient identifiers with their
+// assigning authorities (PID-3), and the device identity (OBX-18, else the
+// EUI-64 of MSH-3).
+//
+// Rules it keeps, each with its test:
+//   - the profile is matched by its OID in MSH-21 (ProfileOID), never by a
+//     name: Mindray writes IHE_PCD_001, GE PCD_DEC_001;
+//   - OBX-3 is an MDC code written as number^REFID^MDC, as MDIL hex
+//     ("0002-4bb8"), or as a term code without its partition (the metric
+//     partition 2 is added; units get partition 4); every code is resolved
+//     through devices/mdc, and a number and a reference id that disagree
+//     are a problem, not a choice;
+//   - OBX-4 (containment, "1.3.1.150456" or "1.22.1.2") is kept as an
+//     opaque key;
+//   - rows with OBX-11 X are the MDS/VMD/channel hierarchy: counted, no
+//     reading;
+//   - units (OBX-6) are MDC_DIM codes or UCUM, converted to the unit each
+//     term is charted in;
+//   - the time is OBX-14, else OBR-7 of the row's OBR, else MSH-7, in the
+//     offset the value carries, else in Decoder.Zone;
+//   - demo and test data (OBX-8 DEMO, demo-data, TEST, test-data, or a
+//     message whose MSH-11 processing id is not P) are decoded but marked
+//     (Observation.Demo, Observation.Test) so that they are never charted;
+//   - a row that cannot be decoded is a Problem with its segment and
+//     field, never dropped without a word, and never stops the other rows.
+//
+// A message that is not a PCD-01 result (another type, another profile, no
+// control id, two patients) is an *Error, which carries the Reply for its
+// acknowledgement.
+package pcd01
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/hl7"
+)
+
+// ProfileOID identifies IHE PCD-01 in MSH-21.
+const ProfileOID = "1.3.6.1.4.1.19376.1.6.1.1.1"
+
+// ProfileName is what readings from this decoder carry in
+// devices.Reading.Profile.
+const ProfileName = "ihe/pcd-01"
+
+// HD is an HL7 hierarchic designator: a namespace id, or a universal id of
+// a given type ("ISO" for an OID, "EUI-64").
+type HD struct {
+	Namespace, UniversalID, UniversalIDType string
+}
+
+func hd(f hl7.Field) HD {
+	return HD{f.Comp(1).Text(), f.Comp(2).Text(), f.Comp(3).Text()}
+}
+
+func hdSub(f hl7.Field) HD {
+	return HD{f.Sub(1).Text(), f.Sub(2).Text(), f.Sub(3).Text()}
+}
+
+// Identity names a device: its EUI-64 (16 upper-case hex digits) when the
+// sender gives one, and a name (GE's "B40_GE", an application name).
+type Identity struct {
+	EUI64 string
+	Name  string
+}
+
+// Key is the EUI-64, else the name.
+func (i Identity) Key() string {
+	if i.EUI64 != "" {
+		return i.EUI64
+	}
+	return i.Name
+}
+
+// Identifier is one patient identifier from PID-3.
+type Identifier struct {
+	Value     string
+	Authority HD     // PID-3.4, the assigning authority
+	Type      string // PID-3.5: MR, PI, ...
+}
+
+// Bed is PV1-3, the sender's point of care, room and bed, each component
+// as written (unescaped). Mapping it to a wardgate bed id is the
+// gateway's (a configured template).
+type Bed struct {
+	PointOfCare, Room, Bed string
+	Facility               HD
+	Status                 string // PV1-3.5
+	Type                   string // PV1-3.6
+	Building, Floor        string
+	Description            string
+}
+
+// Report is what one PCD-01 message says.
+type Report struct {
+	ControlID  string // MSH-10
+	Version    string // MSH-12
+	Processing string // MSH-11: P, T (training), D (debugging)
+
+	SendingApplication HD // MSH-3
+	SendingFacility    HD // MSH-4
+	// Device is the sender's EUI-64 from MSH-3 (its universal id when of
+	// type EUI-64), for rows without OBX-18.
+	Device Identity
+	Sent   time.Time // MSH-7; zero when absent or unreadable
+	// ProfileMatched: MSH-21 names PCD-01 by its OID (false only with
+	// Decoder.AllowMissingProfile and an empty MSH-21).
+	ProfileMatched bool
+
+	// HasPatient: a PID segment was sent; Patient its PID-3 identifiers.
+	HasPatient bool
+	Patient    []Identifier
+	// HasBed: a PV1 segment with a PV1-3 was sent.
+	HasBed bool
+	Bed    Bed
+
+	Observations []Observation
+	// Hierarchy counts the OBX-11 X rows (MDS, VMD, channel): structure,
+	// no value.
+	Hierarchy int
+	// Problems are the rows (and message-level fields) that could not be
+	// decoded; each row in trouble is left out of Observations.
+	Problems []Problem
+}
+
+// Observation is one decoded OBX row.
+type Observation struct {
+	devices.Reading
+	// Where is the OBX segment.
+	Where       hl7.Location
+	SetID       string // OBX-1
+	Containment string // OBX-4, an opaque key
+	Status      string // OBX-11
+	Method      string // OBX-17.1, e.g. AMEAS, APERIODIC
+	Equipment   Identity
+	// Demo and Test: the device or the sender marked the value as demo or
+	// test data (or the message's processing id is not P). Never chart it.
+	Demo, Test bool
+}
+
+// Chartable reports whether the value may go to a patient's chart as far
+// as the message is concerned (it is neither demo nor test data).
+func (o Observation) Chartable() bool { return !o.Demo && !o.Test }
+
+// Problem is a row or a field that could not be decoded. Reason never
+// holds message content.
+type Problem struct {
+	Where  hl7.Location
+	Reason string
+}
+
+func (p Problem) String() string { return p.Where.String() + ": " + p.Reason }
+
+// Error is a message that is not a PCD-01 result this decoder takes.
+type Error struct {
+	Outcome hl7.Outcome // Rejected or Failed
+	Code    int         // HL7 table 0357
+	Where   hl7.Location
+	Reason  string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("pcd01: %s: %s", e.Where, e.Reason)
+}
+
+// Reply is the acknowledgement the error calls for.
+func (e *Error) Reply() hl7.Reply {
+	return hl7.Reply{Outcome: e.Outcome, Code: e.Code, Where: e.Where, Text: e.Reason}
+}
+
+// Decoder decodes PCD-01 messages. The zero Decoder is usable but knows no
+// zone; set Zone.
+type Decoder struct {
+	// Zone is the sender's time zone, for timestamps without a UTC offset
+	// (GE and Mindray senders often leave it out). Nil: such a timestamp
+	// is a problem and its row is not decoded; the time is never guessed.
+	Zone *time.Location
+	// AllowMissingProfile takes a message whose MSH-21 is empty (some
+	// older senders). A MSH-21 naming other profiles only is still refused.
+	AllowMissingProfile bool
+}
+
+// Decode reads one PCD-01 message; received is when the gateway read it.
+func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
+	msh := m.Segment(0)
+	if typ := msh.Field(9); typ.Comp(1).Text() != "ORU" || typ.Comp(2).Text() != "R01" {
+		return nil, &Error{Outcome: hl7.Rejected, Code: hl7.ErrUnsupportedMessageType, Where: msh.Location(9), Reason: "not an ORU^R01 message"}
+	}
+	if v := msh.Field(12).Comp(1).Text(); !strings.HasPrefix(v, "2.") {
+		return nil, &Error{Outcome: hl7.Rejected, Code: hl7.ErrUnsupportedVersion, Where: msh.Location(12), Reason: "not HL7 version 2.x"}
+	}
+	r := &Report{
+		ControlID:          msh.Field(10).Text(),
+		Version:            msh.Field(12).Comp(1).Text(),
+		Processing:         msh.Field(11).Comp(1).Text(),
+		SendingApplication: hd(msh.Field(3)),
+		SendingFacility:    hd(msh.Field(4)),
+	}
+	if r.ControlID == "" {
+		return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrRequiredFieldMissing, Where: msh.Location(10), Reason: "no message control id"}
+	}
+	profiles := msh.Field(21)
+	for i := 1; i <= profiles.Reps(); i++ {
+		if strings.TrimSpace(profiles.Rep(i).Comp(3).Text()) == ProfileOID {
+			r.ProfileMatched = true
+		}
+	}
+	if !r.ProfileMatched && !(d.AllowMissingProfile && profiles.IsEmpty()) {
+		return nil, &Error{Outcome: hl7.Rejected, Code: hl7.ErrUnsupportedMessageType, Where: msh.Location(21),
+			Reason: "MSH-21 does not name IHE PCD-01 (" + ProfileOID + ")"}
+	}
+	if a := r.SendingApplication; strings.EqualFold(a.UniversalIDType, "EUI-64") {
+		r.Device = Identity{EUI64: eui64(a.UniversalID), Name: a.Namespace}
+	} else {
+		r.Device = Identity{Name: a.Namespace}
+	}
+
+	st := decodeState{d: d, r: r, received: received, test: r.Processing != "" && r.Processing != "P"}
+	if ts := msh.Field(7); !ts.IsEmpty() {
+		t, reason := d.time(ts)
+		if reason == "" {
+			r.Sent = t
+			st.mshTime = t
+		} else {
+			st.mshReason = "MSH-7 " + reason
+			r.Problems = append(r.Problems, Problem{msh.Location(7), st.mshReason})
+		}
+	} else {
+		st.mshReason = "no time: OBX-14, OBR-7 and MSH-7 are empty"
+	}
+	st.obrTime, st.obrReason = st.mshTime, st.mshReason
+
+	for i := 1; i < m.Len(); i++ {
+		s := m.Segment(i)
+		switch s.ID() {
+		case "PID":
+			if r.HasPatient {
+				return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrSegmentSequence, Where: s.Location(0), Reason: "a second PID: one patient per message"}
+			}
+			r.HasPatient = true
+			r.Patient = identifiers(s.Field(3))
+		case "PV1":
+			if r.HasBed {
+				return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrSegmentSequence, Where: s.Location(0), Reason: "a second PV1: one bed per message"}
+			}
+			if f := s.Field(3); !f.IsEmpty() {
+				r.HasBed = true
+				r.Bed = bed(f)
+			}
+		case "OBR":
+			st.obr(s)
+		case "OBX":
+			st.obx(s)
+		}
+	}
+	return r, nil
+}
+
+func identifiers(f hl7.Field) []Identifier {
+	ids := make([]Identifier, 0, f.Reps())
+	for i := 1; i <= f.Reps(); i++ {
+		rep := f.Rep(i)
+		id := Identifier{Value: rep.Comp(1).Text(), Authority: hdSub(rep.Comp(4)), Type: rep.Comp(5).Text()}
+		if id.Value != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func bed(f hl7.Field) Bed {
+	return Bed{
+		PointOfCare: f.Comp(1).Text(),
+		Room:        f.Comp(2).Text(),
+		Bed:         f.Comp(3).Text(),
+		Facility:    hdSub(f.Comp(4)),
+		Status:      f.Comp(5).Text(),
+		Type:        f.Comp(6).Text(),
+		Building:    f.Comp(7).Text(),
+		Floor:       f.Comp(8).Text(),
+		Description: f.Comp(9).Text(),
+	}
+}
+
+// time reads a TS/DTM field; a reason when it cannot be used.
+func (d *Decoder) time(f hl7.Field) (time.Time, string) {
+	t, err := hl7.ParseTime(strings.TrimSpace(f.Comp(1).Text()), d.Zone)
+	switch {
+	case err != nil:
+		return time.Time{}, "is not a time"
+	case t.Precision < hl7.Minute:
+		return time.Time{}, "is not precise to the minute"
+	case !t.Zoned && d.Zone == nil:
+		return time.Time{}, "has no UTC offset and no zone is configured for the sender"
+	}
+	return t.Time, ""
+}
+
+// eui64 normalises a 16-hex-digit EUI-64 ("0019a1fffe000001",
+// "00-19-A1-FF-FE-00-00-01") to upper case without separators; "" when s
+// is not one.
+func eui64(s string) string {
+	var b [16]byte
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '-' || c == ':':
+			continue
+		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 'A'
+		default:
+			return ""
+		}
+		if n == 16 {
+			return ""
+		}
+		b[n] = c
+		n++
+	}
+	if n != 16 {
+		return ""
+	}
+	return string(b[:])
+}
