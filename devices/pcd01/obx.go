@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/devices"
@@ -254,10 +255,11 @@ func equipment(f hl7.Field) (Identity, bool) {
 		if strings.EqualFold(rep.Comp(4).Text(), "EUI-64") {
 			id.EUI64 = eui64(uid)
 		}
+		entityEUI := eui64(entity)
 		if id.EUI64 == "" {
-			id.EUI64 = eui64(entity)
+			id.EUI64 = entityEUI
 		}
-		if id.Name == "" && id.EUI64 != eui64(entity) {
+		if id.Name == "" && entityEUI == "" {
 			id.Name = entity
 		}
 		if id.EUI64 != "" {
@@ -281,31 +283,33 @@ func metric(f hl7.Field) (mdc.Term, string) {
 		id, ref = f.Comp(4).Text(), f.Comp(5).Text()
 	}
 	id, ref = strings.TrimSpace(id), strings.TrimSpace(ref)
-	var byRef *mdc.Term
-	if strings.HasPrefix(strings.ToUpper(ref), "MDC_") {
-		if t, ok := mdc.Lookup(ref); ok {
-			byRef = &t
-		}
-	}
+	hasRef := len(ref) > 4 && strings.EqualFold(ref[:4], "MDC_")
 	if id == "" {
-		if byRef == nil {
-			return mdc.Term{}, "no MDC code this gateway knows"
+		if t, ok := mdc.Lookup(ref); ok && hasRef {
+			return t, ""
 		}
-		return *byRef, ""
+		return mdc.Term{}, "no MDC code this gateway knows"
 	}
 	code, ok := mdcCode(id, partitionMetric)
 	if !ok {
 		return mdc.Term{}, "MDC code is not a number or MDIL hex"
 	}
 	t, ok := mdc.ByCode(code)
-	switch {
-	case !ok && byRef != nil:
-		return mdc.Term{}, "MDC code " + strconv.FormatUint(uint64(code), 10) + " is not the code of " + byRef.RefID
-	case !ok:
-		return mdc.Term{}, "MDC code " + strconv.FormatUint(uint64(code), 10) + " is not in the gateway's table"
-	case byRef != nil && byRef.Code != t.Code:
-		return mdc.Term{}, "MDC code " + strconv.FormatUint(uint64(code), 10) + " and reference id " + byRef.RefID + " disagree"
+	if ok && (!hasRef || strings.EqualFold(ref, t.RefID)) {
+		return t, "" // the usual case: a number and its own reference id
 	}
+	n := strconv.FormatUint(uint64(code), 10)
+	byRef, refOK := mdc.Lookup(ref)
+	switch {
+	case !ok && hasRef && refOK:
+		return mdc.Term{}, "MDC code " + n + " is not the code of " + byRef.RefID
+	case !ok:
+		return mdc.Term{}, "MDC code " + n + " is not in the gateway's table"
+	case refOK && byRef.Code != t.Code:
+		return mdc.Term{}, "MDC code " + n + " and reference id " + byRef.RefID + " disagree"
+	}
+	// A reference id unknown to the table beside a known number: the
+	// number decides.
 	return t, ""
 }
 
@@ -349,6 +353,35 @@ func hexOnly(s string) bool {
 	return true
 }
 
+// dimUCUM is mdc.UnitUCUM for an MDC unit code, remembered: the table is
+// keyed by strings, and formatting the number for every row would cost an
+// allocation each.
+func dimUCUM(code uint32) (string, bool) {
+	dimMu.RLock()
+	e, ok := dimCache[code]
+	dimMu.RUnlock()
+	if ok {
+		return e.ucum, e.known
+	}
+	u, known := mdc.UnitUCUM(strconv.FormatUint(uint64(code), 10))
+	dimMu.Lock()
+	if len(dimCache) < 4096 { // bounded: codes come from the wire
+		dimCache[code] = dimEntry{u, known}
+	}
+	dimMu.Unlock()
+	return u, known
+}
+
+type dimEntry struct {
+	ucum  string
+	known bool
+}
+
+var (
+	dimMu    sync.RWMutex
+	dimCache = map[uint32]dimEntry{}
+)
+
 // unitUCUM resolves OBX-6 to UCUM: an MDC_DIM code (number, MDIL hex, term
 // code without partition, or reference id) or a UCUM code.
 func unitUCUM(f hl7.Field) (string, string) {
@@ -364,7 +397,7 @@ func unitUCUM(f hl7.Field) (string, string) {
 	}
 	if system == "" || system == "MDC" {
 		if code, ok := mdcCode(id, partitionDim); ok {
-			u, known := mdc.UnitUCUM(strconv.FormatUint(uint64(code), 10))
+			u, known := dimUCUM(code)
 			if !known {
 				return "", "MDC unit " + strconv.FormatUint(uint64(code), 10) + " is not in the gateway's table"
 			}

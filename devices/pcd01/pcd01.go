@@ -222,6 +222,13 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 		r.Device = Identity{Name: a.Namespace}
 	}
 
+	obx := 0
+	for i := 1; i < m.Len(); i++ {
+		if m.Segment(i).ID() == "OBX" {
+			obx++
+		}
+	}
+	r.Observations = make([]Observation, 0, obx)
 	st := decodeState{d: d, r: r, received: received, test: r.Processing != "" && r.Processing != "P"}
 	if ts := msh.Field(7); !ts.IsEmpty() {
 		t, reason := d.time(ts)
@@ -305,8 +312,11 @@ func (d *Decoder) time(f hl7.Field) (time.Time, string) {
 
 // eui64 normalises a 16-hex-digit EUI-64 ("0019a1fffe000001",
 // "00-19-A1-FF-FE-00-00-01") to upper case without separators; "" when s
-// is not one.
+// is not one. One already in that form is returned as it is.
 func eui64(s string) string {
+	if len(s) == 16 && upperHex(s) {
+		return s
+	}
 	var b [16]byte
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -330,4 +340,13 @@ func eui64(s string) string {
 		return ""
 	}
 	return string(b[:])
+}
+
+func upperHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
