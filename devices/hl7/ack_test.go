@@ -1,6 +1,7 @@
 package hl7
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +172,26 @@ func TestAckWithoutMessage(t *testing.T) {
 	a := Acks(nil, Reply{Outcome: Failed, Text: "no MSH"}, AckOptions{ControlID: "X", Time: ackTime, Application: "WARDGATE", Facility: "W4"})
 	m := mustParse(t, string(a[0]))
 	if m.Field("MSA", 1, 1).Text() != "AE" || m.Field("MSA", 1, 2).Text() != "" || m.Field("MSH", 1, 3).Text() != "WARDGATE" {
+		t.Errorf("%q", a[0])
+	}
+}
+
+// TestAckForUnparsedMessage: a message whose body does not parse is
+// answered from its header, with ERR naming where parsing stopped.
+func TestAckForUnparsedMessage(t *testing.T) {
+	data := []byte(header("2.6", "", "") + "PID|1\rob|x\r")
+	_, err := Parse(data, Limits{})
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v", err)
+	}
+	h, err := ParseHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Acks(h, pe.Reply(), AckOptions{ControlID: "X", Time: ackTime})
+	m := mustParse(t, string(a[0]))
+	if m.Field("MSA", 1, 1).Text() != "AE" || m.Field("MSA", 1, 2).Text() != "MSG|7" || m.Field("ERR", 1, 3).Comp(1).Text() != "100" {
 		t.Errorf("%q", a[0])
 	}
 }

@@ -70,3 +70,13 @@ func (e *ParseError) Error() string {
 	}
 	return "hl7: " + e.Loc.String() + ": " + e.Reason
 }
+
+// Reply is the acknowledgement for a message that did not parse (with the
+// header from ParseHeader): AE with ERR naming where parsing stopped.
+func (e *ParseError) Reply() Reply {
+	code := ErrDataType
+	if e.Loc.Index > 0 && e.Loc.Field == 0 {
+		code = ErrSegmentSequence // a segment that is not one
+	}
+	return Reply{Outcome: Failed, Code: code, Where: e.Loc, Text: e.Reason}
+}

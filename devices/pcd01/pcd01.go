@@ -56,6 +56,26 @@ type HD struct {
 	Namespace, UniversalID, UniversalIDType string
 }
 
+// URI is the designator's universal id as a URI, the form a FHIR
+// identifier system takes: "urn:oid:1.2.3" for type ISO, the id itself for
+// type URI, "urn:uuid:..." for a UUID; "" for a namespace id only or a
+// type it does not know.
+func (h HD) URI() string {
+	switch strings.ToUpper(h.UniversalIDType) {
+	case "ISO":
+		if h.UniversalID != "" {
+			return "urn:oid:" + h.UniversalID
+		}
+	case "URI":
+		return h.UniversalID
+	case "UUID":
+		if h.UniversalID != "" {
+			return "urn:uuid:" + strings.ToLower(h.UniversalID)
+		}
+	}
+	return ""
+}
+
 func hd(f hl7.Field) HD {
 	return HD{f.Comp(1).Text(), f.Comp(2).Text(), f.Comp(3).Text()}
 }
@@ -176,7 +196,7 @@ func (e *Error) Reply() hl7.Reply {
 }
 
 // Decoder decodes PCD-01 messages. The zero Decoder is usable but knows no
-// zone; set Zone.
+// zone; set Zone. A Decoder is safe for concurrent use.
 type Decoder struct {
 	// Zone is the sender's time zone, for timestamps without a UTC offset
 	// (GE and Mindray senders often leave it out). Nil: such a timestamp

@@ -438,3 +438,18 @@ func TestEUI64(t *testing.T) {
 		}
 	}
 }
+
+func TestHDURI(t *testing.T) {
+	for h, want := range map[HD]string{
+		{"CITYHOSP", "1.2.840.99999.1.1", "ISO"}:             "urn:oid:1.2.840.99999.1.1",
+		{"", "https://hosp.example/mrn", "URI"}:              "https://hosp.example/mrn",
+		{"", "A0B1C2D3-0000-4000-8000-000000000001", "UUID"}: "urn:uuid:a0b1c2d3-0000-4000-8000-000000000001",
+		{"Hospital", "", ""}:                                 "",
+		{"", "", "ISO"}:                                      "",
+		{"X", "0019A1FFFE000001", "EUI-64"}:                  "",
+	} {
+		if got := h.URI(); got != want {
+			t.Errorf("%+v.URI() = %q, want %q", h, got, want)
+		}
+	}
+}
