@@ -54,7 +54,8 @@ var commitmentBucket = []byte(commitmentBucketName) // calling AE + " " + Transa
 // do; a modality asks after its C-STOREs were answered, so what is not here
 // then was never received) are kept with the request; under
 // CommitWhenForwarded the others wait until every destination has them,
-// re-evaluated when instances arrive and every Interval, and fail with 0110
+// re-evaluated when a forwarder records what its destination holds (at
+// most every 500 ms) and every Interval, and fail with 0110
 // after Timeout (a destination that refused one for good fails it at once).
 //
 // Once every reference is decided the N-EVENT-REPORT goes out: on the
@@ -201,8 +202,9 @@ func (c *Committer) init() {
 	}
 }
 
-// Kick asks for the waiting references to be looked at again now (an
-// instance arrived or was forwarded).
+
+// Kick asks for the waiting references to be looked at again soon (a
+// destination recorded what it holds, a request came).
 func (c *Committer) Kick() {
 	c.init()
 	select {
