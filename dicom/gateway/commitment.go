@@ -202,7 +202,6 @@ func (c *Committer) init() {
 	}
 }
 
-
 // Kick asks for the waiting references to be looked at again soon (a
 // destination recorded what it holds, a request came).
 func (c *Committer) Kick() {
