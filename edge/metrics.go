@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dicom/gateway"
+	"github.com/wardgate/wardgate/edge/build"
 	"github.com/wardgate/wardgate/edge/fhir"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,7 +159,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	mBuildInfo      = desc("wardgate_build_info", "The gateway's version and site; always 1.", "version", "site")
+	mBuildInfo      = desc("wardgate_build_info", "The gateway's version, commit, Go version and site; always 1.", "version", "commit", "goversion", "site")
 	mReadings       = desc("wardgate_readings_total", "Readings handed over by the monitor sources.")
 	mEntries        = desc("wardgate_outbox_entries_stored_total", "FHIR entries stored in the outbox.")
 	mDelivered      = desc("wardgate_observations_delivered_total", "FHIR entries (Observations, Devices, ImagingStudies) the record acknowledged.")
@@ -218,7 +219,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	gauge(mBuildInfo, 1, s.Version, s.Site)
+	gauge(mBuildInfo, 1, s.Version, build.Commit(), build.GoVersion(), s.Site)
 	counter(mReadings, s.Ingest.Readings)
 	counter(mEntries, s.Ingest.Entries)
 	counter(mDelivered, s.FHIR.Delivered)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/edge/build"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir/fhirserver"
 )
@@ -253,7 +254,7 @@ func TestMetricsParseAndMoveWithTraffic(t *testing.T) {
 		"wardgate_outbox_dead_letters", "wardgate_held_frames", "wardgate_dicom_associations_active", "wardgate_dicom_associations_total",
 		"wardgate_dicom_instances_received_total", "wardgate_dicom_bytes_received_total", "wardgate_errors_total|kind=bad_frames",
 		"wardgate_monitor_state|monitor=bed-12-monitor|state=connecting", "wardgate_monitor_frames_total|monitor=bed-12-monitor",
-		"go_goroutines", "wardgate_delivery_latency_seconds|count", "wardgate_build_info|site=ward-4b|version=test"} {
+		"go_goroutines", "wardgate_delivery_latency_seconds|count", "wardgate_build_info|commit=" + build.Commit() + "|goversion=" + build.GoVersion() + "|site=ward-4b|version=test"} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}

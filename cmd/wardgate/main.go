@@ -7,7 +7,7 @@
 //	wardgate simulate -profile P ... simulate a bedside monitor on a serial port or MQTT
 //	wardgate echo / send ...         C-ECHO a DICOM node; C-STORE files to it
 //	wardgate queue -config FILE ...  list, retry or drop a running gateway's dead letters
-//	wardgate version                 print the version
+//	wardgate version                 print the version, commit, Go version and os/arch
 //
 // Exit codes: 0 success, 1 a runtime failure, 2 a usage or config error.
 package main
@@ -21,16 +21,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/wardgate/wardgate/edge"
+	"github.com/wardgate/wardgate/edge/build"
 	"github.com/wardgate/wardgate/edge/config"
 )
-
-// version is set at build time with -ldflags "-X main.version=..."; otherwise
-// it comes from the module's build information.
-var version = ""
 
 const (
 	exitOK      = 0
@@ -55,7 +51,7 @@ Usage:
                                 C-STORE the DICOM files found, one association; status per file
   wardgate queue -config FILE list|retry|drop [-all | ID...]
                                 the dead letters of a running gateway
-  wardgate version              print the version
+  wardgate version              print the version, commit, Go version and os/arch
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
 `
@@ -83,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "send":
 		return cmdSend(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "wardgate", versionString())
+		printVersion(stdout)
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -98,24 +94,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := info.Main.Version
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-		if s.Key == "vcs.modified" && s.Value == "true" {
-			v += "+modified"
-		}
-	}
-	return v
+// versionString is the version the gateway reports (logs, /healthz, the
+// status page): stamped by the release build, else the module's.
+func versionString() string { return build.Version() }
+
+// printVersion says what runs: enough to match a box's binary with a
+// release and its source.
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "wardgate %s\ncommit   %s\ngo       %s\nos/arch  %s\n",
+		build.Version(), build.Commit(), build.GoVersion(), build.Platform())
 }
 
 // configFlag parses "-config FILE" and nothing else.
