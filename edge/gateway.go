@@ -104,12 +104,18 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	g.setReady(true)
 	g.log.Info("wardgate running", "version", g.version, "site", g.cfg.Site,
 		"status", "http://"+g.httpLn.Addr().String()+"/", "data_dir", g.cfg.DataDir)
+	g.sdNotify("READY=1\nSTATUS=running; status page http://" + g.httpLn.Addr().String() + "/")
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
+	wdDone := g.startWatchdog(wdCtx, sup)
 
 	if err = sup.wait(ctx); err != nil {
 		g.log.Error("a part of the gateway failed; stopping", "err", err)
 	} else {
 		g.log.Info("stopping: no new input; finishing what is in flight")
 	}
+	stopWatchdog()
+	<-wdDone // no ping after STOPPING=1
+	g.sdNotify("STOPPING=1\nSTATUS=stopping; finishing what is in flight")
 	g.mu.Lock()
 	g.ready, g.stopping = false, true
 	g.mu.Unlock()

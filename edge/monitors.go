@@ -30,6 +30,12 @@ func (g *Gateway) monitorsPart() part {
 		sources = append(sources, src)
 	}
 	return part{"monitors", func(ctx context.Context) error {
+		if len(sources) == 0 {
+			// Running until the stop, so that the watchdog's look (every
+			// part still running) holds for a gateway without monitors.
+			<-ctx.Done()
+			return nil
+		}
 		var wg sync.WaitGroup
 		for i, src := range sources {
 			wg.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,8 @@ type runningPart struct {
 	part
 	cancel context.CancelFunc
 	done   chan error
+	// ended is set when run has returned, for the watchdog's look.
+	ended atomic.Bool
 }
 
 func newSupervisor(log *slog.Logger) *supervisor {
@@ -44,6 +47,7 @@ func (s *supervisor) start(p part) {
 	s.running = append(s.running, r)
 	go func() {
 		err := p.run(ctx)
+		r.ended.Store(true)
 		if err != nil && ctx.Err() == nil {
 			select {
 			case s.failed <- fmt.Errorf("%s: %w", p.name, err):
@@ -52,6 +56,17 @@ func (s *supervisor) start(p part) {
 		}
 		r.done <- err
 	}()
+}
+
+// exited names the first part that has returned, "" while all run. Call it
+// between the last start and stop.
+func (s *supervisor) exited() string {
+	for _, r := range s.running {
+		if r.ended.Load() {
+			return r.name
+		}
+	}
+	return ""
 }
 
 // wait blocks until ctx ends (nil) or a part fails (its error).
