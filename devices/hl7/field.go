@@ -50,6 +50,12 @@ func (f Field) Rep(i int) Field {
 	switch {
 	case f.level == levelField && f.d.Repetition != 0:
 		return Field{s: nth(f.s, f.d.Repetition, i), d: f.d, level: levelRep}
+	case f.level == levelField && i == 1:
+		// No repetition separator: the field is its one repetition, whose
+		// components are still to be read.
+		return Field{s: f.s, d: f.d, level: levelRep}
+	case f.level == levelField:
+		return Field{d: f.d, level: levelRep}
 	case i == 1:
 		return f
 	}
