@@ -53,7 +53,9 @@ func (b *Builder) fields(fields []string) {
 // Text escapes s for a value (see Escape).
 func (b *Builder) Text(s string) string { return Escape(s, b.d) }
 
-// Comps joins components, leaving out trailing empty ones.
+// Comps joins components, leaving out trailing empty ones. Comps, Subs
+// and Reps write only the first part when the delimiters have no such
+// separator.
 func (b *Builder) Comps(c ...string) string { return join(c, b.d.Component) }
 
 // Subs joins sub-components, leaving out trailing empty ones.
@@ -66,6 +68,11 @@ func join(parts []string, sep byte) string {
 	n := len(parts)
 	for n > 0 && parts[n-1] == "" {
 		n--
+	}
+	if sep == 0 {
+		// The message declared no such separator: only the first part can
+		// be written (a 0 byte is no separator in HL7).
+		n = min(n, 1)
 	}
 	return strings.Join(parts[:n], string(sep))
 }
