@@ -67,6 +67,7 @@ type span struct{ start, end uint32 }
 type segSpan struct {
 	span
 	first, count uint32
+	seq          uint32 // occurrence of the segment's id, from 1
 }
 
 // Message is a parsed HL7 v2 message. It owns an immutable copy of the text
@@ -188,11 +189,40 @@ func (s Segment) Location(n int) Location {
 		return Location{}
 	}
 	id := s.ID()
-	return Location{Segment: id, Seq: s.m.seq(id, s.i), Index: s.i, Field: n}
+	return Location{Segment: id, Seq: int(s.m.segs[s.i].seq), Index: s.i, Field: n}
+}
+
+// seqCounter numbers the segments of each id as Parse meets them, in
+// constant time per segment: a small table for the few ids a message
+// usually has, a map beyond them.
+type seqCounter struct {
+	ids, n [32]uint32
+	used   int
+	more   map[uint32]uint32
+}
+
+func (c *seqCounter) next(s string) uint32 {
+	id := uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2])
+	for i := 0; i < c.used; i++ {
+		if c.ids[i] == id {
+			c.n[i]++
+			return c.n[i]
+		}
+	}
+	if c.used < len(c.ids) {
+		c.ids[c.used], c.n[c.used] = id, 1
+		c.used++
+		return 1
+	}
+	if c.more == nil {
+		c.more = map[uint32]uint32{}
+	}
+	c.more[id]++
+	return c.more[id]
 }
 
 // seq is the occurrence, from 1, of a segment with this id at index i
-// among the segments up to it.
+// among the segments up to it (for a segment not indexed yet).
 func (m *Message) seq(id string, i int) int {
 	n := 1
 	for _, s := range m.segs[:min(i, len(m.segs))] {
@@ -223,6 +253,7 @@ func Parse(data []byte, lim Limits) (*Message, error) {
 		segs:   make([]segSpan, 0, min(nseg, lim.MaxSegments)),
 		fields: make([]span, 0, strings.Count(raw, fs)+2*min(nseg, lim.MaxSegments)+1),
 	}
+	var seqs seqCounter
 	for i := start; i < len(raw); {
 		end := i
 		for end < len(raw) && raw[end] != '\r' && raw[end] != '\n' {
@@ -232,7 +263,7 @@ func Parse(data []byte, lim Limits) (*Message, error) {
 			if len(m.segs) == lim.MaxSegments {
 				return nil, &ParseError{Loc: Location{Index: len(m.segs)}, Reason: fmt.Sprintf("more than %d segments", lim.MaxSegments)}
 			}
-			if err := m.addSegment(i, end); err != nil {
+			if err := m.addSegment(i, end, &seqs); err != nil {
 				return nil, err
 			}
 		}
@@ -318,7 +349,7 @@ func delimiterByte(c byte) bool {
 }
 
 // addSegment indexes the segment raw[start:end].
-func (m *Message) addSegment(start, end int) error {
+func (m *Message) addSegment(start, end int, seqs *seqCounter) error {
 	raw := m.raw
 	loc := Location{Index: len(m.segs)}
 	if end-start < 3 || !segmentIDByte(raw[start]) || !segmentIDByte(raw[start+1]) || !segmentIDByte(raw[start+2]) {
@@ -338,7 +369,7 @@ func (m *Message) addSegment(start, end int) error {
 		}
 		return &ParseError{Loc: loc, Reason: "the first segment is not MSH"}
 	}
-	seg := segSpan{span: span{uint32(start), uint32(end)}, first: uint32(len(m.fields))}
+	seg := segSpan{span: span{uint32(start), uint32(end)}, first: uint32(len(m.fields)), seq: seqs.next(id)}
 	m.fields = append(m.fields, span{uint32(start), uint32(start + 3)})
 	if end-start > 3 {
 		i := start + 4
