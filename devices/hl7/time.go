@@ -26,15 +26,26 @@ type Time struct {
 	// Zoned: the value carried its UTC offset. Otherwise it was read in the
 	// zone given to ParseTime, which is the receiver's assumption.
 	Zoned bool
+	// Ambiguous: the value carried no offset and its local time occurs
+	// twice in the zone it was read in (the hour the clocks go back);
+	// Time is then one of the two instants it may name.
+	Ambiguous bool
 }
 
 var errTime = errors.New("not a time: want YYYY[MM[DD[HH[MM[SS[.S...]]]]]][+/-ZZZZ]")
+
+// ErrSkippedLocalTime is ParseTime's error for a value without an offset
+// whose local time the zone skipped (the hour the clocks go forward): it
+// names no instant there.
+var ErrSkippedLocalTime = errors.New("a local time that the zone skipped (daylight-saving change)")
 
 // ParseTime reads a DTM value, "YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]",
 // in zone when it carries no offset (UTC when zone is nil; Zoned then tells
 // it was a guess). Values out of range (month 13, 30 February, 24:00) are
 // errors, not normalised. Take the first component of a TS field (ts.Comp(1)):
-// its second is the precision of v2.4 and earlier.
+// its second is the precision of v2.4 and earlier. Read in a zone, a local
+// time that the zone skipped is ErrSkippedLocalTime, and one that it
+// repeats is Ambiguous.
 func ParseTime(s string, zone *time.Location) (Time, error) {
 	var t Time
 	num := func(i, n int) (int, bool) {
@@ -116,6 +127,34 @@ func ParseTime(s string, zone *time.Location) (Time, error) {
 		t.Zoned = true
 	}
 	t.Time = time.Date(f[0], time.Month(f[1]), f[2], f[3], f[4], f[5], nsec, loc)
+	if !t.Zoned && loc != time.UTC {
+		// time.Date moves a skipped local time and picks one of a repeated
+		// one without saying so: find every instant the wall clock names.
+		wall := time.Date(f[0], time.Month(f[1]), f[2], f[3], f[4], f[5], nsec, time.UTC)
+		var found [3]time.Time
+		n := 0
+		for _, probe := range [...]time.Duration{-48 * time.Hour, 0, 48 * time.Hour} {
+			_, off := wall.Add(probe).In(loc).Zone()
+			u := wall.Add(-time.Duration(off) * time.Second)
+			if _, o := u.In(loc).Zone(); o != off {
+				continue
+			}
+			dup := false
+			for _, g := range found[:n] {
+				dup = dup || g.Equal(u)
+			}
+			if !dup {
+				found[n] = u
+				n++
+			}
+		}
+		switch {
+		case n == 0:
+			return Time{}, ErrSkippedLocalTime
+		case n > 1:
+			t.Ambiguous = true
+		}
+	}
 	return t, nil
 }
 
