@@ -29,6 +29,9 @@ type decodeState struct {
 	mshReason string // why MSH-7 cannot date a row; "" when it can
 	obrTime   time.Time
 	obrReason string
+	// zoneReason: why Decoder.Zone cannot date this message's times
+	// without offsets ("" when it can).
+	zoneReason string
 	// equipment of the rows that named theirs, by MDS (the first part of
 	// OBX-4), for the rows of the same MDS that do not.
 	equipment []mdsEquipment
@@ -44,14 +47,16 @@ func (st *decodeState) problem(s hl7.Segment, field int, reason string) {
 }
 
 // obr starts an observation group: its OBR-7 dates the rows without their
-// own OBX-14.
+// own OBX-14. Containment (OBX-4) is numbered within the group, so the
+// equipment its MDS rows named does not carry over to the next.
 func (st *decodeState) obr(s hl7.Segment) {
+	st.equipment = st.equipment[:0]
 	f := s.Field(7)
 	if f.IsEmpty() {
 		st.obrTime, st.obrReason = st.mshTime, st.mshReason
 		return
 	}
-	t, reason := st.d.time(f)
+	t, reason := st.d.time(f, st.zoneReason)
 	st.obrTime, st.obrReason = t, ""
 	if reason != "" {
 		st.obrReason = "OBR-7 " + reason
@@ -74,7 +79,13 @@ func (st *decodeState) obx(s hl7.Segment) {
 		return
 	}
 	switch status {
-	case "", "R", "F", "C", "P", "S", "A", "U":
+	case "", "R", "F", "P", "S", "U":
+	case "C", "A":
+		// A correction replaces a result sent before; charted as a new
+		// reading it would be dropped as a duplicate (same device, code
+		// and time) and the wrong value would stay.
+		st.problem(s, 11, "result status "+code(status)+" corrects a result sent before; corrections are not applied")
+		return
 	default:
 		st.problem(s, 11, "result status "+code(status)+" carries no value to chart")
 		return
@@ -152,7 +163,7 @@ func (st *decodeState) obx(s hl7.Segment) {
 	t := st.obrTime
 	reason = st.obrReason
 	if f := s.Field(14); !f.IsEmpty() {
-		t, reason = st.d.time(f)
+		t, reason = st.d.time(f, st.zoneReason)
 		if reason != "" {
 			reason = "OBX-14 " + reason
 		}

@@ -35,6 +35,7 @@
 package pcd01
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -201,6 +202,9 @@ type Decoder struct {
 	// Zone is the sender's time zone, for timestamps without a UTC offset
 	// (GE and Mindray senders often leave it out). Nil: such a timestamp
 	// is a problem and its row is not decoded; the time is never guessed.
+	// A local time that the zone skips or repeats (daylight saving) is a
+	// problem too, and so is every timestamp without an offset in a
+	// message whose MSH-7 carries an offset the zone does not have then.
 	Zone *time.Location
 	// AllowMissingProfile takes a message whose MSH-21 is empty (some
 	// older senders). A MSH-21 naming other profiles only is still refused.
@@ -249,9 +253,9 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 		}
 	}
 	r.Observations = make([]Observation, 0, obx)
-	st := decodeState{d: d, r: r, received: received, test: r.Processing != "" && r.Processing != "P"}
+	st := decodeState{d: d, r: r, received: received, test: r.Processing != "" && r.Processing != "P", zoneReason: d.zoneCheck(msh.Field(7))}
 	if ts := msh.Field(7); !ts.IsEmpty() {
-		t, reason := d.time(ts)
+		t, reason := d.time(ts, st.zoneReason)
 		if reason == "" {
 			r.Sent = t
 			st.mshTime = t
@@ -264,6 +268,7 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 	}
 	st.obrTime, st.obrReason = st.mshTime, st.mshReason
 
+	seenPV1 := false
 	for i := 1; i < m.Len(); i++ {
 		s := m.Segment(i)
 		switch s.ID() {
@@ -274,9 +279,10 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 			r.HasPatient = true
 			r.Patient = identifiers(s.Field(3))
 		case "PV1":
-			if r.HasBed {
+			if seenPV1 {
 				return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrSegmentSequence, Where: s.Location(0), Reason: "a second PV1: one bed per message"}
 			}
+			seenPV1 = true
 			if f := s.Field(3); !f.IsEmpty() {
 				r.HasBed = true
 				r.Bed = bed(f)
@@ -316,18 +322,44 @@ func bed(f hl7.Field) Bed {
 	}
 }
 
-// time reads a TS/DTM field; a reason when it cannot be used.
-func (d *Decoder) time(f hl7.Field) (time.Time, string) {
+// time reads a TS/DTM field; a reason when it cannot be used. zoneReason,
+// when not empty, is why the configured zone cannot be trusted for this
+// message: a time without its own offset is then not read.
+func (d *Decoder) time(f hl7.Field, zoneReason string) (time.Time, string) {
 	t, err := hl7.ParseTime(strings.TrimSpace(f.Comp(1).Text()), d.Zone)
 	switch {
+	case errors.Is(err, hl7.ErrSkippedLocalTime):
+		return time.Time{}, "is a local time that the zone skipped (daylight saving begins)"
 	case err != nil:
 		return time.Time{}, "is not a time"
 	case t.Precision < hl7.Minute:
 		return time.Time{}, "is not precise to the minute"
 	case !t.Zoned && d.Zone == nil:
 		return time.Time{}, "has no UTC offset and no zone is configured for the sender"
+	case !t.Zoned && zoneReason != "":
+		return time.Time{}, "has no UTC offset, and " + zoneReason
+	case t.Ambiguous:
+		return time.Time{}, "has no UTC offset and falls in the hour that the zone repeats (daylight saving ends)"
 	}
 	return t.Time, ""
+}
+
+// zoneCheck is why the configured zone cannot date this message's times
+// without offsets: MSH-7 carries an offset that the zone does not have at
+// that instant. "" when nothing contradicts it.
+func (d *Decoder) zoneCheck(msh7 hl7.Field) string {
+	if d.Zone == nil {
+		return ""
+	}
+	t, err := hl7.ParseTime(strings.TrimSpace(msh7.Comp(1).Text()), nil)
+	if err != nil || !t.Zoned {
+		return ""
+	}
+	_, sent := t.Zone()
+	if _, zone := t.In(d.Zone).Zone(); zone != sent {
+		return "the zone configured for the sender disagrees with the offset of MSH-7"
+	}
+	return ""
 }
 
 // eui64 normalises a 16-hex-digit EUI-64 ("0019a1fffe000001",
