@@ -25,6 +25,8 @@ var Peers = map[string]string{
 	"socat":    "socat",
 	"chromium": "chromium",
 	"Orthanc":  "orthanc", // with orthanc-dicomweb, its DICOMweb plugin
+	// The release test: the package's files and the systemd unit.
+	"dpkg-deb": "dpkg", "systemd-analyze": "systemd",
 }
 
 // RequirePeers fails the test, never skips it, when a peer is missing: a test
