@@ -80,7 +80,9 @@ func New(cfg *config.Config, log *slog.Logger, version string) *Gateway {
 // frames' resolver, the device clocks' keeper, the DICOM node, the monitor
 // sources. Sources stop first, so what they took in is stored before the
 // stores close (MQTT messages not yet stored stay unacknowledged at the
-// broker); delivery stops last.
+// broker); delivery stops last. Under systemd it sends READY=1 once every
+// part is started, WATCHDOG=1 while they answer and STOPPING=1 as the stop
+// begins (watchdog.go).
 func (g *Gateway) Run(ctx context.Context) (err error) {
 	if err := g.open(); err != nil {
 		g.close()
