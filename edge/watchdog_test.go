@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,5 +143,33 @@ func TestAliveNamesAPartThatStopped(t *testing.T) {
 	}
 	if name := sup.exited(); !strings.Contains(name, "held frames") {
 		t.Fatalf("exited = %q, want held frames", name)
+	}
+}
+
+// NOTIFY_SOCKET may name an abstract socket ("@..."), as newer systemd
+// versions hand out; WATCHDOG_PID naming another process means the watchdog
+// is someone else's (a child that inherited the environment): no pings.
+func TestNotifyAbstractSocketAndWatchdogPID(t *testing.T) {
+	name := "@wardgate-test-" + strconv.Itoa(os.Getpid())
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", name)
+	g := &Gateway{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	g.sdNotify("READY=1")
+	buf := make([]byte, 64)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("read %q, %v; want READY=1", buf[:n], err)
+	}
+
+	t.Setenv("WATCHDOG_USEC", "1000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()+1))
+	select {
+	case <-g.startWatchdog(context.Background(), newSupervisor(g.log)):
+	default:
+		t.Fatal("a watchdog runs for another process's WATCHDOG_PID")
 	}
 }
