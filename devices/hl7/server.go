@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,7 +19,8 @@ import (
 // It returns Accepted only once what the message carries is durable (the
 // acknowledgement follows at once); Busy when it could not be stored now
 // (the sender sends it again); Failed or Rejected with the reason
-// otherwise. It is called for one message of a connection at a time, in
+// otherwise. Its context ends when Shutdown stops waiting for it; it
+// should then return promptly, since Shutdown still waits for it. It is called for one message of a connection at a time, in
 // order, and may be called from many connections at once.
 type Handler interface {
 	HandleMessage(ctx context.Context, m *Message, from Peer) Reply
@@ -60,6 +62,7 @@ type ServerStats struct {
 	GarbageBytes       uint64 `json:"garbage_bytes"`         // bytes outside frames, skipped
 	AbandonedFrames    uint64 `json:"abandoned_frames"`      // frames a new start byte cut short
 	TLSHandshakeFailed uint64 `json:"tls_handshakes_failed"` //
+	Panics             uint64 `json:"handler_panics"`        // connections closed, unacknowledged, because the handler panicked
 }
 
 // Server is an MLLP (release 2) listener: many messages per connection,
@@ -96,6 +99,8 @@ type Server struct {
 	Logger *slog.Logger
 
 	mu        sync.Mutex
+	baseCtx   context.Context // handlers' context: ends when Shutdown gives up waiting
+	cancel    context.CancelFunc
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	closing   atomic.Bool
@@ -105,6 +110,7 @@ type Server struct {
 	open                                                       atomic.Int64
 	total, refused, messages, accepted, failed, rejected, busy atomic.Uint64
 	ignored, tooLarge, truncated, garbage, abandoned, tlsFail  atomic.Uint64
+	panics                                                     atomic.Uint64
 }
 
 // ErrServerClosed is Serve's error after Shutdown.
@@ -117,6 +123,7 @@ func (s *Server) Stats() ServerStats {
 		Messages: s.messages.Load(), Accepted: s.accepted.Load(), Failed: s.failed.Load(), Rejected: s.rejected.Load(),
 		Busy: s.busy.Load(), Ignored: s.ignored.Load(), FramesTooLarge: s.tooLarge.Load(), FramesTruncated: s.truncated.Load(),
 		GarbageBytes: s.garbage.Load(), AbandonedFrames: s.abandoned.Load(), TLSHandshakeFailed: s.tlsFail.Load(),
+		Panics: s.panics.Load(),
 	}
 }
 
@@ -134,6 +141,25 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
+// init makes the maps and the handlers' context; s.mu is held.
+func (s *Server) init() {
+	if s.listeners == nil {
+		s.listeners, s.conns = map[net.Listener]struct{}{}, map[net.Conn]struct{}{}
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	}
+}
+
+// temporary reports whether an Accept error passes (a timeout, or the
+// process or system out of file descriptors for a moment).
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED)
+}
+
 // Serve accepts connections on ln until Shutdown; it returns
 // ErrServerClosed then. For MLLP over TLS, ln is a tls.NewListener.
 func (s *Server) Serve(ln net.Listener) error {
@@ -145,9 +171,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	if s.listeners == nil {
-		s.listeners, s.conns = map[net.Listener]struct{}{}, map[net.Conn]struct{}{}
-	}
+	s.init()
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
@@ -166,8 +190,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if temporary(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log().Warn("hl7: accept failed, retrying", "err", err, "in", backoff)
 				time.Sleep(backoff)
@@ -199,10 +222,12 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, closes connections waiting for a message, and
 // waits for messages being handled to be acknowledged, until ctx ends;
-// then it closes what is left and returns ctx's error.
+// then it ends the handlers' context, closes what is left, waits for the
+// handlers to return and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.mu.Lock()
+	s.init()
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -220,6 +245,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
+	s.cancel() // a handler still deciding gives up: nothing it did is acknowledged
 	for c := range s.conns {
 		c.Close()
 	}
@@ -236,6 +262,7 @@ func (s *Server) serveConn(c net.Conn) {
 	log := s.log().With("remote", c.RemoteAddr().String())
 	defer func() {
 		if r := recover(); r != nil {
+			s.panics.Add(1)
 			log.Error("hl7: connection handler panicked", "panic", fmt.Sprint(r))
 		}
 		c.Close()
@@ -277,11 +304,19 @@ func (s *Server) serveConn(c net.Conn) {
 		s.abandoned.Add(uint64(st.Abandoned))
 	}()
 	idle := orDefault(s.IdleTimeout, 10*time.Minute)
+	s.mu.Lock()
+	ctx := s.baseCtx
+	s.mu.Unlock()
 	for {
 		if s.closing.Load() {
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(idle))
+		if s.closing.Load() {
+			// Shutdown may have set the deadline to now just before the
+			// line above moved it away again.
+			return
+		}
 		raw, err := r.ReadMessage()
 		if err != nil {
 			var big *FrameTooLargeError
@@ -299,7 +334,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		s.messages.Add(1)
-		acks := s.handle(raw, peer, log)
+		acks := s.handle(ctx, raw, peer, log)
 		if len(acks) == 0 {
 			continue
 		}
@@ -316,7 +351,7 @@ func (s *Server) serveConn(c net.Conn) {
 }
 
 // handle decides one message and returns the acknowledgements to send.
-func (s *Server) handle(raw []byte, peer Peer, log *slog.Logger) [][]byte {
+func (s *Server) handle(ctx context.Context, raw []byte, peer Peer, log *slog.Logger) [][]byte {
 	m, err := Parse(raw, Limits{MaxBytes: s.MaxMessage, MaxSegments: s.MaxSegments})
 	if err != nil {
 		s.failed.Add(1)
@@ -344,7 +379,7 @@ func (s *Server) handle(raw []byte, peer Peer, log *slog.Logger) [][]byte {
 		log.Warn("hl7: a message from a sending application not in hl7.allow was rejected", "sending_application", sender.Application, "sending_facility", sender.Facility)
 		return Acks(m, Reply{Outcome: Rejected, Code: ErrInternal, Where: m.Segment(0).Location(3), Text: "sending application not allowed"}, s.ackOptions())
 	}
-	reply := s.Handler.HandleMessage(context.Background(), m, peer)
+	reply := s.Handler.HandleMessage(ctx, m, peer)
 	switch reply.Outcome {
 	case Accepted:
 		s.accepted.Add(1)
