@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -263,7 +264,9 @@ func (s *Server) serveConn(c net.Conn) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.panics.Add(1)
-			log.Error("hl7: connection handler panicked", "panic", fmt.Sprint(r))
+			// The panic's value may quote the message (patient data): only
+			// its type and where it happened are logged.
+			log.Error("hl7: connection handler panicked", "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 		}
 		c.Close()
 		s.open.Add(-1)
