@@ -289,7 +289,7 @@ func TestMetricsParseAndMoveWithTraffic(t *testing.T) {
 	}
 }
 
-const adminToken = "s3cret-admin-token"
+const adminToken = "s3cret-admin-token-0123456789"
 
 func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
 

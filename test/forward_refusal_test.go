@@ -142,7 +142,7 @@ func refusingSetup(t *testing.T) (gw *Process, pacs *refusingPACS, cfg string, p
 `, port, ln.Addr().(*net.TCPAddr).Port))
 	cfg = cfg0
 	token := filepath.Join(filepath.Dir(cfg), "admin-token")
-	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
+	os.WriteFile(token, []byte("s3cret-token-0123456789abcdef\n"), 0o600)
 	b, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n  listen: 127.0.0.1:0\n",
 		"http:\n  listen: "+httpAddr+"\n  admin_token_file: "+token+"\n", 1)), 0o600)

@@ -21,7 +21,7 @@ func TestQueueCommand(t *testing.T) {
 	port := freePort(t)
 	broker := startMosquitto(t, dir, port)
 	token := filepath.Join(dir, "admin-token")
-	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
+	os.WriteFile(token, []byte("s3cret-token-0123456789abcdef\n"), 0o600)
 	record, cfg, _ := recordWith(t, mqttConfig(port)+"http: {listen: 127.0.0.1:0, admin_token_file: "+token+"}\n")
 	// gatewayConfig already wrote an http section: the last one would be a
 	// duplicate key, so merge by rewriting.
@@ -70,7 +70,7 @@ func TestQueueCommand(t *testing.T) {
 
 	// A wrong token is refused by the gateway.
 	wrong := filepath.Join(dir, "wrong-token")
-	os.WriteFile(wrong, []byte("not-it"), 0o600)
+	os.WriteFile(wrong, []byte("not-it-0123456789abcdefghij"), 0o600)
 	wrongCfg := filepath.Join(filepath.Dir(cfg), "wrong.yaml")
 	os.WriteFile(wrongCfg, []byte(strings.Replace(fixed, token, wrong, 1)), 0o600)
 	if r := Run(t, "queue", "-config", wrongCfg, "retry", fhirID); r.Code != 1 || !strings.Contains(r.Stderr, "401") {

@@ -154,7 +154,7 @@ func stowGateway(t *testing.T, base string) (gw *Process, cfg string, port int) 
     - {stow_rs: %s}
 `, port, base))
 	token := filepath.Join(filepath.Dir(cfg), "admin-token")
-	os.WriteFile(token, []byte("s3cret-token\n"), 0o600)
+	os.WriteFile(token, []byte("s3cret-token-0123456789abcdef\n"), 0o600)
 	b, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n  listen: 127.0.0.1:0\n",
 		fmt.Sprintf("http:\n  listen: 127.0.0.1:%d\n  admin_token_file: %s\n", freePort(t), token), 1)), 0o600)

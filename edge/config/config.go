@@ -44,6 +44,24 @@ type Config struct {
 type HTTP struct {
 	Listen         string `yaml:"listen"`
 	AdminTokenFile Secret `yaml:"admin_token_file"`
+	// TLS, when set, serves the page and the API over HTTPS on Listen.
+	TLS *HTTPTLS `yaml:"tls"`
+	// PublicValues shows live values and trends without the admin token
+	// even when Listen is not a loopback address.
+	PublicValues bool `yaml:"public_values"`
+}
+
+// HTTPTLS is the certificate the status page and the API show.
+type HTTPTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  Secret `yaml:"key_file"`
+}
+
+// ValuesNeedToken reports whether live values and trends are shown only
+// with the admin token: when the listener is reachable from another
+// machine (see ListensOnLoopbackOnly) and public_values is not set.
+func (h HTTP) ValuesNeedToken() bool {
+	return !h.PublicValues && !ListensOnLoopbackOnly(h.Listen)
 }
 
 // FHIR is the central record that Observations and ImagingStudies go to.
@@ -368,6 +386,10 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.DataDir)
 	abs(&c.ProfilesDir)
 	abs(&c.HTTP.AdminTokenFile.Path)
+	if c.HTTP.TLS != nil {
+		abs(&c.HTTP.TLS.CertFile)
+		abs(&c.HTTP.TLS.KeyFile.Path)
+	}
 	abs(&c.FHIR.Auth.TokenFile.Path)
 	abs(&c.FHIR.Auth.ClientSecretFile.Path)
 	abs(&c.FHIR.Auth.PrivateKeyFile.Path)

@@ -65,7 +65,7 @@ buffer:
 `
 
 func TestAFullConfigLoadsWithDefaultsAndPaths(t *testing.T) {
-	path := write(t, full, map[string]string{"secrets/admin": "tok\n", "secrets/client": "s3cret\n", "profiles/.keep": ""})
+	path := write(t, full, map[string]string{"secrets/admin": "0123456789abcdef0123456789abcdef\n", "secrets/client": "s3cret\n", "profiles/.keep": ""})
 	c, ps, err := Load(path)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -79,7 +79,7 @@ func TestAFullConfigLoadsWithDefaultsAndPaths(t *testing.T) {
 		{c.ProfilesDir, filepath.Join(dir, "profiles")},
 		{c.FHIR.BaseURL, "https://fhir.example.org/R4"},
 		{c.FHIR.Auth.ClientSecretFile.Value(), "s3cret"},
-		{c.HTTP.AdminTokenFile.Value(), "tok"},
+		{c.HTTP.AdminTokenFile.Value(), "0123456789abcdef0123456789abcdef"},
 		{c.FHIR.BatchSize, 50},
 		{c.FHIR.Timeout, DefaultFHIRTimeout},
 		{*c.Monitors[1].MQTT.QoS, 1},

@@ -27,4 +27,4 @@ func TestDICOMRetention(t *testing.T) {
 	}
 }
 
-var retentionFiles = map[string]string{"secrets/admin": "tok\n", "secrets/client": "s3cret\n", "profiles/.keep": ""}
+var retentionFiles = map[string]string{"secrets/admin": "0123456789abcdef0123456789abcdef\n", "secrets/client": "s3cret\n", "profiles/.keep": ""}

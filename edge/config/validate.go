@@ -37,10 +37,7 @@ func validate(c *Config, ps *Problems) {
 		ps.At("site", "%q must be 1 to 63 lowercase letters, digits, '.' or '-'", c.Site)
 	}
 	validateDataDir(c, ps)
-	validateListen(ps, "http.listen", c.HTTP.Listen, true)
-	if c.HTTP.AdminTokenFile.Set() {
-		loadSecret(ps, "http.admin_token_file", &c.HTTP.AdminTokenFile)
-	}
+	validateHTTP(c, ps)
 	validateFHIR(c, ps)
 	dir := ""
 	if c.ProfilesDir != "" {
