@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,10 +29,14 @@ import (
 // apiRoutes registers the API on mux.
 func (g *Gateway) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.snapshot())
+		if snap, ok := g.viewSnapshot(w, r); ok {
+			writeJSON(w, http.StatusOK, snap)
+		}
 	})
 	mux.HandleFunc("GET /api/monitors", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"monitors": g.snapshot().Monitors})
+		if snap, ok := g.viewSnapshot(w, r); ok {
+			writeJSON(w, http.StatusOK, map[string]any{"monitors": snap.Monitors, "values_hidden": snap.ValuesHidden})
+		}
 	})
 	mux.HandleFunc("GET /api/dicom", func(w http.ResponseWriter, r *http.Request) {
 		d := g.dicomReport(true)
@@ -59,36 +64,147 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// viewSnapshot is the snapshot as the request may see it: without live
+// values when they need the token and it has none. A wrong token or a
+// blocked peer is answered here, and ok is false.
+func (g *Gateway) viewSnapshot(w http.ResponseWriter, r *http.Request) (snap snapshot, ok bool) {
+	show, ok := g.showValues(w, r)
+	if !ok {
+		return snap, false
+	}
+	snap = g.snapshot()
+	if !show {
+		snap.hideValues()
+	}
+	return snap, true
+}
+
 // errNoAdminToken is the answer to an admin action when no token is set.
 const errNoAdminToken = "admin actions are disabled: set http.admin_token_file"
 
-// hasToken reports whether the request carries the admin token.
-func (g *Gateway) hasToken(r *http.Request) bool {
-	want := g.cfg.HTTP.AdminTokenFile.Value()
-	if !g.cfg.HTTP.AdminTokenFile.Set() || want == "" {
-		return false
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	// Hashes first: the comparison then takes the same time whatever the
-	// lengths.
-	gh, wh := sha256.Sum256([]byte(strings.TrimSpace(got))), sha256.Sum256([]byte(want))
-	return ok && subtle.ConstantTimeCompare(gh[:], wh[:]) == 1
+// tokenVerdict is what a request's admin token is worth.
+type tokenVerdict int
+
+const (
+	tokenNone    tokenVerdict = iota // none presented, or none configured
+	tokenRight                       // the admin token
+	tokenWrong                       // presented and wrong: a failed attempt
+	tokenBlocked                     // the peer failed too often: 429
+)
+
+// viewCookie holds, in a browser, what shows live values on a page served
+// to the ward's network: a hash of the admin token, not the token, so a
+// cookie taken from a browser cannot call admin actions. Admin actions
+// take the token as a bearer token only, which no other site can make a
+// browser send.
+const viewCookie = "wardgate_view"
+
+func viewCookieValue(token string) string {
+	h := sha256.Sum256([]byte("wardgate view cookie\x00" + token))
+	return hex.EncodeToString(h[:])
 }
 
-// authorized checks the admin token; when it is not there or wrong it
-// answers the request and returns false.
+// tokenConfigured reports whether http.admin_token_file is set.
+func (g *Gateway) tokenConfigured() bool {
+	return g.cfg.HTTP.AdminTokenFile.Set() && g.cfg.HTTP.AdminTokenFile.Value() != ""
+}
+
+// judgeToken judges the admin token a request carries: as
+// "Authorization: Bearer <token>", or with cookie also as the view
+// cookie. A wrong one is a failed attempt of the request's peer, counted
+// by the rate limit; a blocked peer gets how long it still is.
+func (g *Gateway) judgeToken(r *http.Request, cookie bool) (tokenVerdict, time.Duration) {
+	if !g.tokenConfigured() {
+		return tokenNone, 0
+	}
+	want := g.cfg.HTTP.AdminTokenFile.Value()
+	if h := r.Header.Get("Authorization"); h != "" {
+		got, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			got = "\x00" // a token without "Bearer " is a wrong one
+		}
+		return g.compareToken(r, strings.TrimSpace(got), want)
+	}
+	if c, err := r.Cookie(viewCookie); cookie && err == nil {
+		return g.compareToken(r, c.Value, viewCookieValue(want))
+	}
+	return tokenNone, 0
+}
+
+// compareToken compares what a request presented with what is wanted,
+// unless the request's peer is blocked.
+func (g *Gateway) compareToken(r *http.Request, got, want string) (tokenVerdict, time.Duration) {
+	peer, now := peerOf(remoteHost(r)), time.Now()
+	if d := g.auth.retryAfter(peer, now); d > 0 {
+		return tokenBlocked, d
+	}
+	// Hashes first: the comparison then takes the same time whatever the
+	// lengths.
+	gh, wh := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	if subtle.ConstantTimeCompare(gh[:], wh[:]) == 1 {
+		g.auth.succeeded(peer)
+		return tokenRight, 0
+	}
+	g.auth.fail(peer, r.Method, r.URL.Path, now)
+	return tokenWrong, 0
+}
+
+// refuseBlocked answers a token attempt from a blocked peer.
+func refuseBlocked(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+	writeError(w, http.StatusTooManyRequests, "too many attempts with a wrong admin token from this address: try again after "+d.Round(time.Second).String())
+}
+
+// refuseWrongToken answers a request whose token is missing or wrong.
+func refuseWrongToken(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate"`)
+	writeError(w, http.StatusUnauthorized, "this needs the admin token (of http.admin_token_file) as \"Authorization: Bearer <token>\"")
+}
+
+// authorized checks the admin token of an admin action; when it is not
+// there or wrong it answers the request and returns false. A request
+// without the token counts as a failed attempt too: a scanner trying
+// the actions is guessing.
 func (g *Gateway) authorized(w http.ResponseWriter, r *http.Request) bool {
-	if want := g.cfg.HTTP.AdminTokenFile.Value(); !g.cfg.HTTP.AdminTokenFile.Set() || want == "" {
+	if !g.tokenConfigured() {
 		writeError(w, http.StatusForbidden, errNoAdminToken)
 		return false
 	}
-	if !g.hasToken(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate"`)
-		writeError(w, http.StatusUnauthorized, "this needs the admin token (of http.admin_token_file) as \"Authorization: Bearer <token>\"")
-		g.log.Warn("admin API: refused a request without the right token", "method", r.Method, "path", r.URL.Path, "from", remoteHost(r))
-		return false
+	v, d := g.judgeToken(r, false)
+	if v == tokenNone {
+		v, d = g.compareToken(r, "", g.cfg.HTTP.AdminTokenFile.Value())
 	}
-	return true
+	switch v {
+	case tokenRight:
+		return true
+	case tokenBlocked:
+		refuseBlocked(w, d)
+	default:
+		refuseWrongToken(w)
+	}
+	return false
+}
+
+// showValues reports whether the request may see live values and trends:
+// always on a loopback listener or with http.public_values, else with the
+// token (bearer or view cookie). A wrong token or a blocked peer is
+// answered here, and ok is false.
+func (g *Gateway) showValues(w http.ResponseWriter, r *http.Request) (show, ok bool) {
+	v, d := g.judgeToken(r, true)
+	switch v {
+	case tokenBlocked:
+		refuseBlocked(w, d)
+		return false, false
+	case tokenWrong:
+		if _, err := r.Cookie(viewCookie); err == nil && r.Header.Get("Authorization") == "" {
+			http.SetCookie(w, &http.Cookie{Name: viewCookie, Path: "/", MaxAge: -1})
+			writeError(w, http.StatusUnauthorized, "the cookie of an earlier admin token is no longer valid (the token changed?): it is cleared, reload the page")
+			return false, false
+		}
+		refuseWrongToken(w)
+		return false, false
+	}
+	return v == tokenRight || !g.cfg.HTTP.ValuesNeedToken(), true
 }
 
 func (g *Gateway) adminOnly(h http.HandlerFunc) http.HandlerFunc {
@@ -145,7 +261,21 @@ func (g *Gateway) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	// The record's words (an OperationOutcome) and a study's UID may be
 	// patient data: whole only with the token, as the page shows them
 	// otherwise.
-	full := g.hasToken(r)
+	full := false
+	if !withPayload {
+		v, d := g.judgeToken(r, false)
+		switch v {
+		case tokenBlocked:
+			refuseBlocked(w, d)
+			return
+		case tokenWrong:
+			refuseWrongToken(w)
+			return
+		}
+		full = v == tokenRight
+	} else {
+		full = true // authorized above
+	}
 	out := make([]deadLetterReport, 0, len(dls))
 	for _, d := range dls {
 		rep := deadLetterOf(d)

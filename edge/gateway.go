@@ -2,12 +2,14 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -46,7 +48,9 @@ type Gateway struct {
 	dicom     *gateway.Node
 	httpSrv   *http.Server
 	httpLn    net.Listener
-	started   time.Time
+	// auth rate-limits and logs failed admin token attempts (authlimit.go).
+	auth    *authLimiter
+	started time.Time
 
 	mu sync.Mutex
 	// ready: serving; stopping: the stop has begun (/readyz tells starting
@@ -68,7 +72,8 @@ type Gateway struct {
 
 // New prepares a gateway for cfg; Run starts it.
 func New(cfg *config.Config, log *slog.Logger, version string) *Gateway {
-	return &Gateway{cfg: cfg, log: log, version: version, resolveKick: make(chan struct{}, 1)}
+	return &Gateway{cfg: cfg, log: log, version: version, resolveKick: make(chan struct{}, 1),
+		auth: newAuthLimiter(log.With("component", "http"))}
 }
 
 // Run opens the gateway's stores and listeners, serves until ctx ends, then
@@ -141,11 +146,20 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 func (g *Gateway) serveHTTP(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- g.httpSrv.Serve(g.httpLn) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
+	summary := time.NewTicker(authSummaryEvery)
+	defer summary.Stop()
+wait:
+	for {
+		select {
+		case err := <-served:
+			return err
+		case now := <-summary.C:
+			g.auth.summarize(now)
+		case <-ctx.Done():
+			break wait
+		}
 	}
+	g.auth.summarize(time.Now())
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := g.httpSrv.Shutdown(sctx); err != nil {
@@ -228,6 +242,18 @@ func (g *Gateway) open() error {
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
 	}
+	if t := c.HTTP.TLS; t != nil {
+		cert, err := os.ReadFile(t.CertFile)
+		var pair tls.Certificate
+		if err == nil {
+			pair, err = tls.X509KeyPair(cert, []byte(t.KeyFile.Value()))
+		}
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http.tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	}
 	g.httpLn = ln
 	g.httpSrv = &http.Server{
 		Handler:           g.routes(),
@@ -288,13 +314,18 @@ func (g *Gateway) routes() http.Handler {
 			return
 		}
 		// The snapshot, under the same names as /api/status.
-		snap := g.snapshot()
+		snap, ok := g.viewSnapshot(w, r)
+		if !ok {
+			return
+		}
 		writeJSON(w, http.StatusOK, struct {
 			Status string `json:"status"`
 			*snapshot
 		}{"ready", &snap})
 	})
 	mux.HandleFunc("GET /{$}", g.serveStatusPage)
+	mux.HandleFunc("POST /login", g.login)
+	mux.HandleFunc("POST /logout", g.logout)
 	mux.Handle("GET /metrics", g.metricsHandler())
 	g.apiRoutes(mux)
 	return mux

@@ -40,6 +40,21 @@ type snapshot struct {
 	// (without patient data). Never silent: a kind is listed at 0 before
 	// it first happens. /metrics: wardgate_errors_total{kind}.
 	Errors map[string]uint64 `json:"errors"`
+	// ValuesHidden: the monitors' live values and trends are left out, as
+	// http.listen is reachable from the ward's network and the request
+	// had no admin token (states, counts and reasons stay).
+	ValuesHidden bool `json:"values_hidden,omitempty"`
+	// SignedIn: the page was asked for with the view cookie.
+	SignedIn bool `json:"-"`
+}
+
+// hideValues leaves out the monitors' live values and trends.
+func (s *snapshot) hideValues() {
+	s.ValuesHidden = true
+	for i := range s.Monitors {
+		s.Monitors[i].Values = []valueReport{}
+		s.Monitors[i].Trends = []trendReport{}
+	}
 }
 
 // ingestReport is what the sources handed over and what became of it.
@@ -362,6 +377,7 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 	for device, c := range g.clocks.Status() {
 		r.Clocks[device] = clockReportOf(c)
 	}
+	authFailed, authBlocked := g.auth.counts()
 	r.Errors = map[string]uint64{
 		"readings_unmappable":               in.unmappable.Load(),
 		"resources_invalid":                 in.invalid.Load(),
@@ -376,6 +392,8 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		"bad_frames":                        0,
 		"readings_lost":                     0,
 		"readings_retained_untimed_skipped": 0,
+		"http_auth_failed":                  authFailed,
+		"http_auth_rate_limited":            authBlocked,
 	}
 	for _, m := range r.Monitors {
 		r.Errors["bad_frames"] += m.Counters.BadFrames

@@ -101,7 +101,13 @@ func (g *Gateway) serveStatusPage(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	rep := g.snapshot()
+	rep, ok := g.viewSnapshot(w, r)
+	if !ok {
+		return
+	}
+	if _, err := r.Cookie(viewCookie); err == nil && !rep.ValuesHidden {
+		rep.SignedIn = true
+	}
 	var b strings.Builder
 	if err := statusPage.Execute(&b, rep); err != nil {
 		g.log.Error("status page", "err", err)
@@ -115,6 +121,36 @@ func (g *Gateway) serveStatusPage(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	w.Write([]byte(b.String()))
+}
+
+// login takes the admin token from the page's form (token=…) and sets
+// the view cookie, which shows live values on a page served to the ward's
+// network. A wrong token is a failed attempt like any other.
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+	if !g.tokenConfigured() {
+		writeError(w, http.StatusForbidden, "there is no admin token to sign in with: set http.admin_token_file")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	want := g.cfg.HTTP.AdminTokenFile.Value()
+	v, d := g.compareToken(r, strings.TrimSpace(r.PostFormValue("token")), want)
+	switch v {
+	case tokenBlocked:
+		refuseBlocked(w, d)
+		return
+	case tokenWrong:
+		writeError(w, http.StatusUnauthorized, "that is not the admin token (of http.admin_token_file)")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: viewCookie, Value: viewCookieValue(want), Path: "/",
+		MaxAge: 12 * 60 * 60, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// logout clears the view cookie.
+func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: viewCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // ago says how long before now t was, briefly ("12 s", "3 min").
