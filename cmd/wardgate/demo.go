@@ -196,10 +196,12 @@ func startDemo(ctx context.Context, listen string, log *slog.Logger) (*demo, err
 	} else {
 		listen = "127.0.0.1:0"
 	}
+	// The demo's patients are simulated: their values show whatever the
+	// listen address (http.public_values).
 	cfgPath := filepath.Join(dir, "wardgate.yaml")
 	cfgText := fmt.Sprintf(`site: demo
 data_dir: %s
-http: {listen: "%s"}
+http: {listen: "%s", public_values: true}
 fhir:
   base_url: %s
   patient_identifier_system: %s
