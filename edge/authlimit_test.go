@@ -135,9 +135,18 @@ monitors:
 		t.Fatalf("the page without the token: %d\n%s", code, page)
 	}
 
-	// Signing in on the page sets the view cookie, which is not the token.
+	// Signing in on the page sets the view cookie, which is not the token;
+	// a wrong token sets none and is a failure.
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.PostForm(base+"/login", url.Values{"token": {adminToken}})
+	resp, err := noRedirect.PostForm(base+"/login", url.Values{"token": {"guess-0123456789abcdefghij"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
+		t.Fatalf("login with a wrong token: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	resp, err = noRedirect.PostForm(base+"/login", url.Values{"token": {adminToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +163,10 @@ monitors:
 		t.Fatalf("an admin API with the view cookie only: %d %s", code, body)
 	}
 
-	// Wrong tokens (that was the first): 401 up to the burst, then 429
-	// with Retry-After, for the right token too; counted in /metrics.
+	// The right token at /login forgot the wrong one before it; the view
+	// cookie at an admin API was a failure. Then wrong tokens: 401 up to
+	// the burst, then 429 with Retry-After, for the right token too;
+	// counted in /metrics (with the wrong login: 6).
 	for i := range authBurst - 1 {
 		if code, body := get(t, base+"/api/monitors", bearer("wrong-token-0123456789abcdef")...); code != 401 {
 			t.Fatalf("wrong token %d: %d %s", i+1, code, body)
@@ -175,7 +186,7 @@ monitors:
 		t.Fatalf("without a token while blocked: %d %s", code, body)
 	}
 	_, metrics := get(t, base+"/metrics")
-	for _, want := range []string{`wardgate_errors_total{kind="http_auth_failed"} 5`, `wardgate_errors_total{kind="http_auth_rate_limited"} 1`} {
+	for _, want := range []string{`wardgate_errors_total{kind="http_auth_failed"} 6`, `wardgate_errors_total{kind="http_auth_rate_limited"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
