@@ -110,8 +110,8 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	sup.start(g.monitorsPart())
 	g.setReady(true)
 	g.log.Info("wardgate running", "version", g.version, "site", g.cfg.Site,
-		"status", "http://"+g.httpLn.Addr().String()+"/", "data_dir", g.cfg.DataDir)
-	g.sdNotify("READY=1\nSTATUS=running; status page http://" + g.httpLn.Addr().String() + "/")
+		"status", g.statusURL(), "data_dir", g.cfg.DataDir)
+	g.sdNotify("READY=1\nSTATUS=running; status page " + g.statusURL())
 	wdCtx, stopWatchdog := context.WithCancel(context.Background())
 	wdDone := g.startWatchdog(wdCtx, sup)
 
@@ -139,6 +139,15 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		g.log.Info("stopped cleanly")
 	}
 	return err
+}
+
+// statusURL is the status page's address: https with http.tls.
+func (g *Gateway) statusURL() string {
+	scheme := "http://"
+	if g.cfg.HTTP.TLS != nil {
+		scheme = "https://"
+	}
+	return scheme + g.httpLn.Addr().String() + "/"
 }
 
 // serveHTTP serves the status page, the API and /metrics until ctx ends,

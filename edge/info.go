@@ -15,7 +15,7 @@ func (g *Gateway) WaitReady(ctx context.Context) (string, error) {
 		ready := g.ready
 		g.mu.Unlock()
 		if ready {
-			return "http://" + g.httpLn.Addr().String() + "/", nil
+			return g.statusURL(), nil
 		}
 		select {
 		case <-ctx.Done():

@@ -1,7 +1,16 @@
 package test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -106,4 +115,60 @@ func fetch(t *testing.T, url string, header http.Header) (int, string, http.Head
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), resp.Header
+}
+
+// With http.tls the real binary serves HTTPS with the configured
+// certificate, plain HTTP gets no page, and wardgate queue reaches it.
+func TestHTTPTLSServedAndQueueReachesIt(t *testing.T) {
+	dir := t.TempDir()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A certificate that does not name 127.0.0.1: queue trusts the
+	// configured one whatever its names.
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "wardgate.ward4b.example"},
+		DNSNames: []string{"wardgate.ward4b.example"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalPKCS8PrivateKey(k)
+	crt, key := filepath.Join(dir, "http.pem"), filepath.Join(dir, "http-key.pem")
+	os.WriteFile(crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	_, cfg, _ := recordWith(t, "")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "listen: 127.0.0.1:0\n",
+		"listen: "+addr+"\n  tls: {cert_file: "+crt+", key_file: "+key+"}\n", 1)), 0o600)
+	gw := Start(t, "run", "-config", cfg)
+	if got := gw.WaitLog(t, `status=(https://[0-9.:]+)/`, 30*time.Second); got != "https://"+addr {
+		t.Fatalf("the log names the page at %s", got)
+	}
+
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "wardgate.ward4b.example"}}}
+	Eventually(t, 30*time.Second, func() bool {
+		resp, err := c.Get("https://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, func() string { return "no ready answer over HTTPS\n" + gw.Log() })
+	if resp, err := http.Get("http://" + addr + "/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP got the page")
+		}
+	}
+	if r := Run(t, "queue", "-config", cfg, "list"); r.Code != 0 || !strings.Contains(r.Stdout, "no dead letters") {
+		t.Fatalf("queue list over HTTPS: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
 }
