@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,8 +50,10 @@ type Gateway struct {
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	// auth rate-limits and logs failed admin token attempts (authlimit.go).
-	auth    *authLimiter
-	started time.Time
+	auth *authLimiter
+	// httpErrors is the HTTP server's log (serverlog.go).
+	httpErrors *serverErrorLog
+	started    time.Time
 
 	mu sync.Mutex
 	// ready: serving; stopping: the stop has begun (/readyz tells starting
@@ -264,10 +267,11 @@ func (g *Gateway) open() error {
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
 	}
 	g.httpLn = ln
+	g.httpErrors = &serverErrorLog{log: g.log.With("component", "http")}
 	g.httpSrv = &http.Server{
 		Handler:           g.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(g.httpErrors, "", 0),
 	}
 	return nil
 }

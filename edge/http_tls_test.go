@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -40,7 +41,7 @@ func TestHTTPServesTLS(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "http.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
 	cert, _ := x509.ParseCertificate(der)
 
-	_, base, _ := operatorGatewayOn(t, dir, fhirserver.New(), `listen: "127.0.0.1:0", tls: {cert_file: http.crt, key_file: http.key}`, "", "")
+	g, base, _ := operatorGatewayOn(t, dir, fhirserver.New(), `listen: "127.0.0.1:0", tls: {cert_file: http.crt, key_file: http.key}`, "", "")
 	addr := strings.TrimPrefix(base, "http://")
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
@@ -58,5 +59,25 @@ func TestHTTPServesTLS(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Fatal("plain HTTP got an answer from a TLS listener")
 		}
+	}
+	// A handshake that is not one is counted (and logged, bounded).
+	for range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte("\x16\x03\x01\x00\x05hello"))
+		conn.Close()
+	}
+	// The plain HTTP request above was one too.
+	waitFor(t, "4 failed handshakes counted", func() bool { return g.tlsHandshakesFailed() == 4 })
+	resp, err = c.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `wardgate_errors_total{kind="http_tls_handshakes_failed"} 4`) {
+		t.Error("/metrics does not count the failed handshakes")
 	}
 }

@@ -394,6 +394,7 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		"readings_retained_untimed_skipped": 0,
 		"http_auth_failed":                  authFailed,
 		"http_auth_rate_limited":            authBlocked,
+		"http_tls_handshakes_failed":        g.tlsHandshakesFailed(),
 	}
 	for _, m := range r.Monitors {
 		r.Errors["bad_frames"] += m.Counters.BadFrames
