@@ -250,16 +250,22 @@ func comment(s string) string {
 	return s
 }
 
+// commitmentDataSet reads the data set of an N-ACTION or N-EVENT-REPORT
+// (none: nil), at most MaxCommitmentDataSet bytes of it (tooBig: it was
+// larger, read to its end and dropped).
+func (ss *session) commitmentDataSet(pcid byte, cmd *command) (data []byte, tooBig bool, err error) {
+	if !cmd.hasDataSet() {
+		return nil, false, nil
+	}
+	return readBounded(ss.a.dataSet(pcid), MaxCommitmentDataSet)
+}
+
 // action answers an N-ACTION-RQ whose command set has arrived.
 func (ss *session) action(ctx context.Context, pcid byte, cmd *command) error {
 	a, s := ss.a, ss.s
-	var data []byte
-	tooBig := false
-	if cmd.hasDataSet() {
-		var err error
-		if data, tooBig, err = readBounded(a.dataSet(pcid), MaxCommitmentDataSet); err != nil {
-			return err
-		}
+	data, tooBig, err := ss.commitmentDataSet(pcid, cmd)
+	if err != nil {
+		return err
 	}
 	pc := a.contexts[pcid]
 	status, why := StatusSuccess, ""
@@ -327,13 +333,9 @@ func (ss *session) action(ctx context.Context, pcid byte, cmd *command) error {
 // us on an association it opened.
 func (ss *session) eventReport(ctx context.Context, pcid byte, cmd *command) error {
 	a, s := ss.a, ss.s
-	var data []byte
-	tooBig := false
-	if cmd.hasDataSet() {
-		var err error
-		if data, tooBig, err = readBounded(a.dataSet(pcid), MaxCommitmentDataSet); err != nil {
-			return err
-		}
+	data, tooBig, err := ss.commitmentDataSet(pcid, cmd)
+	if err != nil {
+		return err
 	}
 	pc := a.contexts[pcid]
 	status, why := StatusSuccess, ""
