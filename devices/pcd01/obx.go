@@ -56,7 +56,7 @@ func (st *decodeState) obr(s hl7.Segment) {
 		st.obrTime, st.obrReason = st.mshTime, st.mshReason
 		return
 	}
-	t, reason := st.d.time(f, st.zoneReason)
+	t, reason := f.TimeIn(st.d.Zone, st.zoneReason)
 	st.obrTime, st.obrReason = t, ""
 	if reason != "" {
 		st.obrReason = "OBR-7 " + reason
@@ -163,7 +163,7 @@ func (st *decodeState) obx(s hl7.Segment) {
 	t := st.obrTime
 	reason = st.obrReason
 	if f := s.Field(14); !f.IsEmpty() {
-		t, reason = st.d.time(f, st.zoneReason)
+		t, reason = f.TimeIn(st.d.Zone, st.zoneReason)
 		if reason != "" {
 			reason = "OBX-14 " + reason
 		}

@@ -35,7 +35,6 @@
 package pcd01
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -51,39 +50,13 @@ const ProfileOID = "1.3.6.1.4.1.19376.1.6.1.1.1"
 // devices.Reading.Profile.
 const ProfileName = "ihe/pcd-01"
 
-// HD is an HL7 hierarchic designator: a namespace id, or a universal id of
-// a given type ("ISO" for an OID, "EUI-64").
-type HD struct {
-	Namespace, UniversalID, UniversalIDType string
-}
-
-// URI is the designator's universal id as a URI, the form a FHIR
-// identifier system takes: "urn:oid:1.2.3" for type ISO, the id itself for
-// type URI, "urn:uuid:..." for a UUID; "" for a namespace id only or a
-// type it does not know.
-func (h HD) URI() string {
-	switch strings.ToUpper(h.UniversalIDType) {
-	case "ISO":
-		if h.UniversalID != "" {
-			return "urn:oid:" + h.UniversalID
-		}
-	case "URI":
-		return h.UniversalID
-	case "UUID":
-		if h.UniversalID != "" {
-			return "urn:uuid:" + strings.ToLower(h.UniversalID)
-		}
-	}
-	return ""
-}
-
-func hd(f hl7.Field) HD {
-	return HD{f.Comp(1).Text(), f.Comp(2).Text(), f.Comp(3).Text()}
-}
-
-func hdSub(f hl7.Field) HD {
-	return HD{f.Sub(1).Text(), f.Sub(2).Text(), f.Sub(3).Text()}
-}
+// HD, Identifier and Bed are the HL7 data types HD, CX and PL
+// (devices/hl7).
+type (
+	HD         = hl7.HD
+	Identifier = hl7.CX
+	Bed        = hl7.PL
+)
 
 // Identity names a device: its EUI-64 (16 upper-case hex digits) when the
 // sender gives one, and a name (GE's "B40_GE", an application name).
@@ -98,25 +71,6 @@ func (i Identity) Key() string {
 		return i.EUI64
 	}
 	return i.Name
-}
-
-// Identifier is one patient identifier from PID-3.
-type Identifier struct {
-	Value     string
-	Authority HD     // PID-3.4, the assigning authority
-	Type      string // PID-3.5: MR, PI, ...
-}
-
-// Bed is PV1-3, the sender's point of care, room and bed, each component
-// as written (unescaped). Mapping it to a wardgate bed id is the
-// gateway's (a configured template).
-type Bed struct {
-	PointOfCare, Room, Bed string
-	Facility               HD
-	Status                 string // PV1-3.5
-	Type                   string // PV1-3.6
-	Building, Floor        string
-	Description            string
 }
 
 // Report is what one PCD-01 message says.
@@ -224,8 +178,8 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 		ControlID:          msh.Field(10).Text(),
 		Version:            msh.Field(12).Comp(1).Text(),
 		Processing:         msh.Field(11).Comp(1).Text(),
-		SendingApplication: hd(msh.Field(3)),
-		SendingFacility:    hd(msh.Field(4)),
+		SendingApplication: msh.Field(3).HD(),
+		SendingFacility:    msh.Field(4).HD(),
 	}
 	if r.ControlID == "" {
 		return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrRequiredFieldMissing, Where: msh.Location(10), Reason: "no message control id"}
@@ -253,9 +207,9 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 		}
 	}
 	r.Observations = make([]Observation, 0, obx)
-	st := decodeState{d: d, r: r, received: received, test: r.Processing != "" && r.Processing != "P", zoneReason: d.zoneCheck(msh.Field(7))}
+	st := decodeState{d: d, r: r, received: received, test: r.Processing != "" && r.Processing != "P", zoneReason: hl7.ZoneContradiction(msh.Field(7), d.Zone)}
 	if ts := msh.Field(7); !ts.IsEmpty() {
-		t, reason := d.time(ts, st.zoneReason)
+		t, reason := ts.TimeIn(d.Zone, st.zoneReason)
 		if reason == "" {
 			r.Sent = t
 			st.mshTime = t
@@ -277,7 +231,7 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 				return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrSegmentSequence, Where: s.Location(0), Reason: "a second PID: one patient per message"}
 			}
 			r.HasPatient = true
-			r.Patient = identifiers(s.Field(3))
+			r.Patient = s.Field(3).CXs()
 		case "PV1":
 			if seenPV1 {
 				return nil, &Error{Outcome: hl7.Failed, Code: hl7.ErrSegmentSequence, Where: s.Location(0), Reason: "a second PV1: one bed per message"}
@@ -285,7 +239,7 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 			seenPV1 = true
 			if f := s.Field(3); !f.IsEmpty() {
 				r.HasBed = true
-				r.Bed = bed(f)
+				r.Bed = f.PL()
 			}
 		case "OBR":
 			st.obr(s)
@@ -294,72 +248,6 @@ func (d *Decoder) Decode(m *hl7.Message, received time.Time) (*Report, error) {
 		}
 	}
 	return r, nil
-}
-
-func identifiers(f hl7.Field) []Identifier {
-	ids := make([]Identifier, 0, f.Reps())
-	for i := 1; i <= f.Reps(); i++ {
-		rep := f.Rep(i)
-		id := Identifier{Value: rep.Comp(1).Text(), Authority: hdSub(rep.Comp(4)), Type: rep.Comp(5).Text()}
-		if id.Value != "" {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
-func bed(f hl7.Field) Bed {
-	return Bed{
-		PointOfCare: f.Comp(1).Text(),
-		Room:        f.Comp(2).Text(),
-		Bed:         f.Comp(3).Text(),
-		Facility:    hdSub(f.Comp(4)),
-		Status:      f.Comp(5).Text(),
-		Type:        f.Comp(6).Text(),
-		Building:    f.Comp(7).Text(),
-		Floor:       f.Comp(8).Text(),
-		Description: f.Comp(9).Text(),
-	}
-}
-
-// time reads a TS/DTM field; a reason when it cannot be used. zoneReason,
-// when not empty, is why the configured zone cannot be trusted for this
-// message: a time without its own offset is then not read.
-func (d *Decoder) time(f hl7.Field, zoneReason string) (time.Time, string) {
-	t, err := hl7.ParseTime(strings.TrimSpace(f.Comp(1).Text()), d.Zone)
-	switch {
-	case errors.Is(err, hl7.ErrSkippedLocalTime):
-		return time.Time{}, "is a local time that the zone skipped (daylight saving begins)"
-	case err != nil:
-		return time.Time{}, "is not a time"
-	case t.Precision < hl7.Minute:
-		return time.Time{}, "is not precise to the minute"
-	case !t.Zoned && d.Zone == nil:
-		return time.Time{}, "has no UTC offset and no zone is configured for the sender"
-	case !t.Zoned && zoneReason != "":
-		return time.Time{}, "has no UTC offset, and " + zoneReason
-	case t.Ambiguous:
-		return time.Time{}, "has no UTC offset and falls in the hour that the zone repeats (daylight saving ends)"
-	}
-	return t.Time, ""
-}
-
-// zoneCheck is why the configured zone cannot date this message's times
-// without offsets: MSH-7 carries an offset that the zone does not have at
-// that instant. "" when nothing contradicts it.
-func (d *Decoder) zoneCheck(msh7 hl7.Field) string {
-	if d.Zone == nil {
-		return ""
-	}
-	t, err := hl7.ParseTime(strings.TrimSpace(msh7.Comp(1).Text()), nil)
-	if err != nil || !t.Zoned {
-		return ""
-	}
-	_, sent := t.Zone()
-	if _, zone := t.In(d.Zone).Zone(); zone != sent {
-		return "the zone configured for the sender disagrees with the offset of MSH-7"
-	}
-	return ""
 }
 
 // eui64 normalises a 16-hex-digit EUI-64 ("0019a1fffe000001",

@@ -89,7 +89,7 @@ func TestGE(t *testing.T) {
 	if r.ControlID != "GE0000123" || r.Version != "2.6" || !r.ProfileMatched || r.Processing != "P" {
 		t.Errorf("header: %+v", r)
 	}
-	if r.SendingApplication != (HD{"B40_GE", "080019FFFE0B4020", "EUI-64"}) || r.SendingFacility.Namespace != "GE Healthcare" {
+	if r.SendingApplication != (HD{Namespace: "B40_GE", UniversalID: "080019FFFE0B4020", UniversalIDType: "EUI-64"}) || r.SendingFacility.Namespace != "GE Healthcare" {
 		t.Errorf("sender %+v %+v", r.SendingApplication, r.SendingFacility)
 	}
 	if r.Device != (Identity{EUI64: "080019FFFE0B4020", Name: "B40_GE"}) {
@@ -209,13 +209,13 @@ func TestPhilips(t *testing.T) {
 		t.Errorf("control id %q", r.ControlID)
 	}
 	wantIDs := []Identifier{
-		{Value: "MRN77&A", Authority: HD{"CITYHOSP", "1.2.840.99999.1.1", "ISO"}, Type: "MR"},
-		{Value: "900111", Authority: HD{"NATIONAL", "2.16.840.1.113883.2.4.6.3", "ISO"}, Type: "NNNLD"},
+		{Value: "MRN77&A", Authority: HD{Namespace: "CITYHOSP", UniversalID: "1.2.840.99999.1.1", UniversalIDType: "ISO"}, Type: "MR"},
+		{Value: "900111", Authority: HD{Namespace: "NATIONAL", UniversalID: "2.16.840.1.113883.2.4.6.3", UniversalIDType: "ISO"}, Type: "NNNLD"},
 	}
 	if fmt.Sprint(r.Patient) != fmt.Sprint(wantIDs) {
 		t.Errorf("patient %+v", r.Patient)
 	}
-	wantBed := Bed{PointOfCare: "CCU&EAST", Room: "R07", Bed: "B2", Facility: HD{"CITYHOSP", "1.2.840.99999.1", "ISO"}, Building: "WEST WING", Floor: "3"}
+	wantBed := Bed{PointOfCare: "CCU&EAST", Room: "R07", Bed: "B2", Facility: HD{Namespace: "CITYHOSP", UniversalID: "1.2.840.99999.1", UniversalIDType: "ISO"}, Building: "WEST WING", Floor: "3"}
 	if r.Bed != wantBed {
 		t.Errorf("bed %+v", r.Bed)
 	}
@@ -441,12 +441,12 @@ func TestEUI64(t *testing.T) {
 
 func TestHDURI(t *testing.T) {
 	for h, want := range map[HD]string{
-		{"CITYHOSP", "1.2.840.99999.1.1", "ISO"}:             "urn:oid:1.2.840.99999.1.1",
-		{"", "https://hosp.example/mrn", "URI"}:              "https://hosp.example/mrn",
-		{"", "A0B1C2D3-0000-4000-8000-000000000001", "UUID"}: "urn:uuid:a0b1c2d3-0000-4000-8000-000000000001",
-		{"Hospital", "", ""}:                                 "",
-		{"", "", "ISO"}:                                      "",
-		{"X", "0019A1FFFE000001", "EUI-64"}:                  "",
+		{Namespace: "CITYHOSP", UniversalID: "1.2.840.99999.1.1", UniversalIDType: "ISO"}:             "urn:oid:1.2.840.99999.1.1",
+		{Namespace: "", UniversalID: "https://hosp.example/mrn", UniversalIDType: "URI"}:              "https://hosp.example/mrn",
+		{Namespace: "", UniversalID: "A0B1C2D3-0000-4000-8000-000000000001", UniversalIDType: "UUID"}: "urn:uuid:a0b1c2d3-0000-4000-8000-000000000001",
+		{Namespace: "Hospital", UniversalID: "", UniversalIDType: ""}:                                 "",
+		{Namespace: "", UniversalID: "", UniversalIDType: "ISO"}:                                      "",
+		{Namespace: "X", UniversalID: "0019A1FFFE000001", UniversalIDType: "EUI-64"}:                  "",
 	} {
 		if got := h.URI(); got != want {
 			t.Errorf("%+v.URI() = %q, want %q", h, got, want)
