@@ -42,6 +42,7 @@ type Gateway struct {
 	seen      *buffer.Seen   // first receipts of MQTT messages without a device time
 	clocks    *devices.Clocks
 	beds      *beds
+	adt       *adtStays // the ADT feed's stays (patients.adt); nil without it
 	monitors  []*devices.Monitor
 	mapper    *fhir.Mapper
 	deliverer *fhir.Deliverer
@@ -229,6 +230,11 @@ func (g *Gateway) open() error {
 	if g.beds.manual, err = openAssociations(c.DataDir, c.Patients.HoldUnassociated.D()); err != nil {
 		return err
 	}
+	if c.Patients.ADT != nil {
+		if g.adt, err = openADTStays(c.DataDir, c.Patients.HoldUnassociated.D(), g.log.With("component", "adt")); err != nil {
+			return err
+		}
+	}
 	g.mapper = &fhir.Mapper{
 		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
 		Local: time.Local,
@@ -287,6 +293,9 @@ func (g *Gateway) close() error {
 	}
 	if g.seen != nil {
 		errs = append(errs, g.seen.Close())
+	}
+	if g.adt != nil {
+		errs = append(errs, g.adt.close())
 	}
 	if g.outbox != nil {
 		errs = append(errs, g.outbox.Close())

@@ -31,6 +31,8 @@ type Config struct {
 	brokenProfiles map[string]bool
 	Monitors       []Monitor `yaml:"monitors"`
 	Patients       Patients  `yaml:"patients"`
+	// HL7 is nil when the gateway takes no HL7 results (PCD-01).
+	HL7 *HL7 `yaml:"hl7"`
 	// DICOM is nil when the gateway takes no studies.
 	DICOM  *DICOM `yaml:"dicom"`
 	Buffer Buffer `yaml:"buffer"`
@@ -155,6 +157,10 @@ type Patients struct {
 	// then they go to the dead letters, from where they can be retried. A
 	// record that cannot be reached never makes readings expire.
 	HoldUnassociated Duration `yaml:"hold_unassociated"`
+	// ADT is the hospital's ADT feed (HL7 v2 over MLLP): admissions,
+	// transfers and discharges become time-bounded stays, asked before the
+	// Encounter lookup.
+	ADT *HL7 `yaml:"adt"`
 }
 
 // EncounterLookup is how beds are found as FHIR Locations.
@@ -334,6 +340,8 @@ func (c *Config) applyDefaults() {
 			e.Refresh = DefaultEncounterRefresh
 		}
 	}
+	c.HL7.applyDefaults(DefaultHL7Listen)
+	c.Patients.ADT.applyDefaults(DefaultADTListen)
 	if c.FHIR.PatientReference == "" {
 		c.FHIR.PatientReference = "conditional"
 	}
@@ -415,6 +423,8 @@ func (c *Config) resolvePaths(dir string) {
 			}
 		}
 	}
+	c.HL7.resolvePaths(abs)
+	c.Patients.ADT.resolvePaths(abs)
 	for i := range c.Monitors {
 		if m := c.Monitors[i].MQTT; m != nil {
 			abs(&m.PasswordFile.Path)

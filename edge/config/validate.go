@@ -70,6 +70,15 @@ func validate(c *Config, ps *Problems) {
 	c.Profiles = set
 	validateMonitors(c, ps)
 	validatePatients(c, ps)
+	if c.HL7 != nil {
+		validateHL7(c, ps, "hl7", c.HL7)
+	}
+	if c.Patients.ADT != nil {
+		validateHL7(c, ps, "patients.adt", c.Patients.ADT)
+		if c.HL7 != nil && c.HL7.Listen == c.Patients.ADT.Listen {
+			ps.At("patients.adt.listen", "is hl7.listen: the ADT feed needs a listener of its own")
+		}
+	}
 	if c.DICOM != nil {
 		validateDICOM(c, ps)
 	}
@@ -250,18 +259,7 @@ func validateMonitors(c *Config, ps *Problems) {
 			ids[m.ID] = i
 		}
 		if m.TimeZone != "" {
-			switch m.TimeZone {
-			case "local":
-				m.Zone = time.Local
-			case "UTC", "utc":
-				m.Zone = time.UTC
-			default:
-				z, err := time.LoadLocation(m.TimeZone)
-				if err != nil {
-					ps.At(p+".time_zone", "%q is not local, UTC or a known IANA zone (such as Europe/Berlin)", m.TimeZone)
-				}
-				m.Zone = z
-			}
+			m.Zone = loadZone(ps, p+".time_zone", m.TimeZone)
 			if c.Profiles != nil {
 				if prof, ok := c.Profiles.Get(m.Profile); ok && !prof.HasDeviceTime() {
 					ps.At(p+".time_zone", "profile %s reads no time from the device: a time zone has nothing to apply to", m.Profile)
