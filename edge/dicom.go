@@ -11,8 +11,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/dicom/gateway"
@@ -116,125 +114,42 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 }
 
 // allowList is dicom.allow as the SCP's check: the calling AE title must
-// be listed, and come from the listed host (its addresses) when one is
-// given, and over TLS with a verified certificate of the listed subject
-// when tls_subject is given. Host names are resolved at start and again
-// every allowRefresh (every allowRetry while one does not resolve): a
-// name that does not resolve keeps the addresses it had, or, never
-// resolved, lets nobody in under that entry — logged, and the gateway
-// runs on for the other modalities.
+// be listed, and come from the listed host (see hosts) when one is given,
+// and over TLS with a verified certificate of the listed subject when
+// tls_subject is given.
 type allowList struct {
 	entries []allowEntry
-	log     *slog.Logger
-	ips     atomic.Pointer[[]map[string]bool] // per entry; nil: any host
-	failing map[int]bool                      // entries whose host did not resolve at the last try (run's goroutine only)
+	*hosts
 }
 
 type allowEntry struct {
-	ae, host string
-	subject  string // canonical; empty: any certificate, or none
+	ae      string
+	subject string // canonical; empty: any certificate, or none
 }
-
-const (
-	allowRefresh = 5 * time.Minute
-	allowRetry   = 30 * time.Second
-)
 
 func newAllowList(peers []config.DICOMPeer, log *slog.Logger) *allowList {
 	if len(peers) == 0 {
 		return nil
 	}
-	a := &allowList{log: log, failing: map[int]bool{}}
-	for _, p := range peers {
-		a.entries = append(a.entries, allowEntry{ae: strings.TrimSpace(p.AETitle), host: p.Host, subject: canonicalSubject(p.TLSSubject)})
+	a := &allowList{}
+	names := make([]string, len(peers))
+	for i, p := range peers {
+		a.entries = append(a.entries, allowEntry{ae: strings.TrimSpace(p.AETitle), subject: canonicalSubject(p.TLSSubject)})
+		names[i] = p.Host
 	}
-	a.resolve(context.Background())
+	a.hosts = newHosts("dicom.allow", names, log)
 	return a
-}
-
-// resolve looks the hosts up again; it reports whether one failed.
-func (a *allowList) resolve(ctx context.Context) bool {
-	var old []map[string]bool
-	if p := a.ips.Load(); p != nil {
-		old = *p
-	}
-	ips := make([]map[string]bool, len(a.entries))
-	failed := false
-	for i, e := range a.entries {
-		if e.host == "" {
-			continue
-		}
-		ips[i] = map[string]bool{}
-		if ip := net.ParseIP(e.host); ip != nil {
-			ips[i][normalIP(ip)] = true
-			continue
-		}
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		addrs, err := net.DefaultResolver.LookupHost(lctx, e.host)
-		cancel()
-		if err != nil {
-			failed = true
-			if old != nil {
-				ips[i] = old[i] // a passing DNS failure does not lock a modality out
-			}
-			if !a.failing[i] {
-				a.failing[i] = true
-				a.log.Error("dicom.allow: a host does not resolve; that entry admits only the addresses it had (none if it never resolved) until it does",
-					"ae_title", e.ae, "host", e.host, "err", err)
-			}
-			continue
-		}
-		if a.failing[i] {
-			delete(a.failing, i)
-			a.log.Info("dicom.allow: the host resolves again", "ae_title", e.ae, "host", e.host)
-		}
-		for _, s := range addrs {
-			if ip := net.ParseIP(s); ip != nil {
-				ips[i][normalIP(ip)] = true
-			}
-		}
-	}
-	a.ips.Store(&ips)
-	return failed
-}
-
-// run resolves the hosts again until ctx ends.
-func (a *allowList) run(ctx context.Context) error {
-	for {
-		wait := allowRefresh
-		if len(a.failing) > 0 {
-			wait = allowRetry
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		a.resolve(ctx)
-	}
-}
-
-func normalIP(ip net.IP) string {
-	if v4 := ip.To4(); v4 != nil {
-		return v4.String()
-	}
-	return ip.String()
 }
 
 // allow is the SCP's check (dicom.Server.Allow).
 func (a *allowList) allow(p dicom.Peer) bool {
 	ae := strings.TrimSpace(p.CallingAE)
-	var ip string
-	if ta, ok := p.Remote.(*net.TCPAddr); ok {
-		ip = normalIP(ta.IP)
-	}
 	subject := ""
 	if p.Certificate != nil {
 		subject = canonicalSubject(config.TLSSubjectOf(p.Certificate))
 	}
-	ips := *a.ips.Load()
 	for i, e := range a.entries {
-		if e.ae == ae && (ips[i] == nil || ips[i][ip]) && (e.subject == "" || e.subject == subject) {
+		if e.ae == ae && a.match(i, p.Remote) && (e.subject == "" || e.subject == subject) {
 			return true
 		}
 	}

@@ -43,7 +43,7 @@ func TestAllowListWithAHostThatDoesNotResolve(t *testing.T) {
 		t.Fatalf("failing entries %v, want CT01's", a.failing)
 	}
 	// US03's name stops resolving: it keeps the addresses it had.
-	a.entries[2].host = "us03.ward-4b.invalid"
+	a.names[2] = "us03.ward-4b.invalid"
 	a.resolve(context.Background())
 	if !a.allow(from("US03", "127.0.0.1")) {
 		t.Fatal("a lookup that failed after one that worked locked US03 out")
