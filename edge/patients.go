@@ -22,6 +22,9 @@ import (
 //
 //   - manual associations, set through the admin API (associations.go);
 //   - patients.static, a bed's patient at every time;
+//   - with patients.adt, the stays the hospital's ADT feed told of
+//     (adt.go): where the feed knows the bed at the reading's time, its
+//     answer is used and the record is not asked;
 //   - with patients.encounter_lookup, the record's Encounters: each
 //     location entry that names the bed, with that entry's own period
 //     (fhir.BedStay), ended stays included, so that a backlog is charted to
@@ -71,6 +74,7 @@ func (a answer) expires() bool { return a.verdict == vacant || a.verdict == unce
 type beds struct {
 	manual  *associations // set through the admin API
 	static  map[string]string
+	adt     *adtStays // the ADT feed's stays (patients.adt); nil without it
 	client  *fhir.Client
 	system  string
 	refresh time.Duration
@@ -152,7 +156,21 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking
 		claims = append(claims, claim{ref, "patients.static"})
 	}
 	none := answer{verdict: vacant, reason: "no patient is associated with bed " + bed + " at the reading's time"}
-	if b.system != "" && b.client != nil {
+	// The ADT feed, where it knows the bed at that time, comes ahead of the
+	// Encounter lookup, which is then not asked for this reading.
+	fromADT := false
+	if a, ok := b.adt.resolve(bed, at); ok {
+		fromADT = true
+		switch a.verdict {
+		case occupied:
+			claims = append(claims, claim{a.patient, "the ADT feed"})
+		case vacant:
+			none = a
+		default:
+			return a
+		}
+	}
+	if !fromADT && b.system != "" && b.client != nil {
 		rec := b.fromRecord(ctx, bed, at, ask)
 		switch rec.verdict {
 		case occupied:
@@ -464,7 +482,7 @@ func failureClass(err error) string {
 type bedSource struct {
 	Bed     string    `json:"bed"`
 	Patient string    `json:"patient,omitempty"`
-	Source  string    `json:"source"` // manual, static, encounter, none, uncertain, unreachable, unknown
+	Source  string    `json:"source"` // manual, static, adt, encounter, none, uncertain, unreachable, unknown
 	Since   time.Time `json:"since,omitzero"`
 	By      string    `json:"by,omitempty"`
 	// AsOf is when the record was last asked (for source encounter).
@@ -480,6 +498,9 @@ func (b *beds) current(bed string) bedSource {
 	}
 	if ref, ok := b.static[bed]; ok {
 		return bedSource{Bed: bed, Patient: ref, Source: "static"}
+	}
+	if b.adt.knows(bed, now) {
+		return b.adt.current(bed)
 	}
 	if b.system == "" {
 		return bedSource{Bed: bed, Source: "none"}
