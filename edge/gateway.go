@@ -235,6 +235,7 @@ func (g *Gateway) open() error {
 			return err
 		}
 	}
+	g.beds.adt = g.adt
 	g.mapper = &fhir.Mapper{
 		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
 		Local: time.Local,
