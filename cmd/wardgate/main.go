@@ -5,6 +5,8 @@
 //	wardgate demo                    the whole gateway with simulators, until Ctrl-C
 //	wardgate replay -profile P FILE  decode a monitor capture with a firmware profile
 //	wardgate simulate -profile P ... simulate a bedside monitor on a serial port or MQTT
+//	wardgate replay -hl7 FILE        decode a capture of HL7 PCD-01 results
+//	wardgate simulate -hl7 HOST:PORT simulate a central station sending PCD-01 (and ADT)
 //	wardgate echo / send ...         C-ECHO a DICOM node; C-STORE files to it
 //	wardgate queue -config FILE ...  list, retry or drop a running gateway's dead letters
 //	wardgate version                 print the version, commit, Go version and os/arch
@@ -45,6 +47,10 @@ Usage:
                                 decode a monitor capture; print readings or Observations
   wardgate simulate -profile VENDOR/MODEL (-serial PORT | -mqtt BROKER -topic T | -stdout)
                                 simulate a bedside monitor
+  wardgate replay -hl7 FILE [-zone ZONE] [-fhir] [-show-patient]
+                                decode a capture of HL7 PCD-01 results; print readings or Observations
+  wardgate simulate -hl7 HOST:PORT [-adt HOST:PORT] [-beds N] [-every 5s] [-count N] ...
+                                simulate a central station sending PCD-01 results and ADT events
   wardgate echo [-aet A] [-aec B] HOST:PORT
                                 C-ECHO a DICOM node; print the outcome and round-trip time
   wardgate send [-aet A] [-aec B] HOST:PORT FILE|DIR...
@@ -71,9 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
 	case "replay":
-		return cmdReplay(args[1:], stdout, stderr)
+		return replayCommand(args[1:], stdout, stderr)
 	case "simulate":
-		return cmdSimulate(args[1:], stdout, stderr)
+		return simulateCommand(args[1:], stdout, stderr)
 	case "echo":
 		return cmdEcho(args[1:], stdout, stderr)
 	case "send":
