@@ -851,7 +851,7 @@ func (g *Gateway) adtEventOf(e *adt.Event) (adtEvent, *hl7.Reply) {
 				ev.merges = append(ev.merges, [2]string{away, into})
 			}
 		}
-		ev.patient = ev.merges0()
+		ev.patient = ev.survivor()
 		return ev, nil
 	}
 	if ev.patient, r = patient(e.Patient, e.PatientAt); r != nil {
@@ -877,8 +877,8 @@ func (g *Gateway) adtEventOf(e *adt.Event) (adtEvent, *hl7.Reply) {
 	return ev, nil
 }
 
-// merges0 is the first surviving patient of a merge ("" when none).
-func (ev adtEvent) merges0() string {
+// survivor is the first surviving patient of a merge ("" when none).
+func (ev adtEvent) survivor() string {
 	if len(ev.merges) == 0 {
 		return ""
 	}
