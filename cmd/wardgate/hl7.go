@@ -287,7 +287,8 @@ A central station for commissioning and tests: sends IHE PCD-01 results
 acknowledgement, sends a message again after AE with RETRY or a lost
 connection, and prints the counts once a second. With -adt, admits a patient
 to every bed first (ADT^A01 to the ADT feed), then now and then transfers,
-discharges and admits (A02, A03, A01, every -adt-every on average). Without
+discharges and admits (A02, A03, A01, every -adt-every on average); a bed
+left empty sends no results until its next patient (standby). Without
 -adt, PID-3 names each bed's patient (MRN^^^AUTHORITY^MR) unless -no-pid.
 Beds are PV1-3 WARD^^BEDn (wardgate bed WARD-BEDn with the default bed
 template). Stops at Ctrl-C, or after -count results; exits 1 if the
@@ -359,7 +360,7 @@ func cmdSimulateHL7(args []string, stdout, stderr io.Writer) int {
 		*runID = strings.ToUpper(fmt.Sprintf("%07x", *seed&0xFFFFFFF))
 	}
 	st, err := hl7sim.New(hl7sim.Config{
-		Beds: *beds, Ward: *ward, Application: *app, Authority: *authority, NoPatient: *noPID,
+		Beds: *beds, Ward: *ward, Application: *app, Authority: *authority, NoPatient: *noPID, Standby: *adtAddr != "",
 		Enhanced: *enhanced, UCUM: *ucum, Seed: *seed, RunID: *runID,
 	})
 	if err != nil {

@@ -50,6 +50,10 @@ type Config struct {
 	// NE: one CA per message, as Mindray senders do); otherwise original
 	// mode (one AA).
 	Enhanced bool
+	// Standby: a bed nobody lies in sends no results (its monitor is in
+	// standby between patients). Otherwise it sends them without PID, and
+	// a gateway holds them as readings of a vacant bed.
+	Standby bool
 	// UCUM writes OBX-6 as UCUM codes; otherwise as MDC_DIM codes.
 	UCUM bool
 	// MinOBX pads every result to at least this many OBX rows with empty
@@ -187,10 +191,14 @@ func (s *Station) ts(t time.Time) string {
 }
 
 // Results are the results of one cycle at now: one ORU^R01 per bed that
-// has values (a bed whose monitor is in a dropout sends none).
+// has values (a bed whose monitor is in a dropout sends none, nor does an
+// empty bed in Standby).
 func (s *Station) Results(now time.Time) []Message {
 	out := make([]Message, 0, len(s.beds))
-	for i := range s.beds {
+	for i, b := range s.beds {
+		if s.c.Standby && b.mrn == "" {
+			continue
+		}
 		if m, ok := s.Result(i+1, now); ok {
 			out = append(out, m)
 		}

@@ -188,6 +188,25 @@ func TestADT(t *testing.T) {
 	}
 }
 
+// TestStandby: an empty bed in standby sends nothing until it is admitted.
+func TestStandby(t *testing.T) {
+	st, err := New(Config{Beds: 3, Standby: true, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := st.Results(t0); len(ms) != 0 {
+		t.Fatalf("%d results from empty beds", len(ms))
+	}
+	st.Admit(2, t0)
+	for cycle := range 20 {
+		for _, m := range st.Results(t0.Add(time.Duration(cycle) * time.Second)) {
+			if m.Bed != 2 {
+				t.Fatalf("a result from empty bed %d", m.Bed)
+			}
+		}
+	}
+}
+
 func TestConfigRefusesDelimiters(t *testing.T) {
 	for _, c := range []Config{{Ward: "A^B"}, {Authority: "X|Y"}, {RunID: "TOO-LONG-ID"}} {
 		if _, err := New(c); err == nil {
