@@ -64,6 +64,11 @@ type Reading struct {
 
 	Quality Quality
 
+	// NamedPatient is the patient the sender named with the reading (an
+	// HL7 result's PID-3 record number), as the record's reference. It is
+	// compared with who lay in the bed then, never charted against it.
+	NamedPatient string `json:",omitempty"`
+
 	// SerialNumber and Firmware describe the device when it reports them.
 	SerialNumber string
 	Firmware     string

@@ -93,6 +93,13 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 	for _, p := range node.Parts(plain, secure) {
 		parts = append(parts, part{p.Name, p.Run})
 	}
+	g.mu.Lock()
+	if plain != nil {
+		g.dicomAddr = plain.Addr().String()
+	} else {
+		g.dicomAddr = secure.Addr().String()
+	}
+	g.mu.Unlock()
 	parts = append(parts, part{"dicom node on view", func(ctx context.Context) error {
 		g.mu.Lock()
 		g.dicom = node

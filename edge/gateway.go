@@ -36,20 +36,26 @@ type Gateway struct {
 	log       *slog.Logger
 	version   string
 
-	lock      *dataDirLock
-	outbox    *buffer.Outbox
-	held      *buffer.Outbox // frames waiting for a patient in their bed, or their clock
-	seen      *buffer.Seen   // first receipts of MQTT messages without a device time
-	clocks    *devices.Clocks
-	beds      *beds
-	adt       *adtStays // the ADT feed's stays (patients.adt); nil without it
-	monitors  []*devices.Monitor
-	mapper    *fhir.Mapper
-	deliverer *fhir.Deliverer
-	spool     *buffer.Spool
-	dicom     *gateway.Node
-	httpSrv   *http.Server
-	httpLn    net.Listener
+	lock   *dataDirLock
+	outbox *buffer.Outbox
+	held   *buffer.Outbox // frames waiting for a patient in their bed, or their clock
+	seen   *buffer.Seen   // first receipts of MQTT messages without a device time
+	clocks *devices.Clocks
+	beds   *beds
+	adt    *adtStays // the ADT feed's stays (patients.adt); nil without it
+	// patientRefs finds the Patient a record number is (patientrefs.go).
+	patientRefs *patientRefs
+	// pcd is the HL7 results' intake (hl7), hl7Listeners the MLLP
+	// listeners (hl7.go); nil without them.
+	pcd          *pcd01Intake
+	hl7Listeners []*hl7Listener
+	monitors     []*devices.Monitor
+	mapper       *fhir.Mapper
+	deliverer    *fhir.Deliverer
+	spool        *buffer.Spool
+	dicom        *gateway.Node
+	httpSrv      *http.Server
+	httpLn       net.Listener
 	// auth rate-limits and logs failed admin token attempts (authlimit.go).
 	auth *authLimiter
 	// httpErrors is the HTTP server's log (serverlog.go).
@@ -57,6 +63,8 @@ type Gateway struct {
 	started    time.Time
 
 	mu sync.Mutex
+	// dicomAddr is where the DICOM node listens (info.go).
+	dicomAddr string
 	// ready: serving; stopping: the stop has begun (/readyz tells starting
 	// from stopping).
 	ready, stopping bool
@@ -103,12 +111,21 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 		g.close()
 		return err
 	}
+	hl7Parts, err := g.hl7Parts()
+	if err != nil {
+		closeDICOM()
+		g.close()
+		return err
+	}
 	sup := newSupervisor(g.log)
 	sup.start(part{"fhir delivery", g.deliver})
 	sup.start(part{"status server", g.serveHTTP})
 	sup.start(part{"held frames", func(ctx context.Context) error { g.resolveHeld(ctx); return nil }})
 	sup.start(part{"device clocks", func(ctx context.Context) error { g.keepClocks(ctx); return nil }})
 	for _, p := range dicomParts {
+		sup.start(p)
+	}
+	for _, p := range hl7Parts {
 		sup.start(p)
 	}
 	sup.start(g.monitorsPart())
@@ -226,6 +243,8 @@ func (g *Gateway) open() error {
 	}
 	g.beds = newBeds(c, client, g.log.With("component", "patients"))
 	g.beds.kick = g.kickResolver
+	g.patientRefs = &patientRefs{client: client, timeout: max(c.FHIR.Timeout.D(), time.Second),
+		refresh: DefaultPatientRefRefresh, kick: g.kickResolver}
 	g.beds.loadFirstSeen(filepath.Join(c.DataDir, staysFile))
 	if g.beds.manual, err = openAssociations(c.DataDir, c.Patients.HoldUnassociated.D()); err != nil {
 		return err

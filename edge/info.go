@@ -25,13 +25,32 @@ func (g *Gateway) WaitReady(ctx context.Context) (string, error) {
 	}
 }
 
-// DICOMAddr is the address the DICOM node listens on, "" without one.
+// DICOMAddr is the address the DICOM node listens on (plain, else TLS),
+// "" without one. It is known before the gateway is ready: the listeners
+// open before any part starts.
 func (g *Gateway) DICOMAddr() string {
 	g.mu.Lock()
-	node := g.dicom
-	g.mu.Unlock()
-	if node == nil {
-		return ""
+	defer g.mu.Unlock()
+	return g.dicomAddr
+}
+
+// HL7Addr is the address the hl7 listener listens on, "" without one.
+func (g *Gateway) HL7Addr() string {
+	for _, l := range g.hl7Listeners {
+		if l.key == "hl7" {
+			return l.ln.Addr().String()
+		}
 	}
-	return node.Stats().Listening
+	return ""
+}
+
+// ADTAddr is the address the patients.adt listener listens on, "" without
+// one.
+func (g *Gateway) ADTAddr() string {
+	for _, l := range g.hl7Listeners {
+		if l.key == "patients.adt" {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
 }

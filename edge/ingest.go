@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
@@ -83,6 +85,8 @@ func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask as
 			a = answer{verdict: uncertain, reason: "the time of a reading of device " + r.Device + " is not known (its clock was set while it waited, or it came without a time from where messages waited): it is not charted at a guess"}
 		case r.ClockPending:
 			a = answer{verdict: uncertain, reason: "the clock of device " + r.Device + " is being checked: the reading's time disagreed with its estimate"}
+		case r.NamedPatient != "":
+			a = g.namedPatient(ctx, r, ask)
 		default:
 			a = g.beds.resolve(ctx, r.Location, r.Effective(), ask)
 		}
@@ -96,6 +100,68 @@ func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask as
 		wait = append(wait, r)
 	}
 	return ready, wait, why
+}
+
+// namedPatient is the verdict for a reading whose sender named its
+// patient (an HL7 result's PID-3): that patient, when the bed's stay at the
+// reading's time is theirs, or when nothing says who lay in the bed (no
+// bed, or no source that knows it). When the bed's sources name another
+// patient, or say the bed was empty then, the reading waits: a central
+// station still showing the last patient's demographics on a monitor now
+// at another patient's bedside is how readings reach the wrong chart.
+func (g *Gateway) namedPatient(ctx context.Context, r devices.Reading, ask asking) answer {
+	named := answer{verdict: occupied, patient: r.NamedPatient}
+	if r.Location == "" || !g.bedKnown(r.Location, r.Effective()) {
+		return named
+	}
+	a := g.beds.resolve(ctx, r.Location, r.Effective(), ask)
+	switch a.verdict {
+	case occupied:
+		same, why := g.oneCharted(ctx, a.patient, r.NamedPatient)
+		switch {
+		case same:
+			return a
+		case why != "":
+			return answer{verdict: notYet, reason: "bed " + r.Location + ": " + why}
+		}
+		return answer{verdict: uncertain, reason: "the result names another patient (PID-3) than the stay in bed " + r.Location + " at the reading's time"}
+	case vacant:
+		return answer{verdict: uncertain, reason: "the result names a patient (PID-3), but bed " + r.Location + " was empty at the reading's time: " + a.reason, asOf: a.asOf}
+	}
+	return a
+}
+
+// oneCharted tells whether two references name one Patient: equal, or
+// one a record number that the record says is the other. why says what it
+// waits for when that cannot be known yet.
+func (g *Gateway) oneCharted(ctx context.Context, a, b string) (same bool, why string) {
+	if a == b {
+		return true, ""
+	}
+	la, wa := g.patientRefs.literal(ctx, a)
+	lb, wb := g.patientRefs.literal(ctx, b)
+	switch {
+	case la != "" && lb != "":
+		return la == lb, ""
+	case wa != "":
+		return false, wa
+	}
+	return false, wb
+}
+
+// bedKnown tells whether some source of stays can say who lay in bed at
+// at: a manual association of the bed, patients.static, the Encounter
+// lookup, or the ADT feed.
+func (g *Gateway) bedKnown(bed string, at time.Time) bool {
+	b := g.beds
+	if _, ok := b.static[bed]; ok || (b.system != "" && b.client != nil) || slices.Contains(b.manual.beds(), bed) {
+		return true
+	}
+	if g.adt != nil {
+		_, known := g.adt.resolve(bed, at)
+		return known
+	}
+	return false
 }
 
 // store maps frames and appends their entries to the outbox in one commit.

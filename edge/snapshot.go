@@ -32,6 +32,8 @@ type snapshot struct {
 	Disk          diskReport      `json:"disk"`
 	Monitors      []monitorReport `json:"monitors"`
 	DICOM         *dicomReport    `json:"dicom"` // null: no dicom section
+	// HL7 is the PCD-01 results' listener (null: no hl7 section).
+	HL7 *hl7Report `json:"hl7"`
 	Outbox        outboxReport    `json:"outbox"`
 	Ingest        ingestReport    `json:"ingest"`
 	// Clocks are the device clocks as estimated, by device.
@@ -371,6 +373,7 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		}
 	}
 	r.DICOM = g.dicomReport(lists)
+	r.HL7 = g.hl7Report()
 	in := &g.ingest
 	r.Ingest = ingestReport{Readings: in.readings.Load(), Entries: in.entries.Load()}
 	r.Clocks = map[string]clockReport{}
@@ -419,6 +422,15 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		r.Errors["dicom_forward_refused"] = fwdDead
 		r.Errors["dicom_ledger_marks_unreadable"] = d.LedgerUnreadable
 		commitmentErrors(r.Errors, d.Commitment)
+	}
+	if h := r.HL7; h != nil {
+		r.Errors["hl7_messages_refused"] = h.Refused
+		r.Errors["hl7_messages_busy"] = h.Busy
+		r.Errors["hl7_problems"] = h.NotDecoded
+		r.Errors["hl7_connections_refused"] = h.Server.ConnectionsRefused
+		r.Errors["hl7_tls_handshakes_failed"] = h.Server.TLSHandshakeFailed
+		r.Errors["hl7_frames_too_large"] = h.Server.FramesTooLarge
+		r.Errors["hl7_frames_truncated"] = h.Server.FramesTruncated
 	}
 	return r
 }

@@ -56,6 +56,36 @@ func ConditionalPatient(system, value string) string {
 	return conditional("Patient", system, value)
 }
 
+// ParseConditionalPatient reads a reference that ConditionalPatient wrote
+// back into its system and value.
+func ParseConditionalPatient(ref string) (system, value string, ok bool) {
+	q, ok := strings.CutPrefix(ref, "Patient?identifier=")
+	if !ok {
+		return "", "", false
+	}
+	token, err := url.QueryUnescape(q)
+	if err != nil {
+		return "", "", false
+	}
+	var parts [2]strings.Builder
+	part := 0
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case c == '\\' && i+1 < len(token):
+			i++
+			parts[part].WriteByte(token[i])
+		case c == '|' && part == 0:
+			part = 1
+		default:
+			parts[part].WriteByte(c)
+		}
+	}
+	if part == 0 {
+		return "", "", false
+	}
+	return parts[0].String(), parts[1].String(), true
+}
+
 func ifNoneExist(system, value string) string {
 	return "identifier=" + url.QueryEscape(searchEscape(system)+"|"+searchEscape(value))
 }

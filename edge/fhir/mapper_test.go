@@ -289,3 +289,15 @@ func TestParamsAgreeWithMDCTable(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConditionalPatientReadsWhatConditionalPatientWrote(t *testing.T) {
+	for _, v := range [][2]string{{"urn:oid:1.2.3", "MRN1"}, {"https://h.example/mrn", `a|b,c$d\e f&g`}, {"urn:oid:1", ""}} {
+		s, val, ok := ParseConditionalPatient(ConditionalPatient(v[0], v[1]))
+		if !ok || s != v[0] || val != v[1] {
+			t.Errorf("%q %q: got %q %q %v", v[0], v[1], s, val, ok)
+		}
+	}
+	if _, _, ok := ParseConditionalPatient("Patient/123"); ok {
+		t.Error("a literal reference read as conditional")
+	}
+}
