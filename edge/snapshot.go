@@ -33,9 +33,9 @@ type snapshot struct {
 	Monitors      []monitorReport `json:"monitors"`
 	DICOM         *dicomReport    `json:"dicom"` // null: no dicom section
 	// HL7 is the PCD-01 results' listener (null: no hl7 section).
-	HL7 *hl7Report `json:"hl7"`
-	Outbox        outboxReport    `json:"outbox"`
-	Ingest        ingestReport    `json:"ingest"`
+	HL7    *hl7Report   `json:"hl7"`
+	Outbox outboxReport `json:"outbox"`
+	Ingest ingestReport `json:"ingest"`
 	// Clocks are the device clocks as estimated, by device.
 	Clocks map[string]clockReport `json:"clocks"`
 	// Errors counts what went wrong, by kind; each is also logged
