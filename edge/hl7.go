@@ -346,16 +346,7 @@ func (p *pcd01Intake) frames(rep *pcd01.Report, sender, bed, patient string, rec
 			continue
 		}
 		r := o.Reading
-		eq := o.Equipment.Key()
-		if eq == "" {
-			eq = rep.Device.Key()
-		}
-		if eq == "" {
-			eq = "unnamed"
-		}
-		// The sender's name is part of the device: two central stations
-		// may both call a monitor "BED1".
-		r.Device = "hl7/" + sender + "/" + eq
+		r.Device = hl7Device(sender, o.Equipment, rep.Device, bed, patient)
 		r.Location, r.NamedPatient = bed, patient
 		if _, ok := byDevice[r.Device]; !ok {
 			order = append(order, r.Device)
@@ -369,6 +360,30 @@ func (p *pcd01Intake) frames(rep *pcd01.Report, sender, bed, patient string, rec
 		frames = append(frames, rs)
 	}
 	return frames
+}
+
+// hl7Device names the device of a value: the sender (two central stations
+// may both call a monitor "BED1") and the equipment that measured it
+// (OBX-18, or of its MDS row). Without one the only name is MSH-3's
+// (which the decoder gives such rows), which for a central
+// station is the station itself, the same for every bed: the bed (or,
+// without one, the patient) is then part of the name, since an
+// Observation is named by device, code and time, and two beds' heart rates
+// of one second must not be taken for one measurement.
+func hl7Device(sender string, equipment, msh3 pcd01.Identity, bed, patient string) string {
+	if eq := equipment.Key(); eq != "" && equipment != msh3 {
+		return "hl7/" + sender + "/" + eq
+	}
+	scope := bed
+	if scope == "" {
+		sum := sha256.Sum256([]byte(patient))
+		scope = fmt.Sprintf("patient-%x", sum[:8])
+	}
+	name := msh3.Key()
+	if name == "" {
+		name = "unnamed"
+	}
+	return "hl7/" + sender + "/" + name + "@" + scope
 }
 
 func pv1Bed(m *hl7.Message) hl7.Location {

@@ -46,10 +46,10 @@ func (p pcdResult) bytes() []byte {
 	if p.demo {
 		flag = "DEMO"
 	}
-	b.Segment("OBX", "1", "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", fmt.Sprint(p.spo2), "262688^MDC_DIM_PERCENT^MDC", "", flag, "", "", "R", "", "", ts,
-		"", "", "", "0019A1FFFE0000AA^MX750^0019A1FFFE0000AA^EUI-64")
-	b.Segment("OBX", "2", "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1", "72", "264864^MDC_DIM_BEAT_PER_MIN^MDC", "", flag, "", "", "R", "", "", ts,
-		"", "", "", "0019A1FFFE0000AA^MX750^0019A1FFFE0000AA^EUI-64")
+	// No OBX-18: the station names no monitor, as many do; the bed then
+	// tells the devices apart.
+	b.Segment("OBX", "1", "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", fmt.Sprint(p.spo2), "262688^MDC_DIM_PERCENT^MDC", "", flag, "", "", "R", "", "", ts)
+	b.Segment("OBX", "2", "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1", "72", "264864^MDC_DIM_BEAT_PER_MIN^MDC", "", flag, "", "", "R", "", "", ts)
 	return b.Bytes()
 }
 
@@ -244,4 +244,84 @@ func TestPCD01FullOutboxAsksForAResend(t *testing.T) {
 	}
 	record.SetFaults(fhirserver.Faults{})
 	waitFor(t, "the resent message taken", func() bool { return ackCode(c.send(busy)) == "AA" })
+}
+
+// Over both listeners, as a hospital runs them: the ADT feed admits MRN1
+// to WARD4-B1, transfers them to WARD4-B2 and admits MRN2 to B1, then
+// discharges MRN1; results without PID-3 from both beds are charted for
+// whoever lay in their bed at their time, a result from B2 after the
+// discharge waits. The page and /metrics show both listeners.
+func TestADTAndResultsOverMLLPPlaceValuesByTime(t *testing.T) {
+	record := fhirserver.New()
+	putPatient(record, "p1", "MRN1")
+	putPatient(record, "p2", "MRN2")
+	g, addr := hl7Gateway(t, record, `patients:
+  adt: {listen: "127.0.0.1:0", allow_any: true, assigning_authority: CITYHOSP, bed: "{point_of_care}-{bed}"}
+`)
+	adt := dialMLLP(t, g.ADTAddr())
+	res := dialMLLP(t, addr)
+	t0 := time.Now().Add(-30 * time.Minute).Truncate(time.Second)
+	event := func(ctl, trigger string, at time.Time, mrn, bed, prior string) {
+		t.Helper()
+		b := hl7.NewBuilder(hl7.Delimiters{})
+		b.MSH("ADT", "CITYHOSP", "WARDGATE", "WARD4", time.Now().UTC().Format("20060102150405-0700"), "", "ADT^"+trigger+"^ADT_A01", ctl, "P", "2.5")
+		b.Segment("EVN", trigger, "", "", "", "", at.UTC().Format("20060102150405-0700"))
+		b.Segment("PID", "1", "", mrn+"^^^CITYHOSP^MR")
+		b.Segment("PV1", "1", "I", "WARD4^^"+bed, "", "", prior)
+		if a := ackCode(adt.send(b.Bytes())); a != "AA" {
+			t.Fatalf("ADT %s: %s", ctl, a)
+		}
+	}
+	event("E1", "A01", t0, "MRN1", "B1", "")
+	event("E2", "A02", t0.Add(10*time.Minute), "MRN1", "B2", "WARD4^^B1")
+	event("E3", "A01", t0.Add(12*time.Minute), "MRN2", "B1", "")
+	event("E4", "A03", t0.Add(20*time.Minute), "MRN1", "B2", "")
+	for i, r := range []pcdResult{
+		{control: "R1", bed: "B1", at: t0.Add(5 * time.Minute), spo2: 91},  // MRN1 in B1
+		{control: "R2", bed: "B1", at: t0.Add(11 * time.Minute), spo2: 92}, // B1 empty: waits
+		{control: "R3", bed: "B2", at: t0.Add(15 * time.Minute), spo2: 93}, // MRN1 in B2
+		{control: "R4", bed: "B1", at: t0.Add(15 * time.Minute), spo2: 94}, // MRN2 in B1
+		{control: "R5", bed: "B2", at: t0.Add(25 * time.Minute), spo2: 95}, // after the discharge: waits
+	} {
+		if a := ackCode(res.send(r.bytes())); a != "AA" {
+			t.Fatalf("result %d: %s", i+1, a)
+		}
+	}
+	want := map[float64]string{91: "Patient/p1", 93: "Patient/p1", 94: "Patient/p2"}
+	defer func() {
+		if t.Failed() {
+			dl, _ := g.outbox.DeadLetters(10)
+			t.Logf("charted %v; held %v; observations %d; dead %+v; adt %+v; outbox %+v; fhir %+v", chartedAs(record), g.heldNotes.summary(), record.Count("Observation"), dl, g.adt.stats(), g.outbox.Stats(), g.deliverer.Stats())
+		}
+	}()
+	waitFor(t, "three SpO2 values charted", func() bool {
+		got := chartedAs(record)
+		for v, who := range want {
+			if got[v] != who {
+				return false
+			}
+		}
+		return true
+	})
+	got := chartedAs(record)
+	for _, v := range []float64{92, 95} {
+		if who, ok := got[v]; ok {
+			t.Fatalf("SpO2 %v, measured in an empty bed, was charted for %s", v, who)
+		}
+	}
+	if held := g.ingest.held.Load(); held < 2 {
+		t.Fatalf("%d frames held, want the two from empty beds", held)
+	}
+	_, page := get(t, g.statusURL())
+	for _, s := range []string{`id="hl7"`, `data-bed="WARD4-B1"`, `id="adt"`, `data-applied="4"`} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %s", s)
+		}
+	}
+	_, metrics := get(t, g.statusURL()+"metrics")
+	for _, s := range []string{`wardgate_hl7_messages_total{outcome="accepted"} 5`, `wardgate_adt_events_total{outcome="applied"} 4`} {
+		if !strings.Contains(metrics, s) {
+			t.Errorf("/metrics lacks %s", s)
+		}
+	}
 }

@@ -186,6 +186,10 @@ var (
 	mForwardWaiting = desc("wardgate_dicom_forward_waiting", "DICOM instances waiting for a forward destination.", "destination")
 	mDICOMBytes     = desc("wardgate_dicom_bytes_received_total", "DICOM data set bytes received by C-STORE.")
 	mStudies        = desc("wardgate_dicom_studies_handed_over_total", "Study hand-overs to the FHIR side.")
+	mHL7Messages    = desc("wardgate_hl7_messages_total", "HL7 PCD-01 results, by acknowledgement: accepted (AA/CA), duplicate (a copy acknowledged again), refused (AE/AR), busy (AE RETRY).", "outcome")
+	mHL7Readings    = desc("wardgate_hl7_readings_total", "Values taken from HL7 PCD-01 results.")
+	mHL7Conns       = desc("wardgate_hl7_connections", "MLLP connections open now on hl7.listen.")
+	mADTEvents      = desc("wardgate_adt_events_total", "ADT events, by outcome: applied, duplicate, refused, not_stored.", "outcome")
 	mErrors         = desc("wardgate_errors_total", "Things that went wrong, by kind; each is also logged (without patient data).", "kind")
 	mMonitorState   = desc("wardgate_monitor_state", "1 for the monitor's current state, 0 for the others.", "monitor", "state")
 	mMonitorFrames  = desc("wardgate_monitor_frames_total", "Frames decoded from the monitor.", "monitor")
@@ -201,7 +205,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		mOutboxLeased, mOutboxDead, mOutboxOldest, mOutboxBytes, mOutboxQuota, mHeld, mHeldWhy, mHeldCharted,
 		mClockOffset, mClockSteps, mClockChecking, mSpoolBytes,
 		mSpoolQuota, mSpoolInstances, mAssocActive, mAssocTotal, mInstances, mForwarded, mForwardWaiting,
-		mDICOMBytes, mStudies, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast} {
+		mDICOMBytes, mStudies, mHL7Messages, mHL7Readings, mHL7Conns, mADTEvents, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast} {
 		ch <- d
 	}
 	for _, d := range commitmentDescs {
@@ -286,6 +290,20 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(mForwardWaiting, float64(f.Waiting), f.Destination)
 		}
 		collectCommitment(d.Commitment, gauge, counter)
+	}
+	if h := s.HL7; h != nil {
+		counter(mHL7Messages, h.Server.Accepted-min(h.Duplicates, h.Server.Accepted), "accepted")
+		counter(mHL7Messages, h.Duplicates, "duplicate")
+		counter(mHL7Messages, h.Server.Failed+h.Server.Rejected, "refused")
+		counter(mHL7Messages, h.Server.Busy, "busy")
+		counter(mHL7Readings, h.Readings)
+		gauge(mHL7Conns, float64(h.Server.Connections))
+	}
+	if a := s.ADT; a != nil {
+		counter(mADTEvents, a.EventsApplied, "applied")
+		counter(mADTEvents, a.Duplicates, "duplicate")
+		counter(mADTEvents, a.EventsRefused, "refused")
+		counter(mADTEvents, a.NotStored, "not_stored")
 	}
 	for kind, v := range s.Errors {
 		counter(mErrors, v, kind)

@@ -33,7 +33,9 @@ type snapshot struct {
 	Monitors      []monitorReport `json:"monitors"`
 	DICOM         *dicomReport    `json:"dicom"` // null: no dicom section
 	// HL7 is the PCD-01 results' listener (null: no hl7 section).
-	HL7    *hl7Report   `json:"hl7"`
+	HL7 *hl7Report `json:"hl7"`
+	// ADT is the ADT feed (null: no patients.adt).
+	ADT    *adtReport   `json:"adt"`
 	Outbox outboxReport `json:"outbox"`
 	Ingest ingestReport `json:"ingest"`
 	// Clocks are the device clocks as estimated, by device.
@@ -57,6 +59,12 @@ func (s *snapshot) hideValues() {
 		s.Monitors[i].Values = []valueReport{}
 		s.Monitors[i].Trends = []trendReport{}
 	}
+}
+
+// adtReport is the ADT feed's part of the snapshot.
+type adtReport struct {
+	Listen string `json:"listen"`
+	adtStats
 }
 
 // ingestReport is what the sources handed over and what became of it.
@@ -374,6 +382,9 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 	}
 	r.DICOM = g.dicomReport(lists)
 	r.HL7 = g.hl7Report()
+	if g.adt != nil {
+		r.ADT = &adtReport{adtStats: g.adt.stats(), Listen: g.ADTAddr()}
+	}
 	in := &g.ingest
 	r.Ingest = ingestReport{Readings: in.readings.Load(), Entries: in.entries.Load()}
 	r.Clocks = map[string]clockReport{}
@@ -431,6 +442,10 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		r.Errors["hl7_tls_handshakes_failed"] = h.Server.TLSHandshakeFailed
 		r.Errors["hl7_frames_too_large"] = h.Server.FramesTooLarge
 		r.Errors["hl7_frames_truncated"] = h.Server.FramesTruncated
+	}
+	if a := r.ADT; a != nil {
+		r.Errors["adt_events_refused"] = a.EventsRefused
+		r.Errors["adt_events_not_stored"] = a.NotStored
 	}
 	return r
 }

@@ -75,7 +75,7 @@ func validate(c *Config, ps *Problems) {
 	}
 	if c.Patients.ADT != nil {
 		validateHL7(c, ps, "patients.adt", c.Patients.ADT)
-		if c.HL7 != nil && c.HL7.Listen == c.Patients.ADT.Listen {
+		if _, port, _ := net.SplitHostPort(c.Patients.ADT.Listen); c.HL7 != nil && c.HL7.Listen == c.Patients.ADT.Listen && port != "0" {
 			ps.At("patients.adt.listen", "is hl7.listen: the ADT feed needs a listener of its own")
 		}
 	}
