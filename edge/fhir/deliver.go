@@ -70,7 +70,18 @@ type Deliverer struct {
 	stats      DeliveryStats
 	pauseUntil time.Time      // a server's Retry-After, for all entries
 	refusals   map[uint64]int // entry id → 403, 409 and 412 answers so far (this run)
+	// retries bounds the retry log during an outage (logRetry).
+	retries struct {
+		logged     time.Time
+		unlogged   int // retries since the last line
+		unloggedOf int // entries in them
+	}
 }
+
+// retryLogEvery is the least time between two "will be retried" lines:
+// an outage with many devices' streams failing at once would otherwise log
+// a line per stream per attempt.
+const retryLogEvery = 10 * time.Second
 
 // DeliveryStats is what the status page shows of delivery.
 type DeliveryStats struct {
@@ -413,6 +424,27 @@ func (d *Deliverer) holdBack(ctx context.Context, items []buffer.Item, owner map
 	d.count(func(s *DeliveryStats) { s.Retried += uint64(len(items)) })
 }
 
+// logRetry logs a retry at once, then at most every retryLogEvery with how
+// many came since.
+func (d *Deliverer) logRetry(entries, status int, reason string, after time.Duration) {
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.retries.logged) < retryLogEvery {
+		d.retries.unlogged++
+		d.retries.unloggedOf += entries
+		d.mu.Unlock()
+		return
+	}
+	n, of := d.retries.unlogged, d.retries.unloggedOf
+	d.retries.logged, d.retries.unlogged, d.retries.unloggedOf = now, 0, 0
+	d.mu.Unlock()
+	attrs := []any{"entries", entries, "status", status, "reason", reason, "retry_after", after}
+	if n > 0 {
+		attrs = append(attrs, "retries_since_last_line", n, "entries_in_them", of)
+	}
+	d.Log.Warn("FHIR delivery will be retried", attrs...)
+}
+
 // retry puts items back for a retry after the backoff (or after).
 func (d *Deliverer) retry(ctx context.Context, items []buffer.Item, owner map[uint64]*buffer.Batch, reason string, after time.Duration, status int) {
 	ctx = context.WithoutCancel(ctx)
@@ -421,7 +453,7 @@ func (d *Deliverer) retry(ctx context.Context, items []buffer.Item, owner map[ui
 		s.Retried += uint64(len(items))
 		s.LastStatus, s.LastError, s.LastErrorAt = status, reason, time.Now()
 	})
-	d.Log.Warn("FHIR delivery will be retried", "entries", len(items), "status", status, "retry_after", after)
+	d.logRetry(len(items), status, reason, after)
 }
 
 // settle applies fn to the items, grouped by the batch that leased them.
