@@ -437,13 +437,21 @@ func inBed(bed string) string {
 // admit moves patient into bed at ev.at: their stay then (in prefer, when
 // it has one there) ends, a stay in bed opens.
 func (st *adtState) admit(ev adtEvent, patient, bed, prefer string) string {
+	var left adtStay // the stay cut here, as it was
 	if i := st.covering(patient, ev.at, prefer); i >= 0 {
 		if st.Stays[i].Bed == bed {
 			return "" // already there: a repeated admit or transfer changes nothing
 		}
+		left = st.Stays[i]
 		st.cut(i, ev)
 	}
 	st.open(ev, patient, bed)
+	// A move placed late, before the end the feed already had for the stay
+	// it cuts (a discharge applied first): the patient left the new bed
+	// then, not never.
+	if n := &st.Stays[len(st.Stays)-1]; !left.End.IsZero() && (n.End.IsZero() || left.End.Before(n.End)) {
+		n.End, n.ClosedBy, n.CloseTrigger = left.End, left.ClosedBy, left.CloseTrigger
+	}
 	return ""
 }
 
