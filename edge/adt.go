@@ -567,7 +567,17 @@ func (st *adtState) undo(i int, ev adtEvent, returnTo string) {
 
 // doubt makes bed uncertain from ev.at until the patient's next move.
 func (st *adtState) doubt(bed string, ev adtEvent) {
-	st.Doubts = append(st.Doubts, adtDoubt{Bed: bed, Patient: ev.patient, From: ev.at, By: ev.key})
+	if i := slices.IndexFunc(st.Doubts, func(d adtDoubt) bool {
+		return d.Bed == bed && d.Patient == ev.patient && d.Until.IsZero()
+	}); i >= 0 {
+		// The same contradiction again (an A08 comes with every update):
+		// one doubt, from the earliest event that showed it.
+		if ev.at.Before(st.Doubts[i].From) {
+			st.Doubts[i].From = ev.at
+		}
+	} else {
+		st.Doubts = append(st.Doubts, adtDoubt{Bed: bed, Patient: ev.patient, From: ev.at, By: ev.key})
+	}
 	if from, ok := st.Beds[bed]; !ok || ev.at.Before(from) {
 		st.Beds[bed] = ev.at
 	}
@@ -646,6 +656,12 @@ func (st *adtState) prune(now time.Time, keep time.Duration) {
 		}
 	}
 	if n := len(doubts) - adtMaxDoubts; n > 0 {
+		// Past the bound, the doubts that ended go first (oldest end
+		// first): an open one let go makes its bed certain again.
+		sort.SliceStable(doubts, func(i, j int) bool {
+			a, b := doubts[i], doubts[j]
+			return !a.Until.IsZero() && (b.Until.IsZero() || a.Until.Before(b.Until))
+		})
 		doubts = doubts[n:]
 	}
 	st.Doubts = doubts

@@ -1,6 +1,10 @@
 package edge
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+	"time"
+)
 
 // A transfer that arrives after the discharge that followed it (an
 // interface engine resending the A02 after the A03): the patient left the
@@ -23,4 +27,22 @@ func TestReview12LateTransferKeepsTheDischargeThatFollowedIt(t *testing.T) {
 	// A cancelled discharge still finds the discharge it cancels.
 	mustAccept(t, g, adtMessage(t, "4", "A13", at(140), party{"4711", "ICU-2", ""}))
 	expectWho(t, g, "ICU-2", at(130), p, "ICU-1", at(130), "vacant")
+}
+
+// A08s come with every demographic update. Each one that showed the
+// patient in another bed than their stay added two more doubts, and past
+// adtMaxDoubts the oldest were let go: the bed became certain again for
+// the time the first A08 had made uncertain, and readings waiting from
+// then were charted to the stay's patient after all.
+func TestReview12RepeatedA08KeepsTheBedsUncertain(t *testing.T) {
+	g := adtGateway(t)
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-1", ""}))
+	mustAccept(t, g, adtMessage(t, "2", "A08", at(60), party{"4711", "ICU-2", ""}))
+	for i := range adtMaxDoubts/2 + 10 {
+		mustAccept(t, g, adtMessage(t, "u"+strconv.Itoa(i), "A08", at(61).Add(time.Duration(i)*time.Second), party{"4711", "ICU-2", ""}))
+	}
+	expectWho(t, g, "ICU-1", at(30), mrn("4711"), "ICU-1", at(60), "uncertain", "ICU-2", at(60), "uncertain")
+	if n := len(g.adt.st.Doubts); n > 4 {
+		t.Errorf("%d doubts kept for one contradiction", n)
+	}
 }
