@@ -117,10 +117,14 @@ func (g *Gateway) namedPatient(ctx context.Context, r devices.Reading, ask askin
 	a := g.beds.resolve(ctx, r.Location, r.Effective(), ask)
 	switch a.verdict {
 	case occupied:
-		same, why := g.oneCharted(ctx, a.patient, r.NamedPatient)
+		same, why, asOf := g.oneCharted(ctx, a.patient, r.NamedPatient)
 		switch {
 		case same:
 			return a
+		case why != "" && !asOf.IsZero():
+			// The record answered: no Patient carries the number, or
+			// several do. An answer: the hold runs.
+			return answer{verdict: uncertain, reason: "bed " + r.Location + ": " + why, asOf: asOf}
 		case why != "":
 			return answer{verdict: notYet, reason: "bed " + r.Location + ": " + why}
 		}
@@ -133,20 +137,22 @@ func (g *Gateway) namedPatient(ctx context.Context, r devices.Reading, ask askin
 
 // oneCharted tells whether two references name one Patient: equal, or
 // one a record number that the record says is the other. why says what it
-// waits for when that cannot be known yet.
-func (g *Gateway) oneCharted(ctx context.Context, a, b string) (same bool, why string) {
+// waits for when that cannot be known yet; asOf, when not zero, that the
+// record answered it cannot be known (no Patient carries the number, or
+// several), and when it was asked.
+func (g *Gateway) oneCharted(ctx context.Context, a, b string) (same bool, why string, asOf time.Time) {
 	if a == b {
-		return true, ""
+		return true, "", time.Time{}
 	}
-	la, wa := g.patientRefs.literal(ctx, a)
-	lb, wb := g.patientRefs.literal(ctx, b)
+	la, wa, ta := g.patientRefs.literal(ctx, a)
+	lb, wb, tb := g.patientRefs.literal(ctx, b)
 	switch {
 	case la != "" && lb != "":
-		return la == lb, ""
+		return la == lb, "", time.Time{}
 	case wa != "":
-		return false, wa
+		return false, wa, ta
 	}
-	return false, wb
+	return false, wb, tb
 }
 
 // bedKnown tells whether some source of stays can say who lay in bed at
