@@ -26,8 +26,8 @@ type patientRefs struct {
 }
 
 type patientRefEntry struct {
-	literal  string // "Patient/123"; "" while not known
-	why      string // no patient, several, or the record did not answer
+	literal string // "Patient/123"; "" while not known
+	why     string // no patient, several, or the record did not answer
 	// answered is when the lookup was sent whose answer was no Patient or
 	// several (zero: not asked yet, or the last lookup failed).
 	answered time.Time
