@@ -364,15 +364,21 @@ func (p *pcd01Intake) frames(rep *pcd01.Report, sender, bed, patient string, rec
 
 // hl7Device names the device of a value: the sender (two central stations
 // may both call a monitor "BED1") and the equipment that measured it
-// (OBX-18, or of its MDS row). Without one the only name is MSH-3's
-// (which the decoder gives such rows), which for a central
-// station is the station itself, the same for every bed: the bed (or,
-// without one, the patient) is then part of the name, since an
+// (OBX-18, or of its MDS row) by its EUI-64. Without one the name is
+// OBX-18's name (a model's, "B40_GE", may be the same at every bed) or
+// MSH-3's (which the decoder gives such rows; for a central station the
+// station itself, the same for every bed): the bed (or, without one, the
+// patient) is then part of the name, since an
 // Observation is named by device, code and time, and two beds' heart rates
 // of one second must not be taken for one measurement.
 func hl7Device(sender string, equipment, msh3 pcd01.Identity, bed, patient string) string {
-	if eq := equipment.Key(); eq != "" && equipment != msh3 {
-		return "hl7/" + sender + "/" + eq
+	if equipment.EUI64 != "" && equipment != msh3 {
+		return "hl7/" + sender + "/" + equipment.EUI64
+	}
+	// A name without an EUI-64 (OBX-18 "^B40_GE") may be the model's,
+	// the same at every bed: scoped like MSH-3's.
+	if equipment.Name != "" && equipment != msh3 {
+		msh3 = equipment
 	}
 	scope := bed
 	if scope == "" {

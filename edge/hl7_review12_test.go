@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,5 +36,35 @@ func TestReview12UnknownRecordNumberIsAnAnswerThatExpires(t *testing.T) {
 		if why.verdict != uncertain || !why.expires() || why.asOf.IsZero() {
 			t.Errorf("%s: %v %q (as of %v): want uncertain, expiring, with the lookup's time", number, why.verdict, why.reason, why.asOf)
 		}
+	}
+}
+
+// A station that names its monitors in OBX-18 by model only (no EUI-64:
+// "^B40_GE"), the same at every bed: an Observation is named by device,
+// code and time, so two beds' values of one second were one measurement
+// and the second bed's was lost. A name without an EUI-64 is scoped by the
+// bed, as MSH-3 is.
+func TestReview12EquipmentNamedByModelOnlyKeepsBedsApart(t *testing.T) {
+	record := fhirserver.New()
+	g, addr := hl7Gateway(t, record, "patients:\n  static: {WARD4-B1: Patient/p1, WARD4-B2: Patient/p2}\n")
+	_ = g
+	c := dialMLLP(t, addr)
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i, bed := range []string{"B1", "B2"} {
+		raw := string(pcdResult{control: "M" + bed, bed: bed, at: at, spo2: float64(90 + i)}.bytes())
+		segs := strings.Split(raw, "\r")
+		for j, s := range segs {
+			if strings.HasPrefix(s, "OBX|") {
+				segs[j] = s + "||||^B40_GE"
+			}
+		}
+		if a := ackCode(c.send([]byte(strings.Join(segs, "\r")))); a != "AA" {
+			t.Fatalf("bed %s: %s", bed, a)
+		}
+	}
+	waitFor(t, "both beds' values in the record", func() bool { return record.Count("Observation") >= 4 })
+	got := chartedAs(record)
+	if got[90] != "Patient/p1" || got[91] != "Patient/p2" {
+		t.Fatalf("charted %v", fmt.Sprint(got))
 	}
 }
