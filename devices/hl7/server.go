@@ -383,6 +383,24 @@ func (s *Server) handle(ctx context.Context, raw []byte, peer Peer, log *slog.Lo
 		return Acks(m, Reply{Outcome: Rejected, Code: ErrInternal, Where: m.Segment(0).Location(3), Text: "sending application not allowed"}, s.ackOptions())
 	}
 	reply := s.Handler.HandleMessage(ctx, m, peer)
+	// A sender that asked for no acknowledgement of a failure (MSH-15 and
+	// MSH-16 NE or SU) cannot be told to send again: the message is handed
+	// over again until it is stored, the connection's next messages
+	// waiting behind it, rather than dropped. Only a stop ends the wait.
+	for wait := 50 * time.Millisecond; reply.Outcome == Busy && len(Acks(m, reply, AckOptions{})) == 0; wait = min(2*wait, 5*time.Second) {
+		s.busy.Add(1)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil || s.closing.Load() {
+			log.Warn("hl7: a message that asked for no acknowledgement could not be stored before the listener stopped; its sender was not told")
+			return nil
+		}
+		reply = s.Handler.HandleMessage(ctx, m, peer)
+	}
 	switch reply.Outcome {
 	case Accepted:
 		s.accepted.Add(1)
