@@ -303,8 +303,8 @@ func (p *pcd01Intake) handle(ctx context.Context, m *hl7.Message, from hl7.Peer)
 		n += len(f)
 	}
 	if n == 0 {
-		p.refused.Add(1)
 		if len(rep.Problems) > 0 {
+			p.refused.Add(1)
 			pr := rep.Problems[0]
 			return hl7.Reply{Outcome: hl7.Failed, Code: hl7.ErrDataType, Where: pr.Where,
 				Text: fmt.Sprintf("no value could be decoded (%d problems; the first: %s)", len(rep.Problems), pr.Reason)}

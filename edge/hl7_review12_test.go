@@ -68,3 +68,19 @@ func TestReview12EquipmentNamedByModelOnlyKeepsBedsApart(t *testing.T) {
 		t.Fatalf("charted %v", fmt.Sprint(got))
 	}
 }
+
+// A message of demo values only is taken (AA) and never charted: it is
+// counted as demo values, not as refused (the page's "refused" means AE or
+// AR, and an engineer looks for a sender to fix there).
+func TestReview12DemoOnlyMessageIsNotCountedRefused(t *testing.T) {
+	record := fhirserver.New()
+	g, addr := hl7Gateway(t, record, "")
+	c := dialMLLP(t, addr)
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if a := ackCode(c.send(pcdResult{control: "X1", bed: "B1", at: at, spo2: 50, demo: true}.bytes())); a != "AA" {
+		t.Fatal(a)
+	}
+	if rep := g.hl7Report(); rep.Refused != 0 || rep.Demo != 2 {
+		t.Fatalf("refused %d demo %d, want 0 and 2", rep.Refused, rep.Demo)
+	}
+}
