@@ -567,20 +567,41 @@ func (st *adtState) undo(i int, ev adtEvent, returnTo string) {
 
 // doubt makes bed uncertain from ev.at until the patient's next move.
 func (st *adtState) doubt(bed string, ev adtEvent) {
+	// An update placed late ends where the patient's next move the feed
+	// has begins, as that move would have ended it had it come after.
+	until := st.nextMove(ev.patient, ev.at)
 	if i := slices.IndexFunc(st.Doubts, func(d adtDoubt) bool {
-		return d.Bed == bed && d.Patient == ev.patient && d.Until.IsZero()
+		return d.Bed == bed && d.Patient == ev.patient && d.Until.Equal(until)
 	}); i >= 0 {
-		// The same contradiction again (an A08 comes with every update):
-		// one doubt, from the earliest event that showed it.
+		// The same contradiction again (an A08 comes with every update),
+		// up to the same move: one doubt, from the earliest event that
+		// showed it.
 		if ev.at.Before(st.Doubts[i].From) {
 			st.Doubts[i].From = ev.at
 		}
 	} else {
-		st.Doubts = append(st.Doubts, adtDoubt{Bed: bed, Patient: ev.patient, From: ev.at, By: ev.key})
+		st.Doubts = append(st.Doubts, adtDoubt{Bed: bed, Patient: ev.patient, From: ev.at, Until: until, By: ev.key})
 	}
 	if from, ok := st.Beds[bed]; !ok || ev.at.Before(from) {
 		st.Beds[bed] = ev.at
 	}
+}
+
+// nextMove is the patient's first move the feed has after at: a stay of
+// theirs beginning or ending (zero: none).
+func (st *adtState) nextMove(patient string, at time.Time) time.Time {
+	var next time.Time
+	for _, s := range st.Stays {
+		if s.Patient != patient {
+			continue
+		}
+		for _, t := range []time.Time{s.Start, s.End} {
+			if t.After(at) && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
+	}
+	return next
 }
 
 // endDoubts ends the patient's open doubts at at: the feed moved them since.

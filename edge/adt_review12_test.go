@@ -46,3 +46,16 @@ func TestReview12RepeatedA08KeepsTheBedsUncertain(t *testing.T) {
 		t.Errorf("%d doubts kept for one contradiction", n)
 	}
 }
+
+// An update (A08) that arrives after the admission it came before (its
+// EVN-6 earlier): the doubt it raises ends where the patient's next move
+// begins, as it would have had it come in order. Before, it stayed open:
+// the patient's bed was uncertain for their whole stay, and every reading
+// waited until it expired.
+func TestReview12LateA08EndsAtTheNextMove(t *testing.T) {
+	g := adtGateway(t)
+	p := mrn("4711")
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(10), party{"4711", "ICU-1", ""}))
+	mustAccept(t, g, adtMessage(t, "2", "A08", at(0), party{"4711", "ICU-1", ""}))
+	expectWho(t, g, "ICU-1", at(5), "uncertain", "ICU-1", at(10), p, "ICU-1", at(60), p)
+}
