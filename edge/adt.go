@@ -387,13 +387,8 @@ func (st *adtState) apply(ev adtEvent) string {
 		st.endDoubts(ev.other, ev.at)
 		a := st.covering(ev.patient, ev.at, "")
 		b := st.covering(ev.other, ev.at, "")
-		for _, i := range []int{a, b} {
-			if i >= 0 {
-				st.cut(i, ev)
-			}
-		}
-		st.open(ev, ev.patient, ev.bed)
-		st.open(ev, ev.other, ev.otherBed)
+		st.move(a, ev, ev.patient, ev.bed) // appends: a and b stay where they are
+		st.move(b, ev, ev.other, ev.otherBed)
 		if ev.at.Before(ev.received) {
 			st.correct(ev.bed, ev.at, ev.received, ev)
 			st.correct(ev.otherBed, ev.at, ev.received, ev)
@@ -437,22 +432,28 @@ func inBed(bed string) string {
 // admit moves patient into bed at ev.at: their stay then (in prefer, when
 // it has one there) ends, a stay in bed opens.
 func (st *adtState) admit(ev adtEvent, patient, bed, prefer string) string {
-	var left adtStay // the stay cut here, as it was
-	if i := st.covering(patient, ev.at, prefer); i >= 0 {
-		if st.Stays[i].Bed == bed {
-			return "" // already there: a repeated admit or transfer changes nothing
-		}
+	i := st.covering(patient, ev.at, prefer)
+	if i >= 0 && st.Stays[i].Bed == bed {
+		return "" // already there: a repeated admit or transfer changes nothing
+	}
+	st.move(i, ev, patient, bed)
+	return ""
+}
+
+// move ends stay i (when not -1) at ev.at and opens one of patient in bed.
+// A move placed late, before the end the feed already had for the stay it
+// cuts (a discharge applied first), keeps that end: the patient left the
+// new bed then, not never.
+func (st *adtState) move(i int, ev adtEvent, patient, bed string) {
+	var left adtStay
+	if i >= 0 {
 		left = st.Stays[i]
 		st.cut(i, ev)
 	}
 	st.open(ev, patient, bed)
-	// A move placed late, before the end the feed already had for the stay
-	// it cuts (a discharge applied first): the patient left the new bed
-	// then, not never.
 	if n := &st.Stays[len(st.Stays)-1]; !left.End.IsZero() && (n.End.IsZero() || left.End.Before(n.End)) {
 		n.End, n.ClosedBy, n.CloseTrigger = left.End, left.ClosedBy, left.CloseTrigger
 	}
-	return ""
 }
 
 // twoInABed says when ev left a bed with two patients at once.

@@ -59,3 +59,18 @@ func TestReview12LateA08EndsAtTheNextMove(t *testing.T) {
 	mustAccept(t, g, adtMessage(t, "2", "A08", at(0), party{"4711", "ICU-1", ""}))
 	expectWho(t, g, "ICU-1", at(5), "uncertain", "ICU-1", at(10), p, "ICU-1", at(60), p)
 }
+
+// The same for a swap (A17) placed late, after the discharge of one of
+// its patients: that patient's stay in the new bed ends at the discharge.
+func TestReview12LateSwapKeepsTheDischargeThatFollowedIt(t *testing.T) {
+	g := adtGateway(t)
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-1", ""}))
+	mustAccept(t, g, adtMessage(t, "2", "A01", at(0), party{"4712", "ICU-2", ""}))
+	mustAccept(t, g, adtMessage(t, "4", "A03", at(100), party{"4711", "ICU-2", ""}))
+	mustAccept(t, g, adtMessage(t, "3", "A17", at(30), party{"4711", "ICU-2", "ICU-1"}, party{"4712", "ICU-1", "ICU-2"}))
+	expectWho(t, g,
+		"ICU-1", at(40), mrn("4712"),
+		"ICU-2", at(40), mrn("4711"),
+		"ICU-2", at(110), "vacant",
+		"ICU-1", at(110), mrn("4712"))
+}
