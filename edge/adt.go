@@ -547,10 +547,18 @@ func (st *adtState) undo(i int, ev adtEvent, returnTo string) {
 	if gone.Start.Before(end) {
 		st.correct(gone.Bed, gone.Start, end, ev)
 	}
+	// What ended the removed stay (a discharge, a later move) ends the
+	// stay that takes its place: the patient's history goes on from there.
+	keepEnd := func(j int) {
+		if n := &st.Stays[j]; gone.ClosedBy != "" && (n.End.IsZero() || gone.End.Before(n.End)) {
+			n.End, n.ClosedBy, n.CloseTrigger = gone.End, gone.ClosedBy, gone.CloseTrigger
+		}
+	}
 	reopened := false
 	for j := range st.Stays {
 		if s := st.Stays[j]; s.Patient == gone.Patient && s.ClosedBy == gone.OpenedBy && s.ClosedBy != "" {
 			st.reopen(j)
+			keepEnd(j)
 			reopened = true
 			if gone.Start.Before(end) {
 				st.correct(s.Bed, gone.Start, end, ev)
@@ -560,6 +568,7 @@ func (st *adtState) undo(i int, ev adtEvent, returnTo string) {
 	if !reopened && returnTo != "" {
 		st.Stays = append(st.Stays, adtStay{Bed: returnTo, Patient: gone.Patient, Start: gone.Start,
 			End: st.nextStart(gone.Patient, gone.Start, -1), OpenedBy: ev.key, OpenTrigger: ev.trigger})
+		keepEnd(len(st.Stays) - 1)
 		if gone.Start.Before(end) {
 			st.correct(returnTo, gone.Start, end, ev)
 		}

@@ -74,3 +74,20 @@ func TestReview12LateSwapKeepsTheDischargeThatFollowedIt(t *testing.T) {
 		"ICU-2", at(110), "vacant",
 		"ICU-1", at(110), mrn("4712"))
 }
+
+// A cancelled transfer (A12) of a patient who was discharged from the
+// transfer's bed since: the stay re-opened in the bed they return to ends
+// at that discharge. Before, it was re-opened without end, and the
+// discharged patient lay in the bed for ever after.
+func TestReview12CancelledTransferKeepsTheLaterDischarge(t *testing.T) {
+	g := adtGateway(t)
+	p := mrn("4711")
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-1", ""}))
+	mustAccept(t, g, adtMessage(t, "2", "A02", at(60), party{"4711", "ICU-2", "ICU-1"}))
+	mustAccept(t, g, adtMessage(t, "3", "A03", at(100), party{"4711", "ICU-2", ""}))
+	mustAccept(t, g, adtMessage(t, "4", "A12", at(110), party{"4711", "ICU-1", "ICU-2"}))
+	expectWho(t, g,
+		"ICU-1", at(70), p,
+		"ICU-2", at(70), "vacant",
+		"ICU-1", at(120), "vacant")
+}
