@@ -35,8 +35,11 @@ const demoUsage = `Usage: wardgate demo [-listen ADDR] [-keep] [-log-format text
 Runs the whole gateway on this machine with nothing else installed: a
 temporary data folder; an embedded MQTT broker with a simulated monitor
 publishing to it; a simulated Masimo monitor on a pseudo-terminal pair, read
-as a serial port; a simulated CT that sends a small study; an in-memory FHIR
-server standing in for the record; and the status page. Runs until Ctrl-C.
+as a serial port; a simulated central station sending IHE PCD-01 results
+over MLLP for two more beds, whose patients it admits, transfers and
+discharges through the ADT feed; a simulated CT that sends a small study; an
+in-memory FHIR server standing in for the record; and the status page. Runs
+until Ctrl-C.
 `
 
 // The simulated CT patient's MRN, and the identifier system of the demo
@@ -81,14 +84,23 @@ Within a minute it shows:
   - bed-14: a simulated monitor publishing JSON to the embedded MQTT broker
             (%s); its patient is found through the record's
             in-progress Encounter at the bed
+  - %s, %s: a simulated central station sends their
+            monitors' results (IHE PCD-01 over MLLP) to the hl7 listener
+            (%s) without PID-3: their patients come from the
+            ADT feed (patients.adt, %s), which admits them;
+            about once a minute one goes home, the other moves to that
+            bed and a new patient comes into the bed left free (the
+            page's ADT section counts the events)
   - a CT study of 3 instances sent by a simulated modality to %s,
     then in the chart
 The record is an in-memory FHIR server at %s
-(for example %sPatient/demo-bed-12).
+(for example %sPatient/demo-bed-12; the central station's
+patients are %sPatient/demo-adt-1, -2, …).
 Data folder: %s
 Ctrl-C stops it.
 
-`, d.statusURL, d.ptyName, d.brokerURL, d.dicomAE, d.fhirURL, d.fhirURL, d.dir)
+`, d.statusURL, d.ptyName, d.brokerURL, demoHL7Bed(demoHL7Beds[0]), demoHL7Bed(demoHL7Beds[1]), d.hl7Addr, d.adtAddr,
+		d.dicomAE, d.fhirURL, d.fhirURL, d.fhirURL, d.dir)
 	select {
 	case <-ctx.Done():
 	case err := <-d.gatewayDone:
@@ -109,6 +121,8 @@ type demo struct {
 	brokerURL   string
 	ptyName     string
 	dicomAE     string
+	hl7Addr     string
+	adtAddr     string
 	gatewayDone chan error
 	cleanups    []func()
 }
@@ -217,12 +231,25 @@ monitors:
 patients:
   static: {bed-12: Patient/demo-bed-12}
   encounter_lookup: {location_system: "%s", refresh: 5s}
+  adt:
+    listen: "127.0.0.1:0"
+    allow: [{host: 127.0.0.1, sending_application: %s_ADT}]
+    time_zone: UTC
+    bed: "{point_of_care}-{bed}"
+    assigning_authority: %s
+hl7:
+  listen: "127.0.0.1:0"
+  allow: [{host: 127.0.0.1, sending_application: %s}]
+  time_zone: UTC
+  bed: "{point_of_care}-{bed}"
+  assigning_authority: %s
 dicom:
   listen: "%s"
   ae_title: WARDGATE
   allow: [{ae_title: DEMO-CT, host: 127.0.0.1}]
   study_stable_after: 5s
-`, filepath.Join(dir, "data"), listen, d.fhirURL, demoMRNSystem, d.ptyName, d.brokerURL, demoBeds, dicomAddr)
+`, filepath.Join(dir, "data"), listen, d.fhirURL, demoMRNSystem, d.ptyName, d.brokerURL, demoBeds,
+		demoStationApp, demoAuthority, demoStationApp, demoAuthority, dicomAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return d, err
 	}
@@ -253,6 +280,7 @@ dicom:
 		}
 	}
 	d.dicomAE = "WARDGATE@" + gw.DICOMAddr()
+	d.hl7Addr, d.adtAddr = gw.HL7Addr(), gw.ADTAddr()
 
 	// The simulators.
 	simCtx, stopSims := context.WithCancel(context.Background())
@@ -260,6 +288,20 @@ dicom:
 	go runSerialSimulator(simCtx, master, log)
 	go runMQTTSimulator(simCtx, d.brokerURL)
 	go runModality(simCtx, gw.DICOMAddr(), log)
+	// The central station closes its connections before the gateway
+	// stops, as a station told to stop sending would.
+	stationDone := make(chan struct{})
+	go func() {
+		defer close(stationDone)
+		runCentralStation(simCtx, d.hl7Addr, d.adtAddr, record, log)
+	}()
+	d.cleanups = append(d.cleanups, func() {
+		stopSims()
+		select {
+		case <-stationDone:
+		case <-time.After(5 * time.Second):
+		}
+	})
 	return d, nil
 }
 
