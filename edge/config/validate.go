@@ -187,6 +187,8 @@ func validateFHIR(c *Config, ps *Problems) {
 		}
 	} else if c.DICOM != nil {
 		ps.At("fhir.patient_identifier_system", "is required with dicom: it is the system under which a study's Patient ID is looked up")
+	} else if c.Patients.ADT != nil {
+		ps.At("fhir.patient_identifier_system", "is required with patients.adt: the feed's patients are the PID-3 record numbers of this system, and without it every event is refused")
 	}
 	oneOf(ps, "fhir.patient_reference", f.PatientReference, "conditional", "resolve")
 	validateHTTPAuth(ps, "fhir.auth", &f.Auth)
