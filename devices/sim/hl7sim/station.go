@@ -400,7 +400,7 @@ func (s *Station) Admit(i int, at time.Time) (Message, error) {
 	if b.mrn != "" {
 		return Message{}, fmt.Errorf("hl7sim: bed %d is taken", i)
 	}
-	b.mrn = s.newMRN()
+	b.mrn, b.nibp = s.newMRN(), nil // the last patient's NIBP is not this one's
 	return s.adt("A01", "ADT_A01", i, 0, b.mrn, at), nil
 }
 
@@ -413,7 +413,9 @@ func (s *Station) Transfer(from, to int, at time.Time) (Message, error) {
 	case t.mrn != "":
 		return Message{}, fmt.Errorf("hl7sim: bed %d is taken", to)
 	}
-	t.mrn, f.mrn = f.mrn, ""
+	// The monitor stays at its bed: its last NIBP was not of the patient
+	// who comes in (nor, after the move, of the one who left).
+	t.mrn, f.mrn, t.nibp, f.nibp = f.mrn, "", nil, nil
 	return s.adt("A02", "ADT_A02", to, from, t.mrn, at), nil
 }
 
@@ -424,7 +426,7 @@ func (s *Station) Discharge(i int, at time.Time) (Message, error) {
 		return Message{}, fmt.Errorf("hl7sim: bed %d is empty", i)
 	}
 	mrn := b.mrn
-	b.mrn = ""
+	b.mrn, b.nibp = "", nil
 	return s.adt("A03", "ADT_A03", i, 0, mrn, at), nil
 }
 
