@@ -752,6 +752,23 @@ func (s *adtStays) resolve(bed string, at time.Time) (answer, bool) {
 	return answer{verdict: uncertain, reason: "the ADT feed has two patients in bed " + bed + " at the reading's time"}, true
 }
 
+// bedsOf are the beds the feed has patient in at time at (none: the feed
+// has no stay of theirs then).
+func (s *adtStays) bedsOf(patient string, at time.Time) []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var beds []string
+	for _, st := range s.st.Stays {
+		if st.Patient == patient && st.covers(at) && !slices.Contains(beds, st.Bed) {
+			beds = append(beds, st.Bed)
+		}
+	}
+	return beds
+}
+
 // knows reports whether the feed knows bed at time at.
 func (s *adtStays) knows(bed string, at time.Time) bool {
 	_, ok := s.resolve(bed, at)

@@ -84,3 +84,28 @@ func TestReview12DemoOnlyMessageIsNotCountedRefused(t *testing.T) {
 		t.Fatalf("refused %d demo %d, want 0 and 2", rep.Refused, rep.Demo)
 	}
 }
+
+// A result from a bed that no source knows names a patient whom the ADT
+// feed has in another bed at the reading's time: the central station
+// still shows the patient who moved away, and the values are another
+// patient's. They wait, never charted to the named patient.
+func TestReview12NamedPatientInAnotherBedByTheFeedWaits(t *testing.T) {
+	g, _ := hl7Gateway(t, fhirserver.New(), "patients:\n  adt: {listen: \"127.0.0.1:0\", allow_any: true, time_zone: UTC, assigning_authority: HOSP}\n")
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-5", ""}))
+	r := devices.Reading{Device: "hl7/x", Location: "WARD4-B1", DeviceTime: at(10), NamedPatient: mrn("4711")}
+	ready, _, why := g.associate(context.Background(), []devices.Reading{r}, askInBackground)
+	if len(ready) != 0 || why.verdict != uncertain || strings.Contains(why.reason, "4711") {
+		t.Fatalf("charted %d, %v %q: want it to wait, uncertain", len(ready), why.verdict, why.reason)
+	}
+	// In the bed the feed has them in, or where the feed has no stay of
+	// theirs, the named patient is charted.
+	for _, r := range []devices.Reading{
+		{Device: "hl7/x", Location: "ICU-5", DeviceTime: at(10), NamedPatient: mrn("4711")},
+		{Device: "hl7/x", Location: "WARD4-B1", DeviceTime: at(-10), NamedPatient: mrn("4711")},
+		{Device: "hl7/x", Location: "WARD4-B1", DeviceTime: at(10), NamedPatient: mrn("4712")},
+	} {
+		if ready, _, why := g.associate(context.Background(), []devices.Reading{r}, askInBackground); len(ready) != 1 {
+			t.Errorf("%s at %s: %v %q", r.Location, r.DeviceTime, why.verdict, why.reason)
+		}
+	}
+}

@@ -112,6 +112,12 @@ func (g *Gateway) associate(ctx context.Context, frame []devices.Reading, ask as
 func (g *Gateway) namedPatient(ctx context.Context, r devices.Reading, ask asking) answer {
 	named := answer{verdict: occupied, patient: r.NamedPatient}
 	if r.Location == "" || !g.bedKnown(r.Location, r.Effective()) {
+		// Nothing says who lay in this bed; but the ADT feed may say the
+		// named patient lay in another then (a station still showing the
+		// patient who moved away).
+		if beds := g.adt.bedsOf(r.NamedPatient, r.Effective()); r.Location != "" && len(beds) > 0 && !slices.Contains(beds, r.Location) {
+			return answer{verdict: uncertain, reason: "the result names a patient (PID-3) whom the ADT feed has in bed " + beds[0] + ", not in bed " + r.Location + ", at the reading's time"}
+		}
 		return named
 	}
 	a := g.beds.resolve(ctx, r.Location, r.Effective(), ask)
