@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -206,7 +205,8 @@ type pcd01Intake struct {
 
 	mu       sync.Mutex
 	stored   map[string][32]byte // sender|control id → content hash of a message stored
-	order    []string            // stored's keys, oldest first
+	order    []string            // stored's keys, a ring: order[next] is the oldest once full
+	next     int
 	problems map[string]*hl7Problem
 	bedsSeen map[string]*hl7Bed
 
@@ -413,16 +413,15 @@ func (p *pcd01Intake) remember(key string, sum [32]byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.stored[key]; !ok {
-		p.order = append(p.order, key)
+		if len(p.order) < hl7DedupeSize {
+			p.order = append(p.order, key)
+		} else {
+			delete(p.stored, p.order[p.next])
+			p.order[p.next] = key
+			p.next = (p.next + 1) % hl7DedupeSize
+		}
 	}
 	p.stored[key] = sum
-	if len(p.order) > hl7DedupeSize {
-		drop := len(p.order) - hl7DedupeSize
-		for _, k := range p.order[:drop] {
-			delete(p.stored, k)
-		}
-		p.order = slices.Delete(p.order, 0, drop)
-	}
 }
 
 func (p *pcd01Intake) problem(reason string) {
