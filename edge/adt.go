@@ -150,8 +150,10 @@ type adtStays struct {
 	mu      sync.Mutex
 	st      *adtState
 	byBed   map[string]adtBed // st's stays and doubts by bed, for resolve
-	applied map[string]bool
-	closed  bool
+	// byPatient are st's stays by patient, for bedsOf.
+	byPatient map[string][]adtStay
+	applied   map[string]bool
+	closed    bool
 
 	eventsApplied, eventsRefused, duplicates, busy uint64
 	lastRefusal                                    adtRefusal
@@ -167,7 +169,9 @@ type adtBed struct {
 func (s *adtStays) setLocked(st *adtState) {
 	s.st = st
 	s.byBed = make(map[string]adtBed, len(st.Beds))
+	s.byPatient = make(map[string][]adtStay)
 	for _, x := range st.Stays {
+		s.byPatient[x.Patient] = append(s.byPatient[x.Patient], x)
 		b := s.byBed[x.Bed]
 		b.stays = append(b.stays, x)
 		s.byBed[x.Bed] = b
@@ -761,8 +765,8 @@ func (s *adtStays) bedsOf(patient string, at time.Time) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var beds []string
-	for _, st := range s.st.Stays {
-		if st.Patient == patient && st.covers(at) && !slices.Contains(beds, st.Bed) {
+	for _, st := range s.byPatient[patient] {
+		if st.covers(at) && !slices.Contains(beds, st.Bed) {
 			beds = append(beds, st.Bed)
 		}
 	}
