@@ -340,6 +340,12 @@ func (p *pcd01Intake) handle(ctx context.Context, m *hl7.Message, from hl7.Peer)
 func (p *pcd01Intake) frames(rep *pcd01.Report, sender, bed, patient string, received time.Time) [][]devices.Reading {
 	byDevice := map[string][]devices.Reading{}
 	var order []string
+	type measurement struct {
+		device string
+		code   uint32
+		at     time.Time
+	}
+	seen := map[measurement]pcd01.Observation{}
 	for _, o := range rep.Observations {
 		if !o.Chartable() {
 			p.demo.Add(1)
@@ -347,6 +353,17 @@ func (p *pcd01Intake) frames(rep *pcd01.Report, sender, bed, patient string, rec
 		}
 		r := o.Reading
 		r.Device = hl7Device(sender, o.Equipment, rep.Device, bed, patient)
+		// An Observation is named by device, code and time: a second
+		// value of them (another channel, OBX-4) would be taken for the
+		// first and lost without a word.
+		k := measurement{r.Device, r.Code.Code, r.DeviceTime.UTC()}
+		if first, ok := seen[k]; ok {
+			if first.Containment != o.Containment || first.Value != o.Value {
+				p.problem(o.Where.String() + ": a second value of " + r.Code.RefID + " from one device at one time (another channel, OBX-4): not charted")
+			}
+			continue
+		}
+		seen[k] = o
 		r.Location, r.NamedPatient = bed, patient
 		if _, ok := byDevice[r.Device]; !ok {
 			order = append(order, r.Device)

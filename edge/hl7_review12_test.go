@@ -135,3 +135,31 @@ func TestReview12RememberingStaysCheapWhenFull(t *testing.T) {
 		t.Errorf("%d remembered", len(p.stored))
 	}
 }
+
+// Two channels of one monitor (OBX-4 1.3.1.1 and 1.3.2.1) giving the same
+// code at the same time, two temperature probes: an Observation is named
+// by device, code and time, so the second value was taken for the first
+// and lost without a word. It is still not charted (naming channels apart
+// is a design question), but it is a problem on the page now.
+func TestReview12SecondChannelOfOneCodeIsNotLostSilently(t *testing.T) {
+	record := fhirserver.New()
+	g, addr := hl7Gateway(t, record, "patients:\n  static: {WARD4-B1: Patient/p1}\n")
+	c := dialMLLP(t, addr)
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	raw := string(pcdResult{control: "T1", bed: "B1", at: at, spo2: 97}.bytes())
+	ts := at.UTC().Format("20060102150405-0700")
+	raw = strings.TrimRight(raw, "\r") + "\rOBX|3|NM|150344^MDC_TEMP^MDC|1.3.1.1|37.1|268192^MDC_DIM_DEGC^MDC|||||R|||" + ts +
+		"\rOBX|4|NM|150344^MDC_TEMP^MDC|1.3.2.1|35.2|268192^MDC_DIM_DEGC^MDC|||||R|||" + ts + "\r"
+	if a := ackCode(c.send([]byte(raw))); a != "AA" {
+		t.Fatal(a)
+	}
+	rep := g.hl7Report()
+	found := false
+	for _, p := range rep.Problems {
+		found = found || strings.Contains(p.Reason, "OBX") && strings.Contains(p.Reason, "MDC_TEMP") && strings.Contains(p.Reason, "not charted")
+	}
+	if !found || rep.Readings != 3 {
+		t.Fatalf("readings %d, problems %+v: want 3 and the second temperature named", rep.Readings, rep.Problems)
+	}
+	waitFor(t, "three Observations", func() bool { return record.Count("Observation") == 3 })
+}
