@@ -164,6 +164,9 @@ func validateHL7(c *Config, ps *Problems, path string, h *HL7) {
 			ps.At(path+".bed", "%s is not a part of PV1-3 (use %s)", m[0], "{"+strings.Join(BedTemplateFields, "}, {")+"}")
 		}
 	}
+	if strings.Contains(h.Bed, "}{") {
+		ps.At(path+".bed", "%q puts two parts side by side: ICU1^^2 and ICU^^12 would both be bed ICU12; put a '-', '_' or '.' between them", h.Bed)
+	}
 	if !bedTemplateField.MatchString(h.Bed) {
 		ps.At(path+".bed", "%q names no part of PV1-3: every message would be of one bed", h.Bed)
 	}
