@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -232,7 +234,11 @@ func (s *adtStays) close() error {
 
 // adtEvent is an ADT event mapped to wardgate's beds and patients.
 type adtEvent struct {
-	key      string // sender and control id: MSH-3.1|MSH-4.1|MSH-10
+	// key is the sender, the control id and what the event says:
+	// MSH-3.1|MSH-4.1|MSH-10|digest. A resend of an event is the same
+	// key; a control id reused for another event (a sender's counter
+	// restarted) is another key, applied.
+	key      string
 	trigger  string
 	at       time.Time
 	received time.Time
@@ -243,6 +249,13 @@ type adtEvent struct {
 	other, otherBed string
 	// merges: A40's merged-away patient → surviving patient.
 	merges [][2]string
+}
+
+// digest names what the event says, for its key.
+func (ev adtEvent) digest() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%s\x00%s\x00%s\x00%s\x00%s\x00%v", ev.trigger, ev.at.UnixNano(), ev.patient, ev.bed, ev.prior, ev.other, ev.otherBed, ev.merges)
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // errADTClosed is apply's error once the gateway is stopping.
@@ -860,6 +873,7 @@ func (g *Gateway) handleADT(ctx context.Context, m *hl7.Message, from hl7.Peer) 
 		s.log.Warn("ADT event refused", "trigger", e.Trigger, "where", refusal.Where.String(), "reason", refusal.Text)
 		return *refusal
 	}
+	ev.key += "|" + ev.digest()
 	applied, note, err := s.apply(ev)
 	if err != nil {
 		s.log.Error("ADT event not stored; the sender is asked to send it again", "trigger", e.Trigger, "err", err)

@@ -224,14 +224,16 @@ func TestADTMergeMovesStaysToTheSurvivor(t *testing.T) {
 	}
 }
 
-// The same sender and control id again: AA, and nothing changes.
+// The same event again (sender, control id and what it says): AA, and
+// nothing changes. A control id reused for another event (the sender's
+// counter restarted) is a new event: ignoring it would lose an admission
+// or a discharge.
 func TestADTDuplicateControlIDIsAcknowledgedAndIgnored(t *testing.T) {
 	g := adtGateway(t)
 	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-1", ""}))
 	mustAccept(t, g, adtMessage(t, "2", "A03", at(30), party{"4711", "ICU-1", ""}))
 	before, _ := os.ReadFile(g.adt.path)
-	// The same control id carrying another event: already applied.
-	mustAccept(t, g, adtMessage(t, "1", "A01", at(40), party{"4711", "ICU-1", ""}))
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-1", ""}))
 	after, _ := os.ReadFile(g.adt.path)
 	expectWho(t, g, "ICU-1", at(45), "vacant")
 	if string(before) != string(after) {
@@ -239,6 +241,12 @@ func TestADTDuplicateControlIDIsAcknowledgedAndIgnored(t *testing.T) {
 	}
 	if st := g.adt.stats(); st.Duplicates != 1 || st.EventsApplied != 2 {
 		t.Errorf("stats %+v", st)
+	}
+	// The counter restarted: control id 1 now admits another patient.
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(40), party{"4712", "ICU-1", ""}))
+	expectWho(t, g, "ICU-1", at(45), mrn("4712"))
+	if st := g.adt.stats(); st.Duplicates != 1 || st.EventsApplied != 3 {
+		t.Errorf("a reused control id: stats %+v", st)
 	}
 }
 
