@@ -18,10 +18,13 @@ type bedTemplate string
 
 // bedOfPL is the bed id the template makes of pl. Every part the template
 // names must be given, and hold only what a bed id may (letters, digits,
-// '.', '_', '-'): a part is never rewritten, so that two of the sender's
+// '.', '_', '-') but none of the characters the template writes between
+// parts: a part is never rewritten, and ICU-1^^2 and ICU^^1-2 would both
+// make ICU-1-2 under "{point_of_care}-{bed}", so that two of the sender's
 // beds never become one of ours. The error names the component, never its
 // content.
 func (t bedTemplate) bedOfPL(pl hl7.PL) (string, error) {
+	seps := t.separators()
 	parts := map[string]struct {
 		v    string
 		comp int
@@ -56,6 +59,9 @@ func (t bedTemplate) bedOfPL(pl hl7.PL) (string, error) {
 		if !bedName.MatchString(v) {
 			return "", fmt.Errorf("PV1-3.%d (%s) holds characters a bed id does not take (letters, digits, '.', '_', '-')", p.comp, name)
 		}
+		if i := strings.IndexAny(v, seps); i >= 0 {
+			return "", fmt.Errorf("PV1-3.%d (%s) holds %q, which the bed template writes between parts: two beds could make one id; write the template with another separator (such as {point_of_care}_{bed})", p.comp, name, v[i])
+		}
 		b.WriteString(v)
 	}
 	bed := b.String()
@@ -63,6 +69,23 @@ func (t bedTemplate) bedOfPL(pl hl7.PL) (string, error) {
 		return "", fmt.Errorf("the bed the template makes of PV1-3 is longer than 64 characters")
 	}
 	return bed, nil
+}
+
+// separators are the characters the template writes outside its parts.
+func (t bedTemplate) separators() string {
+	var b strings.Builder
+	depth := 0
+	for _, c := range string(t) {
+		switch {
+		case c == '{':
+			depth++
+		case c == '}':
+			depth = max(depth-1, 0)
+		case depth == 0:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }
 
 // recordNumbers says which PID-3 identifiers are record numbers of
@@ -83,10 +106,13 @@ func (r recordNumbers) is(id hl7.CX) bool {
 		return false
 	}
 	a := id.Authority
-	if r.authority != "" && (a.Namespace == r.authority || a.UniversalID == r.authority) {
-		return true
+	if uri := a.URI(); uri != "" {
+		// An authority that names itself by its OID or URI is that one,
+		// whatever its namespace says: HOSP&9.9.9&ISO is not the HOSP
+		// whose numbers are the system's, unless 9.9.9 is the system.
+		return uri == r.system || (r.authority != "" && a.UniversalID == r.authority)
 	}
-	return a.URI() != "" && a.URI() == r.system
+	return r.authority != "" && a.Namespace == r.authority
 }
 
 // patient is the patient that ids name, as the conditional reference the
@@ -95,11 +121,24 @@ func (r recordNumbers) is(id hl7.CX) bool {
 // error: a message names one patient, and two numbers for one person are
 // for the record's master patient index to sort out, not for a guess here.
 func (r recordNumbers) patient(ids []hl7.CX) (string, error) {
-	value := ""
+	// The authority's medical record numbers (CX-5 MR) first: the same
+	// authority may also issue account or visit numbers (AN, VN), which
+	// are not record numbers. Without an MR, every identifier of the
+	// authority counts.
+	var mine, mr []hl7.CX
 	for _, id := range ids {
-		if !r.is(id) {
-			continue
+		if r.is(id) {
+			mine = append(mine, id)
+			if strings.EqualFold(strings.TrimSpace(id.Type), "MR") {
+				mr = append(mr, id)
+			}
 		}
+	}
+	if len(mr) > 0 {
+		mine = mr
+	}
+	value := ""
+	for _, id := range mine {
 		v := strings.TrimSpace(id.Value)
 		if value != "" && v != value {
 			return "", fmt.Errorf("PID-3 holds two different record numbers of %s", r.system)
