@@ -316,15 +316,15 @@ func (p *pcd01Intake) handle(ctx context.Context, m *hl7.Message, from hl7.Peer)
 		}
 		return hl7.Reply{Outcome: hl7.Accepted} // hierarchy rows only: nothing to chart
 	}
-	heldBefore := p.g.ingest.held.Load()
-	if err := p.g.Ingest(ctx, frames...); err != nil {
+	held, err := p.g.ingestFrames(ctx, frames)
+	if err != nil {
 		p.busy.Add(1)
 		if ctx.Err() != nil {
 			return hl7.Reply{Outcome: hl7.Busy, Text: "the gateway is stopping; send the message again"}
 		}
 		return hl7.Reply{Outcome: hl7.Busy, Text: "the gateway could not store the readings now; send the message again"}
 	}
-	if p.g.ingest.held.Load() != heldBefore {
+	if held > 0 {
 		p.held.Add(1)
 	}
 	p.readings.Add(uint64(n))

@@ -44,6 +44,13 @@ func (g *Gateway) IngestReadings(ctx context.Context, readings []devices.Reading
 // the frames must be given again; what was stored of them maps to the same
 // entries then.
 func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error {
+	_, err := g.ingestFrames(ctx, frames)
+	return err
+}
+
+// ingestFrames is Ingest, saying how many frames (or parts of frames) were
+// held to wait.
+func (g *Gateway) ingestFrames(ctx context.Context, frames [][]devices.Reading) (held int, err error) {
 	var ready [][]fhir.PatientReading
 	var waiting [][]devices.Reading
 	for _, f := range frames {
@@ -62,12 +69,12 @@ func (g *Gateway) Ingest(ctx context.Context, frames ...[]devices.Reading) error
 	// The outbox first: if it refuses, the source gives everything again
 	// and nothing was held twice.
 	if err := g.store(ctx, ready); err != nil {
-		return err
+		return 0, err
 	}
 	if len(waiting) > 0 {
-		return g.hold(ctx, waiting)
+		return len(waiting), g.hold(ctx, waiting)
 	}
-	return nil
+	return 0, nil
 }
 
 // associate gives each reading of a frame its patient, per reading (a
