@@ -441,21 +441,28 @@ func (p *pcd01Intake) remember(key string, sum [32]byte) {
 	p.stored[key] = sum
 }
 
+// evictOldest makes room for one more in a map bounded to max: the entry
+// whose time is oldest goes.
+func evictOldest[V any](m map[string]V, max int, at func(V) time.Time) {
+	if len(m) < max {
+		return
+	}
+	var oldest string
+	for k, v := range m {
+		if oldest == "" || at(v).Before(at(m[oldest])) {
+			oldest = k
+		}
+	}
+	delete(m, oldest)
+}
+
 func (p *pcd01Intake) problem(reason string) {
 	p.notDecoded.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.problems[reason]
 	if pr == nil {
-		if len(p.problems) >= maxHL7Problems {
-			var oldest string
-			for k, v := range p.problems {
-				if oldest == "" || v.Last.Before(p.problems[oldest].Last) {
-					oldest = k
-				}
-			}
-			delete(p.problems, oldest)
-		}
+		evictOldest(p.problems, maxHL7Problems, func(v *hl7Problem) time.Time { return v.Last })
 		pr = &hl7Problem{Reason: reason}
 		p.problems[reason] = pr
 	}
@@ -471,15 +478,7 @@ func (p *pcd01Intake) sawBed(bed, sender string, at time.Time, n int, named bool
 	defer p.mu.Unlock()
 	b := p.bedsSeen[bed]
 	if b == nil {
-		if len(p.bedsSeen) >= maxHL7Beds {
-			var oldest string
-			for k, v := range p.bedsSeen {
-				if oldest == "" || v.LastMessage.Before(p.bedsSeen[oldest].LastMessage) {
-					oldest = k
-				}
-			}
-			delete(p.bedsSeen, oldest)
-		}
+		evictOldest(p.bedsSeen, maxHL7Beds, func(v *hl7Bed) time.Time { return v.LastMessage })
 		b = &hl7Bed{Bed: bed}
 		p.bedsSeen[bed] = b
 	}
