@@ -441,10 +441,10 @@ func (p *pcd01Intake) remember(key string, sum [32]byte) {
 	p.stored[key] = sum
 }
 
-// evictOldest makes room for one more in a map bounded to max: the entry
+// evictOldest makes room for one more in a map bounded to limit: the entry
 // whose time is oldest goes.
-func evictOldest[V any](m map[string]V, max int, at func(V) time.Time) {
-	if len(m) < max {
+func evictOldest[V any](m map[string]V, limit int, at func(V) time.Time) {
+	if len(m) < limit {
 		return
 	}
 	var oldest string
