@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -260,15 +259,7 @@ func replayFHIR(stdout, stderr io.Writer, mapper *fhir.Mapper, n int, r *pcd01.R
 		rd.Location, rd.Received = bed, received
 		rs = append(rs, fhir.PatientReading{Reading: rd, Patient: "Patient/replay"})
 	}
-	entries, rejected := mapper.MapReadings(rs)
-	mapper.ConfirmDevices(entries)
-	for _, e := range entries {
-		b, _ := json.MarshalIndent(e, "", "  ")
-		fmt.Fprintf(stdout, "%s\n", b)
-	}
-	for _, x := range rejected {
-		fmt.Fprintf(stderr, "message %d: %s not mapped: %v\n", n, x.What, x.Reason)
-	}
+	printEntries(stdout, stderr, mapper, rs, fmt.Sprintf("message %d", n))
 	if held > 0 {
 		fmt.Fprintf(stderr, "message %d: %d demo or test readings not charted\n", n, held)
 	}

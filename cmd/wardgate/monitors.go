@@ -108,15 +108,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 			r.Device, r.Location, r.Received = "replay", "replay", received
 			rs = append(rs, fhir.PatientReading{Reading: r, Patient: "Patient/replay"})
 		}
-		entries, rejected := mapper.MapReadings(rs)
-		mapper.ConfirmDevices(entries)
-		for _, e := range entries {
-			b, _ := json.MarshalIndent(e, "", "  ")
-			fmt.Fprintf(stdout, "%s\n", b)
-		}
-		for _, r := range rejected {
-			fmt.Fprintf(stderr, "frame %d: %s not mapped: %v\n", n, r.What, r.Reason)
-		}
+		printEntries(stdout, stderr, mapper, rs, fmt.Sprintf("frame %d", n))
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "wardgate:", err)
@@ -220,4 +212,18 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// printEntries maps readings as the gateway would and prints the entries
+// (replay -fhir); what cannot be mapped goes to stderr under what.
+func printEntries(stdout, stderr io.Writer, mapper *fhir.Mapper, rs []fhir.PatientReading, what string) {
+	entries, rejected := mapper.MapReadings(rs)
+	mapper.ConfirmDevices(entries)
+	for _, e := range entries {
+		b, _ := json.MarshalIndent(e, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
+	for _, r := range rejected {
+		fmt.Fprintf(stderr, "%s: %s not mapped: %v\n", what, r.What, r.Reason)
+	}
 }
