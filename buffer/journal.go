@@ -46,8 +46,10 @@ import (
 // to which the journal has been applied, in the same transaction as the
 // items, so a replay never applies a record twice.
 
+// journalMagic is the first line of the file: its format marker.
+var journalMagic = OutboxJournalFormat.String() + "\n"
+
 const (
-	journalMagic   = "wardgate-outbox-journal/1\n"
 	journalStart   = 4096
 	epochOffset    = 32
 	journalRecHead = 16
@@ -153,6 +155,11 @@ func openJournal(path string, applied uint64) (*journal, []journalRecord, error)
 	head := make([]byte, epochOffset+8)
 	if _, err := f.ReadAt(head, 0); err != nil || string(head[:len(journalMagic)]) != journalMagic || info.Size() < journalStart {
 		f.Close()
+		if m, _ := JournalMarker(path); m != "" {
+			if err := OutboxJournalFormat.Check(path, m); err != nil {
+				return nil, nil, err
+			}
+		}
 		return nil, nil, fmt.Errorf("%s is not a wardgate outbox journal; it was left untouched: move it aside (with outbox.db) to start an empty outbox", path)
 	}
 	j.f, j.size = f, info.Size()

@@ -20,7 +20,7 @@ import (
 // settlement) and outbox_dead.go (the dead letters); the journal itself is in
 // journal.go and the group commit of bbolt writes in commit.go.
 
-const outboxFormat = "wardgate-outbox/1"
+var outboxFormat = OutboxFormat.String()
 
 var (
 	itemsBucket = []byte("items")

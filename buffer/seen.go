@@ -10,7 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-const seenFormat = "wardgate-seen/1"
+var seenFormat = SeenFormat.String()
 
 var (
 	firstBucket = []byte("first") // key → first receipt (unix ns, 8 bytes), then 1 if its time was unknown

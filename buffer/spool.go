@@ -25,7 +25,7 @@ import (
 // spoolFormat is the index's format marker. /2 added the index journal:
 // a /1 index is read as it is (and marked /2), while a release that knows
 // only /1 refuses a /2 index instead of missing the journal's entries.
-const spoolFormat = "wardgate-spool/2"
+var spoolFormat = SpoolFormat.String()
 
 var spoolOlderFormats = []string{"wardgate-spool/1"}
 

@@ -114,6 +114,11 @@ func inspect(path, format string, adopt, older []string) (err error) {
 			return fmt.Errorf("%s is a bbolt database but not a wardgate store; it was left untouched", path)
 		}
 		got := b.Get(formatKey)
+		if want, ok := ParseFormat(format); ok {
+			if g, ok := ParseFormat(string(got)); ok && g.Name == want.Name && g.Version > want.Version {
+				return &NewerFormatError{Path: path, Found: g, Reads: want}
+			}
+		}
 		if slices.Contains(older, string(got)) {
 			return errUnmarked
 		}
