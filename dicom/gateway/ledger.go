@@ -36,9 +36,12 @@ type Ledger struct {
 // not be decoded (and were taken as absent).
 func (l *Ledger) Unreadable() uint64 { return l.unreadable.Load() }
 
-// ledgerFormat marks a ledger file; ledgers written before the mark existed
-// hold only the charted and forwarded buckets and are adopted.
-const ledgerFormat = "wardgate-dicom-ledger/1"
+// LedgerFormat marks a ledger file (spool/ledger.db); ledgers written
+// before the mark existed hold only the charted and forwarded buckets and
+// are adopted. A newer version is refused (buffer.NewerFormatError).
+var LedgerFormat = buffer.Format{Name: "wardgate-dicom-ledger", Version: 1}
+
+var ledgerFormat = LedgerFormat.String()
 
 var (
 	chartedBucket   = []byte("charted")   // study UID → SOP instance UID → ChartedMark
