@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices/adt"
 	"github.com/wardgate/wardgate/devices/hl7"
 )
@@ -64,8 +65,9 @@ import (
 // adtStaysFile is the file in data_dir that keeps the ADT feed's stays.
 const adtStaysFile = "adt-stays.json"
 
-// adtFormat names the file's layout; another is refused, never guessed at.
-const adtFormat = "wardgate-adt/1"
+// adtFormat names the file's layout (adtFormatV, formats.go); another is
+// refused, never guessed at, and a newer one with a NewerFormatError.
+var adtFormat = adtFormatV.String()
 
 // Bounds of what the ADT feed keeps.
 const (
@@ -208,6 +210,9 @@ func openADTStays(dir string, keep time.Duration, log *slog.Logger) (*adtStays, 
 	var st adtState
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("ADT stays %s: %w (fix or move the file; it holds who the ADT feed placed in which bed)", s.path, err)
+	}
+	if err := withBuild(adtFormatV.Check(s.path, st.Format)); errors.Is(err, buffer.ErrNewerFormat) {
+		return nil, fmt.Errorf("ADT stays: %w", err)
 	}
 	if st.Format != adtFormat {
 		return nil, fmt.Errorf("ADT stays %s: the file is of format %.40q, not %q, which this build reads (move it away to start the feed's history anew)", s.path, st.Format, adtFormat)

@@ -21,7 +21,8 @@ import (
 // after the end never does. Outside every manual stay the bed's other
 // sources (patients.static, the Encounter lookup) apply again.
 //
-// They live in data_dir/beds.json, rewritten whole on each change (temp
+// They live in data_dir/beds.json (format wardgate-beds/1, formats.go; a
+// file without the marker is the same layout), rewritten whole on each change (temp
 // file, fsync, rename, fsync of the folder), so a change answered with 2xx
 // survives a crash. Ended stays are kept while a reading of their time may
 // still be looked at (patients.hold_unassociated, at least a day), and at
@@ -80,6 +81,9 @@ func openAssociations(dir string, keep time.Duration) (*associations, error) {
 		return a, nil
 	}
 	if err != nil {
+		return nil, fmt.Errorf("bed associations: %w", err)
+	}
+	if err := checkJSONFormat(a.path, b, bedsFormat); err != nil {
 		return nil, fmt.Errorf("bed associations: %w", err)
 	}
 	var f struct {
@@ -230,8 +234,9 @@ func (a *associations) saveLocked(stays []stay, now time.Time) error {
 	}
 	kept = append(kept, ended...)
 	b, err := json.MarshalIndent(struct {
-		Stays []stay `json:"stays"`
-	}{kept}, "", "  ")
+		Format string `json:"format"`
+		Stays  []stay `json:"stays"`
+	}{bedsFormat.String(), kept}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,7 +17,8 @@ import (
 // and at a stop, so that after a restart a backlog is judged against the
 // estimate from before rather than learnt from. A missing or unreadable
 // file only means the clocks start anew (the device's own time until an
-// estimate forms).
+// estimate forms). Its format (wardgate-clocks/2, formats.go) wraps the
+// map of device → state that /1 held bare; /1 is read and rewritten as /2.
 
 const clocksFile = "clocks.json"
 
@@ -32,7 +32,7 @@ func (g *Gateway) loadClocks() {
 	}
 	var states map[string]devices.ClockState
 	if err == nil {
-		err = json.Unmarshal(b, &states)
+		states, err = decodeClocksFile(path, b)
 	}
 	if err != nil {
 		g.log.Warn("the devices' clock estimates cannot be read; they start anew (each device's own time until an estimate forms)", "file", path, "err", err)
@@ -42,7 +42,7 @@ func (g *Gateway) loadClocks() {
 }
 
 func (g *Gateway) saveClocks() {
-	b, err := json.MarshalIndent(g.clocks.State(), "", "  ")
+	b, err := encodeClocksFile(g.clocks.State())
 	if err == nil {
 		err = writeFileDurably(filepath.Join(g.cfg.DataDir, clocksFile), b)
 	}

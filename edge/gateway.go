@@ -203,6 +203,9 @@ wait:
 // that lets close undo it.
 func (g *Gateway) open() error {
 	c := g.cfg
+	if err := checkDataFormats(c.DataDir); err != nil { // formats.go: a newer wardgate's folder is refused before anything in it changes
+		return err
+	}
 	lock, err := lockDataDir(c.DataDir)
 	if err != nil {
 		return err

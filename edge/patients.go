@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"maps"
 	"os"
@@ -362,9 +361,7 @@ func (b *beds) saveFirstSeen() {
 	b.mu.Lock()
 	seen := maps.Clone(b.firstSeen)
 	b.mu.Unlock()
-	data, err := json.Marshal(struct {
-		FirstSeen map[string]time.Time `json:"first_seen"`
-	}{seen})
+	data, err := encodeStaysFile(seen)
 	if err == nil {
 		err = writeFileDurably(b.seenPath, data)
 	}
@@ -381,11 +378,9 @@ func (b *beds) loadFirstSeen(path string) {
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
-	var f struct {
-		FirstSeen map[string]time.Time `json:"first_seen"`
-	}
+	var f struct{ FirstSeen map[string]time.Time }
 	if err == nil {
-		err = json.Unmarshal(data, &f)
+		f.FirstSeen, err = decodeStaysFile(path, data)
 	}
 	if err != nil {
 		b.log.Warn("when the record's stays without a start were first seen cannot be read; it starts anew", "file", path, "err", err)
