@@ -518,12 +518,12 @@ func (g *Gateway) answerOutboxError(w http.ResponseWriter, err error) {
 // where that comes from, and the manual associations kept.
 func (g *Gateway) listBeds(w http.ResponseWriter, r *http.Request) {
 	names := map[string]bool{}
-	for _, m := range g.cfg.Monitors {
+	for _, m := range g.monitorConfigs() {
 		if m.Location != "" {
 			names[m.Location] = true
 		}
 	}
-	for b := range g.beds.static {
+	for _, b := range g.beds.staticBeds() {
 		names[b] = true
 	}
 	for _, b := range g.beds.manual.beds() {

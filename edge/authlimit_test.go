@@ -114,7 +114,7 @@ monitors:
   - {id: bed-12-monitor, location: bed-12, profile: masimo/radical-7, serial: {port: /dev/null}}
 `)
 	at := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
-	g.monitors[0].Frame([]devices.Reading{spo2("bed-12-monitor", "bed-12", at, 97)}, 0, 0)
+	g.monitorList()[0].Frame([]devices.Reading{spo2("bed-12-monitor", "bed-12", at, 97)}, 0, 0)
 
 	code, body := get(t, base+"/api/monitors")
 	if code != 200 || strings.Contains(body, `"value":97`) || !strings.Contains(body, `"values":[]`) || !strings.Contains(body, `"values_hidden":true`) ||
@@ -198,7 +198,7 @@ func TestValuesShowOnLoopback(t *testing.T) {
 	g, base, _ := operatorGateway(t, t.TempDir(), fhirserver.New(), adminToken, `monitors:
   - {id: bed-12-monitor, location: bed-12, profile: masimo/radical-7, serial: {port: /dev/null}}
 `)
-	g.monitors[0].Frame([]devices.Reading{spo2("bed-12-monitor", "bed-12", time.Now().Add(-time.Second), 97)}, 0, 0)
+	g.monitorList()[0].Frame([]devices.Reading{spo2("bed-12-monitor", "bed-12", time.Now().Add(-time.Second), 97)}, 0, 0)
 	if code, body := get(t, base+"/api/monitors"); code != 200 || !strings.Contains(body, `"value":97`) || strings.Contains(body, `"values_hidden":true`) {
 		t.Fatalf("/api/monitors on loopback: %d %s", code, body)
 	}

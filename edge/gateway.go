@@ -29,7 +29,15 @@ const ShutdownTimeout = 30 * time.Second
 
 // Gateway is one running wardgate.
 type Gateway struct {
+	// cfg is the config the gateway started with. A reload leaves it as
+	// it is (its readers take no lock): what a reload changes is kept
+	// apart, in live (reload.go), the monitors and the beds' static map.
 	cfg *config.Config
+	// LogLevel, when set before Run, is the level the logger given to New
+	// filters by: a reload sets it from log.level. Without it a change of
+	// log.level is refused as needing a restart.
+	LogLevel *slog.LevelVar
+	live     liveConfig
 	// refusalMu makes listing a PACS refusal among the dead letters
 	// check-then-add.
 	refusalMu sync.Mutex
@@ -49,13 +57,15 @@ type Gateway struct {
 	// listeners (hl7.go); nil without them.
 	pcd          *pcd01Intake
 	hl7Listeners []*hl7Listener
-	monitors     []*devices.Monitor
-	mapper       *fhir.Mapper
-	deliverer    *fhir.Deliverer
-	spool        *buffer.Spool
-	dicom        *gateway.Node
-	httpSrv      *http.Server
-	httpLn       net.Listener
+	// mons are the running monitors (monitors.go): a reload adds, stops
+	// and restarts them.
+	mons      monitorSet
+	mapper    *fhir.Mapper
+	deliverer *fhir.Deliverer
+	spool     *buffer.Spool
+	dicom     *gateway.Node
+	httpSrv   *http.Server
+	httpLn    net.Listener
 	// auth rate-limits and logs failed admin token attempts (authlimit.go).
 	auth *authLimiter
 	// httpErrors is the HTTP server's log (serverlog.go).
@@ -203,6 +213,8 @@ wait:
 // that lets close undo it.
 func (g *Gateway) open() error {
 	c := g.cfg
+	g.live.applied = c
+	g.live.hold.Store(int64(c.Patients.HoldUnassociated.D()))
 	if err := checkDataFormats(c.DataDir); err != nil { // formats.go: a newer wardgate's folder is refused before anything in it changes
 		return err
 	}

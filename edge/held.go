@@ -165,7 +165,7 @@ func (g *Gateway) resolveHeld(ctx context.Context) {
 
 // resolveOnce looks at every waiting frame that is due.
 func (g *Gateway) resolveOnce(ctx context.Context) error {
-	hold := g.cfg.Patients.HoldUnassociated.D()
+	hold := g.holdUnassociated()
 	for ctx.Err() == nil {
 		lctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		b, err := g.held.Lease(lctx, 1000, time.Minute)

@@ -71,8 +71,10 @@ func (a answer) expires() bool { return a.verdict == vacant || a.verdict == unce
 // beds answers, for a bed and a time, who lay in it. Safe for concurrent
 // use.
 type beds struct {
-	manual  *associations // set through the admin API
-	static  map[string]string
+	manual *associations // set through the admin API
+	// static is patients.static; a reload swaps it whole (never changes
+	// the map in place), so a resolve reads one map or the other.
+	static  atomic.Pointer[map[string]string]
 	adt     *adtStays // the ADT feed's stays (patients.adt); nil without it
 	client  *fhir.Client
 	system  string
@@ -120,12 +122,35 @@ const (
 const maxBedRecords = 4096
 
 func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, ...any) }) *beds {
-	b := &beds{static: c.Patients.Static, client: client, log: log, timeout: max(c.FHIR.Timeout.D(), time.Second),
+	b := &beds{client: client, log: log, timeout: max(c.FHIR.Timeout.D(), time.Second),
 		records: map[string]*bedRecord{}, firstSeen: map[string]time.Time{}}
+	b.setStatic(c.Patients.Static)
 	if e := c.Patients.EncounterLookup; e != nil {
 		b.system, b.refresh = e.LocationSystem, e.Refresh.D()
 	}
 	return b
+}
+
+// setStatic makes static the beds' patients.static.
+func (b *beds) setStatic(static map[string]string) { b.static.Store(&static) }
+
+// staticPatient is bed's patient in patients.static.
+func (b *beds) staticPatient(bed string) (string, bool) {
+	m := b.static.Load()
+	if m == nil {
+		return "", false
+	}
+	ref, ok := (*m)[bed]
+	return ref, ok
+}
+
+// staticBeds are the beds patients.static names.
+func (b *beds) staticBeds() []string {
+	m := b.static.Load()
+	if m == nil {
+		return nil
+	}
+	return slices.Collect(maps.Keys(*m))
 }
 
 // asking says whether a resolve may ask the record.
@@ -151,7 +176,7 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking
 	if ref, ok := b.manual.patient(bed, at); ok {
 		claims = append(claims, claim{ref, "a manual association"})
 	}
-	if ref, ok := b.static[bed]; ok {
+	if ref, ok := b.staticPatient(bed); ok {
 		claims = append(claims, claim{ref, "patients.static"})
 	}
 	none := answer{verdict: vacant, reason: "no patient is associated with bed " + bed + " at the reading's time"}
@@ -491,7 +516,7 @@ func (b *beds) current(bed string) bedSource {
 	if s, ok := b.manual.current(bed, now); ok {
 		return bedSource{Bed: bed, Patient: s.Patient, Source: "manual", Since: s.Start, By: s.By}
 	}
-	if ref, ok := b.static[bed]; ok {
+	if ref, ok := b.staticPatient(bed); ok {
 		return bedSource{Bed: bed, Patient: ref, Source: "static"}
 	}
 	if b.adt.knows(bed, now) {

@@ -372,7 +372,7 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 		}
 	}
 	if ready { // the sources are started before the gateway is ready
-		for _, mon := range g.monitors {
+		for _, mon := range g.monitorList() {
 			var trends map[string][]devices.TrendPoint
 			if lists {
 				trends = mon.Trends()

@@ -107,7 +107,7 @@ func TestStatusPageShowsMonitorsAndStudiesWithoutPatientData(t *testing.T) {
 	hr := r
 	hr.Code, hr.Value, hr.Unit = devices.MDC{Code: 149530, RefID: "MDC_PULS_OXIM_PULS_RATE"}, 72, "/min"
 	// As a source does: the frame to the monitor's status, then to the sink.
-	g.monitors[0].Frame([]devices.Reading{r, hr}, 0, 0)
+	g.monitorList()[0].Frame([]devices.Reading{r, hr}, 0, 0)
 	if err := g.Ingest(context.Background(), []devices.Reading{r, hr}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +268,8 @@ func TestMetricsParseAndMoveWithTraffic(t *testing.T) {
 	}
 	at := time.Now().UTC()
 	frame := []devices.Reading{spo2("bed-12-monitor", "bed-12", at, 96), spo2("bed-12-monitor", "bed-12", at.Add(time.Second), 95)}
-	g.monitors[0].Frame(frame[:1], 0, 0)
-	g.monitors[0].BadFrame()
+	g.monitorList()[0].Frame(frame[:1], 0, 0)
+	g.monitorList()[0].BadFrame()
 	if err := g.Ingest(context.Background(), frame[:1], frame[1:]); err != nil {
 		t.Fatal(err)
 	}

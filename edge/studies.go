@@ -180,7 +180,7 @@ func (g *Gateway) ingestStudy(ctx context.Context, uid string, instances []datas
 			if len(refs) > 1 {
 				why = "several Patients in the record carry its Patient ID"
 			}
-			hold := g.cfg.Patients.HoldUnassociated.D()
+			hold := g.holdUnassociated()
 			if time.Since(g.studyWaits.since(uid, time.Now())) < hold {
 				return fmt.Errorf("%s: waiting for the record (patients.hold_unassociated %s)", why, hold)
 			}
