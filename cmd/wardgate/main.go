@@ -1,6 +1,6 @@
 // Command wardgate is the edge gateway for hospital wards and imaging suites.
 //
-//	wardgate run -config FILE        run the gateway until SIGINT or SIGTERM
+//	wardgate run -config FILE        run the gateway until SIGINT or SIGTERM; SIGHUP reloads the config
 //	wardgate check -config FILE      validate the config; exit 0, or 2 listing every problem
 //	wardgate demo                    the whole gateway with simulators, until Ctrl-C
 //	wardgate replay -profile P FILE  decode a monitor capture with a firmware profile
@@ -24,6 +24,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	"github.com/wardgate/wardgate/edge"
 	"github.com/wardgate/wardgate/edge/build"
@@ -180,7 +183,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if *format != "" {
 		c.Log.Format = *format
 	}
-	log := newLogger(c.Log, stderr)
+	level := new(slog.LevelVar)
+	log := newLoggerAt(c.Log, level, stderr)
 	for _, w := range ps.Warnings() {
 		log.Warn("config", "problem", w.String())
 	}
@@ -189,16 +193,112 @@ func cmdRun(args []string, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second signal now ends the process at once
 	}()
-	if err := edge.New(c, log, versionString()).Run(ctx); err != nil {
+	gw := edge.New(c, log, versionString())
+	gw.LogLevel = level
+	// SIGHUP reloads the config (systemctl reload): caught from now, so
+	// that one sent while starting is refused and logged, not fatal.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reloadConfig(gw, *path, *format, log)
+			}
+		}
+	}()
+	if err := gw.Run(ctx); err != nil {
 		log.Error("wardgate failed", "err", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
+// reloadConfig reads the config file again and applies it to the running
+// gateway (edge.Gateway.Reload), logging each change or why nothing
+// changed: a file that `check` would refuse (its problems are logged as
+// `check` prints them), or a key that takes a restart. Under systemd it
+// says RELOADING=1 as it begins and READY=1 when done, applied or not:
+// the gateway runs on either way.
+func reloadConfig(gw *edge.Gateway, path, format string, log *slog.Logger) {
+	notify(log, fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	status := "running; the last reload was refused (see the log)"
+	defer func() { notify(log, "READY=1\nSTATUS="+status) }()
+	log.Info("SIGHUP: reloading the config", "file", path)
+	c, ps, err := config.Load(path)
+	if err != nil {
+		var problems *config.Problems
+		if errors.As(err, &problems) {
+			for _, p := range problems.List {
+				if p.Warning {
+					log.Warn("config", "problem", p.String())
+				} else {
+					log.Error("config not reloaded", "problem", p.String())
+				}
+			}
+			log.Error("config not reloaded, nothing changed: the file has errors; the running config stays",
+				"file", path, "errors", len(problems.Errors()))
+		} else {
+			log.Error("config not reloaded, nothing changed: the running config stays", "file", path, "err", err)
+		}
+		return
+	}
+	for _, w := range ps.Warnings() {
+		log.Warn("config", "problem", w.String())
+	}
+	if format != "" {
+		c.Log.Format = format // -log-format stays as given at start
+	}
+	changes, err := gw.Reload(c)
+	for _, ch := range changes {
+		log.Info("config reloaded", "change", ch)
+	}
+	if err != nil && len(changes) > 0 {
+		// Only when the gateway began to stop under the reload.
+		log.Error("config reloaded in part: the changes above were made", "err", err)
+		status = "running; the last reload was applied in part (see the log)"
+		return
+	}
+	if err != nil {
+		log.Error("config not reloaded; the running config stays", "err", err)
+		return
+	}
+	if len(changes) == 0 {
+		log.Info("config reloaded: nothing changed")
+	}
+	status = fmt.Sprintf("running; config reloaded (%d change(s))", len(changes))
+}
+
+// notify sends state to systemd when it runs the gateway (NOTIFY_SOCKET).
+func notify(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("systemd notification failed", "state", state, "err", err)
+	}
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, as systemd (253 and
+// later) wants it beside RELOADING=1 to tell this reload from an earlier one.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}
+
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Level))
+	return newLoggerAt(c, new(slog.LevelVar), w)
+}
+
+// newLoggerAt is newLogger filtering by level, set from c.Level: a reload
+// may change it.
+func newLoggerAt(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(c.Level))
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
