@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,15 +27,38 @@ import (
 // the dead letters of kind forward, their API, and what the snapshot and
 // /metrics say of them.
 
+// reviewFreePort is a loopback port nobody listens on now, below the
+// kernel's ephemeral range and never given twice in this process, as
+// dicomtest.FreePort (which edge cannot import) hands them out: a port
+// from bind(0), released, can be taken by another test binary's bind(0)
+// before the peer it was meant for binds it.
 func reviewFreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	reviewPortsMu.Lock()
+	defer reviewPortsMu.Unlock()
+	if reviewPortsNext == 0 {
+		reviewPortsNext = 20000 + (os.Getpid()*7919)%12000
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 12000 {
+		port := reviewPortsNext
+		if reviewPortsNext++; reviewPortsNext >= 32000 {
+			reviewPortsNext = 20000
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return 0
 }
+
+var (
+	reviewPortsMu   sync.Mutex
+	reviewPortsNext int
+)
 
 var reviewStudy = dicomsim.SyntheticStudy{
 	StudyUID: "1.2.826.0.1.3680043.2.1125.4242.7", SeriesUID: "1.2.826.0.1.3680043.2.1125.9191.3",

@@ -197,21 +197,39 @@ func freePort(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port
-		}
+	// Below the kernel's ephemeral range (32768–60999 by default), so that
+	// no bind(0) or outgoing connection of another process (the test
+	// binaries of other packages run beside this one) takes the port
+	// between now and the peer's own bind; each process starts at its own
+	// place in the range, so that two seldom walk the same ports.
+	if portsNext == 0 {
+		portsNext = portsLow + (os.Getpid()*7919)%(portsHigh-portsLow)
 	}
+	for tries := 0; tries < portsHigh-portsLow; tries++ {
+		port := portsNext
+		portsNext++
+		if portsNext >= portsHigh {
+			portsNext = portsLow
+		}
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
+		ln.Close()
+		portsGiven[port] = true
+		return port
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return 0
 }
 
+const portsLow, portsHigh = 20000, 32000
+
 var (
+	portsNext  int
 	portsMu    sync.Mutex
 	portsGiven = map[int]bool{}
 )
