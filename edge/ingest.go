@@ -173,7 +173,7 @@ func (g *Gateway) oneCharted(ctx context.Context, a, b string) (same bool, why s
 // lookup, or the ADT feed.
 func (g *Gateway) bedKnown(bed string, at time.Time) bool {
 	b := g.beds
-	if _, ok := b.staticPatient(bed); ok || (b.system != "" && b.client != nil) || slices.Contains(b.manual.beds(), bed) {
+	if _, ok := b.staticPatientAt(bed, at); ok || (b.system != "" && b.client != nil) || slices.Contains(b.manual.beds(), bed) {
 		return true
 	}
 	if g.adt != nil {

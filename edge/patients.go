@@ -72,9 +72,10 @@ func (a answer) expires() bool { return a.verdict == vacant || a.verdict == unce
 // use.
 type beds struct {
 	manual *associations // set through the admin API
-	// static is patients.static; a reload swaps it whole (never changes
-	// the map in place), so a resolve reads one map or the other.
-	static  atomic.Pointer[map[string]string]
+	// static is patients.static, with the tables a reload replaced and
+	// when; a reload swaps it whole (never changes a table in place), so
+	// a resolve reads one or the other.
+	static  atomic.Pointer[staticTables]
 	adt     *adtStays // the ADT feed's stays (patients.adt); nil without it
 	client  *fhir.Client
 	system  string
@@ -131,26 +132,65 @@ func newBeds(c *config.Config, client *fhir.Client, log interface{ Warn(string, 
 	return b
 }
 
-// setStatic makes static the beds' patients.static.
-func (b *beds) setStatic(static map[string]string) { b.static.Store(&static) }
+// staticTables are patients.static now, and the tables reloads replaced:
+// a reload changes a bed's static patient from the moment it is applied,
+// so a reading measured before (held, or a backlog) keeps the patient the
+// table named then. A restart forgets the history: patients.static then
+// names the bed's patient at every time, as documented.
+type staticTables struct {
+	now  map[string]string
+	past []staticTable // oldest first, each in force until its until
+}
 
-// staticPatient is bed's patient in patients.static.
+type staticTable struct {
+	m     map[string]string
+	until time.Time
+}
+
+// maxStaticHistory bounds the replaced tables kept.
+const maxStaticHistory = 64
+
+// setStatic makes static the beds' patients.static from now on.
+func (b *beds) setStatic(static map[string]string) {
+	next := &staticTables{now: static}
+	if old := b.static.Load(); old != nil {
+		next.past = append(slices.Clone(old.past), staticTable{m: old.now, until: time.Now()})
+		if n := len(next.past) - maxStaticHistory; n > 0 {
+			next.past = next.past[n:]
+		}
+	}
+	b.static.Store(next)
+}
+
+// staticPatient is bed's patient in patients.static now.
 func (b *beds) staticPatient(bed string) (string, bool) {
-	m := b.static.Load()
-	if m == nil {
+	return b.staticPatientAt(bed, time.Now())
+}
+
+// staticPatientAt is bed's patient in the patients.static in force at at.
+func (b *beds) staticPatientAt(bed string, at time.Time) (string, bool) {
+	t := b.static.Load()
+	if t == nil {
 		return "", false
 	}
-	ref, ok := (*m)[bed]
+	m := t.now
+	for _, p := range t.past {
+		if at.Before(p.until) {
+			m = p.m
+			break
+		}
+	}
+	ref, ok := m[bed]
 	return ref, ok
 }
 
-// staticBeds are the beds patients.static names.
+// staticBeds are the beds patients.static names now.
 func (b *beds) staticBeds() []string {
-	m := b.static.Load()
-	if m == nil {
+	t := b.static.Load()
+	if t == nil {
 		return nil
 	}
-	return slices.Collect(maps.Keys(*m))
+	return slices.Collect(maps.Keys(t.now))
 }
 
 // asking says whether a resolve may ask the record.
@@ -176,7 +216,7 @@ func (b *beds) resolve(ctx context.Context, bed string, at time.Time, ask asking
 	if ref, ok := b.manual.patient(bed, at); ok {
 		claims = append(claims, claim{ref, "a manual association"})
 	}
-	if ref, ok := b.staticPatient(bed); ok {
+	if ref, ok := b.staticPatientAt(bed, at); ok {
 		claims = append(claims, claim{ref, "patients.static"})
 	}
 	none := answer{verdict: vacant, reason: "no patient is associated with bed " + bed + " at the reading's time"}

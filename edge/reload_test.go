@@ -316,3 +316,25 @@ func TestReloadAddsRemovesAndRestartsMonitorsWithoutDroppingTheOthers(t *testing
 		t.Fatalf("the record holds %v; want MON-A %d (every one sent) and MON-B 2", got, n)
 	}
 }
+
+// A reload changes a bed's static patient from the moment it is applied:
+// a reading measured before it (held for its clock, or a backlog) keeps
+// the patient the config named then.
+func TestReloadedStaticPatientCountsFromTheReloadOn(t *testing.T) {
+	dir := t.TempDir()
+	g, _, _ := operatorGateway(t, dir, fhirserver.New(), "", "patients: {static: {bed-1: Patient/one}}\n")
+	before := time.Now().Add(-time.Minute)
+	if _, err := g.Reload(reloadWith(t, dir, "patients: {static: {bed-1: Patient/two}}\n")); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().Add(time.Millisecond)
+	if a := g.beds.resolve(context.Background(), "bed-1", before, cachedOnly); a.patient != "Patient/one" {
+		t.Fatalf("a reading from before the reload resolved to %q, want Patient/one", a.patient)
+	}
+	if a := g.beds.resolve(context.Background(), "bed-1", after, cachedOnly); a.patient != "Patient/two" {
+		t.Fatalf("a reading from after the reload resolved to %q, want Patient/two", a.patient)
+	}
+	if ref, _ := g.beds.staticPatient("bed-1"); ref != "Patient/two" {
+		t.Fatalf("the page's bed-1 is %q", ref)
+	}
+}
