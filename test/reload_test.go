@@ -170,9 +170,12 @@ func TestSIGHUPAddingAMonitorDropsNoReadingOfTheOthers(t *testing.T) {
 	if ids := monitorIDs(t, addr); strings.Join(ids, ",") != "bed-14-monitor,bed-15-monitor" {
 		t.Fatalf("the page shows monitors %v", ids)
 	}
+	// Measured after the reload: bed-15's static patient counts from the
+	// reload on (a reading from before it keeps the table of then).
 	var added []string
+	measured := time.Now()
 	for i := range 20 {
-		added = append(added, vitals("MX450-2", i))
+		added = append(added, vitalsAt("MX450-2", measured.Add(time.Duration(i)*time.Second), float64(60+i), float64(90+i%10)))
 	}
 	startMosquittoPub(t, port, "ward4b/bed-15/vitals", added)
 	time.Sleep(500 * time.Millisecond) // bed-14's monitor goes on beside it
