@@ -49,19 +49,35 @@ type committer struct {
 	reserveUsed atomic.Bool   // the reserve was given up to a full disk
 }
 
-// reserveSize is the spare room kept beside each bbolt file.
+// reserveSize is the most spare room kept beside each bbolt file, and the
+// room kept for a store without a quota.
 const reserveSize = 8 << 20
 
-// makeReserve writes the reserve file if it is missing (and there is room).
-func makeReserve(path string) {
-	if info, err := os.Stat(path); err == nil && info.Size() == reserveSize {
+// reserveSizeFor sizes a reserve: given, or a 128th of the store's quota
+// between 1 and 8 MiB. The commits it is for (acks, removals) free pages
+// of the file itself; the reserve covers the pages bbolt writes before it
+// frees the old ones.
+func reserveSizeFor(quota, given int64) int64 {
+	switch {
+	case given > 0:
+		return given
+	case quota <= 0:
+		return reserveSize
+	}
+	return min(max(quota/128, 1<<20), reserveSize)
+}
+
+// makeReserve writes the reserve file of size bytes if it is missing or of
+// another size (and there is room).
+func makeReserve(path string, size int64) {
+	if info, err := os.Stat(path); err == nil && info.Size() == size {
 		return
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return
 	}
-	_, err = f.Write(make([]byte, reserveSize))
+	_, err = f.Write(make([]byte, size))
 	if err == nil {
 		err = f.Sync()
 	}

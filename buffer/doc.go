@@ -63,7 +63,9 @@
 // disk (ENOSPC); nothing already stored is evicted to make room. Callers turn
 // ErrFull into a refusal upstream (C-STORE status A700, no MQTT PUBACK).
 //
-// Beside each bbolt file lies a reserve file of 8 MiB. When a commit that
+// Beside each bbolt file lies a reserve file (a 128th of the store's quota,
+// between 1 and 8 MiB; an outbox journal is a 64th, between 4 and 32 MiB;
+// a Lazy outbox makes both at its first Append). When a commit that
 // frees room or lets delivery go on (a lease, an ack, a dead-letter edit, a
 // spool removal) meets a full disk, the reserve is deleted and the commit
 // tried again, so that a disk filled by something else does not stop the

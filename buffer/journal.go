@@ -55,8 +55,25 @@ const (
 	journalRecHead = 16
 )
 
-// journalSize is the size a new journal is zero-filled to (a variable for tests).
+// journalSize is the largest size a new journal is zero-filled to, and its
+// size for an outbox without a quota (a variable for tests).
 var journalSize int64 = 32 << 20
+
+// minJournalSize is the smallest size a journal is made with, from a small
+// quota.
+const minJournalSize = 4 << 20
+
+// journalSizeFor sizes a new journal from the outbox's quota: a sixty-fourth
+// of it, between 4 and 32 MiB. The journal only holds what arrives between
+// two checkpoints (about 50 ms apart); a smaller one makes appends wait for
+// a checkpoint at its wraps under a heavy load, never loses anything, and
+// grows for a record larger than itself.
+func journalSizeFor(quota int64) int64 {
+	if quota <= 0 {
+		return journalSize
+	}
+	return min(max(quota/64, min(minJournalSize, journalSize)), journalSize)
+}
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -122,6 +139,13 @@ type journal struct {
 	// can watch and slow the flush).
 	fdatasync func(*os.File) error
 
+	// want is the size of the file when the journal makes it; lazy, that
+	// it is made at the first record rather than at open, when onCreate
+	// is called (loop only).
+	want     int64
+	lazy     bool
+	onCreate func()
+
 	// lastSync and expect tell gather how long to wait for callers, and how
 	// many (loop only).
 	lastSync time.Duration
@@ -131,18 +155,22 @@ type journal struct {
 	calls atomic.Uint64
 }
 
-// openJournal opens or creates the journal file and returns the records
-// after applied. The caller applies them and then calls restart (or, when it
-// cannot apply them, keepTail) before the journal takes appends.
-func openJournal(path string, applied uint64) (*journal, []journalRecord, error) {
-	j := &journal{path: path, ops: make(chan *jop, maxOpsPerCommit), stop: make(chan struct{}), stopped: make(chan struct{}), fdatasync: fdatasyncFile}
+// openJournal opens or creates (of size bytes; lazy: at the first record)
+// the journal file and returns the records after applied. The caller
+// applies them and then calls restart (or, when it cannot apply them,
+// keepTail) before the journal takes appends.
+func openJournal(path string, applied uint64, size int64, lazy bool) (*journal, []journalRecord, error) {
+	j := &journal{path: path, ops: make(chan *jop, maxOpsPerCommit), stop: make(chan struct{}), stopped: make(chan struct{}), fdatasync: fdatasyncFile, want: size, lazy: lazy}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	switch {
+	case errors.Is(err, os.ErrNotExist) && lazy:
+		j.pos, j.lsn, j.end = journalStart, applied, journalStart
+		return j, nil, nil
 	case errors.Is(err, os.ErrNotExist):
-		if f, err = createJournal(path); err != nil {
+		if f, err = createJournal(path, size); err != nil {
 			return nil, nil, err
 		}
-		j.f, j.size, j.pos, j.lsn, j.end = f, journalSize, journalStart, applied, journalStart
+		j.f, j.size, j.pos, j.lsn, j.end = f, size, journalStart, applied, journalStart
 		return j, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)
@@ -174,8 +202,11 @@ func openJournal(path string, applied uint64) (*journal, []journalRecord, error)
 }
 
 // restart begins a new epoch at the start of the file: every record before
-// it must be in bbolt.
+// it must be in bbolt. A journal not made yet stays so.
 func (j *journal) restart() error {
+	if j.f == nil {
+		return nil
+	}
 	var b [8]byte
 	var epoch uint64
 	for epoch == 0 || epoch == j.epoch {
@@ -228,7 +259,40 @@ func epochSeed(epoch uint64) uint32 {
 // damage it) and never waits for that page's writeback (stable pages).
 func alignPage(off int64) int64 { return (off + 4095) &^ 4095 }
 
-func createJournal(path string) (*os.File, error) {
+// shrink cuts a journal larger than it would be made now (the quota was
+// lowered, or it was made by a release that did not size journals) to that
+// size. Only right after restart: every record is in bbolt.
+func (j *journal) shrink() error {
+	if j.f == nil || j.size <= j.want || j.want < journalStart {
+		return nil
+	}
+	if err := j.f.Truncate(j.want); err != nil {
+		return err
+	}
+	if err := fdatasyncFile(j.f); err != nil {
+		return err
+	}
+	j.size = j.want
+	return nil
+}
+
+// create makes a lazy journal's file at its first record.
+func (j *journal) create() error {
+	f, err := createJournal(j.path, j.want)
+	if err != nil {
+		return err
+	}
+	j.f, j.size = f, j.want
+	if err := j.restart(); err != nil {
+		return err
+	}
+	if j.onCreate != nil {
+		j.onCreate()
+	}
+	return nil
+}
+
+func createJournal(path string, size int64) (*os.File, error) {
 	tmp := path + ".new"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -241,7 +305,7 @@ func createJournal(path string) (*os.File, error) {
 	}
 	zeros := make([]byte, 1<<20)
 	copy(zeros, journalMagic)
-	for off := int64(0); off < journalSize; off += int64(len(zeros)) {
+	for off := int64(0); off < size; off += int64(len(zeros)) {
 		if _, err := f.WriteAt(zeros, off); err != nil {
 			return fail(err)
 		}
@@ -480,6 +544,11 @@ func (j *journal) writeRecord(batch []*jop, buf *bytes.Buffer) (journalRecord, e
 	if err := j.broken.Load(); err != nil {
 		return journalRecord{}, *err
 	}
+	if j.f == nil {
+		if err := j.create(); err != nil {
+			return journalRecord{}, fmt.Errorf("outbox journal: %w", err)
+		}
+	}
 	count := 0
 	for _, o := range batch {
 		count += len(o.ids)
@@ -560,5 +629,8 @@ func (j *journal) grow(need int64) error {
 func (j *journal) close() error {
 	j.closing.Do(func() { close(j.stop) })
 	<-j.stopped
+	if j.f == nil {
+		return nil
+	}
 	return j.f.Close()
 }

@@ -49,6 +49,19 @@ type OutboxOptions struct {
 	// this many times without success; 0 means retry for ever (an outage of
 	// the FHIR server must not turn readings into dead letters).
 	MaxAttempts int
+	// JournalBytes is the size the journal is made with (it grows for a
+	// record larger than itself); a journal larger than it with nothing to
+	// replay is cut to it at open. 0 sizes it from QuotaBytes: a
+	// sixty-fourth, between 4 and 32 MiB (32 MiB without a quota).
+	JournalBytes int64
+	// ReserveBytes is the spare room kept beside the file for a full disk
+	// (see the package comment). 0 sizes it from QuotaBytes: a 128th,
+	// between 1 and 8 MiB (8 MiB without a quota).
+	ReserveBytes int64
+	// Lazy leaves the journal and the reserve unmade until the first
+	// Append: a store that is seldom written (the held frames, written
+	// only while a reading waits) carries neither until it is.
+	Lazy bool
 	// Logger receives the outbox's own reports; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests; nil means time.Now.
@@ -168,8 +181,13 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		db.Close()
 		return nil, err
 	}
-	makeReserve(path + ".reserve")
-	o.c = newCommitter(db, path+".reserve")
+	reserve := path + ".reserve"
+	if o.j.f != nil {
+		makeReserve(reserve, reserveSizeFor(opts.QuotaBytes, opts.ReserveBytes))
+	} else {
+		o.j.onCreate = func() { makeReserve(reserve, reserveSizeFor(opts.QuotaBytes, opts.ReserveBytes)) }
+	}
+	o.c = newCommitter(db, reserve)
 	o.cpKick, o.cpStop, o.cpDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go o.checkpointLoop(len(o.pending) > 0)
 	o.j.start()
@@ -183,6 +201,14 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 		o.log.Error("outbox items that cannot be decoded were left in place", "items", r.Corrupt)
 	}
 	return o, nil
+}
+
+// journalBytes is the size of a new journal.
+func (o *Outbox) journalBytes() int64 {
+	if o.opts.JournalBytes > 0 {
+		return o.opts.JournalBytes
+	}
+	return journalSizeFor(o.opts.QuotaBytes)
 }
 
 // Path is the outbox's file.

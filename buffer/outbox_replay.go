@@ -125,7 +125,7 @@ func (o *Outbox) openJournal() error {
 	if err != nil {
 		return err
 	}
-	j, recs, err := openJournal(o.path+".journal", applied)
+	j, recs, err := openJournal(o.path+".journal", applied, o.journalBytes(), o.opts.Lazy)
 	if err != nil {
 		return err
 	}
@@ -187,6 +187,9 @@ func (o *Outbox) openJournal() error {
 		if err := j.restart(); err != nil {
 			j.f.Close()
 			return fmt.Errorf("outbox %s: journal: %w", o.path, err)
+		}
+		if err := j.shrink(); err != nil {
+			o.log.Warn("the journal could not be cut to its size; it stays larger", "err", err)
 		}
 	}
 	j.next = lastID + 1

@@ -249,7 +249,7 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	makeReserve(filepath.Join(dir, "reserve"))
+	makeReserve(filepath.Join(dir, "reserve"), reserveSizeFor(opts.QuotaBytes, 0))
 	s.c = newCommitter(db, filepath.Join(dir, "reserve"))
 	s.spares, s.stopSpares, s.sparesDone = make(chan *os.File, spareFiles-1), make(chan struct{}), make(chan struct{})
 	go s.makeSpares()

@@ -171,6 +171,8 @@ type StoreOptions struct {
 	// before it carried a format marker: such a file is marked and opened
 	// instead of refused as foreign.
 	Adopt []string
+	// ReserveBytes is the size of the reserve file; 0 means 8 MiB.
+	ReserveBytes int64
 }
 
 // OpenStore opens or creates the store of the given format ("name/1") at
@@ -180,7 +182,7 @@ func OpenStore(path, format string, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	makeReserve(path + ".reserve")
+	makeReserve(path+".reserve", reserveSizeFor(0, opts.ReserveBytes))
 	return &Store{DB: db, reserve: path + ".reserve"}, nil
 }
 

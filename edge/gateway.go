@@ -233,7 +233,10 @@ func (g *Gateway) open() error {
 	g.held, err = buffer.OpenOutbox(filepath.Join(c.DataDir, "held.db"), buffer.OutboxOptions{
 		QuotaBytes: int64(c.Buffer.OutboxQuota) / 4,
 		Backoff:    holdBackoff,
-		Logger:     g.log,
+		// Written only while a reading waits for its patient or its
+		// clock: the journal and reserve are made when that first happens.
+		Lazy:   true,
+		Logger: g.log,
 	})
 	if err != nil {
 		return err

@@ -75,7 +75,12 @@ type ForwardMark struct {
 // OpenLedger opens or creates the ledger file at path, as a buffer.Store:
 // a file that is not a ledger is reported and left untouched.
 func OpenLedger(path string) (*Ledger, error) {
-	st, err := buffer.OpenStore(path, ledgerFormat, buffer.StoreOptions{Adopt: []string{string(chartedBucket), string(forwardedBucket)}})
+	st, err := buffer.OpenStore(path, ledgerFormat, buffer.StoreOptions{
+		Adopt: []string{string(chartedBucket), string(forwardedBucket)},
+		// Its writes touch a few pages of a file that holds a month of
+		// studies: 2 MiB of reserve covers them on a full disk.
+		ReserveBytes: 2 << 20,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dicom ledger: %w", err)
 	}
