@@ -44,9 +44,9 @@ func TestRequestVector(t *testing.T) {
 func TestFrameEscapes(t *testing.T) {
 	for _, rec := range [][]byte{
 		{0x7E, 0x7D, 0x01},
-		{0x01, 0x7D},       // sum 0x7E: the checksum is escaped
-		{0x40, 0x3D},       // sum 0x7D
-		{0x7E},             // sum 0x7E
+		{0x01, 0x7D}, // sum 0x7E: the checksum is escaped
+		{0x40, 0x3D}, // sum 0x7D
+		{0x7E},       // sum 0x7E
 		bytes.Repeat([]byte{0x7D}, datex.MaxRecord),
 	} {
 		frame := datex.AppendFrame(nil, rec)
