@@ -5,7 +5,7 @@
 // (ParseHeader, Request, DecodeRecord) and the dialogue that asks for the
 // displayed values (Dialogue, a devices.Dialogue). What a value is charted
 // as (its MDC code, its range, which state bits drop it) is the firmware
-// profile's; devices/mdc's DatexFields suggests the codes.
+// profile's; mdc.Datex maps the fields to MDC terms.
 //
 // # Line
 //
