@@ -80,7 +80,10 @@ type Spool struct {
 	// journal holds the index entries of new instances until the applier
 	// has moved them into index.db; overlay has the same entries for
 	// readers meanwhile (key → entry and its journal sequence number).
-	journal   *spoolJournal
+	journal *spoolJournal
+	// backupMu holds file removals while a backup links the files its
+	// copy of the index names.
+	backupMu  sync.RWMutex
 	ovMu      sync.Mutex
 	overlay   map[string]overlayEntry
 	applyMu   sync.Mutex // one apply at a time (the applier, or a flush before a direct index write)
@@ -394,13 +397,14 @@ func (s *Spool) reconcile(created bool) (err error) {
 	}
 	// Left by a release that wrote into tmp/ and renamed: a name ending in
 	// .commit is a new instance a crash caught mid-commit; a spare- file
-	// with nothing in it is a spare that was never used.
+	// with nothing in it is a spare that was never used. A backup- folder
+	// holds links of a backup a stop cut short: nothing of the spool's own.
 	committing := map[string]bool{}
 	for _, e := range entries {
 		if base, ok := strings.CutSuffix(e.Name(), ".commit"); ok {
 			committing[base] = true
 		}
-		if info, err := e.Info(); err != nil || !strings.HasPrefix(e.Name(), "spare-") || info.Size() > 0 {
+		if info, err := e.Info(); err != nil || !(strings.HasPrefix(e.Name(), "spare-") && info.Size() == 0 || strings.HasPrefix(e.Name(), "backup-") && info.IsDir()) {
 			rep.TempRemoved++
 		}
 		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
@@ -778,6 +782,8 @@ func (w *SpoolWriter) Commit(ctx context.Context, key, group string, attrs map[s
 // passed yet must not find it whole after a power cut, and bring back an
 // instance that was removed or replaced.
 func (s *Spool) removeFile(rel, warning string) {
+	s.backupMu.RLock()
+	defer s.backupMu.RUnlock()
 	p := filepath.Join(s.dir, rel)
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn(warning, "err", err)

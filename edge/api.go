@@ -52,6 +52,7 @@ func (g *Gateway) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/dead-letters", g.listDeadLetters)
 	mux.HandleFunc("POST /api/dead-letters/retry", g.adminOnly(g.retryDeadLetters))
 	mux.HandleFunc("POST /api/dead-letters/drop", g.adminOnly(g.dropDeadLetters))
+	mux.HandleFunc("POST /api/backup", g.adminOnly(g.serveBackup))
 	mux.HandleFunc("GET /api/beds", g.adminOnly(g.listBeds))
 	mux.HandleFunc("PUT /api/beds/{bed}", g.adminOnly(g.setBed))
 	mux.HandleFunc("DELETE /api/beds/{bed}", g.adminOnly(g.endBed))

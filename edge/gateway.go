@@ -65,7 +65,9 @@ type Gateway struct {
 	spool     *buffer.Spool
 	dicom     *gateway.Node
 	httpSrv   *http.Server
-	httpLn    net.Listener
+	// backupBusy is set while POST /api/backup makes a copy (one at a time).
+	backupBusy atomic.Bool
+	httpLn     net.Listener
 	// auth rate-limits and logs failed admin token attempts (authlimit.go).
 	auth *authLimiter
 	// httpErrors is the HTTP server's log (serverlog.go).

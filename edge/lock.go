@@ -33,7 +33,7 @@ func lockDataDir(dir string) (*dataDirLock, error) {
 			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n]))); perr == nil {
 				holder = fmt.Sprintf("another wardgate (pid %d)", pid)
 			}
-			return nil, fmt.Errorf("data_dir %s is in use by %s; two gateways must not share one data folder", dir, holder)
+			return nil, inUseError(fmt.Sprintf("data_dir %s is in use by %s; two gateways must not share one data folder", dir, holder))
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -42,6 +42,15 @@ func lockDataDir(dir string) (*dataDirLock, error) {
 	}
 	return &dataDirLock{f: f}, nil
 }
+
+// errDataDirInUse matches lockDataDir's error when another process holds
+// the lock.
+var errDataDirInUse = errors.New("data_dir in use")
+
+type inUseError string
+
+func (e inUseError) Error() string        { return string(e) }
+func (e inUseError) Is(target error) bool { return target == errDataDirInUse }
 
 func (l *dataDirLock) release() {
 	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)

@@ -60,6 +60,8 @@ Usage:
                                 C-STORE the DICOM files found, one association; status per file
   wardgate queue -config FILE list|retry|drop [-all | ID...]
                                 the dead letters of a running gateway
+  wardgate backup -config FILE DIR
+                                copy the data folder consistently (the gateway running or not)
   wardgate version              print the version, commit, Go version and os/arch
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
@@ -97,6 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "queue":
 		return cmdQueue(args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "wardgate: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage

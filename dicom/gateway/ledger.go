@@ -363,3 +363,6 @@ func (l *Ledger) ForgetStudies(cutoff time.Time, spooled func(study string) bool
 	})
 	return len(forget), err
 }
+
+// Backup writes a consistent copy of the ledger as the file name.
+func (l *Ledger) Backup(name string, w buffer.BackupWriter) error { return l.db.Backup(name, w) }
