@@ -250,7 +250,9 @@ dicom:
 				}
 			}
 			return false
-		}, func() string { return fmt.Sprintf("%s: study A is not in the record whole: %d ImagingStudies", name, len(imagingStudies(record))) })
+		}, func() string {
+			return fmt.Sprintf("%s: study A is not in the record whole: %d ImagingStudies", name, len(imagingStudies(record)))
+		})
 		t.Logf("%s: %d results (%d readings) acknowledged before the copy, %d Observations charted; %d instances at the PACS",
 			name, n, len(want), record.Count("Observation"), present())
 		p.Cmd.Process.Signal(syscall.SIGTERM)
