@@ -46,7 +46,7 @@ func TestDecodeRecordValues(t *testing.T) {
 		{"p1.sys", 120, "mm[Hg]", datex.Valid},
 		{"p1.mean", 93, "mm[Hg]", datex.Valid},
 		{"p2.sys", math.NaN(), "mm[Hg]", datex.NoData}, // raw −32767 → none
-		{"nibp.sys", 120, "mm[Hg]", datex.Valid},        // raw 12000 → 120 mmHg
+		{"nibp.sys", 120, "mm[Hg]", datex.Valid},       // raw 12000 → 120 mmHg
 		{"nibp.dia", 80, "mm[Hg]", datex.Valid},
 		{"nibp.mean", 93, "mm[Hg]", datex.Valid},
 		{"nibp.hr", 62, "/min", datex.Valid},

@@ -1,0 +1,253 @@
+package datex_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/datex"
+	"github.com/wardgate/wardgate/devices/internal/devicestest"
+	"github.com/wardgate/wardgate/devices/sim/datexsim"
+)
+
+// The dialogue against the simulated monitor over a byte stream. A
+// protocol second lasts 10 ms on both sides, so that the 5-s interval and
+// the 15-s silence pass quickly; nothing here asserts a timing.
+const second = 10 * time.Millisecond
+
+// session is a Dialogue's Run against a monitor on the other end of rw.
+type session struct {
+	mon  *datexsim.Monitor
+	d    *datex.Dialogue
+	link *datex.SerialLink
+
+	mu     sync.Mutex
+	frames []devices.DriverFrame
+	err    error
+	done   chan struct{}
+	cancel context.CancelFunc
+}
+
+func (s *session) emit(f devices.DriverFrame) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frames = append(s.frames, f)
+	return nil
+}
+
+func (s *session) got() []devices.DriverFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]devices.DriverFrame(nil), s.frames...)
+}
+
+func (s *session) result() (error, bool) {
+	select {
+	case <-s.done:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.err, true
+	default:
+		return nil, false
+	}
+}
+
+func (s *session) state() string {
+	err, ended := s.result()
+	return fmt.Sprintf("%d frames; run ended %v (%v); monitor: %d records sent, requests %+v; link: %d bad frames (%v)",
+		len(s.got()), ended, err, s.mon.Sent(), s.mon.Requests(), s.link.BadFrames(), s.link.LastBad())
+}
+
+func (s *session) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	devicestest.WaitFor(t, what, cond, s.state)
+}
+
+// pipe is a connected pair of byte streams (net.Pipe: each write waits
+// for the other end to read it, as a line with flow control does).
+func pipe(t *testing.T) (gateway, monitor io.ReadWriteCloser) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// start runs mon on monitorEnd and d's Run on a SerialLink over gwEnd.
+func start(t *testing.T, mon *datexsim.Monitor, d *datex.Dialogue, gwEnd, monitorEnd io.ReadWriter) *session {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{mon: mon, d: d, link: datex.NewSerialLink(gwEnd), done: make(chan struct{}), cancel: cancel}
+	monDone := make(chan error, 1)
+	monCtx, monCancel := context.WithCancel(context.Background())
+	go func() { monDone <- mon.Run(monCtx, monitorEnd) }()
+	go func() {
+		err := d.Run(ctx, s.link, s.emit)
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+		monCancel()
+		if c, ok := monitorEnd.(io.Closer); ok {
+			c.Close()
+		}
+		s.link.Close()
+		if err := <-monDone; err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, net.ErrClosed) {
+			t.Logf("monitor: %v", err)
+		}
+	})
+	return s
+}
+
+// stop ends the session's context and waits for Run to return.
+func (s *session) stop(t *testing.T) error {
+	t.Helper()
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return within 10 s of its context ending; %s", s.state())
+	}
+	err, _ := s.result()
+	return err
+}
+
+func newMonitor() *datexsim.Monitor {
+	return &datexsim.Monitor{Second: second, Clock: at, PlugID: 7}
+}
+
+func newDialogue() *datex.Dialogue {
+	return &datex.Dialogue{Second: second, Levels: datex.LevelsFrom(datex.Level15), Log: slog.New(slog.DiscardHandler)}
+}
+
+// checkFrame checks a frame as the simulator's first records hold it.
+func checkFrame(t *testing.T, f devices.DriverFrame) {
+	t.Helper()
+	v := byField(f)
+	if f.Bad != 0 || len(f.Values) != len(datex.Fields()) {
+		t.Fatalf("bad %d, %d values", f.Bad, len(f.Values))
+	}
+	if hr := v["ecg.hr"].Value; hr < 60 || hr >= 90 || hr != math.Trunc(hr) {
+		t.Errorf("ecg.hr %v", hr)
+	}
+	for field, want := range map[string]float64{"nibp.sys": 120, "nibp.mean": 93, "t1.temp": 37.1, "co2.et": 38} {
+		if got := v[field].Value; got != want {
+			t.Errorf("%s = %v, want %v", field, got, want)
+		}
+	}
+	if !math.IsNaN(v["p2.sys"].Value) || datex.StateMarker(v["p2.sys"].State) != datex.NoData {
+		t.Errorf("p2.sys %v state %#x", v["p2.sys"].Value, v["p2.sys"].State)
+	}
+	// The monitor's own clock: it started at `at` and runs a second per
+	// protocol second.
+	if f.DeviceTime.Before(at) || f.DeviceTime.After(at.Add(24*time.Hour)) {
+		t.Errorf("device time %v, the monitor's clock started at %v", f.DeviceTime, at)
+	}
+}
+
+func TestDialogueValuesAndStop(t *testing.T) {
+	gw, mon := pipe(t)
+	s := start(t, newMonitor(), newDialogue(), gw, mon)
+	s.waitFor(t, "three records", func() bool { return len(s.got()) >= 3 })
+	for _, f := range s.got()[:3] {
+		checkFrame(t, f)
+	}
+	req := s.mon.Requests()[0]
+	if req != (datex.Request{Type: datex.SubDisplayed, Interval: 5, Level: datex.Level15}) {
+		t.Fatalf("request %+v", req)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	s.waitFor(t, "the stop request", func() bool {
+		r := s.mon.Requests()
+		return len(r) >= 2 && r[len(r)-1].Interval == datex.IntervalStop && r[len(r)-1].Level == datex.Level15
+	})
+	s.waitFor(t, "the monitor to stop sending", func() bool { return !s.mon.Sending() })
+}
+
+func TestDialogueMonitorStopsAnswering(t *testing.T) {
+	gw, mon := pipe(t)
+	s := start(t, newMonitor(), newDialogue(), gw, mon)
+	s.waitFor(t, "two records", func() bool { return len(s.got()) >= 2 })
+	s.mon.Mute(true)
+	s.waitFor(t, "Run to end", func() bool { _, ended := s.result(); return ended })
+	err, _ := s.result()
+	if !errors.Is(err, devices.ErrSilent) {
+		t.Fatalf("Run: %v, want an error wrapping ErrSilent", err)
+	}
+	// It asked again before it gave up: a monitor that reset forgets.
+	if n := len(s.mon.Requests()); n < 2 {
+		t.Fatalf("%d requests: the dialogue did not ask again", n)
+	}
+	// Answered at its first level, the next session keeps it.
+	if l := s.d.Level(); l != datex.Level15 {
+		t.Fatalf("next level %s", datex.LevelName(l))
+	}
+}
+
+func TestDialogueGarbageOnTheLine(t *testing.T) {
+	gw, mon := pipe(t)
+	m := newMonitor()
+	m.Garbage(true)
+	m.BadChecksum(2)
+	s := start(t, m, newDialogue(), gw, mon)
+	s.waitFor(t, "three records", func() bool { return len(s.got()) >= 3 })
+	for _, f := range s.got()[:3] {
+		checkFrame(t, f)
+	}
+	// Two frames with a bad checksum, and two garbage candidates before
+	// each frame.
+	s.waitFor(t, "bad frames counted", func() bool { return s.link.BadFrames() >= 2+2*3 })
+	if m.Sent() < len(s.got())+2 {
+		t.Fatalf("%d sent, %d frames: the frames with bad checksums were taken", m.Sent(), len(s.got()))
+	}
+}
+
+func TestDialogueRecordClaimsMoreThanItHolds(t *testing.T) {
+	gw, mon := pipe(t)
+	m := newMonitor()
+	m.OverClaim(1)
+	s := start(t, m, newDialogue(), gw, mon)
+	s.waitFor(t, "two records", func() bool { return len(s.got()) >= 2 })
+	first, second := s.got()[0], s.got()[1]
+	v := byField(first)
+	if first.Bad == 0 || v["ecg.hr"].Value != 60 || v["nibp.sys"].Value != 120 {
+		t.Fatalf("over-claiming record: bad %d, %d values %v", first.Bad, len(first.Values), first.Values)
+	}
+	if _, ok := v["spo2.spo2"]; ok {
+		t.Fatal("spo2 lies beyond what the record holds and was decoded")
+	}
+	checkFrame(t, second)
+}
+
+// A monitor that answers level 0 only: the first session, written at
+// '15, hears nothing and ends silent; the next is written at 0.
+func TestDialogueFallsBackToAnotherLevel(t *testing.T) {
+	m := newMonitor()
+	m.Answers = []uint8{0}
+	d := newDialogue()
+	gw, mon := pipe(t)
+	s := start(t, m, d, gw, mon)
+	s.waitFor(t, "the first session to end", func() bool { _, ended := s.result(); return ended })
+	if err, _ := s.result(); !errors.Is(err, devices.ErrSilent) {
+		t.Fatalf("Run: %v", err)
+	}
+	if l := d.Level(); l != 0 {
+		t.Fatalf("next level %s, want 0", datex.LevelName(l))
+	}
+	gw, mon = pipe(t)
+	s = start(t, m, d, gw, mon)
+	s.waitFor(t, "a record at level 0", func() bool { return len(s.got()) >= 1 })
+	checkFrame(t, s.got()[0])
+}
