@@ -28,16 +28,44 @@ type BackupWriter interface {
 	File(name string, size int64, write func(io.Writer) error) error
 }
 
-// boltBackup writes a read transaction of db, which is a consistent view
-// of the file without stopping its writers.
+// boltBackup copies db (at path) as the file name: a read transaction,
+// which is a consistent view without stopping the writers, is written to
+// path+".backup" at the local disk's speed and then handed to w from
+// there. Handing it to w from the transaction would keep the transaction
+// open as long as the reader of a stream takes, and a bbolt file that must
+// grow waits for its open transactions: a slow backup would stall intake.
 func boltBackup(db *bolt.DB, name string, w BackupWriter) error {
-	return db.View(func(tx *bolt.Tx) error {
-		return w.File(name, tx.Size(), func(out io.Writer) error {
-			_, err := tx.WriteTo(out)
-			return err
-		})
+	tmp := db.Path() + backupSuffix
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return diskFull(err)
+	}
+	defer os.Remove(tmp)
+	defer f.Close()
+	var size int64
+	err = db.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err != nil {
+		return diskFull(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return w.File(name, size, func(out io.Writer) error {
+		n, err := io.Copy(out, io.LimitReader(f, size))
+		if err == nil && n != size {
+			err = errors.New("cut short")
+		}
+		return err
 	})
 }
+
+// backupSuffix names a store's copy while a backup hands it on; one left
+// by a stop is removed at the next open.
+const backupSuffix = ".backup"
 
 // Backup writes a copy of the outbox as the file name: every item
 // acknowledged before the call (its journal is checkpointed into bbolt

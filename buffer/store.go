@@ -59,6 +59,8 @@ func openBoltUpgrading(path, format string, adopt, older []string) (db *bolt.DB,
 		return nil, false, statErr
 	}
 
+	os.Remove(path + backupSuffix) // a backup's copy a stop cut short
+
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: 500 * time.Millisecond,
 		// The freelist is rebuilt by scanning at open instead of being
