@@ -1,0 +1,186 @@
+package r4
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wardgate/wardgate/edge/fhir/r4/r4google"
+)
+
+// The resources in edge/fhir/testdata are what the mapper writes.
+func testdata(t testing.TB) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob("../testdata/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test data: %v", err)
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = b
+	}
+	return out
+}
+
+func TestWhatWardgateWritesIsValidToBoth(t *testing.T) {
+	for name, b := range testdata(t) {
+		if err := Validate(b); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if err := r4google.Validate(b); err != nil {
+			t.Errorf("%s: google/fhir: %v", name, err)
+		}
+	}
+}
+
+const spo2 = `{"resourceType":"Observation","meta":{"profile":["http://hl7.org/fhir/StructureDefinition/vitalsigns"]},` +
+	`"identifier":[{"system":"urn:wardgate:w:observation","value":"m/150456/2026-11-25T10:15:02Z"}],"status":"final",` +
+	`"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],` +
+	`"code":{"coding":[{"system":"http://loinc.org","code":"59408-5","display":"SpO2"}],"text":"SpO2"},` +
+	`"subject":{"reference":"Patient/123"},"effectiveDateTime":"2026-11-25T10:15:02Z","issued":"2026-11-25T10:15:02.5Z",` +
+	`"valueQuantity":{"value":97,"unit":"%","system":"http://unitsofmeasure.org","code":"%"},` +
+	`"device":{"reference":"Device?identifier=urn%3Awardgate%3Aw%3Adevice%7Cm"}}`
+
+// invalid are resources both validators must refuse (want "" ) or that only
+// this package refuses, for the reason given.
+var invalid = []struct {
+	name, json string
+	only       kind // broken: both refuse
+}{
+	{"empty string", strings.Replace(spo2, `"text":"SpO2"`, `"text":""`, 1), r4Only},
+	{"white space only", strings.Replace(spo2, `"text":"SpO2"`, `"text":"  "`, 1), r4Only},
+	{"empty array", strings.Replace(spo2, `"category":[`, `"note":[],"category":[`, 1), notWritten},
+	{"empty identifier list", strings.Replace(spo2, `"identifier":[{"system":"urn:wardgate:w:observation","value":"m/150456/2026-11-25T10:15:02Z"}]`, `"identifier":[]`, 1), r4Only},
+	{"empty object", strings.Replace(spo2, `"valueQuantity":{`, `"meta":{},"x":{`, 1), broken},
+	{"empty Quantity", strings.Replace(spo2, `"value":97,"unit":"%","system":"http://unitsofmeasure.org","code":"%"`, ``, 1), r4Only},
+	{"null string", strings.Replace(spo2, `"text":"SpO2"`, `"text":null`, 1), broken},
+	{"null array", strings.Replace(spo2, `"status":"final"`, `"status":"final","interpretation":null`, 1), broken},
+	{"null instant", strings.Replace(spo2, `"issued":"2026-11-25T10:15:02.5Z"`, `"issued":null`, 1), broken},
+	{"bad dateTime", strings.Replace(spo2, `"effectiveDateTime":"2026-11-25T10:15:02Z"`, `"effectiveDateTime":"2026-11-25 10:15:02"`, 1), broken},
+	{"dateTime without zone", strings.Replace(spo2, `"effectiveDateTime":"2026-11-25T10:15:02Z"`, `"effectiveDateTime":"2026-11-25T10:15:02"`, 1), broken},
+	{"30 February", strings.Replace(spo2, `"effectiveDateTime":"2026-11-25T10:15:02Z"`, `"effectiveDateTime":"2026-02-30"`, 1), broken},
+	{"instant without seconds", strings.Replace(spo2, `"issued":"2026-11-25T10:15:02.5Z"`, `"issued":"2026-11-25T10:15Z"`, 1), broken},
+	{"unknown element", strings.Replace(spo2, `"status":"final"`, `"status":"final","colour":"red"`, 1), broken},
+	{"unknown element in a datatype", strings.Replace(spo2, `"unit":"%"`, `"unit":"%","scale":2`, 1), broken},
+	{"element in other case", strings.Replace(spo2, `"status":"final"`, `"Status":"final"`, 1), r4Only},
+	{"missing status", strings.Replace(spo2, `"status":"final",`, ``, 1), broken},
+	{"missing code", strings.Replace(spo2, `"code":{"coding":[{"system":"http://loinc.org","code":"59408-5","display":"SpO2"}],"text":"SpO2"},`, ``, 1), broken},
+	{"status not in its value set", strings.Replace(spo2, `"status":"final"`, `"status":"done"`, 1), broken},
+	{"status in capitals", strings.Replace(spo2, `"status":"final"`, `"status":"FINAL"`, 1), r4Only},
+	{"status not a string", strings.Replace(spo2, `"status":"final"`, `"status":1`, 1), broken},
+	{"wrong reference type", strings.Replace(spo2, `"reference":"Patient/123"`, `"reference":"Encounter/123"`, 1), broken},
+	{"wrong conditional reference type", strings.Replace(spo2, `"reference":"Patient/123"`, `"reference":"Encounter?identifier=x"`, 1), r4Only},
+	{"NaN", strings.Replace(spo2, `"value":97`, `"value":"NaN"`, 1), broken},
+	{"decimal as a string", strings.Replace(spo2, `"value":97`, `"value":"97"`, 1), broken},
+	{"decimal with a plus", strings.Replace(spo2, `"value":97`, `"value":"+97"`, 1), broken},
+	{"control character", strings.Replace(spo2, `"text":"SpO2"`, `"text":"Sp\u0001O2"`, 1), broken},
+	{"control character in a code", strings.Replace(spo2, `"code":"59408-5"`, `"code":"59408\u00015"`, 1), r4Only},
+	{"space in a code", strings.Replace(spo2, `"code":"59408-5"`, `"code":"59408  5"`, 1), broken},
+	{"array for one value", strings.Replace(spo2, `"status":"final"`, `"status":["final"]`, 1), broken},
+	{"one value for an array", strings.Replace(spo2, `"identifier":[{"system":"urn:wardgate:w:observation","value":"m/150456/2026-11-25T10:15:02Z"}]`, `"identifier":{"value":"x"}`, 1), broken},
+	{"bad URI", strings.Replace(spo2, `"system":"http://loinc.org"`, `"system":"http://loinc.org/%zz"`, 1), broken},
+	{"space in a URI", strings.Replace(spo2, `"system":"http://loinc.org"`, `"system":"http://loinc.org/a b"`, 1), r4Only},
+	{"space in a URI's host", strings.Replace(spo2, `"system":"http://loinc.org"`, `"system":"http://loinc org"`, 1), broken},
+	{"bad id", strings.Replace(spo2, `"status":"final"`, `"id":"a b","status":"final"`, 1), broken},
+	{"extension", strings.Replace(spo2, `"status":"final"`, `"extension":[{"url":"http://x","valueString":"y"}],"status":"final"`, 1), notWritten},
+	{"primitive extension", strings.Replace(spo2, `"status":"final"`, `"_status":{"id":"s"},"status":"final"`, 1), notWritten},
+	{"narrative", strings.Replace(spo2, `"status":"final"`, `"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},"status":"final"`, 1), notWritten},
+	{"Patient", `{"resourceType":"Patient","id":"p"}`, notWritten},
+	{"unknown resource type", `{"resourceType":"Vitals"}`, broken},
+	{"no resource type", `{"status":"final"}`, broken},
+	{"not JSON", `{"resourceType":"Observation",`, broken},
+	{"not an object", `[]`, broken},
+	{"comparator", strings.Replace(spo2, `"value":97`, `"value":97,"comparator":"less"`, 1), broken},
+	{"comparator by name", strings.Replace(spo2, `"value":97`, `"value":97,"comparator":"less_than"`, 1), r4Only},
+	{"identifier use", strings.Replace(spo2, `"system":"urn:wardgate:w:observation"`, `"use":"primary","system":"urn:wardgate:w:observation"`, 1), broken},
+	{"Device name type", `{"resourceType":"Device","deviceName":[{"name":"x","type":"model"}]}`, broken},
+	{"Device name without type", `{"resourceType":"Device","deviceName":[{"name":"x"}]}`, broken},
+	{"Device status", `{"resourceType":"Device","status":"on"}`, broken},
+	{"Device note markdown control", `{"resourceType":"Device","note":[{"text":"a\u0002b"}]}`, r4Only},
+	{"Endpoint without payloadType", `{"resourceType":"Endpoint","status":"active","connectionType":{"code":"dicom-wado-rs"},"address":"https://pacs/dicomweb"}`, broken},
+	{"Endpoint status", `{"resourceType":"Endpoint","status":"on","connectionType":{"code":"x"},"payloadType":[{"text":"DICOM"}],"address":"https://p"}`, broken},
+	{"ImagingStudy status", `{"resourceType":"ImagingStudy","status":"done","subject":{"reference":"Patient/1"}}`, broken},
+	{"ImagingStudy without subject", `{"resourceType":"ImagingStudy","status":"available"}`, broken},
+	{"ImagingStudy subject Location", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Location/1"}}`, broken},
+	{"negative series number", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"series":[{"uid":"1.2","number":-1,"modality":{"code":"CT"}}]}`, broken},
+	{"fractional count", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"numberOfSeries":1.0}`, broken},
+	{"count out of range", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"numberOfSeries":2147483648}`, broken},
+	{"series uid not an id", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"series":[{"uid":"urn:oid:1.2","modality":{"code":"CT"}}]}`, broken},
+	{"instance without sopClass", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"series":[{"uid":"1.2","modality":{"code":"CT"},"instance":[{"uid":"1.2.3"}]}]}`, broken},
+}
+
+func TestInvalidResources(t *testing.T) {
+	for _, tc := range invalid {
+		t.Run(tc.name, func(t *testing.T) {
+			ours := Validate([]byte(tc.json))
+			var invalid *InvalidError
+			if !errors.As(ours, &invalid) {
+				t.Fatalf("accepted, or not an InvalidError: %v", ours)
+			}
+			theirs := r4google.Validate([]byte(tc.json))
+			if tc.only == broken && theirs == nil {
+				t.Errorf("google/fhir accepts it; r4: %v", ours)
+			}
+			if tc.only != broken {
+				if theirs != nil {
+					t.Errorf("google/fhir rejects it too: %v", theirs)
+				}
+				for _, is := range invalid.Issues {
+					if is.kind != tc.only {
+						t.Errorf("issue %s: %s of kind %d, want %d", is.Path, is.Message, is.kind, tc.only)
+					}
+				}
+			}
+			if err := Disagreement(ours, theirs); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// FuzzValidateAgrees holds Validate against google/fhir: whatever google/fhir
+// rejects, Validate rejects; whatever it accepts, Validate accepts unless
+// the resource has what Disagreement lists (an element wardgate does not
+// write, an R4 rule google/fhir does not check).
+func FuzzValidateAgrees(f *testing.F) {
+	for _, b := range testdata(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(spo2))
+	for _, tc := range invalid {
+		f.Add([]byte(tc.json))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ours := Validate(b)
+		theirs := r4google.Validate(b)
+		if err := Disagreement(ours, theirs); err != nil {
+			t.Fatalf("%s\non %q", err, b)
+		}
+	})
+}
+
+func BenchmarkValidateObservation(b *testing.B) {
+	obs := []byte(spo2)
+	b.Run("r4", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := Validate(obs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("google", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := r4google.Validate(obs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
