@@ -142,3 +142,22 @@ func dpkgDeb(t *testing.T, args ...string) string {
 	}
 	return string(b)
 }
+
+// google/fhir is for tests only (package r4google): its generated protos
+// made most of a 40 MB binary, and walking their descriptors at start cost
+// every gateway 15 MB. The binary validates with package r4.
+func TestTheBinaryDoesNotLinkGoogleFHIR(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(file))
+	list := exec.Command("go", "list", "-deps", "./cmd/wardgate")
+	list.Dir = root
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/wardgate: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/google/fhir/") || strings.HasSuffix(pkg, "/r4google") {
+			t.Errorf("the binary links %s", pkg)
+		}
+	}
+}

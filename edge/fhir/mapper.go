@@ -97,13 +97,17 @@ func searchEscape(s string) string { return searchEscaper.Replace(s) }
 
 var searchEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `$`, `\$`, `|`, `\|`)
 
+// validate checks every resource before it leaves the mapper. Tests
+// (independent_test.go) hold it against google/fhir's validator as well.
+var validate = r4.Validate
+
 // entry validates a resource and wraps it.
 func entry(resource any, req Request) (Entry, error) {
 	b, err := json.Marshal(resource)
 	if err != nil {
 		return Entry{}, err
 	}
-	if err := r4.Validate(b); err != nil {
+	if err := validate(b); err != nil {
 		return Entry{}, err
 	}
 	return Entry{Resource: b, Request: req}, nil

@@ -253,7 +253,7 @@ func TestTheValidatorRejectsBrokenResources(t *testing.T) {
 		{"no status", `{"resourceType":"Observation","code":{"text":"x"}}`, "status"},
 		{"bad status", `{"resourceType":"Observation","status":"done","code":{"text":"x"}}`, "Observation.status"},
 		{"bad date", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"yesterday"}`, "Observation.effectiveDateTime"},
-		{"unknown element", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"colour":"red"}`, "unknown field"},
+		{"unknown element", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"colour":"red"}`, "Observation.colour"},
 		{"not json", `{"resourceType":`, "JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,8 +6,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/wardgate/wardgate/edge/fhir/r4"
 )
 
 // Validating an Observation against the R4 definitions costs about 280 µs,
@@ -38,7 +36,7 @@ func (m *Mapper) observationEntry(o *Observation) (Entry, error) {
 			return Entry{Resource: b, Request: req}, nil
 		}
 	}
-	if err := r4.Validate(b); err != nil {
+	if err := validate(b); err != nil {
 		return Entry{}, err
 	}
 	if ok {

@@ -1,7 +1,6 @@
 // Package fhirserver is a small FHIR R4 server for wardgate's tests and its
-// demo: it keeps resources in memory, validates every write with
-// google/fhir/go's validating unmarshaller (rejecting an invalid resource
-// with an OperationOutcome), and supports what wardgate uses of a real
+// demo: it keeps resources in memory, validates every write (rejecting an
+// invalid resource with an OperationOutcome: see check), and supports what wardgate uses of a real
 // record: create, conditional create (If-None-Exist), update and conditional
 // update, read, search by identifier, and transaction and batch Bundles with
 // conditional references. It can be told to misbehave (Faults) so that tests
@@ -20,10 +19,47 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/wardgate/wardgate/edge/fhir/r4"
 )
+
+// Independent is a second validator that every write must pass as well,
+// when set. Tests set it to google/fhir's (package r4google), in a file
+// independent_test.go of each package that starts a server, so that every
+// resource their gateways write is held against an independent reading of
+// R4 as well as against r4.Validate; New refuses to start a server in a
+// test without it. The demo leaves it nil, and keeps google/fhir out of
+// the binary.
+var Independent func(resource []byte) error
+
+// check validates a resource: one of a type that wardgate writes with
+// r4.Validate, and with Independent when set (the two must agree, by
+// r4.Disagreement); one of another type (a Patient a test creates) with
+// Independent only.
+func check(resource []byte) error {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	json.Unmarshal(resource, &head)
+	modelled := r4.Models(head.ResourceType)
+	var ours error
+	if modelled {
+		ours = r4.Validate(resource)
+	}
+	if Independent == nil {
+		return ours
+	}
+	theirs := Independent(resource)
+	if !modelled {
+		return theirs
+	}
+	if err := r4.Disagreement(ours, theirs); err != nil {
+		return fmt.Errorf("the validators disagree: %w", err)
+	}
+	return ours
+}
 
 // Faults make the server misbehave; the zero value is a well-behaved server.
 type Faults struct {
@@ -65,8 +101,14 @@ type Server struct {
 	rejected int
 }
 
-// New returns an empty server.
+// New returns an empty server. In a test, it panics unless Independent is
+// set.
 func New() *Server {
+	if testing.Testing() && Independent == nil {
+		panic("fhirserver.New in a test without an independent validator: add to the test package a file " +
+			"independent_test.go with func init() { fhirserver.Independent = r4google.Validate } " +
+			"(package github.com/wardgate/wardgate/edge/fhir/r4/r4google)")
+	}
 	return &Server{store: map[string]map[string]json.RawMessage{}, ident: map[string]map[string]map[string]bool{}, versions: map[string]int{}}
 }
 
@@ -493,7 +535,7 @@ func (t *tx) write(typ, id string, body []byte, f Faults) *httpError {
 	res["meta"] = map[string]any{"versionId": strconv.Itoa(t.s.versions[typ+"/"+id] + 1), "lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)}
 	b, _ := json.Marshal(res)
 	if !pre {
-		if err := r4.Validate(b); err != nil {
+		if err := check(b); err != nil {
 			return fail(422, "invalid", "%v", err)
 		}
 	}
@@ -513,7 +555,7 @@ func validateAll(resources []json.RawMessage) map[int]error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				err := r4.Validate(resources[i])
+				err := check(resources[i])
 				mu.Lock()
 				out[i] = err
 				mu.Unlock()
