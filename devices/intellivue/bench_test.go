@@ -1,0 +1,29 @@
+package intellivue
+
+import (
+	"testing"
+	"time"
+)
+
+// BenchmarkDecodePollResult decodes a poll answer of 6 values (HR, SpO2,
+// an NIBP compound of 3, a temperature) into the driver's frame, as the
+// dialogue does for each answer; it reports frames/s and values/s.
+func BenchmarkDecodePollResult(b *testing.B) {
+	msg := samplePoll(true)
+	anchor := Anchor{Abs: time.Now(), Rel: 0x00100000}
+	s := &session{anchor: anchor}
+	values := 0
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := DecodePollResult(msg, time.UTC)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := s.frame(&r)
+		values += len(f.Values)
+	}
+	sec := b.Elapsed().Seconds()
+	b.ReportMetric(float64(b.N)/sec, "frames/s")
+	b.ReportMetric(float64(values)/sec, "values/s")
+}
