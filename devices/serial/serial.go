@@ -40,7 +40,7 @@ type Settings struct {
 	DataBits    int
 	Parity      string // none, even, odd, mark, space
 	StopBits    string // 1, 1.5, 2
-	FlowControl string // none (hardware and software flow control are not supported by the serial library)
+	FlowControl string // none, rtscts, xonxoff (set through termios after the library opens the port: Linux only; see flow_linux.go)
 }
 
 // Merge returns s with its zero fields taken from the profile's defaults,
@@ -100,7 +100,7 @@ func (s Settings) mode() (*bugst.Mode, error) {
 	default:
 		return nil, fmt.Errorf("stop bits %q", s.StopBits)
 	}
-	if s.FlowControl != "none" {
+	if !flowSupported(s.FlowControl) {
 		return nil, fmt.Errorf("flow control %q is not supported by this build", s.FlowControl)
 	}
 	// InitialStatusBits stays nil: setting DTR/RTS needs modem ioctls that
@@ -167,6 +167,13 @@ func openSerial(path string, s Settings) (Port, error) {
 	p, err := bugst.Open(path, m)
 	if err != nil {
 		return nil, err
+	}
+	// The library opens with flow control off; "none" needs nothing more.
+	if s.FlowControl != "none" {
+		if err := SetFlowControl(p, path, s.FlowControl); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	return p, nil
 }
