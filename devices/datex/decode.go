@@ -34,7 +34,7 @@ func DecodeRecord(rec []byte) (devices.DriverFrame, error) {
 	if h.Time != 0 {
 		f.DeviceTime = time.Unix(int64(h.Time), 0).UTC()
 	}
-	f.Firmware = "DRI level " + LevelName(h.Level)
+	f.Firmware = firmware(h.Level)
 	end := len(rec)
 	if h.Len > end {
 		f.Bad++ // the record claims more than arrived
@@ -44,6 +44,7 @@ func DecodeRecord(rec []byte) (devices.DriverFrame, error) {
 	data := rec[HeaderLen:end]
 	var nibpTime time.Time
 	first := len(f.Values)
+	f.Values = make([]devices.DriverValue, 0, len(h.Subs)*nFields)
 	for i, d := range h.Subs {
 		if d.Offset < 0 || d.Offset >= len(data) {
 			f.Bad++
@@ -99,3 +100,15 @@ func DecodeRecord(rec []byte) (devices.DriverFrame, error) {
 	}
 	return f, nil
 }
+
+var nFields = len(Fields())
+
+var firmwares = func() [256]string {
+	var a [256]string
+	for i := range a {
+		a[i] = "DRI level " + LevelName(uint8(i))
+	}
+	return a
+}()
+
+func firmware(level uint8) string { return firmwares[level] }

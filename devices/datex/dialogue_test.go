@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -82,11 +83,31 @@ func pipe(t *testing.T) (gateway, monitor io.ReadWriteCloser) {
 // start runs mon on monitorEnd and d's Run on a SerialLink over gwEnd.
 func start(t *testing.T, mon *datexsim.Monitor, d *datex.Dialogue, gwEnd, monitorEnd io.ReadWriter) *session {
 	t.Helper()
+	startMonitor(t, mon, monitorEnd)
+	return runDialogue(t, mon, d, gwEnd)
+}
+
+// startMonitor runs mon on monitorEnd until the test ends.
+func startMonitor(t *testing.T, mon *datexsim.Monitor, monitorEnd io.ReadWriter) {
+	monDone := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { monDone <- mon.Run(ctx, monitorEnd) }()
+	t.Cleanup(func() {
+		cancel()
+		if c, ok := monitorEnd.(io.Closer); ok {
+			c.Close()
+		}
+		if err := <-monDone; err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+			t.Logf("monitor: %v", err)
+		}
+	})
+}
+
+// runDialogue runs d's Run on a new SerialLink over gwEnd until the test
+// ends or stop is called.
+func runDialogue(t *testing.T, mon *datexsim.Monitor, d *datex.Dialogue, gwEnd io.ReadWriter) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{mon: mon, d: d, link: datex.NewSerialLink(gwEnd), done: make(chan struct{}), cancel: cancel}
-	monDone := make(chan error, 1)
-	monCtx, monCancel := context.WithCancel(context.Background())
-	go func() { monDone <- mon.Run(monCtx, monitorEnd) }()
 	go func() {
 		err := d.Run(ctx, s.link, s.emit)
 		s.mu.Lock()
@@ -97,14 +118,7 @@ func start(t *testing.T, mon *datexsim.Monitor, d *datex.Dialogue, gwEnd, monito
 	t.Cleanup(func() {
 		cancel()
 		<-s.done
-		monCancel()
-		if c, ok := monitorEnd.(io.Closer); ok {
-			c.Close()
-		}
 		s.link.Close()
-		if err := <-monDone; err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, net.ErrClosed) {
-			t.Logf("monitor: %v", err)
-		}
 	})
 	return s
 }

@@ -19,7 +19,7 @@ import (
 // The port is read by a goroutine of the link's own, started at the first
 // ReadMessage, so that a deadline holds whatever the port's Read does: a
 // serial port's Read that returns (0, nil) at its timeout, or a pipe's
-// that blocks. The goroutine ends when Read fails, or at its next read
+// that blocks. The goroutine ends when Read fails, or when Read returns
 // after Close.
 type SerialLink struct {
 	port io.ReadWriter
@@ -64,17 +64,13 @@ func (l *SerialLink) WriteMessage(rec []byte) error {
 	return err
 }
 
-// Close stops the link's reader and closes the port when it is an
-// io.Closer.
+// Close stops the link's reader when its Read next returns, and leaves
+// the port open: a serial port's Read returns at its timeout, so that the
+// port can be given to a new link; a port whose Read blocks must be closed
+// too.
 func (l *SerialLink) Close() error {
-	var err error
-	l.close.Do(func() {
-		close(l.done)
-		if c, ok := l.port.(io.Closer); ok {
-			err = c.Close()
-		}
-	})
-	return err
+	l.close.Do(func() { close(l.done) })
+	return nil
 }
 
 // ReadMessage returns the next record, waiting until deadline at most;

@@ -112,6 +112,7 @@ func ParseHeader(rec []byte) (Header, error) {
 	h.PlugID = binary.LittleEndian.Uint16(rec[4:])
 	h.Time = binary.LittleEndian.Uint32(rec[6:])
 	h.MainType = int16(binary.LittleEndian.Uint16(rec[14:]))
+	h.Subs = make([]Desc, 0, maxDescs)
 	for i := range maxDescs {
 		d := rec[16+3*i:]
 		t := d[2]
