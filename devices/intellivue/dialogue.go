@@ -154,6 +154,13 @@ type session struct {
 	curPoll, prevPoll   uint16
 	curSeen             bool
 	pollAsked, nextPoll time.Time
+	lastNumerics        time.Time
+
+	accepted bool
+	// reply is reused from answer to answer; fields and units are the
+	// names of the ids met so far
+	reply         PollReply
+	fields, units map[uint16]string
 }
 
 // readSlice bounds one wait on the link so that the context's end is seen.
@@ -166,6 +173,9 @@ func (d *Dialogue) Run(ctx context.Context, link devices.Link, emit func(devices
 	s := &session{o: &d.opts, link: link, emit: emit, log: d.opts.Logger.With("transport", d.opts.Transport.String())}
 	if err := s.associate(ctx); err != nil {
 		if ctx.Err() != nil {
+			if s.accepted {
+				s.release()
+			}
 			return nil
 		}
 		return err
@@ -257,7 +267,7 @@ func (s *session) associate(ctx context.Context) error {
 		switch KindOf(msg) {
 		case KindAccept:
 			res, _ := ParseAssociationResult(msg)
-			accepted = true
+			accepted, s.accepted = true, true
 			s.log.Debug("intellivue association accepted", "min_poll_period", res.MinPollPeriod)
 		case KindRefuse:
 			return ErrRefused
@@ -335,7 +345,7 @@ func (s *session) poll(ctx context.Context) error {
 		if !now.Before(silentAt) {
 			return fmt.Errorf("intellivue: nothing from the monitor for %s: %w", s.o.Silence, devices.ErrSilent)
 		}
-		if !now.Before(s.nextPoll) {
+		if !now.Before(s.nextPoll) || s.numericsStalled(now) {
 			if err := s.askNumerics(now); err != nil {
 				return err
 			}
@@ -347,6 +357,13 @@ func (s *session) poll(ctx context.Context) error {
 		}
 		keepAt := s.keepAliveAt()
 		until := minTime(silentAt, s.nextPoll, keepAt)
+		if s.extended {
+			last := s.lastNumerics
+			if s.pollAsked.After(last) {
+				last = s.pollAsked
+			}
+			until = minTime(until, last.Add(stallAfter*s.o.PollPeriod))
+		}
 		msg, err := s.read(ctx, until)
 		if err != nil {
 			return fmt.Errorf("intellivue: %w", err)
@@ -358,6 +375,24 @@ func (s *session) poll(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// stallAfter is how many poll periods without numerics make the client
+// ask its extended poll again: the monitor may have ended it (its final
+// result lost on the LAN) or lost it while the association lives on.
+const stallAfter = 3
+
+// numericsStalled reports whether an extended poll stopped answering while
+// the monitor still answers keep-alives.
+func (s *session) numericsStalled(now time.Time) bool {
+	if !s.extended {
+		return false
+	}
+	last := s.lastNumerics
+	if s.pollAsked.After(last) {
+		last = s.pollAsked
+	}
+	return now.Sub(last) >= stallAfter*s.o.PollPeriod
 }
 
 // keepAliveAt is when the next keep-alive is due: KeepAlive after the
@@ -417,7 +452,8 @@ func (s *session) handle(msg []byte) error {
 	default:
 		return nil
 	}
-	r, err := DecodePollOperation(op, s.o.Location)
+	r := &s.reply
+	err = r.decode(op, s.o.Location)
 	if err != nil {
 		if !errors.Is(err, ErrNotPollReply) {
 			s.log.Debug("intellivue poll result not read", "error", err)
@@ -452,7 +488,8 @@ func (s *session) handle(msg []byte) error {
 		// the final result: the extended poll's period is over
 		s.nextPoll = time.Now()
 	}
-	if err := s.emit(s.frame(&r)); err != nil {
+	s.lastNumerics = time.Now()
+	if err := s.emit(s.frame(r)); err != nil {
 		return fmt.Errorf("%w: %w", errEmit, err)
 	}
 	return nil
@@ -472,8 +509,27 @@ func (s *session) frame(r *PollReply) devices.DriverFrame {
 	} else {
 		f.DeviceTime = s.anchor.Time(r.RelTime)
 	}
+	if s.fields == nil {
+		s.fields, s.units = map[uint16]string{}, map[uint16]string{}
+	}
 	for _, n := range r.Numerics {
-		f.Values = append(f.Values, DriverValue(n, s.anchor))
+		field, ok := s.fields[n.Physio]
+		if !ok {
+			field = PhysioField(n.Physio)
+			s.fields[n.Physio] = field
+		}
+		unit, ok := s.units[n.Unit]
+		if !ok {
+			unit = strconv.Itoa(int(n.Unit))
+			s.units[n.Unit] = unit
+		}
+		f.Values = append(f.Values, devices.DriverValue{
+			Field: field,
+			Value: n.Value(),
+			Unit:  unit,
+			State: uint32(n.State),
+			Time:  n.Time(s.anchor),
+		})
 	}
 	return f
 }

@@ -183,10 +183,10 @@ func checkValues(t *testing.T, rec *recorder, skew time.Duration) {
 		field, unit string
 		lo, hi      float64
 	}{
-		{"0x4182", "2720", 60, 85},  // HR, bpm
-		{"0x4BB8", "544", 90, 100},  // SpO2, %
-		{"0x4822", "2720", 60, 85},  // pulse rate from the pleth, as sent
-		{"0x500A", "2784", 10, 22},  // RR, /min
+		{"0x4182", "2720", 60, 85},   // HR, bpm
+		{"0x4BB8", "544", 90, 100},   // SpO2, %
+		{"0x4822", "2720", 60, 85},   // pulse rate from the pleth, as sent
+		{"0x500A", "2784", 10, 22},   // RR, /min
 		{"0x4A05", "3872", 110, 130}, // NIBP systolic, mmHg
 		{"0x4A06", "3872", 70, 90},
 		{"0x4A07", "3872", 85, 100},

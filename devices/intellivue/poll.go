@@ -114,16 +114,24 @@ func DecodePollResult(msg []byte, loc *time.Location) (PollReply, error) {
 
 // DecodePollOperation is DecodePollResult of a parsed message.
 func DecodePollOperation(op Operation, loc *time.Location) (PollReply, error) {
+	var r PollReply
+	err := r.decode(op, loc)
+	return r, err
+}
+
+// decode fills r from op, reusing r's Numerics.
+func (r *PollReply) decode(op Operation, loc *time.Location) error {
+	*r = PollReply{Numerics: r.Numerics[:0]}
 	if op.ROType != roResult && op.ROType != roLinkedResult || op.Command != cmdConfirmedAction {
-		return PollReply{}, ErrNotPollReply
+		return ErrNotPollReply
 	}
-	r := PollReply{InvokeID: op.InvokeID, Linked: op.ROType == roLinkedResult, LinkState: op.LinkState}
+	r.InvokeID, r.Linked, r.LinkState = op.InvokeID, op.ROType == roLinkedResult, op.LinkState
 	if op.Short {
 		r.Bad++
 	}
 	a := op.Args
 	if len(a) < actionResultHeader {
-		return r, fmt.Errorf("%w: %d bytes of action result", ErrShort, len(a))
+		return fmt.Errorf("%w: %d bytes of action result", ErrShort, len(a))
 	}
 	r.Action = be16(a[6:])
 	n := int(be16(a[8:]))
@@ -136,18 +144,18 @@ func DecodePollOperation(op Operation, loc *time.Location) (PollReply, error) {
 	switch r.Action {
 	case ActionPoll:
 		if len(a) < pollReplyHeader {
-			return r, fmt.Errorf("%w: %d bytes of poll reply", ErrShort, len(a))
+			return fmt.Errorf("%w: %d bytes of poll reply", ErrShort, len(a))
 		}
 		r.PollNumber = be16(a)
 		a = a[2:]
 	case ActionPollExtended:
 		if len(a) < pollReplyExtHeader {
-			return r, fmt.Errorf("%w: %d bytes of extended poll reply", ErrShort, len(a))
+			return fmt.Errorf("%w: %d bytes of extended poll reply", ErrShort, len(a))
 		}
 		r.PollNumber, r.Sequence = be16(a), be16(a[2:])
 		a = a[4:]
 	default:
-		return r, fmt.Errorf("%w: action 0x%04X", ErrNotPollReply, r.Action)
+		return fmt.Errorf("%w: action 0x%04X", ErrNotPollReply, r.Action)
 	}
 	r.RelTime = be32(a)
 	r.AbsTime, _ = AbsoluteTime(a[4:12], loc)
@@ -155,7 +163,7 @@ func DecodePollOperation(op Operation, loc *time.Location) (PollReply, error) {
 	r.AttrGroup = be16(a[16:])
 	a = a[18:]
 	r.decodePollInfo(a, loc)
-	return r, nil
+	return nil
 }
 
 // list reads a {count, length} header and returns the count, the region

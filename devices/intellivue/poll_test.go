@@ -17,7 +17,7 @@ func (e *enc) u16(v ...uint16) *enc {
 	}
 	return e
 }
-func (e *enc) u32(v uint32) *enc  { e.b = binary.BigEndian.AppendUint32(e.b, v); return e }
+func (e *enc) u32(v uint32) *enc { e.b = binary.BigEndian.AppendUint32(e.b, v); return e }
 func (e *enc) raw(p []byte) *enc { e.b = append(e.b, p...); return e }
 
 // open writes a u16 length to be filled by close.
