@@ -245,8 +245,10 @@ func ParseAssociationResult(msg []byte) (AssociationResult, error) {
 			v := prof[4 : 4+n]
 			if id == profilePollSupport && len(v) >= 8 {
 				r.MinPollPeriod = time.Duration(be32(v[4:])) * RelativeTick
-				if len(v) >= 28 {
-					r.Options = findPollExtOptions(v[28:])
+				// revision, min poll period, mtu rx, mtu tx, bandwidth,
+				// options: then the optional packages
+				if len(v) >= 24 {
+					r.Options = findPollExtOptions(v[24:])
 				}
 			}
 			prof = prof[4+n:]
