@@ -45,21 +45,9 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 	if err != nil {
 		return nil, nil, err
 	}
-	var forward []gateway.Destination
-	for i, f := range c.Forward {
-		if f.StowRS != "" {
-			d, err := stowDestination(f)
-			if err != nil {
-				return nil, nil, fmt.Errorf("dicom.forward[%d].%w", i, err)
-			}
-			forward = append(forward, d)
-			continue
-		}
-		t, err := forwardTLS(f.TLS)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dicom.forward[%d].tls: %w", i, err)
-		}
-		forward = append(forward, gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port, TLS: t})
+	forward, err := forwardDestinations(c.Forward)
+	if err != nil {
+		return nil, nil, err
 	}
 	node, err := gateway.NewNode(gateway.NodeConfig{
 		AETitle: c.AETitle, Allow: allow, MaxAssociations: c.MaxAssociations, TLS: serverTLS,
@@ -118,6 +106,28 @@ func (g *Gateway) dicomParts() (parts []part, closeNode func() error, err error)
 		return nil
 	}})
 	return parts, node.Close, nil
+}
+
+// forwardDestinations builds dicom.forward's destinations, reading their
+// TLS files and credentials.
+func forwardDestinations(fs []config.DICOMPeer) ([]gateway.Destination, error) {
+	var forward []gateway.Destination
+	for i, f := range fs {
+		if f.StowRS != "" {
+			d, err := stowDestination(f)
+			if err != nil {
+				return nil, fmt.Errorf("dicom.forward[%d].%w", i, err)
+			}
+			forward = append(forward, d)
+			continue
+		}
+		t, err := forwardTLS(f.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("dicom.forward[%d].tls: %w", i, err)
+		}
+		forward = append(forward, gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port, TLS: t})
+	}
+	return forward, nil
 }
 
 // allowList is dicom.allow as the SCP's check: the calling AE title must

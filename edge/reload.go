@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/dicom/gateway"
 	"github.com/wardgate/wardgate/edge/config"
 )
 
@@ -30,11 +31,6 @@ import (
 // longer one takes a restart. A firmware profile edited in profiles_dir
 // applies to a monitor when it is started: at a restart, or at a reload
 // that changes the monitor's entry.
-//
-// dicom.forward is not live yet: a destination added to a running node
-// would have to be sent the whole spool, and one removed would have to
-// stop holding instances back from the pruner and storage commitment
-// (dicom/gateway's Node fixes its Forwarders at start).
 
 // liveConfig is what a reload changed last.
 type liveConfig struct {
@@ -62,10 +58,7 @@ type RestartNeeded struct {
 
 func (e *RestartNeeded) Error() string {
 	s := "not reloaded, nothing changed: " + strings.Join(e.Keys, ", ") +
-		" changed, which takes a restart (systemctl restart wardgate); a reload changes only monitors, patients.static, patients.hold_unassociated (up to 24h, or the value at start) and log.level"
-	if slices.Contains(e.Keys, "dicom.forward") {
-		s += "; forward destinations are not reloaded live yet"
-	}
+		" changed, which takes a restart (systemctl restart wardgate); a reload changes only monitors, patients.static, patients.hold_unassociated (up to 24h, or the value at start), dicom.forward and log.level"
 	return s
 }
 
@@ -105,12 +98,37 @@ func (g *Gateway) Reload(newCfg *config.Config) (changes []string, err error) {
 		return nil, fmt.Errorf("not reloaded, nothing changed: log.level: %w", err)
 	}
 
-	// Monitors first: the only change that can fail (the part stopping
-	// under it); the others cannot.
+	// Forward destinations are built (their TLS files and credentials
+	// read) before anything changes.
+	var forward []gateway.Destination
+	var renew []string
+	forwardChanged := old.DICOM != nil && newCfg.DICOM != nil && !reflect.DeepEqual(old.DICOM.Forward, newCfg.DICOM.Forward)
+	if forwardChanged {
+		if forward, err = forwardDestinations(newCfg.DICOM.Forward); err != nil {
+			return nil, fmt.Errorf("not reloaded, nothing changed: %w", err)
+		}
+		renew = changedForward(old.DICOM.Forward, newCfg.DICOM.Forward)
+	}
+
+	// Monitors and forward destinations first: the only changes that can
+	// fail (their parts stopping under them); the others cannot.
 	monChanges, err := g.reloadMonitors(newCfg)
 	changes = append(changes, monChanges...)
 	if err != nil {
 		return changes, fmt.Errorf("reload cut short: %w", err)
+	}
+	if forwardChanged {
+		g.mu.Lock()
+		node := g.dicom
+		g.mu.Unlock()
+		if node == nil {
+			return changes, fmt.Errorf("reload cut short: dicom.forward: %w", gateway.ErrForwardersStopped)
+		}
+		fwdChanges, err := node.SetForward(forward, renew...)
+		changes = append(changes, fwdChanges...)
+		if err != nil {
+			return changes, fmt.Errorf("reload cut short: dicom.forward: %w", err)
+		}
 	}
 	if !maps.Equal(old.Patients.Static, newCfg.Patients.Static) {
 		g.beds.setStatic(maps.Clone(newCfg.Patients.Static))
@@ -235,6 +253,29 @@ func staticChanges(old, new map[string]string) []string {
 // them.
 var liveKeys = map[string]bool{
 	"monitors": true, "patients.static": true, "patients.hold_unassociated": true, "log.level": true,
+	"dicom.forward": true,
+}
+
+// forwardName is a dicom.forward entry's destination as the ledger knows
+// it (gateway.Destination.LedgerName).
+func forwardName(f config.DICOMPeer) string {
+	return gateway.Destination{AETitle: f.AETitle, Host: f.Host, Port: f.Port, STOWRS: f.StowRS}.LedgerName()
+}
+
+// changedForward names the destinations in both lists whose entries
+// differ (TLS, credentials): their forwarders start again.
+func changedForward(old, new []config.DICOMPeer) []string {
+	was := map[string]config.DICOMPeer{}
+	for _, f := range old {
+		was[forwardName(f)] = f
+	}
+	var out []string
+	for _, f := range new {
+		if o, ok := was[forwardName(f)]; ok && !reflect.DeepEqual(o, f) {
+			out = append(out, forwardName(f))
+		}
+	}
+	return out
 }
 
 // restartKeys names each key, outside liveKeys, whose value differs

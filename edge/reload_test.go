@@ -97,16 +97,49 @@ func TestReloadRefusesKeysThatNeedARestartAndChangesNothing(t *testing.T) {
 	}
 }
 
-// Forward destinations are fixed in a running DICOM node: adding one is
-// refused, and the message says so.
-func TestReloadRefusesForwardDestinations(t *testing.T) {
+// Forward destinations change live: one added is started (and on the
+// page), one whose entry changed is started again, one removed is stopped.
+// (An entry whose files cannot be read is refused by config.Load, as by
+// check: the reload changes nothing.)
+func TestReloadChangesForwardDestinations(t *testing.T) {
 	dir := t.TempDir()
 	dicom := "dicom: {ae_title: WARDGATE, allow_any: true, listen: '127.0.0.1:0'}\n"
 	g, _, _ := operatorGateway(t, dir, fhirserver.New(), "", dicom)
-	_, err := g.Reload(reloadWith(t, dir, strings.Replace(dicom, "}", ", forward: [{ae_title: PACS, host: 127.0.0.1, port: 104}]}", 1)))
-	var restart *RestartNeeded
-	if !errors.As(err, &restart) || !slices.Equal(restart.Keys, []string{"dicom.forward"}) || !strings.Contains(err.Error(), "forward destinations are not reloaded live yet") {
-		t.Fatalf("a forward destination added: %v", err)
+	forwarders := func() []string {
+		g.mu.Lock()
+		node := g.dicom
+		g.mu.Unlock()
+		var out []string
+		for _, f := range node.Forwarders() {
+			out = append(out, f.Dest.LedgerName())
+		}
+		return out
+	}
+	with := func(forward string) *config.Config {
+		return reloadWith(t, dir, strings.Replace(dicom, "}", ", forward: ["+forward+"]}", 1))
+	}
+	changes, err := g.Reload(with("{ae_title: PACS, host: 127.0.0.1, port: 104}"))
+	if err != nil || !slices.Equal(changes, []string{"dicom.forward: PACS@127.0.0.1:104 added"}) {
+		t.Fatalf("a destination added: %q, %v", changes, err)
+	}
+	if got := forwarders(); !slices.Equal(got, []string{"PACS@127.0.0.1:104"}) {
+		t.Fatalf("forwarders %q", got)
+	}
+	if st := g.snapshot(); st.DICOM == nil || len(st.DICOM.Destinations) != 1 {
+		t.Fatalf("the page does not show the new destination: %+v", st.DICOM)
+	}
+
+	// The same destination with other settings: started again.
+	changes, err = g.Reload(with("{ae_title: PACS, host: 127.0.0.1, port: 104, tls: {}}"))
+	if err != nil || !slices.Equal(changes, []string{"dicom.forward: PACS@127.0.0.1:104 changed: restarted"}) {
+		t.Fatalf("a destination changed: %q, %v", changes, err)
+	}
+	changes, err = g.Reload(reloadWith(t, dir, dicom))
+	if err != nil || !slices.Equal(changes, []string{"dicom.forward: PACS@127.0.0.1:104 removed"}) {
+		t.Fatalf("a destination removed: %q, %v", changes, err)
+	}
+	if got := forwarders(); len(got) != 0 {
+		t.Fatalf("forwarders after the removal %q", got)
 	}
 }
 

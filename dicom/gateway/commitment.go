@@ -115,6 +115,8 @@ type Committer struct {
 	kick      chan struct{}
 	wg        sync.WaitGroup
 	started   atomic.Bool
+	// dests replaces Destinations once SetDestinations was called.
+	dests atomic.Pointer[[]string]
 
 	requests, refused, committed, failed, reportsSent, reportsRefused, abandoned atomic.Uint64
 }
@@ -355,7 +357,7 @@ func (c *Committer) decide(ref dicom.SOPReference) (int, uint16) {
 	if c.After == CommitWhenSpooled {
 		return refCommitted, 0
 	}
-	for _, d := range c.Destinations {
+	for _, d := range c.destinations() {
 		m, ok := c.Ledger.ForwardMarkOf(d, in.Key)
 		switch {
 		case !ok || m.SHA256 != in.SHA256:
@@ -368,6 +370,18 @@ func (c *Committer) decide(ref dicom.SOPReference) (int, uint16) {
 		}
 	}
 	return refCommitted, 0
+}
+
+// SetDestinations changes the destinations a reference waits for under
+// commit_after: forwarded (a reload's); Kick then decides again what
+// waits.
+func (c *Committer) SetDestinations(d []string) { c.dests.Store(&d) }
+
+func (c *Committer) destinations() []string {
+	if d := c.dests.Load(); d != nil {
+		return *d
+	}
+	return c.Destinations
 }
 
 // read returns the record under key, or nil.
@@ -746,7 +760,7 @@ func (n *Node) newCommitter(c NodeConfig, log *slog.Logger) {
 		return
 	}
 	var dests []string
-	for _, f := range n.Forwarders {
+	for _, f := range n.Forwarders() {
 		dests = append(dests, f.Dest.LedgerName())
 	}
 	n.Committer = &Committer{
@@ -761,7 +775,7 @@ func (n *Node) newCommitter(c NodeConfig, log *slog.Logger) {
 	// commit_after: forwarded; an arriving instance decides nothing (one
 	// not in the spool when asked for failed then).
 	if c.Commitment.After == CommitWhenForwarded {
-		for _, f := range n.Forwarders {
+		for _, f := range n.Forwarders() {
 			f.OnMarked = n.Committer.Kick
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardgate/wardgate/dicom"
@@ -56,13 +57,12 @@ type NodeConfig struct {
 // a Receiver, the StudyAssembler, one Forwarder per destination and the
 // Pruner, wired together.
 type Node struct {
-	Server     *dicom.Server
-	Receiver   *Receiver
-	Assembler  *StudyAssembler
-	Forwarders []*Forwarder
-	Pruner     *Pruner
-	Ledger     *Ledger
-	Committer  *Committer // nil: no storage commitment
+	Server    *dicom.Server
+	Receiver  *Receiver
+	Assembler *StudyAssembler
+	Pruner    *Pruner
+	Ledger    *Ledger
+	Committer *Committer // nil: no storage commitment
 	// Recent are the last studies received since the Node started.
 	Recent *RecentStudies
 	// ShutdownTimeout is how long associations in progress may finish
@@ -70,6 +70,13 @@ type Node struct {
 	ShutdownTimeout time.Duration
 	tls             *tls.Config
 	ln, tlsLn       net.Listener
+
+	// The forwarders, one per destination, as SetForward last left them
+	// (forward_live.go).
+	cfg NodeConfig
+	log *slog.Logger
+	fwd atomic.Pointer[[]*Forwarder]
+	fw  forwarderRun
 }
 
 // NodeStats is a snapshot for the status page.
@@ -100,7 +107,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Ledger: ledger, Recent: &RecentStudies{}, ShutdownTimeout: c.ShutdownTimeout, tls: c.TLS}
+	n := &Node{Ledger: ledger, Recent: &RecentStudies{}, ShutdownTimeout: c.ShutdownTimeout, tls: c.TLS, cfg: c, log: log}
 	if n.ShutdownTimeout == 0 {
 		n.ShutdownTimeout = 30 * time.Second
 	}
@@ -108,11 +115,11 @@ func NewNode(c NodeConfig) (*Node, error) {
 		sink := handOverNotice{StudySink: c.Sink, recent: n.Recent}
 		n.Assembler = &StudyAssembler{Spool: c.Spool, Ledger: ledger, Sink: sink, StableAfter: c.StableAfter, Logger: log}
 	}
+	fwd := make([]*Forwarder, 0, len(c.Forward))
 	for _, d := range c.Forward {
-		n.Forwarders = append(n.Forwarders, &Forwarder{
-			Dest: d, CallingAE: c.AETitle, Spool: c.Spool, Ledger: ledger, Timeouts: c.Timeouts, Logger: log, OnRefused: c.OnRefused, DeadAfter: c.RefusedForGoodAfter,
-		})
+		fwd = append(fwd, n.newForwarder(d))
 	}
+	n.fwd.Store(&fwd)
 	if c.Sink != nil {
 		n.Pruner = &Pruner{Spool: c.Spool, Ledger: ledger, Destinations: c.Forward, Retention: c.Retention, Logger: log}
 	}
@@ -121,7 +128,7 @@ func NewNode(c NodeConfig) (*Node, error) {
 		if n.Assembler != nil {
 			n.Assembler.Add(h.StudyInstanceUID)
 		}
-		for _, f := range n.Forwarders {
+		for _, f := range n.Forwarders() {
 			f.Enqueue(in.Key)
 		}
 	}}
@@ -157,9 +164,7 @@ func (n *Node) Parts(plain, secure net.Listener) []Part {
 	if n.Assembler != nil {
 		parts = append(parts, Part{"dicom study assembler", n.Assembler.Run})
 	}
-	for _, f := range n.Forwarders {
-		parts = append(parts, Part{"dicom forwarder to " + f.Dest.LedgerName(), f.Run})
-	}
+	parts = append(parts, Part{"dicom forwarders", n.runForwarders})
 	if n.Pruner != nil {
 		parts = append(parts, Part{"dicom pruner", n.Pruner.Run})
 	}
@@ -217,7 +222,7 @@ func (n *Node) Stats() NodeStats {
 	if n.Assembler != nil {
 		st.Studies = n.Assembler.Stats()
 	}
-	for _, f := range n.Forwarders {
+	for _, f := range n.Forwarders() {
 		st.Forward = append(st.Forward, f.Stats())
 	}
 	if n.Pruner != nil {
@@ -235,7 +240,7 @@ func (n *Node) Stats() NodeStats {
 // (at most MaxRecentStudies), newest first.
 func (n *Node) RecentStudies() []RecentStudy {
 	var dests []string
-	for _, f := range n.Forwarders {
+	for _, f := range n.Forwarders() {
 		dests = append(dests, f.Dest.LedgerName())
 	}
 	return n.Recent.snapshot(n.Ledger, dests)
@@ -245,7 +250,7 @@ func (n *Node) RecentStudies() []RecentStudy {
 // retry or a drop.
 func (n *Node) Refusals() ([]Refusal, error) {
 	var out []Refusal
-	for _, f := range n.Forwarders {
+	for _, f := range n.Forwarders() {
 		rs, err := f.Refusals()
 		if err != nil {
 			return nil, err
@@ -292,7 +297,7 @@ func (n *Node) DropRefusal(r Refusal) error {
 func (n *Node) HasDestination(destination string) bool { return n.forwarder(destination) != nil }
 
 func (n *Node) forwarder(destination string) *Forwarder {
-	for _, f := range n.Forwarders {
+	for _, f := range n.Forwarders() {
 		if f.Dest.LedgerName() == destination {
 			return f
 		}

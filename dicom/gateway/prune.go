@@ -30,6 +30,8 @@ type Pruner struct {
 	Holds func(key string) bool
 
 	removed atomic.Uint64
+	// dests replaces Destinations once SetDestinations was called.
+	dests atomic.Pointer[[]Destination]
 
 	// StudyMemory is how long after its last hand-over a study whose
 	// instances have all left the spool is remembered (30 days when 0).
@@ -40,6 +42,18 @@ type Pruner struct {
 
 // studySweep is how often the ledger is swept for studies to forget.
 const studySweep = time.Hour
+
+// SetDestinations changes the destinations that must have an instance
+// before it may go (the forward destinations of a reload); the next Prune
+// follows them.
+func (p *Pruner) SetDestinations(d []Destination) { p.dests.Store(&d) }
+
+func (p *Pruner) destinations() []Destination {
+	if d := p.dests.Load(); d != nil {
+		return *d
+	}
+	return p.Destinations
+}
 
 // Removed counts the instances the Pruner removed.
 func (p *Pruner) Removed() uint64 { return p.removed.Load() }
@@ -69,8 +83,9 @@ func (p *Pruner) Run(ctx context.Context) error {
 // Prune removes every instance no longer needed, once.
 func (p *Pruner) Prune(ctx context.Context) error {
 	var done []buffer.Instance
-	marks := make([]map[string]ForwardMark, len(p.Destinations))
-	for i, d := range p.Destinations {
+	dests := p.destinations()
+	marks := make([]map[string]ForwardMark, len(dests))
+	for i, d := range dests {
 		m, err := p.Ledger.Forwarded(d.LedgerName())
 		if err != nil {
 			return err

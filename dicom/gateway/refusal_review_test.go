@@ -156,7 +156,7 @@ func TestReviewTwoDestinationsRefusingTheSameInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	for _, f := range n.Forwarders { // the test's ledger, not the node's own
+	for _, f := range n.Forwarders() { // the test's ledger, not the node's own
 		f.Ledger = ledger
 	}
 	rs, err := n.Refusals()
@@ -193,7 +193,7 @@ func TestReviewTwoDestinationsRefusingTheSameInstance(t *testing.T) {
 	if _, ok := ledger.ForwardMarkOf(y.LedgerName(), in.Key); ok {
 		t.Fatal("y's refusal mark stayed after the retry")
 	}
-	if st := n.Forwarders[1].Stats(); st.Waiting != 1 {
+	if st := n.Forwarders()[1].Stats(); st.Waiting != 1 {
 		t.Fatalf("y after the retry (not running yet): %+v, want the instance waiting", st)
 	}
 	prune()
