@@ -158,7 +158,10 @@ func (g *Gateway) backupRunning(ctx context.Context, w buffer.BackupWriter) (Bac
 			return mw.m, err
 		}
 	}
-	if node := g.dicom; node != nil && node.Ledger != nil {
+	g.mu.Lock()
+	node := g.dicom
+	g.mu.Unlock()
+	if node != nil && node.Ledger != nil {
 		if err := node.Ledger.Backup("spool/ledger.db", mw); err != nil {
 			return mw.m, fmt.Errorf("spool/ledger.db: %w", err)
 		}
