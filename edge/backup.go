@@ -135,6 +135,12 @@ func newManifest(site string, running bool) *manifestWriter {
 func (g *Gateway) backupRunning(ctx context.Context, w buffer.BackupWriter) (BackupManifest, error) {
 	mw := newManifest(g.cfg.Site, true)
 	mw.w = w
+	g.mu.Lock()
+	node := g.dicom
+	g.mu.Unlock()
+	if node == nil && g.cfg.DICOM != nil {
+		return mw.m, errors.New("the DICOM node is not running (the gateway is starting or stopping): try again")
+	}
 	// What feeds the patient rules first: the files are whole (each is
 	// rewritten by a rename), the clocks as they are now.
 	for _, name := range []string{associationsFile, staysFile, adtStaysFile} {
@@ -158,9 +164,6 @@ func (g *Gateway) backupRunning(ctx context.Context, w buffer.BackupWriter) (Bac
 			return mw.m, err
 		}
 	}
-	g.mu.Lock()
-	node := g.dicom
-	g.mu.Unlock()
 	if node != nil && node.Ledger != nil {
 		if err := node.Ledger.Backup("spool/ledger.db", mw); err != nil {
 			return mw.m, fmt.Errorf("spool/ledger.db: %w", err)
