@@ -1,7 +1,6 @@
 package r4
 
 import (
-	"encoding/json"
 	"math"
 	"net/url"
 	"regexp"
@@ -34,7 +33,7 @@ var (
 
 // primitive checks the JSON value of a primitive element; bad says whether
 // there is a problem, k and msg what it is.
-func primitive(e *element, raw json.RawMessage) (k kind, msg string, bad bool) {
+func primitive(e *element, raw []byte) (k kind, msg string, bad bool) {
 	switch e.typ {
 	case tDecimal:
 		if !decimalRE.Match(raw) {
@@ -55,11 +54,8 @@ func primitive(e *element, raw json.RawMessage) (k kind, msg string, bad bool) {
 		}
 		return 0, "", false
 	}
-	if len(raw) == 0 || raw[0] != '"' {
-		return broken, "expected a string: " + clip(raw), true
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, ok := stringValue(raw)
+	if !ok {
 		return broken, "expected a string: " + clip(raw), true
 	}
 	if s == "" {

@@ -29,8 +29,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -88,17 +86,32 @@ func Validate(resource []byte) error {
 	if !utf8.Valid(resource) {
 		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Message: "not UTF-8"}}, Resource: resource}
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(resource, &fields); err != nil {
-		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Message: "not a JSON object: " + err.Error()}}, Resource: resource}
+	if !json.Valid(resource) {
+		var v any
+		msg := "not JSON"
+		if err := json.Unmarshal(resource, &v); err != nil {
+			msg += ": " + err.Error()
+		}
+		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Message: msg}}, Resource: resource}
 	}
-	rt, ok := fields["resourceType"]
-	if !ok {
+	body := bytes.TrimSpace(resource)
+	if body[0] != '{' {
+		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Message: "not a JSON object"}}, Resource: resource}
+	}
+	c := checker{path: make([]byte, 0, 64)}
+	start, end := c.members(body)
+	var rt []byte
+	for _, m := range c.mem[start:end] {
+		if string(m.name) == "resourceType" {
+			rt = m.val
+		}
+	}
+	if rt == nil {
 		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Message: "no resourceType"}}, Resource: resource}
 	}
-	var name string
-	if err := json.Unmarshal(rt, &name); err != nil || name == "" {
-		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Path: "resourceType", Message: "not a resource type: " + string(rt)}}, Resource: resource}
+	name, ok := stringValue(rt)
+	if !ok || name == "" {
+		return &InvalidError{ResourceType: "resource", Issues: []Issue{{Path: "resourceType", Message: "not a resource type: " + clip(rt)}}, Resource: resource}
 	}
 	def := resources[name]
 	if def == nil {
@@ -108,137 +121,187 @@ func Validate(resource []byte) error {
 		}
 		return &InvalidError{ResourceType: name, Issues: []Issue{is}, Resource: resource}
 	}
-	delete(fields, "resourceType")
-	var c checker
-	c.fields(name, def, fields)
+	c.path = append(c.path, name...)
+	c.fields(def, start, end, true)
 	if len(c.issues) > 0 {
 		return &InvalidError{ResourceType: name, Issues: c.issues, Resource: resource}
 	}
 	return nil
 }
 
-// checker gathers the issues of one resource.
+// checker walks one resource and gathers its issues. The resource is valid
+// JSON (json.Valid) before the walk starts, so the walk only finds where
+// values begin and end. The path of the element at hand and the names and
+// values of the objects being walked are kept in buffers that grow and
+// shrink with the walk, so that a valid resource costs few allocations.
 type checker struct {
 	issues []Issue
+	path   []byte
+	mem    []member
+	items  [][]byte
 }
 
-func (c *checker) add(path string, k kind, msg string) {
-	c.issues = append(c.issues, Issue{Path: path, Message: msg, kind: k})
+// member is a name and its value in an object.
+type member struct {
+	name []byte // unescaped
+	val  []byte // the value as it is written, without white space around it
+}
+
+func (c *checker) add(k kind, msg string) {
+	c.issues = append(c.issues, Issue{Path: string(c.path), Message: msg, kind: k})
+}
+
+// push appends a name to the path; the returned length pops it.
+func (c *checker) push(name []byte) int {
+	n := len(c.path)
+	c.path = append(append(c.path, '.'), name...)
+	return n
 }
 
 // object checks a JSON object against a datatype's or backbone element's
-// definition and returns its fields.
-func (c *checker) object(path string, def *structure, raw json.RawMessage) map[string]json.RawMessage {
-	if len(raw) == 0 || raw[0] != '{' {
-		c.add(path, broken, "expected an object ("+def.name+")")
+// definition, and returns the value of its element name, if it has one.
+func (c *checker) object(def *structure, raw []byte, name string) []byte {
+	if raw[0] != '{' {
+		c.add(broken, "expected an object ("+def.name+")")
 		return nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		c.add(path, broken, "expected an object ("+def.name+")")
-		return nil
+	start, end := c.members(raw)
+	var v []byte
+	for _, m := range c.mem[start:end] {
+		if string(m.name) == name {
+			v = m.val
+		}
 	}
-	c.fields(path, def, fields)
-	return fields
+	c.fields(def, start, end, false)
+	c.mem = c.mem[:start]
+	return v
 }
 
-// fields checks the names and values of an object, and that the elements
-// its definition requires are there.
-func (c *checker) fields(path string, def *structure, fields map[string]json.RawMessage) {
-	if len(fields) == 0 {
-		c.add(path, r4Only, "an empty object")
+// fields checks the names and values of an object (c.mem[start:end]), and
+// that the elements its definition requires are there.
+func (c *checker) fields(def *structure, start, end int, resource bool) {
+	if start == end {
+		c.add(r4Only, "an empty object")
 		return
 	}
-	for _, k := range slices.Sorted(maps.Keys(fields)) {
-		at := path + "." + k
-		e := def.byName[k]
-		switch {
-		case e != nil && e.typ == tOther:
-			c.add(at, notWritten, "not written by wardgate")
-		case e != nil:
-			c.value(at, e, fields[k])
-		case strings.HasPrefix(k, "_") && def.byName[k[1:]] != nil && def.byName[k[1:]].primitive():
-			c.add(at, notWritten, "extensions of primitive elements are not written by wardgate")
-		case k != "" && def.byName[strings.ToLower(k[:1])+k[1:]] != nil:
-			c.add(at, r4Only, "element names are case-sensitive")
-		default:
-			c.add(at, broken, "not an element of "+def.name)
+	for i := start; i < end; i++ {
+		m := c.mem[i]
+		if resource && string(m.name) == "resourceType" {
+			continue
 		}
+		n := c.push(m.name)
+		if duplicate(c.mem[i+1:end], m.name) {
+			// Decoders keep the last; so does this check.
+			c.add(r4Only, "a name given twice")
+			c.path = c.path[:n]
+			continue
+		}
+		e := def.byName[string(m.name)]
+		k := m.name
+		switch {
+		case e != nil && (e.typ == tOther || e.typ == tOtherPrimitive):
+			c.add(notWritten, "not written by wardgate")
+		case e != nil:
+			c.value(e, m.val)
+		case len(k) > 1 && k[0] == '_' && def.byName[string(k[1:])] != nil && def.byName[string(k[1:])].primitive():
+			c.add(notWritten, "extensions of primitive elements are not written by wardgate")
+		case len(k) > 0 && def.byName[lowerFirst(k)] != nil:
+			c.add(r4Only, "element names are case-sensitive")
+		default:
+			c.add(broken, "not an element of "+def.name)
+		}
+		c.path = c.path[:n]
 	}
 	for _, e := range def.required {
-		if !present(fields, e.name) {
-			c.add(path+"."+e.name, broken, "missing required element")
+		if !present(c.mem[start:end], e.name) {
+			n := c.push([]byte(e.name))
+			c.add(broken, "missing required element")
+			c.path = c.path[:n]
 		}
 	}
+}
+
+func duplicate(rest []member, name []byte) bool {
+	for _, m := range rest {
+		if bytes.Equal(m.name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerFirst(k []byte) string {
+	if k[0] >= 'A' && k[0] <= 'Z' {
+		return string(k[0]+'a'-'A') + string(k[1:])
+	}
+	return string(k)
+}
+
+// present says whether an element is in an object, under its name or in
+// other letter case (refused above, and not missing as well).
+func present(members []member, name string) bool {
+	for _, m := range members {
+		if string(m.name) == name || len(m.name) > 0 && lowerFirst(m.name) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // value checks the value of one element: an array or a single value, as its
 // cardinality asks.
-func (c *checker) value(path string, e *element, raw json.RawMessage) {
-	raw = bytes.TrimSpace(raw)
-	if string(raw) == "null" {
-		c.add(path, broken, "null")
+func (c *checker) value(e *element, raw []byte) {
+	if raw[0] == 'n' {
+		c.add(broken, "null")
 		return
 	}
 	if !e.many {
-		if len(raw) > 0 && raw[0] == '[' {
-			c.add(path, broken, "an array where one value is allowed")
+		if raw[0] == '[' {
+			c.add(broken, "an array where one value is allowed")
 			return
 		}
-		c.single(path, e, raw)
+		c.single(e, raw)
 		return
 	}
-	var items []json.RawMessage
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
-		c.add(path, broken, "expected an array")
+	if raw[0] != '[' {
+		c.add(broken, "expected an array")
 		return
 	}
-	if len(items) == 0 {
-		c.add(path, r4Only, "an empty array")
-		return
+	start, end := c.elements(raw)
+	if start == end {
+		c.add(r4Only, "an empty array")
 	}
-	for i, item := range items {
-		at := path + "[" + strconv.Itoa(i) + "]"
-		item = bytes.TrimSpace(item)
-		if string(item) == "null" {
-			c.add(at, broken, "null")
-			continue
+	for i := start; i < end; i++ {
+		item := c.items[i]
+		n := len(c.path)
+		c.path = append(append(append(c.path, '['), strconv.Itoa(i-start)...), ']')
+		if item[0] == 'n' {
+			c.add(broken, "null")
+		} else {
+			c.single(e, item)
 		}
-		c.single(at, e, item)
+		c.path = c.path[:n]
 	}
+	c.items = c.items[:start]
 }
 
-func (c *checker) single(path string, e *element, raw json.RawMessage) {
+func (c *checker) single(e *element, raw []byte) {
 	switch e.typ {
 	case tObject:
-		c.object(path, e.def, raw)
+		c.object(e.def, raw, "")
 	case tReference:
-		fields := c.object(path, reference, raw)
-		if ref, ok := fields["reference"]; ok {
-			var s string
-			if json.Unmarshal(ref, &s) == nil {
+		if ref := c.object(reference, raw, "reference"); ref != nil {
+			if s, ok := stringValue(ref); ok {
 				if k, msg, bad := target(s, e.targets); bad {
-					c.add(path+".reference", k, msg)
+					n := c.push([]byte("reference"))
+					c.add(k, msg)
+					c.path = c.path[:n]
 				}
 			}
 		}
 	default:
 		if k, msg, bad := primitive(e, raw); bad {
-			c.add(path, k, msg)
+			c.add(k, msg)
 		}
 	}
-}
-
-// present says whether an element is in an object, under its name or in
-// other letter case (refused above, and not missing as well).
-func present(fields map[string]json.RawMessage, name string) bool {
-	if _, ok := fields[name]; ok {
-		return true
-	}
-	for k := range fields {
-		if k != "" && strings.ToLower(k[:1])+k[1:] == name {
-			return true
-		}
-	}
-	return false
 }
