@@ -156,7 +156,8 @@ type session struct {
 	pollAsked, nextPoll time.Time
 	lastNumerics        time.Time
 
-	accepted bool
+	accepted   bool
+	noExtended bool
 	// reply is reused from answer to answer; fields and units are the
 	// names of the ids met so far
 	reply         PollReply
@@ -268,7 +269,10 @@ func (s *session) associate(ctx context.Context) error {
 		case KindAccept:
 			res, _ := ParseAssociationResult(msg)
 			accepted, s.accepted = true, true
-			s.log.Debug("intellivue association accepted", "min_poll_period", res.MinPollPeriod)
+			// a monitor that shows the options it granted without numerics
+			// each second gets single polls
+			s.noExtended = res.Options != 0 && res.Options&pollExtNumerics1s == 0
+			s.log.Debug("intellivue association accepted", "min_poll_period", res.MinPollPeriod, "options", fmt.Sprintf("0x%08X", res.Options))
 		case KindRefuse:
 			return ErrRefused
 		case KindAbort:
@@ -335,7 +339,7 @@ func (s *session) askNumerics(now time.Time) error {
 }
 
 func (s *session) poll(ctx context.Context) error {
-	s.extended = s.o.PollPeriod <= time.Second
+	s.extended = s.o.PollPeriod <= time.Second && !s.noExtended
 	if err := s.askNumerics(time.Now()); err != nil {
 		return err
 	}

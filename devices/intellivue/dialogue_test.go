@@ -236,6 +236,7 @@ func checkValues(t *testing.T, rec *recorder, skew time.Duration) {
 func TestValuesOverUDP(t *testing.T) {
 	const skew = -90 * time.Second
 	m := newSim(intellivuesim.Config{ClockSkew: skew})
+	m.Garbage(true) // datagrams that are no message among the answers
 	link := serveUDP(t, m)
 	rec := &recorder{}
 	cancel, done := run(t, dialogue(t, intellivue.Options{}), link, rec)

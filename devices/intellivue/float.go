@@ -41,3 +41,17 @@ func EncodeFloat(mantissa int32, exponent int8) uint32 {
 
 // FloatNaN is the FLOAT marker for a value that is not available.
 const FloatNaN uint32 = floatNaN
+
+// Measurement-state bits of a value (the profile reads them from
+// DriverValue.State).
+const (
+	StateInvalid      = 0x8000
+	StateQuestionable = 0x4000
+	StateUnavailable  = 0x2000
+	StateTest         = 0x0800
+	StateDemo         = 0x0400
+)
+
+// StateValid reports whether a measurement state marks a value as valid:
+// none of the high byte's bits set.
+func StateValid(state uint16) bool { return state&0xFF00 == 0 }

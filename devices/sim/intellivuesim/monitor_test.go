@@ -191,3 +191,52 @@ func TestConnectIndication(t *testing.T) {
 		t.Fatalf("%+v %v", info, ok)
 	}
 }
+
+// ListenAndServe on configurable ports: a client associates, and the
+// Connect Indication is broadcast (here to a loopback listener).
+func TestListenAndServe(t *testing.T) {
+	l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// a free port for the monitor
+	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := probe.LocalAddr().String()
+	probe.Close()
+	m := New(Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- m.ListenAndServe(ctx, UDPConfig{Listen: addr, Broadcast: l.LocalAddr().String(), Every: 50 * time.Millisecond})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ListenAndServe: %v", err)
+		}
+	}()
+	l.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2048)
+	n, from, err := l.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := intellivue.ParseConnectIndication(buf[:n], time.UTC); !ok || from.String() != addr {
+		t.Fatalf("indication from %s (monitor at %s)", from, addr)
+	}
+	c, err := net.DialUDP("udp", nil, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(intellivue.AssociationRequest(time.Second))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err = c.Read(buf)
+	if err != nil || intellivue.KindOf(buf[:n]) != intellivue.KindAccept {
+		t.Fatalf("answer % X, %v", buf[:n], err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -26,7 +27,9 @@ func (m *Monitor) Serve(ctx context.Context, conn *net.UDPConn) error {
 				return
 			}
 			if m.junk() {
-				conn.WriteToUDP(junkBytes(), peer)
+				// a datagram that is no message: its first byte is no
+				// session identifier
+				conn.WriteToUDP(append([]byte{0x00}, junkBytes()...), peer)
 			}
 			conn.WriteToUDP(msg, peer)
 		}
@@ -53,6 +56,50 @@ func (m *Monitor) Serve(ctx context.Context, conn *net.UDPConn) error {
 		send(m.tick(now))
 	}
 	return nil
+}
+
+// UDPConfig says where a simulated monitor listens on the LAN.
+type UDPConfig struct {
+	// Listen is the data-export address (":24105" when empty).
+	Listen string
+	// Broadcast, when set, is where the Connect Indication goes every
+	// Every (5 s when zero): "255.255.255.255:24005" on a real network.
+	Broadcast string
+	Every     time.Duration
+}
+
+// ListenAndServe binds the data-export port, broadcasts the Connect
+// Indication if asked, and serves clients until ctx ends.
+func (m *Monitor) ListenAndServe(ctx context.Context, c UDPConfig) error {
+	if c.Listen == "" {
+		c.Listen = ":24105"
+	}
+	if c.Every <= 0 {
+		c.Every = 5 * time.Second
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp", c.Listen)
+	if err != nil {
+		return err
+	}
+	conn := pc.(*net.UDPConn)
+	defer conn.Close()
+	if c.Broadcast != "" {
+		to, err := net.ResolveUDPAddr("udp", c.Broadcast)
+		if err != nil {
+			return err
+		}
+		go m.BroadcastConnectIndication(ctx, conn, to, c.Every)
+	}
+	return m.Serve(ctx, conn)
 }
 
 // BroadcastConnectIndication sends the monitor's Connect Indication to to
