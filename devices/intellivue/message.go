@@ -53,7 +53,7 @@ const (
 	ActionPollExtended = 0xF13B // NOM_ACT_POLL_MDIB_DATA_EXT
 
 	EventMDSCreate         = 0x0D06 // NOM_NOTI_MDS_CREAT
-	EventConnectIndication = 0x0D21 // NOM_NOTI_MDS_CONNECT_INDIC
+	EventConnectIndication = 0x0D17 // NOM_NOTI_MDS_CONNECT_INDIC (3351)
 
 	AttrIDLabel        = 0x0924
 	AttrIDLabelString  = 0x0927

@@ -410,16 +410,19 @@ func ParseMDSCreate(op Operation, loc *time.Location) (MDSCreate, bool) {
 }
 
 // ParseConnectIndication reads the Connect Indication a monitor
-// broadcasts on the LAN (an unconfirmed event report,
-// NOM_NOTI_MDS_CONNECT_INDIC) and what it tells of the monitor; the
-// monitor's address is the datagram's sender. ok is false for any other
-// message.
+// broadcasts on the LAN to port 24005 and what it tells of the monitor;
+// the monitor's address is the datagram's sender. The message starts with
+// the nomenclature version instead of the session header, then an
+// unconfirmed event report (NOM_NOTI_MDS_CONNECT_INDIC) whose information
+// is an attribute list. ok is false for any other message.
 func ParseConnectIndication(msg []byte, loc *time.Location) (MDSInfo, bool) {
-	op, err := ParseOperation(msg)
-	if err != nil || op.ROType != roInvoke || op.Command != cmdEventReport {
+	if len(msg) < 14 || be16(msg[4:]) != roInvoke || be16(msg[10:]) != cmdEventReport {
 		return MDSInfo{}, false
 	}
-	a := op.Args
+	a := msg[14:]
+	if n := int(be16(msg[12:])); n < len(a) {
+		a = a[:n]
+	}
 	if len(a) < 14 || be16(a[10:]) != EventConnectIndication {
 		return MDSInfo{}, false
 	}

@@ -588,8 +588,13 @@ func (m *Monitor) mdsCreate(now time.Time) []byte {
 func (m *Monitor) connectIndication(now time.Time) []byte {
 	rel, abs := m.clock(now)
 	var x w
-	ro, cmd := export(&x, roiv, 0, 0, 0, 0)
-	x.u16(classMDS)
+	// it starts with the nomenclature version (magic 0, major 1, minor 0:
+	// the values are a guess) where other messages have the session
+	// header, then an unconfirmed event report from the single-bed MDS
+	export(&x, roiv, 0, 0, 0, 0)
+	copy(x.b[0:4], []byte{0x00, 0x00, 0x01, 0x00})
+	ro, cmd := 8, 14
+	x.u16(classMDSBed)
 	x.u16(0)
 	x.u16(0)
 	x.u32(rel)

@@ -129,13 +129,14 @@ var absUnset = []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
 // Nomenclature the monitor uses.
 const (
 	classMDS     = 0x0021
+	classMDSBed  = 0x0023 // NOM_MOC_VMS_MDS_COMPOS_SINGLE_BED
 	classNumeric = 0x0006
 
 	actPoll    = 0x0C16
 	actPollExt = 0xF13B
 
 	notiMDSCreate  = 0x0D06
-	notiConnectInd = 0x0D21
+	notiConnectInd = 0x0D17 // NOM_NOTI_MDS_CONNECT_INDIC, 3351
 
 	attrIDLabel      = 0x0924
 	attrIDModel      = 0x0928
