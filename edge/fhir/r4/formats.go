@@ -112,7 +112,7 @@ func primitive(e *element, raw []byte) (k kind, msg string, bad bool) {
 // only, not in markdown, codes or URIs.
 func text(s string, k kind) (kind, string, bool) {
 	if len(s) > maxStringBytes {
-		return broken, "longer than 1 MB", true
+		return k, "longer than 1 MB", true
 	}
 	for _, r := range s {
 		if r < 0x20 && r != '\t' && r != '\r' && r != '\n' {

@@ -196,24 +196,23 @@ func (c *checker) fields(def *structure, start, end int, resource bool) {
 			c.path = c.path[:n]
 			continue
 		}
-		e := def.byName[string(m.name)]
-		k := m.name
+		e, ext, folded := def.lookup(m.name)
 		switch {
-		case e != nil && (e.typ == tOther || e.typ == tOtherPrimitive):
-			c.add(notWritten, "not written by wardgate")
-		case e != nil:
-			c.value(e, m.val)
-		case len(k) > 1 && k[0] == '_' && def.byName[string(k[1:])] != nil && def.byName[string(k[1:])].primitive():
-			c.add(notWritten, "extensions of primitive elements are not written by wardgate")
-		case len(k) > 0 && def.byName[lowerFirst(k)] != nil:
-			c.add(r4Only, "element names are case-sensitive")
-		default:
+		case e == nil || ext && !e.primitive():
 			c.add(broken, "not an element of "+def.name)
+		case ext:
+			c.add(notWritten, "extensions of primitive elements are not written by wardgate")
+		case folded:
+			c.add(r4Only, "element names are case-sensitive")
+		case e.typ == tOther || e.typ == tOtherPrimitive:
+			c.add(notWritten, "not written by wardgate")
+		default:
+			c.value(e, m.val)
 		}
 		c.path = c.path[:n]
 	}
 	for _, e := range def.required {
-		if !present(c.mem[start:end], e.name) {
+		if !present(def, c.mem[start:end], e.name) {
 			n := c.push([]byte(e.name))
 			c.add(broken, "missing required element")
 			c.path = c.path[:n]
@@ -230,18 +229,36 @@ func duplicate(rest []member, name []byte) bool {
 	return false
 }
 
-func lowerFirst(k []byte) string {
-	if k[0] >= 'A' && k[0] <= 'Z' {
-		return string(k[0]+'a'-'A') + string(k[1:])
+// lookup finds the element a name in an object stands for: ext when the
+// name is that of its primitive extension ("_status"), folded when it
+// differs from R4's name in the case of its first letter, which google/fhir
+// reads without ("Status").
+func (s *structure) lookup(name []byte) (e *element, ext, folded bool) {
+	if len(name) > 0 && name[0] == '_' {
+		name, ext = name[1:], true
 	}
-	return string(k)
+	if e = s.byName[string(name)]; e != nil || len(name) == 0 {
+		return e, ext, false
+	}
+	if e = s.byName[lowerFirst(string(name))]; e != nil {
+		return e, ext, true
+	}
+	return nil, ext, false
 }
 
-// present says whether an element is in an object, under its name or in
-// other letter case (refused above, and not missing as well).
-func present(members []member, name string) bool {
+func lowerFirst(s string) string {
+	if s[0] >= 'A' && s[0] <= 'Z' {
+		return string(s[0]+'a'-'A') + s[1:]
+	}
+	return s
+}
+
+// present says whether an element is in an object, under its name, in other
+// letter case or as its extension alone (each refused above, and not missing
+// as well).
+func present(def *structure, members []member, name string) bool {
 	for _, m := range members {
-		if string(m.name) == name || len(m.name) > 0 && lowerFirst(m.name) == name {
+		if e, _, _ := def.lookup(m.name); e != nil && e.name == name {
 			return true
 		}
 	}
