@@ -2,6 +2,7 @@ package profile
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -11,9 +12,19 @@ import (
 	"github.com/wardgate/wardgate/devices/yamlstrict"
 )
 
-// Decoders are the binary framings built into this build, by name. A
-// profile whose format names one of them uses it; none ship yet.
+// Decoders are the dialogues built into this build (devices/dialogues
+// registers them), by name: a profile whose format names one is read by
+// that protocol's client and maps its values (DecodeDriver).
 var Decoders = map[string]bool{}
+
+func decoderNames() []string {
+	var out []string
+	for n := range Decoders {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
 
 var actions = map[string]bool{"drop": true, "questionable": true, "alarm": true, "calibrating": true, "none": true}
 
@@ -54,8 +65,10 @@ func (p *Profile) check(ps *yamlstrict.Problems) {
 		return
 	default:
 		if !Decoders[p.Format] {
-			ps.At("format", "%q is neither text, json nor a binary decoder in this build", p.Format)
+			ps.At("format", "%q is neither text, json nor a dialogue built into wardgate (%s)", p.Format, strings.Join(decoderNames(), ", "))
+			return
 		}
+		p.checkDriver(ps)
 		return
 	}
 	p.checkTime(ps)

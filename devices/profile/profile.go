@@ -54,7 +54,8 @@ type Profile struct {
 	Parameters   []Param   `yaml:"parameters"`
 
 	// Filled by validation.
-	statusFor map[string][]*Bit // param field → bits that apply to it
+	statusFor map[string][]*Bit   // param field → bits that apply to it
+	byField   map[string][]*Param // a dialogue's field → its parameters
 	zone      *time.Location
 	zoneless  bool // the time layout carries no offset: it is read in zone
 }
