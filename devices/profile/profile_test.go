@@ -67,7 +67,7 @@ parameters:
 func TestCheckFormats(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"no format", "vendor: A\nmodel: B\nparameters: []\n", "format: is missing"},
-		{"unknown binary", "vendor: A\nmodel: B\nformat: intellivue\n", `"intellivue" is neither text, json nor a binary decoder`},
+		{"unknown dialogue", "vendor: A\nmodel: B\nformat: nosuchdialogue\n", `"nosuchdialogue" is neither text, json nor a dialogue built into wardgate`},
 		{"text without section", "vendor: A\nmodel: B\nformat: text\n", "text: is missing"},
 		{"json parameter without path", "vendor: A\nmodel: B\nformat: json\njson: {}\nparameters: [{mdc: MDC_RESP_RATE, unit: /min}]\n", "parameters[0].path: is missing"},
 		{"bad jsonpath", "vendor: A\nmodel: B\nformat: json\njson: {device_id: '$..[?'}\nparameters: [{path: $.rr, mdc: MDC_RESP_RATE, unit: /min}]\n", "json.device_id: bad JSONPath query"},
