@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -161,6 +162,30 @@ const (
 	// PortDataExport is the monitor's port for association and polls.
 	PortDataExport = 24105
 )
+
+// SerialBaud is the MIB/RS232 port's speed (8 data bits, no parity, one
+// stop bit, no flow control).
+const SerialBaud = 115200
+
+// DialUDP opens a UDP link to the monitor at address ("host" or
+// "host:port"; the port is 24105 when not given). Close ends it.
+func DialUDP(address string) (*UDPLink, error) {
+	if _, _, err := net.SplitHostPort(address); err != nil {
+		address = net.JoinHostPort(address, strconv.Itoa(PortDataExport))
+	}
+	ra, err := net.ResolveUDPAddr("udp", address)
+	if err != nil {
+		return nil, fmt.Errorf("intellivue monitor %s: %w", address, err)
+	}
+	conn, err := net.DialUDP("udp", nil, ra)
+	if err != nil {
+		return nil, fmt.Errorf("intellivue monitor %s: %w", address, err)
+	}
+	return NewUDPLink(conn, ra), nil
+}
+
+// Close closes the link's socket.
+func (l *UDPLink) Close() error { return l.conn.Close() }
 
 // NewUDPLink talks to monitor over conn. conn may be connected to the
 // monitor (net.DialUDP) or not (net.ListenUDP); monitor may be nil for a

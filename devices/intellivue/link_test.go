@@ -145,3 +145,37 @@ func TestUDPLinkDeadline(t *testing.T) {
 		t.Fatalf("a second write: %v", err)
 	}
 }
+
+func TestDialUDP(t *testing.T) {
+	a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	l, err := DialUDP(a.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.WriteMessage([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := a.ReadFromUDP(buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("%q %v", buf[:n], err)
+	}
+	a.WriteToUDP([]byte("pong"), from)
+	if m, err := l.ReadMessage(time.Now().Add(5 * time.Second)); err != nil || string(m) != "pong" {
+		t.Fatalf("%q %v", m, err)
+	}
+	d, err := DialUDP("127.0.0.1") // the default port
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.monitor.Port; got != PortDataExport {
+		t.Fatalf("port %d", got)
+	}
+	d.Close()
+}
