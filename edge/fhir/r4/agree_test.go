@@ -164,6 +164,13 @@ func FuzzValidateAgrees(f *testing.F) {
 	for _, tc := range invalid {
 		f.Add([]byte(tc.json))
 	}
+	for _, tc := range tricky {
+		for _, v := range tc.values {
+			if len(v) < 1000 {
+				f.Add([]byte(strings.Replace(tc.in, tc.old, v, 1)))
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ours := Validate(b)
 		theirs := r4google.Validate(b)
@@ -191,4 +198,80 @@ func BenchmarkValidateObservation(b *testing.B) {
 			}
 		}
 	})
+}
+
+// tricky are values at the edges of R4's formats and of google/fhir's
+// reading of them, put in place of one value of a resource wardgate writes.
+var tricky = []struct {
+	in, old string
+	values  []string
+}{
+	{spo2, `"2026-11-25T10:15:02Z"`, []string{
+		`"2026"`, `"2026-11"`, `"2026-11-25"`, `"0000"`, `"0000-01-01"`, `"0001-01-01T00:00:00Z"`, `"-2026"`, `"20261125"`,
+		`"2024-02-29"`, `"2023-02-29"`, `"2026-04-31"`, `"2026-00-10"`, `"2026-11-00"`, `"2026-11-25T24:00:00Z"`,
+		`"2026-11-25T23:59:60Z"`, `"2026-11-25T10:15Z"`, `"2026-11-25T10:15:02"`, `"2026-11-25T10:15:02.1234567890123Z"`,
+		`"2026-11-25T10:15:02.Z"`, `"2026-11-25T10:15:02+14:00"`, `"2026-11-25T10:15:02+14:01"`, `"2026-11-25T10:15:02-00:00"`,
+		`"2026-11-25T10:15:02+1400"`, `"2026-11-25t10:15:02z"`, `"2026-11-25T10:15:02,5Z"`, `" 2026"`, `"2026 "`, `2026`, `""`,
+	}},
+	{spo2, `"2026-11-25T10:15:02.5Z"`, []string{
+		`"2026-11-25T10:15:02Z"`, `"2026-11-25"`, `"2026-11-25T10:15:02+01:00"`, `"2026-11-25T10:15:02.000000001Z"`, `"0000-11-25T10:15:02Z"`,
+		`"2026-02-29T10:15:02Z"`, `"2026-11-25T10:15:60Z"`,
+	}},
+	{spo2, `"value":97`, []string{
+		`"value":0`, `"value":-0`, `"value":0.0`, `"value":1e5`, `"value":1E+5`, `"value":-1.5e-300`, `"value":1e400`, `"value":1e-400`, `"value":-1e309`,
+		`"value":123456789012345678901234567890`, `"value":true`, `"value":"97"`, `"value":{}`, `"value":[97]`,
+	}},
+	{spo2, `"code":"59408-5"`, []string{
+		`"code":"a b"`, `"code":"a  b"`, `"code":" a"`, `"code":"a "`, `"code":"a\tb"`, `"code":"a\nb"`, `"code":"a\u000cb"`,
+		`"code":"a\u00a0b"`, `"code":"a\u0001"`, `"code":"\u2003"`, `"code":"é"`, `"code":"\ud800"`, `"code":5`,
+	}},
+	{spo2, `"display":"SpO2"`, []string{
+		`"display":"a\tb"`, `"display":"\t"`, `"display":"\u00a0"`, `"display":"\u007f"`, `"display":"\u0085"`, `"display":"a\u0000"`,
+		`"display":"\ufeff"`, `"display":"\ud83d\ude00"`, `"display":"\udc00"`, `"display":"` + strings.Repeat("x", 1<<20+1) + `"`,
+	}},
+	{spo2, `"system":"http://loinc.org"`, []string{
+		`"system":"urn:oid:1.2.3"`, `"system":"a"`, `"system":":"`, `"system":"://x"`, `"system":"http://x/%zz"`, `"system":"http://x/a%20b"`,
+		`"system":"http://[::1"`, `"system":"http://x:port"`, `"system":"a\tb"`, `"system":"http://x/\u00e9"`, `"system":"#x"`,
+	}},
+	{spo2, `"reference":"Patient/123"`, []string{
+		`"reference":"Patient/"`, `"reference":"patient/123"`, `"reference":"Patient/123/_history/2"`, `"reference":"Patient/a b"`,
+		`"reference":"Patient/123/x/2"`, `"reference":"Group/1"`, `"reference":"Device/1"`, `"reference":"Location/1"`,
+		`"reference":"Encounter/1"`, `"reference":"encounter/1"`, `"reference":"Encounter/1/_history/1"`, `"reference":"Foo/1"`,
+		`"reference":"http://x/Encounter/1"`, `"reference":"#p"`, `"reference":"urn:uuid:0b5ad5e4-8e8f-4f0b-8a39-4b4f5c5e5e5e"`,
+		`"reference":"Patient?identifier=x"`, `"reference":"Encounter?identifier=x"`, `"reference":"%zz"`, `"reference":"Patient/%zz"`,
+		`"reference":"Patient/1\u0001"`, `"reference":"a\u0001"`, `"reference":" "`,
+	}},
+	{spo2, `"status":"final"`, []string{
+		`"status":"Final"`, `"status":"FINAL"`, `"status":"entered_in_error"`, `"status":"ENTERED-IN-ERROR"`, `"status":"entered-in-error"`,
+		`"status":"invalid-uninitialized"`, `"status":"INVALID_UNINITIALIZED"`, `"status":"final "`, `"status":""`,
+	}},
+	{spo2, `"unit":"%"`, []string{
+		`"unit":"%","comparator":"<"`, `"unit":"%","comparator":"less_than"`, `"unit":"%","comparator":"LESS-THAN"`, `"unit":"%","comparator":"=<"`,
+		`"unit":"%","comparator":"greater_than_or_equal_to"`, `"unit":"%","comparator":""`,
+	}},
+	{spo2, `"system":"urn:wardgate:w:observation"`, []string{
+		`"use":"official","system":"urn:wardgate:w:observation"`, `"use":"OFFICIAL","system":"urn:wardgate:w:observation"`,
+		`"use":"","system":"urn:wardgate:w:observation"`, `"use":"main","system":"urn:wardgate:w:observation"`,
+	}},
+	{spo2, `"status":"final"`, []string{
+		`"id":"a","status":"final"`, `"id":"` + strings.Repeat("a", 64) + `","status":"final"`, `"id":"` + strings.Repeat("a", 65) + `","status":"final"`,
+		`"id":"a_b","status":"final"`, `"id":"","status":"final"`, `"meta":{"versionId":"1","lastUpdated":"2026-11-25T10:15:02Z"},"status":"final"`,
+		`"meta":{"lastUpdated":"2026-11-25"},"status":"final"`, `"implicitRules":"x","status":"final"`, `"language":"en","status":"final"`,
+		`"Status":"final"`, `"STATUS":"final"`, `"_status":{},"status":"final"`, `"contained":[],"status":"final"`, `"resourceType":"Device","status":"final"`,
+	}},
+}
+
+// Both validators agree on each tricky value (by Disagreement's rules).
+func TestTrickyValuesAgree(t *testing.T) {
+	for _, tc := range tricky {
+		if !strings.Contains(tc.in, tc.old) {
+			t.Fatalf("%s is not in the resource", tc.old)
+		}
+		for _, v := range tc.values {
+			b := []byte(strings.Replace(tc.in, tc.old, v, 1))
+			if err := Disagreement(Validate(b), r4google.Validate(b)); err != nil {
+				t.Errorf("%s → %.80s: %v", tc.old, v, err)
+			}
+		}
+	}
 }

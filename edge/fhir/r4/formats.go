@@ -34,10 +34,17 @@ var (
 // primitive checks the JSON value of a primitive element; bad says whether
 // there is a problem, k and msg what it is.
 func primitive(e *element, raw []byte) (k kind, msg string, bad bool) {
+	if raw[0] == '{' {
+		// google/fhir reads an object there as the primitive's extensions.
+		return r4Only, "a primitive value as an object", true
+	}
 	switch e.typ {
 	case tDecimal:
 		if !decimalRE.Match(raw) {
 			return broken, "not a decimal: " + clip(raw), true
+		}
+		if _, err := strconv.ParseFloat(string(raw), 64); err != nil {
+			return broken, "a decimal out of the range of a 64-bit float: " + clip(raw), true
 		}
 		return 0, "", false
 	case tUnsignedInt, tPositiveInt:
@@ -174,38 +181,38 @@ func parses(s string, layouts []string) bool {
 
 // literal checks Reference.reference: a literal reference "Type/id" (or
 // "Type/id/_history/version"), or a URL (absolute, or a conditional
-// reference "Type?search").
+// reference "Type?search"). R4 types it as a string; google/fhir checks it
+// as one, except a literal reference, which it splits into type and id.
 func literal(s string) (kind, string, bool) {
-	if rt, id, ok := literalParts(s); ok {
-		if rt != "" && rt[0] >= 'a' && rt[0] <= 'z' {
-			return r4Only, "resource types are case-sensitive", true
-		}
+	if _, id, ok := literalParts(s); ok {
 		if !idRE.MatchString(id) {
 			return r4Only, "not an id: " + strconv.Quote(id), true
 		}
 		return text(s, r4Only)
 	}
+	if k, msg, bad := text(s, broken); bad {
+		return k, msg, bad
+	}
 	if strings.HasPrefix(s, "#") {
 		return notWritten, "references to contained resources are not written by wardgate", true
 	}
-	if _, err := url.Parse(s); err != nil {
-		return broken, "not a URL: " + strconv.Quote(s), true
+	if rt, _, ok := strings.Cut(s, "/"); ok && rt != "" && isResourceType(strings.ToUpper(rt[:1])+rt[1:]) && !isResourceType(rt) {
+		return r4Only, "resource types are case-sensitive", true
 	}
-	return text(s, r4Only)
+	if _, err := url.Parse(s); err != nil {
+		return r4Only, "not a URL: " + strconv.Quote(s), true
+	}
+	return 0, "", false
 }
 
 // literalParts splits a literal reference to an R4 resource type into the
 // type and the id.
 func literalParts(s string) (resourceType, id string, ok bool) {
 	parts := strings.Split(s, "/")
-	if !(len(parts) == 2 || len(parts) == 4 && parts[2] == "_history") {
+	if !(len(parts) == 2 || len(parts) == 4 && parts[2] == "_history") || !isResourceType(parts[0]) {
 		return "", "", false
 	}
-	rt := parts[0]
-	if rt == "" || !isResourceType(strings.ToUpper(rt[:1])+rt[1:]) {
-		return "", "", false
-	}
-	return rt, parts[1], true
+	return parts[0], parts[1], true
 }
 
 // target checks that a reference points at a resource type its element
@@ -214,7 +221,7 @@ func literalParts(s string) (resourceType, id string, ok bool) {
 func target(s string, allowed []string) (kind, string, bool) {
 	k, rt := broken, ""
 	if t, _, ok := literalParts(s); ok {
-		rt = strings.ToUpper(t[:1]) + t[1:]
+		rt = t
 	} else if t, _, ok := strings.Cut(s, "?"); ok && isResourceType(t) {
 		k, rt = r4Only, t
 	}
