@@ -67,6 +67,7 @@ func (p *Profile) DecodeDriver(df devices.DriverFrame) []Frame {
 				f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: why})
 				continue
 			}
+			r.DeviceTime = f.DeviceTime
 			f.Readings = append(f.Readings, r)
 		}
 	}

@@ -54,7 +54,7 @@ func TestDecodeDriverMapsAnAnswer(t *testing.T) {
 		t.Fatalf("%d frames, want the NIBP's and the answer's", len(frames))
 	}
 	nibp, main := frames[0], frames[1]
-	if !nibp.DeviceTime.Equal(nibpAt) || len(nibp.Readings) != 1 || nibp.Readings[0].Value != 121 || nibp.Readings[0].Unit != "mm[Hg]" {
+	if !nibp.DeviceTime.Equal(nibpAt) || len(nibp.Readings) != 1 || nibp.Readings[0].Value != 121 || !nibp.Readings[0].DeviceTime.Equal(nibpAt) || nibp.Readings[0].Unit != "mm[Hg]" {
 		t.Fatalf("the NIBP's frame: %+v", nibp)
 	}
 	if !main.DeviceTime.Equal(at) || main.SerialNumber != "SN1" {
