@@ -261,6 +261,46 @@ var tricky = []struct {
 	}},
 }
 
+const (
+	studyJSON = `{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.3"}],"status":"available",` +
+		`"modality":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"CT"}],"subject":{"reference":"Patient/7"},` +
+		`"started":"2026-11-25T10:15:02.5+01:00","endpoint":[{"reference":"Endpoint/e"}],"numberOfSeries":1,"numberOfInstances":1,` +
+		`"description":"CT CHEST","series":[{"uid":"1.2.3.1","number":1,"modality":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"CT"},` +
+		`"numberOfInstances":1,"bodySite":{"display":"CHEST"},"instance":[{"uid":"1.2.3.1.1","sopClass":{"system":"urn:ietf:rfc:3986",` +
+		`"code":"urn:oid:1.2.840.10008.5.1.4.1.1.2"},"number":1}]}]}`
+	deviceJSON = `{"resourceType":"Device","identifier":[{"system":"urn:wardgate:w:device","value":"m"}],"status":"active","manufacturer":"masimo",` +
+		`"serialNumber":"1","deviceName":[{"name":"radical-7","type":"model-name"}],"version":[{"value":"7.3"}],"note":[{"text":"monitor m"}]}`
+	endpointJSON = `{"resourceType":"Endpoint","identifier":[{"system":"urn:wardgate:w:endpoint","value":"https://p/dicomweb"}],"status":"active",` +
+		`"connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"dicom-wado-rs"},"name":"PACS",` +
+		`"payloadType":[{"text":"DICOM"}],"address":"https://p/dicomweb"}`
+)
+
+func init() {
+	tricky = append(tricky, []struct {
+		in, old string
+		values  []string
+	}{
+		{studyJSON, `"numberOfSeries":1`, []string{`"numberOfSeries":0`, `"numberOfSeries":-1`, `"numberOfSeries":1.5`, `"numberOfSeries":1e2`,
+			`"numberOfSeries":"1"`, `"numberOfSeries":2147483647`, `"numberOfSeries":2147483648`, `"numberOfSeries":4294967296`, `"numberOfSeries":-0`}},
+		{studyJSON, `"number":1}`, []string{`"number":0}`, `"number":-1}`, `"number":1.0}`, `"number":99999999999}`}},
+		{studyJSON, `"uid":"1.2.3.1"`, []string{`"uid":"1.2.3.1 "`, `"uid":"urn:oid:1.2.3"`, `"uid":"` + strings.Repeat("1", 65) + `"`, `"uid":"a_b"`, `"uid":""`}},
+		{studyJSON, `"reference":"Patient/7"`, []string{`"reference":"Device/7"`, `"reference":"Group/7"`, `"reference":"Location/7"`,
+			`"reference":"Practitioner/7"`, `"reference":"Patient?identifier=urn%3Aoid%3A1%7C7"`, `"reference":"Location?identifier=x"`}},
+		{studyJSON, `"endpoint":[{"reference":"Endpoint/e"}]`, []string{`"endpoint":[{"reference":"Device/e"}]`, `"endpoint":{"reference":"Endpoint/e"}`,
+			`"endpoint":[]`, `"endpoint":[{}]`, `"endpoint":[null]`, `"referrer":{"reference":"Practitioner/1"}`, `"referrer":{"reference":"Patient/1"}`,
+			`"referrer":{"display":"Dr X"}`, `"referrer":[{"display":"Dr X"}]`}},
+		{studyJSON, `"status":"available"`, []string{`"status":"registered"`, `"status":"Available"`, `"status":"final"`}},
+		{deviceJSON, `"type":"model-name"`, []string{`"type":"Model-Name"`, `"type":"model_name"`, `"type":"model"`, `"type":"other"`}},
+		{deviceJSON, `"text":"monitor m"`, []string{`"text":"a"`, `"text":"# m
+
+* x"`, `"text":" "`}},
+		{deviceJSON, `"status":"active"`, []string{`"status":"inactive"`, `"status":"off"`, `"status":"Active"`}},
+		{endpointJSON, `"address":"https://p/dicomweb"`, []string{`"address":"https://p/dicom web"`, `"address":"%zz"`, `"address":"p"`, `"address":""`}},
+		{endpointJSON, `"status":"active"`, []string{`"status":"test"`, `"status":"off"`, `"status":"on"`, `"status":"entered-in-error"`}},
+		{endpointJSON, `"payloadType":[{"text":"DICOM"}]`, []string{`"payloadType":[]`, `"payloadType":{"text":"DICOM"}`, `"payloadMimeType":["application/dicom"]`}},
+	}...)
+}
+
 // Both validators agree on each tricky value (by Disagreement's rules).
 func TestTrickyValuesAgree(t *testing.T) {
 	for _, tc := range tricky {
