@@ -64,15 +64,18 @@ func (r *recorder) String() string {
 	return fmt.Sprintf("%d frames, the last %+v", len(fs), fs[len(fs)-1])
 }
 
-// fast are options that keep the tests short: the simulator answers an
-// extended poll every 100 ms.
+// fast are options that keep the tests short: keep-alives every 300 ms,
+// association requests again every 500 ms, an extended poll of 3 s (the
+// simulator answers it every 100 ms).
 func fast(o intellivue.Options) intellivue.Options {
 	o.Location = time.UTC
 	if o.KeepAlive == 0 {
 		o.KeepAlive = 300 * time.Millisecond
 	}
-	if o.AssociateTimeout == 0 {
-		o.AssociateTimeout = 3 * time.Second
+	if o.Silence == 0 {
+		// long enough that a machine busy with other tests is not taken
+		// for a silent monitor; the silence tests shorten it
+		o.Silence = 5 * time.Second
 	}
 	if o.AssociateRetry == 0 {
 		o.AssociateRetry = 500 * time.Millisecond
@@ -298,7 +301,7 @@ func TestSinglePolls(t *testing.T) {
 func TestSilentMonitor(t *testing.T) {
 	m := newSim(intellivuesim.Config{})
 	link := serveUDP(t, m)
-	d := dialogue(t, intellivue.Options{})
+	d := dialogue(t, intellivue.Options{Silence: 1300 * time.Millisecond, AssociateTimeout: 2 * time.Second})
 	rec := &recorder{}
 	_, done := run(t, d, link, rec)
 	devicestest.WaitFor(t, "values", func() bool { return rec.count() >= 2 }, rec.String)
@@ -476,7 +479,7 @@ func TestValuesOverStreamWithGarbage(t *testing.T) {
 	rec2 := &recorder{}
 	_, done = run(t, d, link, rec2)
 	devicestest.WaitFor(t, "values after the reset", func() bool { return rec2.count() >= 2 }, rec2.String)
-	m.Silence(true)
+	m.Silence(true) // Silence is 5 s here
 	if err := wait(t, "Run to notice the silence", done); !errors.Is(err, devices.ErrSilent) {
 		t.Fatalf("Run: %v", err)
 	}
