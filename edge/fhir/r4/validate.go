@@ -291,7 +291,7 @@ func (c *checker) value(e *element, raw []byte) {
 	for i := start; i < end; i++ {
 		item := c.items[i]
 		n := len(c.path)
-		c.path = append(append(append(c.path, '['), strconv.Itoa(i-start)...), ']')
+		c.path = append(strconv.AppendInt(append(c.path, '['), int64(i-start), 10), ']')
 		if item[0] == 'n' {
 			c.add(broken, "null")
 		} else {
