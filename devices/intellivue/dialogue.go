@@ -161,8 +161,44 @@ type session struct {
 	// reply is reused from answer to answer; fields and units are the
 	// names of the ids met so far
 	reply         PollReply
-	fields, units map[uint16]string
+	fields, units names
 }
+
+// names keeps the names of the ids an association meets: a monitor sends
+// a few dozen, looked up on every value, and a short array is faster to
+// search than a map; more than fit go to a map.
+type names struct {
+	ids   [48]uint16
+	names [48]string
+	n     int
+	more  map[uint16]string
+}
+
+func (c *names) name(id uint16, format func(uint16) string) string {
+	for i := range c.n {
+		if c.ids[i] == id {
+			return c.names[i]
+		}
+	}
+	if s, ok := c.more[id]; ok {
+		return s
+	}
+	s := format(id)
+	if c.n < len(c.ids) {
+		c.ids[c.n], c.names[c.n] = id, s
+		c.n++
+		return s
+	}
+	if c.more == nil {
+		c.more = map[uint16]string{}
+	}
+	if len(c.more) < 4096 {
+		c.more[id] = s
+	}
+	return s
+}
+
+func unitName(code uint16) string { return strconv.Itoa(int(code)) }
 
 // readSlice bounds one wait on the link so that the context's end is seen.
 const readSlice = 200 * time.Millisecond
@@ -513,20 +549,9 @@ func (s *session) frame(r *PollReply) devices.DriverFrame {
 	} else {
 		f.DeviceTime = s.anchor.Time(r.RelTime)
 	}
-	if s.fields == nil {
-		s.fields, s.units = map[uint16]string{}, map[uint16]string{}
-	}
 	for _, n := range r.Numerics {
-		field, ok := s.fields[n.Physio]
-		if !ok {
-			field = PhysioField(n.Physio)
-			s.fields[n.Physio] = field
-		}
-		unit, ok := s.units[n.Unit]
-		if !ok {
-			unit = strconv.Itoa(int(n.Unit))
-			s.units[n.Unit] = unit
-		}
+		field := s.fields.name(n.Physio, PhysioField)
+		unit := s.units.name(n.Unit, unitName)
 		f.Values = append(f.Values, devices.DriverValue{
 			Field: field,
 			Value: n.Value(),
