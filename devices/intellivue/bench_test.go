@@ -31,3 +31,21 @@ func BenchmarkDecodePollResult(b *testing.B) {
 	b.ReportMetric(float64(b.N)/sec, "frames/s")
 	b.ReportMetric(float64(values)/sec, "values/s")
 }
+
+// BenchmarkDeframer takes poll answers apart from a serial byte stream
+// with garbage between them; it reports frames/s.
+func BenchmarkDeframer(b *testing.B) {
+	var line []byte
+	for range 16 {
+		line = append(line, 0x55, 0xC1)
+		line = AppendFrame(line, samplePoll(true))
+	}
+	d := NewDeframer(0)
+	frames := 0
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Push(line, func([]byte) { frames++ })
+	}
+	b.ReportMetric(float64(frames)/b.Elapsed().Seconds(), "frames/s")
+}

@@ -529,7 +529,11 @@ func (s *session) handle(msg []byte) error {
 		s.nextPoll = time.Now()
 	}
 	s.lastNumerics = time.Now()
-	if err := s.emit(s.frame(r)); err != nil {
+	err = s.emit(s.frame(r))
+	// the time emit took (the gateway storing the values) is not the
+	// monitor's silence: what it sent meanwhile waits in the link
+	s.lastHeard = s.lastHeard.Add(time.Since(s.lastNumerics))
+	if err != nil {
 		return fmt.Errorf("%w: %w", errEmit, err)
 	}
 	return nil

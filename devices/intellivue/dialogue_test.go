@@ -413,6 +413,28 @@ func TestEmitErrorEndsRun(t *testing.T) {
 	devicestest.WaitFor(t, "the release", func() bool { return m.Stats().Releases == 1 }, func() string { return fmt.Sprintf("%+v", m.Stats()) })
 }
 
+// The time emit takes to store values is not the monitor's silence.
+func TestSlowEmitIsNotSilence(t *testing.T) {
+	m := newSim(intellivuesim.Config{})
+	rec := &recorder{}
+	slow := func(f devices.DriverFrame) error {
+		if rec.count() == 1 {
+			time.Sleep(2 * time.Second)
+		}
+		return rec.emit(f)
+	}
+	d := dialogue(t, intellivue.Options{Silence: 1300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, serveUDP(t, m), slow) }()
+	devicestest.WaitFor(t, "values after the slow emit", func() bool { return rec.count() >= 5 }, rec.String)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
 func TestRefused(t *testing.T) {
 	m := newSim(intellivuesim.Config{Refuse: true})
 	_, done := run(t, dialogue(t, intellivue.Options{}), serveUDP(t, m), &recorder{})
