@@ -1,6 +1,7 @@
 package r4
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -171,13 +172,52 @@ func FuzzValidateAgrees(f *testing.F) {
 			}
 		}
 	}
+	for _, v := range []string{`"2024-02-29"`, `"2026-11-25T10:15:02.5+14:00"`, `"a b"`, `1e5`, `"Patient/1"`, `{}`, `[]`, `null`, `"\u0000"`, `"urn:oid:1.2"`} {
+		f.Add([]byte(v))
+	}
+	for _, s := range slots {
+		if !strings.Contains(s.in, s.key+s.value) {
+			f.Fatalf("no %s%s", s.key, s.value)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ours := Validate(b)
-		theirs := r4google.Validate(b)
-		if err := Disagreement(ours, theirs); err != nil {
-			t.Fatalf("%s\non %q", err, b)
+		agree(t, b)
+		// A JSON value is also tried in place of each slot's value, so that
+		// the fuzzer's values meet the formats of the elements wardgate
+		// writes.
+		if len(b) < 256 && json.Valid(b) {
+			for _, s := range slots {
+				agree(t, []byte(strings.Replace(s.in, s.key+s.value, s.key+string(b), 1)))
+			}
 		}
 	})
+}
+
+// slots are values of resources wardgate writes, one of each type: the
+// first value after key.
+var slots = []struct{ in, key, value string }{
+	{spo2, `"status":`, `"final"`},                                                          // a code of a required binding
+	{spo2, `"effectiveDateTime":`, `"2026-11-25T10:15:02Z"`},                                // dateTime
+	{spo2, `"issued":`, `"2026-11-25T10:15:02.5Z"`},                                         // instant
+	{spo2, `"value":`, `97`},                                                                // decimal
+	{spo2, `"code":`, `"59408-5"`},                                                          // code
+	{spo2, `"reference":`, `"Patient/123"`},                                                 // a reference
+	{spo2, `"display":`, `"SpO2"`},                                                          // string
+	{spo2, `"system":`, `"http://loinc.org"`},                                               // uri
+	{spo2, `"profile":[`, `"http://hl7.org/fhir/StructureDefinition/vitalsigns"`},           // canonical
+	{spo2, `"coding":[`, `{"system":"http://loinc.org","code":"59408-5","display":"SpO2"}`}, // a Coding
+	{studyJSON, `"uid":`, `"1.2.3.1"`},                                                      // id
+	{studyJSON, `"numberOfSeries":`, `1`},                                                   // unsignedInt
+	{deviceJSON, `"text":`, `"monitor m"`},                                                  // markdown
+	{deviceJSON, `"type":`, `"model-name"`},                                                 // Device.deviceName.type
+	{endpointJSON, `"address":`, `"https://p/dicomweb"`},                                    // url
+}
+
+func agree(t *testing.T, b []byte) {
+	t.Helper()
+	if err := Disagreement(Validate(b), r4google.Validate(b)); err != nil {
+		t.Fatalf("%s\non %q", err, b)
+	}
 }
 
 func BenchmarkValidateObservation(b *testing.B) {
