@@ -6,11 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/dialogues"
 	"github.com/wardgate/wardgate/devices/mqtt"
+	"github.com/wardgate/wardgate/devices/profile"
 	"github.com/wardgate/wardgate/devices/serial"
 	"github.com/wardgate/wardgate/edge/config"
 )
@@ -138,6 +143,9 @@ func (g *Gateway) newSource(c *config.Config, m config.Monitor) (source, *device
 		p = p.InZone(m.Zone)
 	}
 	log := g.log.With("component", "monitors")
+	if pr, ok := dialogues.Lookup(p.Format); ok {
+		return g.newDialogueSource(c, m, p, pr, log)
+	}
 	if m.Serial != nil {
 		s := m.Serial
 		mon := devices.NewMonitor(m.ID, m.Location, p.Name, "serial "+s.Port)
@@ -160,6 +168,42 @@ func (g *Gateway) newSource(c *config.Config, m config.Monitor) (source, *device
 		Profile: p, Sink: g, Monitor: mon, Log: log, LogContent: c.Log.PatientData,
 		Clocks: g.clocks, Seen: g.seen,
 	}, mon
+}
+
+// newDialogueSource is the source of a monitor that is talked to.
+func (g *Gateway) newDialogueSource(c *config.Config, m config.Monitor, p *profile.Profile, pr *dialogues.Protocol, log *slog.Logger) (source, *devices.Monitor) {
+	src := &dialogues.Source{ID: m.ID, Location: m.Location, Profile: p, Sink: g, Log: log, Clocks: g.clocks}
+	if m.UDP != nil {
+		src.Transport, src.Address = "udp", net.JoinHostPort(m.UDP.Host, strconv.Itoa(m.UDP.Port))
+		src.Open = pr.OpenUDP(m.UDP.Host, m.UDP.Port)
+	} else {
+		s := m.Serial
+		src.Transport, src.Address = "serial", s.Port
+		src.Open = pr.OpenSerial(s.Port, serial.Settings{Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits, FlowControl: s.FlowControl}.Merge(p.Transport.Serial))
+	}
+	mon := devices.NewMonitor(m.ID, m.Location, p.Name, src.Transport+" "+src.Address)
+	src.Monitor = mon
+	d, err := pr.New(p, m.UDP != nil, p.Zone(), log.With("monitor", m.ID))
+	if err != nil {
+		return failedSource{mon: mon, err: err, log: log.With("monitor", m.ID)}, mon
+	}
+	src.Dialogue = d
+	return src, mon
+}
+
+// failedSource is a monitor that cannot work as configured: shown so, and
+// logged once.
+type failedSource struct {
+	mon *devices.Monitor
+	err error
+	log *slog.Logger
+}
+
+func (f failedSource) Run(ctx context.Context) error {
+	f.mon.Set(devices.Failed, f.err.Error())
+	f.log.Error("monitor cannot work as configured", "err", f.err)
+	<-ctx.Done()
+	return nil
 }
 
 // mqttClientID is the configured client id or a stable one derived from

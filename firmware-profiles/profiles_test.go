@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/wardgate/wardgate/devices/dialogues" // the dialogues' formats and their replay
 	"github.com/wardgate/wardgate/devices/profile"
 	firmwareprofiles "github.com/wardgate/wardgate/firmware-profiles"
 )

@@ -73,7 +73,8 @@ func TestSourceReopensASilentSession(t *testing.T) {
 	d := &scripted{answers: 3}
 	out := &sink{}
 	opens := 0
-	s := &Source{ID: "bed-9-monitor", Location: "bed-9", Profile: p, Dialogue: d, Transport: "udp", Address: "127.0.0.1:24105",
+	mon := devices.NewMonitor("bed-9-monitor", "bed-9", p.Name, "udp")
+	s := &Source{Monitor: mon, ID: "bed-9-monitor", Location: "bed-9", Profile: p, Dialogue: d, Transport: "udp", Address: "127.0.0.1:24105",
 		Sink: out, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBackoff: 50 * time.Millisecond,
 		Open: func(ctx context.Context) (devices.Link, io.Closer, error) {
 			opens++
@@ -86,11 +87,13 @@ func TestSourceReopensASilentSession(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
+	var silent devices.Status // the page once the monitor went silent again
 	for {
 		d.mu.Lock()
 		n := d.sessions
 		d.mu.Unlock()
-		if n >= 3 {
+		if st := mon.Status(); n >= 3 && st.State == devices.Silent {
+			silent = st
 			break
 		}
 		if time.Now().After(deadline) {
@@ -111,8 +114,7 @@ func TestSourceReopensASilentSession(t *testing.T) {
 			t.Fatalf("reading %+v", r)
 		}
 	}
-	st := s.Monitor.Status()
-	if st.State != devices.Silent || st.LastError == "" || st.BadFrames < 6 || st.Transport != "udp" {
+	if st := silent; st.LastError == "" || st.BadFrames < 6 || st.Transport != "udp" {
 		t.Fatalf("status %+v", st)
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"github.com/wardgate/wardgate/devices/yamlstrict"
 )
 
-// Decoders are the dialogues built into this build (devices/dialogues
-// registers them), by name: a profile whose format names one is read by
-// that protocol's client and maps its values (DecodeDriver).
-var Decoders = map[string]bool{}
+// Decoders are the dialogues built into wardgate, by name: a profile
+// whose format names one is read by that protocol's client
+// (devices/dialogues) and maps its values (DecodeDriver). The names are
+// here, not registered, so that a profile checks alike in every program
+// that loads it.
+var Decoders = map[string]bool{"intellivue": true, "datex": true}
 
 func decoderNames() []string {
 	var out []string
@@ -44,6 +46,9 @@ func (p *Profile) check(ps *yamlstrict.Problems) {
 	}
 	switch p.Format {
 	case "text":
+		if len(p.Options) > 0 {
+			ps.At("options", "are a dialogue's settings; format text has none")
+		}
 		if p.Text == nil {
 			ps.At("text", "is missing: format text needs a text section (match and/or tokens)")
 			return
@@ -53,6 +58,9 @@ func (p *Profile) check(ps *yamlstrict.Problems) {
 		}
 		p.checkText(ps)
 	case "json":
+		if len(p.Options) > 0 {
+			ps.At("options", "are a dialogue's settings; format json has none")
+		}
 		if p.JSON == nil {
 			ps.At("json", "is missing: format json needs a json section")
 			return

@@ -143,11 +143,20 @@ func (p *Profile) driverReading(prm *Param, v devices.DriverValue, q devices.Qua
 	return p.reading(&alt, v.Value, q)
 }
 
+// DialogueOptions checks a dialogue profile's options; devices/dialogues
+// sets it.
+var DialogueOptions func(format string, opts map[string]string) error
+
 // checkDriver checks a dialogue's profile: parameters by field, and status
 // bits that read each value's state.
 func (p *Profile) checkDriver(ps *yamlstrict.Problems) {
 	if p.Text != nil || p.JSON != nil || p.Time != nil || p.SerialNumber != "" {
 		ps.At("format", "%s is a dialogue: text, json, time and serial_number do not apply (the protocol gives them)", p.Format)
+	}
+	if DialogueOptions != nil {
+		if err := DialogueOptions(p.Format, p.Options); err != nil {
+			ps.At("options", "%v", err)
+		}
 	}
 	p.checkParams(ps)
 	p.byField = map[string][]*Param{}

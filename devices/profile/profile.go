@@ -48,6 +48,10 @@ type Profile struct {
 	Text   *Text  `yaml:"text"`
 	JSON   *JSON  `yaml:"json"`
 
+	// Options are a dialogue's settings for this model (a Datex-Ohmeda
+	// monitor's interface level); the protocol checks them.
+	Options map[string]string `yaml:"options"`
+
 	Time         *TimeSpec `yaml:"time"`
 	SerialNumber string    `yaml:"serial_number"` // text: the field with the serial number
 	Status       []Status  `yaml:"status"`
@@ -60,8 +64,13 @@ type Profile struct {
 	zoneless  bool // the time layout carries no offset: it is read in zone
 }
 
-// HasDeviceTime reports whether the profile reads a time from the device.
-func (p *Profile) HasDeviceTime() bool { return p.Time != nil }
+// HasDeviceTime reports whether the profile reads a time from the device
+// (a dialogue's protocol always does).
+func (p *Profile) HasDeviceTime() bool { return p.Time != nil || Decoders[p.Format] }
+
+// Zone is the zone given by InZone (a monitor's time_zone) or the
+// profile's time.zone; nil when neither: local time.
+func (p *Profile) Zone() *time.Location { return p.zone }
 
 // InZone returns the profile with its device times read in zone (a
 // monitor's time_zone), for a device whose clock shows local time without

@@ -17,7 +17,9 @@ var ErrTooLong = fmt.Errorf("%w: the line is longer than text.max_line", ErrBadF
 
 // Replay decodes a capture as the device would send it: for a text profile,
 // the bytes are framed into lines; for json, each line of the file is one
-// message (JSON Lines). fn gets each frame, numbered from 1, in order.
+// message (JSON Lines); for a dialogue, the monitor's side of a session on
+// its serial line (see DialogueReplay). fn gets each frame, numbered from
+// 1, in order.
 func (p *Profile) Replay(r io.Reader, fn func(n int, f Frame, err error)) error {
 	n := 0
 	switch p.Format {
@@ -63,8 +65,21 @@ func (p *Profile) Replay(r io.Reader, fn func(n int, f Frame, err error)) error 
 		}
 		return sc.Err()
 	}
+	if Decoders[p.Format] && DialogueReplay != nil {
+		return DialogueReplay(p, r, func(df devices.DriverFrame) {
+			for _, f := range p.DecodeDriver(df) {
+				n++
+				fn(n, f, nil)
+			}
+		})
+	}
 	return fmt.Errorf("profile %s: replay of format %s is not supported", p.Name, p.Format)
 }
+
+// DialogueReplay replays a capture of a dialogue's monitor (the bytes the
+// monitor sent on its serial line, session included) by running the
+// protocol's client against it; devices/dialogues sets it.
+var DialogueReplay func(p *Profile, capture io.Reader, emit func(devices.DriverFrame)) error
 
 // WriteFrame writes what a frame decoded to, one line per reading or
 // dropped value, for `wardgate replay` and the profiles' expected files.

@@ -112,6 +112,8 @@ type Monitor struct {
 	Profile  string  `yaml:"profile"`
 	Serial   *Serial `yaml:"serial"`
 	MQTT     *MQTT   `yaml:"mqtt"`
+	// UDP reaches a monitor that is talked to over the LAN (IntelliVue).
+	UDP *UDP `yaml:"udp"`
 	// TimeZone is the zone of the device's clock when it sends local time
 	// without an offset (local, UTC or an IANA name); empty: the profile's.
 	TimeZone string `yaml:"time_zone"`
@@ -127,6 +129,14 @@ type Serial struct {
 	Parity      string `yaml:"parity"`
 	StopBits    string `yaml:"stop_bits"`
 	FlowControl string `yaml:"flow_control"`
+}
+
+// UDP is a monitor's address on the LAN, for a profile whose protocol
+// speaks UDP.
+type UDP struct {
+	Host string `yaml:"host"`
+	// Port is the monitor's; 0: the protocol's (IntelliVue: 24105).
+	Port int `yaml:"port"`
 }
 
 // MQTT is a topic on a broker that a monitor (or its bridge) publishes to.

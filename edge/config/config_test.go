@@ -139,7 +139,7 @@ log:
 		path + `:14: monitors[1].serial.baud: 9601 is not a standard rate`,
 		path + `:15: monitors[2].id: "bed-12-monitor" is already the id of monitors[0]`,
 		path + `:15: monitors[2].location: is required`,
-		path + `:15: monitors[2]: has both serial and mqtt`,
+		path + `:15: monitors[2]: has more than one of serial, mqtt and udp`,
 		path + `:16: monitors[2].profile: "Masimo Radical" must be vendor/model`,
 		path + `:3: fhir.patient_identifier_system: is required with dicom`,
 		path + `:20: dicom.ae_title: "THIS-TITLE-IS-FAR-TOO-LONG" is longer than 16 characters`,

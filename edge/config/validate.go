@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"net"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wardgate/wardgate/devices/dialogues"
 	"github.com/wardgate/wardgate/devices/profile"
 	firmwareprofiles "github.com/wardgate/wardgate/firmware-profiles"
 )
@@ -286,11 +288,29 @@ func validateMonitors(c *Config, ps *Problems) {
 				ps.At(p+".profile", "%s", msg)
 			}
 		}
+		ways := 0
+		for _, set := range []bool{m.Serial != nil, m.MQTT != nil, m.UDP != nil} {
+			if set {
+				ways++
+			}
+		}
+		if c.Profiles != nil {
+			if prof, ok := c.Profiles.Get(m.Profile); ok {
+				validateDialogue(ps, p, m, prof)
+			}
+		}
 		switch {
-		case m.Serial == nil && m.MQTT == nil:
-			ps.At(p, "needs serial or mqtt: how the monitor is reached")
-		case m.Serial != nil && m.MQTT != nil:
-			ps.At(p, "has both serial and mqtt; a monitor is reached one way")
+		case ways == 0:
+			ps.At(p, "needs serial, mqtt or udp: how the monitor is reached")
+		case ways > 1:
+			ps.At(p, "has more than one of serial, mqtt and udp; a monitor is reached one way")
+		case m.UDP != nil:
+			validateUDP(ps, p+".udp", m.UDP)
+			key := fmt.Sprintf("%s:%d", m.UDP.Host, m.UDP.Port)
+			if j, dup := ports[key]; dup && m.UDP.Host != "" {
+				ps.At(p+".udp", "%s is already the address of monitors[%d]", key, j)
+			}
+			ports[key] = i
 		case m.Serial != nil:
 			validateSerial(ps, p+".serial", m.Serial)
 			if j, dup := ports[m.Serial.Port]; dup && m.Serial.Port != "" {
@@ -305,6 +325,34 @@ func validateMonitors(c *Config, ps *Problems) {
 			}
 			topics[key] = i
 		}
+	}
+}
+
+// validateDialogue checks that a monitor whose profile names a dialogue is
+// reached by a transport its protocol speaks, and that one reached over
+// UDP has such a profile.
+func validateDialogue(ps *Problems, p string, m *Monitor, prof *profile.Profile) {
+	pr, talks := dialogues.Lookup(prof.Format)
+	switch {
+	case !talks && m.UDP != nil:
+		ps.At(p+".udp", "profile %s reads a monitor that prints (%s): it is reached by serial or mqtt", m.Profile, prof.Format)
+	case talks && m.MQTT != nil:
+		ps.At(p+".mqtt", "profile %s talks to the monitor (%s): it is reached by %s", m.Profile, pr.Name, pr.Transports())
+	case talks && m.UDP != nil && !pr.UDP:
+		ps.At(p+".udp", "profile %s talks to the monitor over a serial line only (%s)", m.Profile, pr.Name)
+	case talks && m.Serial != nil && !pr.Serial:
+		ps.At(p+".serial", "profile %s talks to the monitor over the LAN only (%s)", m.Profile, pr.Name)
+	case talks && m.UDP != nil && m.UDP.Port == 0:
+		m.UDP.Port = pr.UDPPort
+	}
+}
+
+func validateUDP(ps *Problems, p string, u *UDP) {
+	if strings.TrimSpace(u.Host) == "" {
+		ps.At(p+".host", "is required: the monitor's address (its IP address on the monitoring LAN)")
+	}
+	if u.Port < 0 || u.Port > 65535 {
+		ps.At(p+".port", "%d is not a port", u.Port)
 	}
 }
 
@@ -326,8 +374,8 @@ func validateSerial(ps *Problems, p string, s *Serial) {
 	if s.StopBits != "" {
 		oneOf(ps, p+".stop_bits", s.StopBits, "1", "1.5", "2")
 	}
-	if s.FlowControl != "" && oneOf(ps, p+".flow_control", s.FlowControl, "none", "rtscts", "xonxoff") && s.FlowControl != "none" {
-		ps.At(p+".flow_control", "%s is not supported: the serial library (go.bug.st/serial) sets no flow control", s.FlowControl)
+	if s.FlowControl != "" && oneOf(ps, p+".flow_control", s.FlowControl, "none", "rtscts", "xonxoff") && s.FlowControl != "none" && runtime.GOOS != "linux" {
+		ps.At(p+".flow_control", "%s is set through Linux's termios: not supported on %s", s.FlowControl, runtime.GOOS)
 	}
 }
 
