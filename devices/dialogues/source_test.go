@@ -27,7 +27,9 @@ func (s *sink) Ingest(ctx context.Context, frames ...[]devices.Reading) error {
 	return nil
 }
 
-func (s *sink) Reject(ctx context.Context, device string, raw []byte, reason string) error { return nil }
+func (s *sink) Reject(ctx context.Context, device string, raw []byte, reason string) error {
+	return nil
+}
 
 func (s *sink) readings() []devices.Reading {
 	s.mu.Lock()
