@@ -6,7 +6,9 @@
 # forward destination), on a fresh data folder, with nothing reachable (no
 # record, no broker, no serial port, no PACS), as a box is before it is
 # commissioned. Reported, each over RUNS starts (default 5):
-#   - start to ready: from exec to the first 200 of /readyz;
+#   - start to ready: from exec to the first 200 of /readyz, on the fresh
+#     folder (its journals and reserves are made then) and again on the
+#     folder the first start left (a restart);
 #   - idle RSS (VmRSS, with RssAnon and RssFile) after IDLE seconds
 #     (default 10), and the Go heap in use (/metrics);
 #   - the data folder's size on disk (du) and the binary's size.
@@ -48,7 +50,16 @@ for run in $(seq "$RUNS"); do
   heap=$(curl -sf "http://127.0.0.1:$http/metrics" | awk '/^go_memstats_heap_inuse_bytes/ {printf "%.1f", $2/1048576}')
   disk=$(du -sk "$W/data" | cut -f1)
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
-  printf 'run %d: ready in %d ms; idle RSS %.1f MiB (anon %.1f, file %.1f), heap in use %s MiB; data folder %.1f MiB\n' \
-    "$run" $((t1 - t0)) "$(echo "$rss/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$file/1024" | bc -l)" "$heap" "$(echo "$disk/1024" | bc -l)"
+  t2=$(ms)
+  "$W/wardgate" run -config "$W/wardgate.yaml" 2>"$W/log" &
+  PID=$!
+  until curl -sf -o /dev/null "http://127.0.0.1:$http/readyz"; do
+    kill -0 "$PID" 2>/dev/null || { cat "$W/log" >&2; exit 1; }
+    sleep 0.005
+  done
+  t3=$(ms)
+  kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+  printf 'run %d: ready in %d ms (restart: %d ms); idle RSS %.1f MiB (anon %.1f, file %.1f), heap in use %s MiB; data folder %.1f MiB\n' \
+    "$run" $((t1 - t0)) $((t3 - t2)) "$(echo "$rss/1024" | bc -l)" "$(echo "$anon/1024" | bc -l)" "$(echo "$file/1024" | bc -l)" "$heap" "$(echo "$disk/1024" | bc -l)"
 done
 printf 'binary: %d bytes (static, linux/%s)\n' "$(stat -c %s "$W/wardgate")" "$(go env GOARCH)"
