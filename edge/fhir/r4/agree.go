@@ -15,12 +15,14 @@ import (
 //     (extensions, narrative, contained resources, a value of another type,
 //     a Patient …);
 //   - an R4 rule that google/fhir does not check: an empty string, array or
-//     object, null, a string of white space only; a control character in
-//     markdown, a code or a URI, white space in a URI; a code or an element
-//     name in other letter case than R4's; the year 0000; a literal
-//     reference whose id is not an id, or whose resource type is not
-//     capitalised; a conditional reference that searches a resource type
-//     the element does not allow.
+//     object; a string of white space only; a primitive written as an
+//     object; a name given twice in an object; an element name or a code in
+//     other letter case than R4's (google/fhir folds them); a control
+//     character in markdown, a code, a URI or a literal reference, or more
+//     than 1 MB of them; white space in a URI; the year 0000; a literal
+//     reference whose id is not an id; a reference that is not a URL, or
+//     whose resource type is not capitalised; a conditional reference that
+//     searches a resource type the element does not allow.
 //
 // Whatever the independent validator rejects, Validate must reject.
 func Disagreement(ours, theirs error) error {
