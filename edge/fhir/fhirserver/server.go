@@ -1,7 +1,8 @@
 // Package fhirserver is a small FHIR R4 server for wardgate's tests and its
-// demo: it keeps resources in memory, validates every write (rejecting an
-// invalid resource with an OperationOutcome: see check), and supports what wardgate uses of a real
-// record: create, conditional create (If-None-Exist), update and conditional
+// demo: it keeps resources in memory, validates every write with package r4,
+// and in tests with google/fhir as well (Independent), rejecting an invalid
+// resource with an OperationOutcome, and supports what wardgate uses of a
+// real record: create, conditional create (If-None-Exist), update and conditional
 // update, read, search by identifier, and transaction and batch Bundles with
 // conditional references. It can be told to misbehave (Faults) so that tests
 // can see what the gateway does when the record is down, slow or strict.
