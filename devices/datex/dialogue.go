@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -91,7 +92,7 @@ func (d *Dialogue) Run(ctx context.Context, link devices.Link, emit func(devices
 	if sec <= 0 {
 		sec = time.Second
 	}
-	n := int16(d.Interval / time.Second)
+	n := int16(min(d.Interval/time.Second, math.MaxInt16))
 	if n < 5 {
 		n = 5
 	}
@@ -118,14 +119,6 @@ func (d *Dialogue) Run(ctx context.Context, link devices.Link, emit func(devices
 			return nil
 		}
 		now := time.Now()
-		if now.Sub(last) >= silence {
-			d.silent(answered, log, level)
-			if answered {
-				return fmt.Errorf("datex: no record for %s: %w", now.Sub(last).Round(time.Millisecond), devices.ErrSilent)
-			}
-			return fmt.Errorf("datex: no record for %s after a request at interface level %s: %w",
-				now.Sub(start).Round(time.Millisecond), LevelName(level), devices.ErrSilent)
-		}
 		// A monitor that reset forgets what it was asked: ask again when
 		// an interval and a half passed without a record.
 		again := every + every/2
@@ -138,10 +131,20 @@ func (d *Dialogue) Run(ctx context.Context, link devices.Link, emit func(devices
 		deadline := minTime(now.Add(250*time.Millisecond), last.Add(silence), asked.Add(again))
 		rec, err := link.ReadMessage(deadline)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
 			}
-			return err
+			// Silence is judged only when nothing waits to be read: an
+			// emit that took long is not the monitor's silence.
+			if quiet := time.Since(last); quiet >= silence {
+				d.silent(answered, log, level)
+				if answered {
+					return fmt.Errorf("datex: no record for %s: %w", quiet.Round(time.Millisecond), devices.ErrSilent)
+				}
+				return fmt.Errorf("datex: no record for %s after a request at interface level %s: %w",
+					time.Since(start).Round(time.Millisecond), LevelName(level), devices.ErrSilent)
+			}
+			continue
 		}
 		f, err := DecodeRecord(rec)
 		switch {

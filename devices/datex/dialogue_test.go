@@ -20,9 +20,11 @@ import (
 )
 
 // The dialogue against the simulated monitor over a byte stream. A
-// protocol second lasts 10 ms on both sides, so that the 5-s interval and
-// the 15-s silence pass quickly; nothing here asserts a timing.
-const second = 10 * time.Millisecond
+// protocol second lasts 100 ms on both sides, so that the 5-s interval and
+// the 15-s silence pass in 0.5 s and 1.5 s; nothing here asserts a timing,
+// but a machine so loaded that a goroutine waits longer than the silence
+// would make a monitor look silent.
+const second = 100 * time.Millisecond
 
 // session is a Dialogue's Run against a monitor on the other end of rw.
 type session struct {
@@ -30,16 +32,20 @@ type session struct {
 	d    *datex.Dialogue
 	link *datex.SerialLink
 
-	mu     sync.Mutex
-	frames []devices.DriverFrame
-	err    error
-	done   chan struct{}
-	cancel context.CancelFunc
+	mu      sync.Mutex
+	frames  []devices.DriverFrame
+	emitErr error // what emit returns once set
+	err     error
+	done    chan struct{}
+	cancel  context.CancelFunc
 }
 
 func (s *session) emit(f devices.DriverFrame) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.emitErr != nil {
+		return s.emitErr
+	}
 	s.frames = append(s.frames, f)
 	return nil
 }
@@ -97,8 +103,13 @@ func startMonitor(t *testing.T, mon *datexsim.Monitor, monitorEnd io.ReadWriter)
 		if c, ok := monitorEnd.(io.Closer); ok {
 			c.Close()
 		}
-		if err := <-monDone; err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
-			t.Logf("monitor: %v", err)
+		select {
+		case err := <-monDone:
+			if err != nil && !errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+				t.Logf("monitor: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("the simulated monitor did not stop within 10 s")
 		}
 	})
 }
@@ -117,7 +128,14 @@ func runDialogue(t *testing.T, mon *datexsim.Monitor, d *datex.Dialogue, gwEnd i
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-s.done
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10 s of its context ending")
+		}
+		if c, ok := gwEnd.(net.Conn); ok {
+			c.Close() // a pipe's Read returns only then
+		}
 		s.link.Close()
 	})
 	return s
@@ -142,6 +160,12 @@ func newMonitor() *datexsim.Monitor {
 
 func newDialogue() *datex.Dialogue {
 	return &datex.Dialogue{Second: second, Levels: datex.LevelsFrom(datex.Level15), Log: slog.New(slog.DiscardHandler)}
+}
+
+// slower makes a session's protocol second last sec on both sides.
+func slower(m *datexsim.Monitor, d *datex.Dialogue, sec time.Duration) (*datexsim.Monitor, *datex.Dialogue) {
+	m.Second, d.Second = sec, sec
+	return m, d
 }
 
 // checkFrame checks a frame as the simulator's first records hold it.
@@ -201,9 +225,7 @@ func TestDialogueMonitorStopsAnswering(t *testing.T) {
 		t.Fatalf("Run: %v, want an error wrapping ErrSilent", err)
 	}
 	// It asked again before it gave up: a monitor that reset forgets.
-	if n := len(s.mon.Requests()); n < 2 {
-		t.Fatalf("%d requests: the dialogue did not ask again", n)
-	}
+	s.waitFor(t, "the request asked again", func() bool { return len(s.mon.Requests()) >= 2 })
 	// Answered at its first level, the next session keeps it.
 	if l := s.d.Level(); l != datex.Level15 {
 		t.Fatalf("next level %s", datex.LevelName(l))
@@ -264,4 +286,29 @@ func TestDialogueFallsBackToAnotherLevel(t *testing.T) {
 	s = start(t, m, d, gw, mon)
 	s.waitFor(t, "a record at level 0", func() bool { return len(s.got()) >= 1 })
 	checkFrame(t, s.got()[0])
+}
+
+// The gateway that cannot store the values ends the session with its
+// error, and the monitor is told to stop.
+func TestDialogueEndsWhenValuesCannotBeStored(t *testing.T) {
+	gw, mon := pipe(t)
+	d := newDialogue()
+	d.Interval = 10 * time.Second
+	s := start(t, newMonitor(), d, gw, mon)
+	s.waitFor(t, "a record", func() bool { return len(s.got()) >= 1 })
+	full := errors.New("outbox full")
+	s.mu.Lock()
+	s.emitErr = full
+	s.mu.Unlock()
+	s.waitFor(t, "Run to end", func() bool { _, ended := s.result(); return ended })
+	if err, _ := s.result(); !errors.Is(err, full) {
+		t.Fatalf("Run: %v, want the emit's error", err)
+	}
+	s.waitFor(t, "the stop request", func() bool {
+		r := s.mon.Requests()
+		return len(r) >= 2 && r[len(r)-1].Interval == datex.IntervalStop
+	})
+	if r := s.mon.Requests()[0]; r.Interval != 10 {
+		t.Fatalf("request %+v: the configured interval is 10 s", r)
+	}
 }

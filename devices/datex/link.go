@@ -30,6 +30,8 @@ type SerialLink struct {
 	err     error
 	done    chan struct{} // closed by Close
 	close   sync.Once
+	exited  chan struct{} // closed when the reader returns
+	started atomic.Bool
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -41,7 +43,7 @@ type SerialLink struct {
 
 // NewSerialLink returns a link over port.
 func NewSerialLink(port io.ReadWriter) *SerialLink {
-	return &SerialLink{port: port, records: make(chan []byte, 8), failed: make(chan struct{}), done: make(chan struct{})}
+	return &SerialLink{port: port, records: make(chan []byte, 8), failed: make(chan struct{}), done: make(chan struct{}), exited: make(chan struct{})}
 }
 
 // BadFrames counts the candidates that were not records (garbage,
@@ -64,12 +66,18 @@ func (l *SerialLink) WriteMessage(rec []byte) error {
 	return err
 }
 
-// Close stops the link's reader when its Read next returns, and leaves
-// the port open: a serial port's Read returns at its timeout, so that the
-// port can be given to a new link; a port whose Read blocks must be closed
-// too.
+// Close stops the link's reader and returns once it stopped, which is
+// when the port's Read next returns; the port stays open. A serial port's
+// Read returns at its timeout, so that the port can then be given to a new
+// link: two readers at once must not be, as go.bug.st/serial lets both
+// through its select and one blocks in read(2) with nothing left to read,
+// and its Close then waits for that reader for ever. For a port whose
+// Read blocks until data comes (a pipe), close the port first.
 func (l *SerialLink) Close() error {
 	l.close.Do(func() { close(l.done) })
+	if l.started.Load() {
+		<-l.exited
+	}
 	return nil
 }
 
@@ -77,7 +85,10 @@ func (l *SerialLink) Close() error {
 // past it the error wraps os.ErrDeadlineExceeded. Once the port failed,
 // the records read before are still handed out, then its error.
 func (l *SerialLink) ReadMessage(deadline time.Time) ([]byte, error) {
-	l.start.Do(func() { go l.read() })
+	l.start.Do(func() {
+		l.started.Store(true)
+		go l.read()
+	})
 	select {
 	case rec := <-l.records:
 		return rec, nil
@@ -107,6 +118,7 @@ func (l *SerialLink) ReadMessage(deadline time.Time) ([]byte, error) {
 // read is the link's own read loop (no bufio.Scanner: a serial port's
 // Read returns (0, nil) when its timeout passes with nothing read).
 func (l *SerialLink) read() {
+	defer close(l.exited)
 	var u Unframer
 	buf := make([]byte, 4096)
 	got := func(rec []byte, err error) {

@@ -54,10 +54,13 @@ func TestDialogueOverPseudoTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m := newMonitor()
+	// socat relays between the pseudo-terminals: a protocol second of
+	// 250 ms (a silence of 3.75 s) rides out socat waiting for a CPU on a
+	// loaded machine.
+	m, d := slower(newMonitor(), newDialogue(), 250*time.Millisecond)
 	m.Garbage(true)
 	m.OverClaim(1)
-	s := start(t, m, newDialogue(), port, monEnd)
+	s := start(t, m, d, port, monEnd)
 	s.waitFor(t, "three records", func() bool { return len(s.got()) >= 3 })
 	got := s.got()
 	if got[0].Bad == 0 || byField(got[0])["nibp.sys"].Value != 120 {
