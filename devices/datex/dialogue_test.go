@@ -20,11 +20,12 @@ import (
 )
 
 // The dialogue against the simulated monitor over a byte stream. A
-// protocol second lasts 100 ms on both sides, so that the 5-s interval and
-// the 15-s silence pass in 0.5 s and 1.5 s; nothing here asserts a timing,
-// but a machine so loaded that a goroutine waits longer than the silence
-// would make a monitor look silent.
-const second = 100 * time.Millisecond
+// protocol second lasts 200 ms on both sides, so that the 5-s interval and
+// the 15-s silence pass in 1 s and 3 s. Nothing here asserts a timing, but
+// a goroutine kept from a CPU for longer than the silence would make the
+// monitor look silent: with 100 ms, the race detector on a machine loaded
+// eight times over its two cores did so.
+const second = 200 * time.Millisecond
 
 // session is a Dialogue's Run against a monitor on the other end of rw.
 type session struct {
