@@ -20,7 +20,8 @@ import (
 // termios but does not act on it. That the driver holds its output while
 // the monitor drops CTS, and drops RTS when its own buffer fills, shows
 // only on a real UART (a USB adapter and a null-modem cable with RTS/CTS
-// crossed).
+// crossed). XON/XOFF is the line discipline's and does act on a
+// pseudo-terminal; here too only the flags are checked.
 
 func flags(t *testing.T, fd int) (rtscts, xonxoff bool) {
 	t.Helper()

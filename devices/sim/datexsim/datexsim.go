@@ -1,7 +1,8 @@
 // Package datexsim plays a GE Datex-Ohmeda S/5 monitor's side of the
 // computer interface over a byte stream, from the public facts of the
 // interface (see devices/datex): it answers a displayed-values request with
-// a record of the basic physiological class at the asked interval, with
+// a record of the basic physiological class (whatever extended classes
+// were asked for) at the asked interval, with
 // values that change from record to record and its own clock, until asked
 // to stop. Knobs make it misbehave as monitors and cables do: stop
 // answering, put garbage between frames, send a record whose offsets claim
