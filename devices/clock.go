@@ -18,8 +18,12 @@ import (
 //     delayed) of each; the estimate is the median of those maxima over the
 //     last 30 minutes. One frame dated in the future moves one bucket's
 //     maximum, not the median. A first estimate needs samples from three
-//     buckets; until then the device's time is used as it is (offset zero:
-//     ward clocks are usually NTP-synchronised), never the receipt time.
+//     buckets; until then, on a link that can deliver frames late, the
+//     device's time is used as it is (offset zero: ward clocks are usually
+//     NTP-synchronised; a backlog keeps its times), never the receipt time;
+//     on a live link (RS-232, a monitor that is polled), which delivers a
+//     frame as it is sent, each frame's own sample is its offset: its
+//     receipt is its time.
 //   - The estimate follows the median at most 1 ms per second (a clock that
 //     drifts), and a frame is compared with it: one later than the device's
 //     usual delay by more than 5 s, or dated more than 2 s ahead of it,
@@ -266,6 +270,13 @@ func (c *Clock) Observe(device, received time.Time, redelivered bool) (time.Dura
 				c.est, c.valid, c.lastAt = cand, true, received
 				c.segmentLocked(received)
 			}
+		}
+		if !c.valid && !c.buffered && !redelivered {
+			// A live link delivers a frame as it is sent: until the
+			// estimate forms, the frame's own sample is its offset (its
+			// receipt is its time, and a measurement of an earlier time
+			// keeps its age).
+			return s, false
 		}
 		return c.est, false
 	}
@@ -629,19 +640,21 @@ func (c *Clock) segmentLocked(from time.Time) {
 	}
 }
 
-// Settle says, for a frame of device time device received at received
+// Settle says, for a reading of device time device received at received
 // whose time was pending, what the clock decided: its offset (and how
 // many times its clock showed that device time before), its receipt as
-// its time (atReceipt), or that it is still pending or unknown. now is the
-// gateway's clock.
-func (c *Clock) Settle(device, received, now time.Time, redelivered bool) (off time.Duration, repeat int, atReceipt bool, v TimeVerdict) {
+// its time (atReceipt), or that it is still pending or unknown. sample is
+// what the device's clock showed when the frame was sent: the reading's
+// own time, unless it is a measurement of an earlier time (Reading's
+// ClockSample). now is the gateway's clock.
+func (c *Clock) Settle(device, sample, received, now time.Time, redelivered bool) (off time.Duration, repeat int, atReceipt bool, v TimeVerdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLocked(now)
 	if c.pending != nil && !received.Before(c.pending.since) {
 		return 0, 0, false, TimePending
 	}
-	s := device.Sub(received)
+	s := sample.Sub(received)
 	for i := len(c.decisions) - 1; i >= 0; i-- {
 		d := c.decisions[i]
 		if received.Before(d.Since) || received.After(d.Until) {
@@ -832,6 +845,11 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 		}
 		if rs[i].DeviceTime.Equal(device) {
 			rs[i].DeviceTime = chosen
+		} else if !device.IsZero() {
+			// A measurement of its own, earlier time (an NIBP taken
+			// before the answer that brought it): the clock is read from
+			// the frame's time, not from it.
+			rs[i].ClockSample = chosen
 		}
 		rs[i].ClockOffset, rs[i].ClockPending, rs[i].Redelivered = off, pending, redelivered
 		if !pending {
@@ -918,7 +936,11 @@ func (cs *Clocks) Settle(r *Reading, now time.Time) TimeVerdict {
 		r.ClockPending = false
 		return TimeSettled
 	}
-	off, repeat, atReceipt, v := c.Settle(r.DeviceTime, r.Received, now, r.Redelivered)
+	sample := r.DeviceTime
+	if !r.ClockSample.IsZero() {
+		sample = r.ClockSample
+	}
+	off, repeat, atReceipt, v := c.Settle(r.DeviceTime, sample, r.Received, now, r.Redelivered)
 	switch v {
 	case TimePending:
 		return TimePending
@@ -927,6 +949,12 @@ func (cs *Clocks) Settle(r *Reading, now time.Time) TimeVerdict {
 		return TimeUnknown
 	}
 	r.ClockPending = false
+	if atReceipt && !r.ClockSample.IsZero() {
+		// The frame's receipt is its time; the measurement is as much
+		// older than the frame as the device's clock says.
+		r.ClockOffset, r.ClockRepeat = r.ClockSample.Sub(r.Received), 0
+		return TimeSettled
+	}
 	if atReceipt {
 		r.DeviceTime, r.ClockOffset, r.ClockRepeat = time.Time{}, 0, 0
 		return TimeSettled

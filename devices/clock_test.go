@@ -280,3 +280,30 @@ func TestAGlitchedFrameRepeatsOnlyItsOwnTime(t *testing.T) {
 		}
 	}
 }
+
+// On a live link (RS-232, a polled monitor) a frame is received as it is
+// sent: before the estimate forms, a frame's receipt is its time, whatever
+// the device's clock says, and a measurement of an earlier time that came
+// with it (an NIBP) keeps its age; once the estimate forms, the same.
+func TestOnALiveLinkTheFirstFramesAreAtTheirReceipt(t *testing.T) {
+	for _, skew := range []time.Duration{-3 * time.Minute, 3 * time.Minute, -7 * 24 * time.Hour} {
+		c := NewClock(time.Second)
+		c.SetBuffered(false)
+		for i := range 200 {
+			recv := clockStart.Add(time.Duration(i) * time.Second)
+			dev := recv.Add(skew)
+			rs := []Reading{{DeviceTime: dev}, {DeviceTime: dev.Add(-40 * time.Second)}}
+			c.Stamp(rs, dev, time.Time{}, recv, false)
+			for j, r := range rs {
+				r.Received = recv
+				if r.ClockPending {
+					t.Fatalf("skew %v, frame %d: pending", skew, i)
+				}
+				want := recv.Add(-time.Duration(j) * 40 * time.Second)
+				if got := r.Effective(); got.Sub(want).Abs() > time.Millisecond {
+					t.Fatalf("skew %v, frame %d, reading %d: effective %v, want %v (estimate: %+v)", skew, i, j, got, want, c.Status())
+				}
+			}
+		}
+	}
+}

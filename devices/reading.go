@@ -56,6 +56,12 @@ type Reading struct {
 	// before (it was set back over it): the same device time then names
 	// another measurement.
 	ClockRepeat int `json:",omitempty"`
+	// ClockSample is what the device's clock showed when it sent the frame,
+	// for a reading whose DeviceTime is a measurement of an earlier time
+	// (an NIBP taken minutes before the answer or message that brought
+	// it): the clock's decisions are read from it, and the reading keeps
+	// its own time. Zero when DeviceTime is the frame's time.
+	ClockSample time.Time `json:",omitzero"`
 	// Redelivered: the transport delivered the frame again (MQTT DUP).
 	Redelivered bool `json:",omitempty"`
 	// Received is when the gateway read the frame; for a message the

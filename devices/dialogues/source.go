@@ -84,12 +84,26 @@ func (s *Source) Run(ctx context.Context) error {
 			for i := 0; i < df.Bad; i++ {
 				s.Monitor.BadFrame()
 			}
-			for _, f := range s.Profile.DecodeDriver(df) {
-				in.Stamp(devices.Receipt{Device: s.ID, Location: s.Location, At: received}, f.Readings, f.DeviceTime, time.Time{}, len(f.Dropped))
-				// Stored, or counted lost and logged by the intake: a
-				// monitor that is polled does not send the answer again.
-				in.Ingest(ctx, f.Readings)
+			// The answer's time is what the monitor's clock showed then;
+			// a value of its own time (an NIBP taken minutes before) is
+			// stamped with the same clock, never taken for the clock's
+			// reading.
+			frames := s.Profile.DecodeDriver(df)
+			var all []devices.Reading
+			dropped := 0
+			for _, f := range frames {
+				all = append(all, f.Readings...)
+				dropped += len(f.Dropped)
 			}
+			in.Stamp(devices.Receipt{Device: s.ID, Location: s.Location, At: received}, all, df.DeviceTime, time.Time{}, dropped)
+			parts := make([][]devices.Reading, 0, len(frames))
+			for _, f := range frames {
+				n := len(f.Readings)
+				parts, all = append(parts, all[:n:n]), all[n:]
+			}
+			// Stored, or counted lost and logged by the intake: a monitor
+			// that is polled does not send the answer again.
+			in.Ingest(ctx, parts...)
 			return nil
 		})
 		closer.Close()
