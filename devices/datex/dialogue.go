@@ -45,6 +45,91 @@ type Dialogue struct {
 	mu       sync.Mutex
 	try      int  // index into the levels of the next Run
 	answered bool // the level at try was answered
+	nibp     nibpSeen
+}
+
+// nibpSeen is the NIBP the monitor showed last, and when it was first
+// seen.
+type nibpSeen struct {
+	vals [3]float64 // sys, dia, mean
+	old  bool       // the label said older than 60 s
+	at   time.Time  // zero: never charted (first seen already old)
+	ok   bool
+}
+
+// dateNIBP gives the NIBP values of a record their measurement's time.
+// Between cuff cycles the monitor shows the last measurement in every
+// record (its label saying so once it is older than 60 s), and a record
+// carries no time of its own for it unless an auxiliary sub-record does
+// (DecodeRecord then sets it). A measurement is new when its values
+// change, or when its label turns from old to recent again (a new cuff
+// with the same values): it is dated by the first record that shows it,
+// at most one interval after the cuff ended. The records that show it
+// again carry nothing more: their NIBP values are left out. One first
+// seen already older than 60 s (the gateway started, or the link came
+// back, after the cuff) has no known time and is left out.
+func (d *Dialogue) dateNIBP(f *devices.DriverFrame) {
+	var idx [3]int
+	var vals [3]float64
+	old, found := false, false
+	for i := range idx {
+		idx[i] = -1
+	}
+	for i, v := range f.Values {
+		k := -1
+		switch v.Field {
+		case "nibp.sys":
+			k = 0
+		case "nibp.dia":
+			k = 1
+		case "nibp.mean":
+			k = 2
+		default:
+			continue
+		}
+		if !v.Time.IsZero() {
+			return // dated by the record itself
+		}
+		idx[k], vals[k] = i, v.Value
+		old = old || StateLabel(v.State)&NIBPOld != 0
+		found = found || !math.IsNaN(v.Value)
+	}
+	if !found {
+		return
+	}
+	d.mu.Lock()
+	prev := d.nibp
+	fresh := !prev.ok || !sameValues(prev.vals, vals) || (prev.old && !old)
+	if fresh {
+		d.nibp = nibpSeen{vals: vals, old: old, ok: true}
+		if !old {
+			d.nibp.at = f.DeviceTime
+		}
+	} else {
+		d.nibp.old = old
+	}
+	at := d.nibp.at
+	d.mu.Unlock()
+	keep := f.Values[:0]
+	for i, v := range f.Values {
+		if i == idx[0] || i == idx[1] || i == idx[2] || v.Field == "nibp.hr" {
+			if !fresh || at.IsZero() {
+				continue
+			}
+			v.Time = at
+		}
+		keep = append(keep, v)
+	}
+	f.Values = keep
+}
+
+func sameValues(a, b [3]float64) bool {
+	for i := range a {
+		if a[i] != b[i] && !(math.IsNaN(a[i]) && math.IsNaN(b[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 // LevelsFrom lists the levels to try for a monitor configured at level:
@@ -164,6 +249,7 @@ func (d *Dialogue) Run(ctx context.Context, link devices.Link, emit func(devices
 			answered = true
 			d.answer(log, level)
 		}
+		d.dateNIBP(&f)
 		if err := emit(f); err != nil {
 			stop()
 			return err

@@ -169,17 +169,32 @@ func slower(m *datexsim.Monitor, d *datex.Dialogue, sec time.Duration) (*datexsi
 	return m, d
 }
 
-// checkFrame checks a frame as the simulator's first records hold it.
-func checkFrame(t *testing.T, f devices.DriverFrame) {
+// checkFrame checks a frame as the simulator's first records hold it:
+// with the NIBP (nibp: the first record that shows the measurement, dated
+// by it) or without (a record that shows it again).
+func checkFrame(t *testing.T, f devices.DriverFrame, nibp bool) {
 	t.Helper()
 	v := byField(f)
-	if f.Bad != 0 || len(f.Values) != len(datex.Fields()) {
-		t.Fatalf("bad %d, %d values", f.Bad, len(f.Values))
+	want := len(datex.Fields())
+	if !nibp {
+		want -= 4
+	}
+	if f.Bad != 0 || len(f.Values) != want {
+		t.Fatalf("bad %d, %d values, want %d", f.Bad, len(f.Values), want)
+	}
+	if _, ok := v["nibp.sys"]; ok != nibp {
+		t.Fatalf("NIBP in the frame: %v, want %v", ok, nibp)
+	}
+	if nibp && !v["nibp.sys"].Time.Equal(f.DeviceTime) {
+		t.Errorf("the NIBP dated %v, the record that first showed it %v", v["nibp.sys"].Time, f.DeviceTime)
 	}
 	if hr := v["ecg.hr"].Value; hr < 60 || hr >= 90 || hr != math.Trunc(hr) {
 		t.Errorf("ecg.hr %v", hr)
 	}
 	for field, want := range map[string]float64{"nibp.sys": 120, "nibp.mean": 93, "t1.temp": 37.1, "co2.et": 38} {
+		if _, ok := v[field]; !ok && !nibp {
+			continue
+		}
 		if got := v[field].Value; got != want {
 			t.Errorf("%s = %v, want %v", field, got, want)
 		}
@@ -198,8 +213,8 @@ func TestDialogueValuesAndStop(t *testing.T) {
 	gw, mon := pipe(t)
 	s := start(t, newMonitor(), newDialogue(), gw, mon)
 	s.waitFor(t, "three records", func() bool { return len(s.got()) >= 3 })
-	for _, f := range s.got()[:3] {
-		checkFrame(t, f)
+	for i, f := range s.got()[:3] {
+		checkFrame(t, f, i == 0)
 	}
 	req := s.mon.Requests()[0]
 	if req != (datex.Request{Type: datex.SubDisplayed, Interval: 5, Level: datex.Level15}) {
@@ -240,8 +255,8 @@ func TestDialogueGarbageOnTheLine(t *testing.T) {
 	m.BadChecksum(2)
 	s := start(t, m, newDialogue(), gw, mon)
 	s.waitFor(t, "three records", func() bool { return len(s.got()) >= 3 })
-	for _, f := range s.got()[:3] {
-		checkFrame(t, f)
+	for i, f := range s.got()[:3] {
+		checkFrame(t, f, i == 0)
 	}
 	// Two frames with a bad checksum, and two garbage candidates before
 	// each frame.
@@ -265,7 +280,7 @@ func TestDialogueRecordClaimsMoreThanItHolds(t *testing.T) {
 	if _, ok := v["spo2.spo2"]; ok {
 		t.Fatal("spo2 lies beyond what the record holds and was decoded")
 	}
-	checkFrame(t, second)
+	checkFrame(t, second, false)
 }
 
 // A monitor that answers level 0 only: the first session, written at
@@ -286,7 +301,7 @@ func TestDialogueFallsBackToAnotherLevel(t *testing.T) {
 	gw, mon = pipe(t)
 	s = start(t, m, d, gw, mon)
 	s.waitFor(t, "a record at level 0", func() bool { return len(s.got()) >= 1 })
-	checkFrame(t, s.got()[0])
+	checkFrame(t, s.got()[0], true)
 }
 
 // The gateway that cannot store the values ends the session with its

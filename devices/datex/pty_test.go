@@ -66,8 +66,8 @@ func TestDialogueOverPseudoTerminal(t *testing.T) {
 	if got[0].Bad == 0 || byField(got[0])["nibp.sys"].Value != 120 {
 		t.Fatalf("the over-claiming record: bad %d, values %v", got[0].Bad, got[0].Values)
 	}
-	checkFrame(t, got[1])
-	checkFrame(t, got[2])
+	checkFrame(t, got[1], false)
+	checkFrame(t, got[2], false)
 	if s.link.BadFrames() == 0 {
 		t.Fatal("the garbage was not counted")
 	}
