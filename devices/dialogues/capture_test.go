@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/datex"
 	"github.com/wardgate/wardgate/devices/intellivue"
+	"github.com/wardgate/wardgate/devices/sim/datexsim"
 	"github.com/wardgate/wardgate/devices/sim/intellivuesim"
 )
 
@@ -77,6 +79,41 @@ func TestWriteCaptures(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("intellivue-mx.capture: %d bytes, %d answers", len(rec.rec), answers)
+	writeDatexCapture(t, t0)
+}
+
+// writeDatexCapture records a Datex-Ohmeda S/5's side of a session: its
+// records at a protocol second of 20 ms.
+func writeDatexCapture(t *testing.T, t0 time.Time) {
+	const second = 20 * time.Millisecond
+	mon := &datexsim.Monitor{Level: datex.Level15, PlugID: 7, Clock: t0, Second: second}
+	monR, cliW := io.Pipe()
+	cliR, monW := io.Pipe()
+	var rec tee
+	recording := writerFunc(func(b []byte) (int, error) {
+		rec.mu.Lock()
+		rec.rec = append(rec.rec, b...)
+		rec.mu.Unlock()
+		return monW.Write(b)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go mon.Run(ctx, duplex{monR, recording})
+	d := &datex.Dialogue{Second: second, Levels: datex.LevelsFrom(datex.Level15), Log: slog.New(slog.DiscardHandler)}
+	records := 0
+	runCtx, stop := context.WithCancel(ctx)
+	d.Run(runCtx, datex.NewSerialLink(duplex{cliR, cliW}), func(df devices.DriverFrame) error {
+		if records++; records == 4 {
+			stop()
+		}
+		return nil
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if err := os.WriteFile("../../firmware-profiles/ge/datex-s5.capture", rec.rec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("datex-s5.capture: %d bytes, %d records", len(rec.rec), records)
 }
 
 type writerFunc func([]byte) (int, error)

@@ -264,8 +264,11 @@ func (p *Profile) checkParams(ps *yamlstrict.Problems) {
 		if prm.Path != nil {
 			key = prm.Path.String()
 		}
-		if seen[key+"|"+prm.MDC] {
+		if seen[key+"|"+prm.MDC] && prm.When == nil {
 			ps.At(at, "maps %s to %s twice", key, prm.MDC)
+		}
+		if prm.When != nil && !Decoders[p.Format] {
+			ps.At(at+".when", "is for a dialogue's values (their state)")
 		}
 		seen[key+"|"+prm.MDC] = true
 		if prm.MDC == "" {

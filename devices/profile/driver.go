@@ -16,8 +16,11 @@ import (
 // dialogue built into wardgate, such as intellivue or datex) map what the
 // dialogue decoded, in the device's own terms (devices.DriverFrame), to
 // readings. Each parameter's field is a DriverValue's Field ("0x4BB8",
-// "nibp.sys"); a value whose field no parameter names is not charted (a
-// monitor reports far more than a ward charts) and not counted as dropped.
+// "nibp.sys"), and with when, a condition on the value's state (a pressure
+// channel's site label): a field's parameters are tried in order, the first
+// that applies charts the value. A value no parameter applies to is not
+// charted (a monitor reports far more than a ward charts) and not counted
+// as dropped.
 // Status bits with field "state" read each value's State: which bits drop
 // a value or flag it. A value's unit, when the dialogue gives one (an MDC
 // unit code, or UCUM), is converted to the parameter's charted unit, and a
@@ -52,16 +55,23 @@ func (p *Profile) DecodeDriver(df devices.DriverFrame) []Frame {
 		if !v.Time.IsZero() && !v.Time.Equal(df.DeviceTime) {
 			f = frameAt(v.Time)
 		}
+		var prm *Param
+		for _, c := range prms {
+			if c.When == nil || v.State&c.When.Mask == c.When.Value {
+				prm = c
+				break
+			}
+		}
+		if prm == nil {
+			continue // a label no parameter charts (an ICP channel)
+		}
 		q, why := p.stateOf(v)
-		for _, prm := range prms {
-			if why != "" {
-				f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: why})
-				continue
-			}
-			if math.IsNaN(v.Value) || math.IsInf(v.Value, 0) {
-				f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: "no value"})
-				continue
-			}
+		switch {
+		case why != "":
+			f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: why})
+		case math.IsNaN(v.Value) || math.IsInf(v.Value, 0):
+			f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: "no value"})
+		default:
 			r, why := p.driverReading(prm, v, q)
 			if why != "" {
 				f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: why})
@@ -164,6 +174,9 @@ func (p *Profile) checkDriver(ps *yamlstrict.Problems) {
 		prm := &p.Parameters[i]
 		if prm.Field == "" {
 			ps.At(fmt.Sprintf("parameters[%d].field", i), "is missing (the dialogue's name for the value)")
+		}
+		if prm.When != nil && prm.When.Value&^prm.When.Mask != 0 {
+			ps.At(fmt.Sprintf("parameters[%d].when", i), "value has bits outside mask: it can never match")
 		}
 		if prm.Path != nil || len(prm.NoValue) > 0 || prm.Trim != "" || len(prm.Markers) > 0 {
 			ps.At(fmt.Sprintf("parameters[%d]", i), "path, no_value, trim and markers are for text and json profiles")

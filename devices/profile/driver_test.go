@@ -113,3 +113,49 @@ parameters:
 		t.Fatalf("an unknown dialogue: %v", err)
 	}
 }
+
+// A field's parameters with when are tried in order: a pressure channel
+// is charted by the site its label names, one whose label no parameter
+// names (an ICP channel) is not charted, and a catch-all after them takes
+// the rest.
+func TestDecodeDriverChoosesByState(t *testing.T) {
+	Decoders["testdialogue"] = true
+	defer delete(Decoders, "testdialogue")
+	p, err := Parse("w.yaml", "acme/w", []byte(`vendor: Acme
+model: W
+format: testdialogue
+parameters:
+  - {field: p1.sys, mdc: MDC_PRESS_BLD_ART_SYS, unit: "mm[Hg]", when: {mask: 0x0FFF0000, value: 0x00010000}}
+  - {field: p1.sys, mdc: MDC_PRESS_BLD_ART_PULM_SYS, unit: "mm[Hg]", when: {mask: 0x0FFF0000, value: 0x00030000}}
+  - {field: t1.temp, mdc: MDC_TEMP_ESOPH, unit: Cel, when: {mask: 0x0FFF0000, value: 0x00010000}}
+  - {field: t1.temp, mdc: MDC_TEMP, unit: Cel}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := func(field string, state uint32) string {
+		fs := p.DecodeDriver(devices.DriverFrame{DeviceTime: time.Now(), Values: []devices.DriverValue{{Field: field, Value: 30, State: state}}})
+		if len(fs) != 1 || len(fs[0].Readings) > 1 {
+			t.Fatalf("%s %#x: %+v", field, state, fs)
+		}
+		if len(fs[0].Readings) == 0 {
+			return ""
+		}
+		return fs[0].Readings[0].Code.RefID
+	}
+	for _, c := range []struct {
+		field string
+		state uint32
+		want  string
+	}{
+		{"p1.sys", 0x00010000, "MDC_PRESS_BLD_ART_SYS"},
+		{"p1.sys", 0x00030000, "MDC_PRESS_BLD_ART_PULM_SYS"},
+		{"p1.sys", 0x00070000, ""}, // ICP: no parameter
+		{"t1.temp", 0x00010000, "MDC_TEMP_ESOPH"},
+		{"t1.temp", 0x00090000, "MDC_TEMP"},
+	} {
+		if got := code(c.field, c.state); got != c.want {
+			t.Errorf("%s with state %#x: %q, want %q", c.field, c.state, got, c.want)
+		}
+	}
+}

@@ -200,11 +200,22 @@ type Param struct {
 	// Markers maps a character the device appends or prepends to a value to
 	// an action, as for status bits (Nonin's "*" for questionable).
 	Markers map[string]string `yaml:"markers"`
+	// When, in a dialogue's profile, makes the parameter apply only to a
+	// value whose state has these bits (a Datex-Ohmeda pressure channel
+	// labelled ART); a field's parameters are tried in order, and the
+	// first that applies charts the value.
+	When *StateMatch `yaml:"when"`
 
 	term           mdc.Term
 	factor, offset float64 // from the sent unit to the charted one
 	noValue        map[string]bool
 	markers        string // the marker characters, for trimming
+}
+
+// StateMatch selects values by their state: State & Mask == Value.
+type StateMatch struct {
+	Mask  uint32 `yaml:"mask"`
+	Value uint32 `yaml:"value"`
 }
 
 // Duration is a time.Duration written as in Go ("1s", "500ms").
