@@ -120,12 +120,19 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 
 const simulateUsage = `Usage: wardgate simulate -profile VENDOR/MODEL (-serial PORT | -mqtt BROKER -topic TOPIC | -stdout)
                          [-interval 1s] [-count N] [-seed N]
+       wardgate simulate -profile philips/intellivue-mx (-udp ADDRESS | -serial PORT)
+       wardgate simulate -profile ge/datex-s5 -serial PORT
 
 A bedside-monitor simulator for commissioning and tests: a patient whose
 vitals trend, with artefacts (probe off, low perfusion), dropouts and a
 drifting device clock, written in the profile's own format to a serial port
 (9600 8N1, or -baud), published to an MQTT broker at QoS 1, or printed.
 Profiles it speaks: %v
+
+A monitor that must be talked to (an IntelliVue, a Datex-Ohmeda) is played
+on its side of the protocol: it answers the gateway's session, polls and
+keep-alives, on a UDP address (an IntelliVue's LAN port: -udp :24105) or a
+serial port, until interrupted.
 `
 
 func cmdSimulate(args []string, stdout, stderr io.Writer) int {
@@ -141,8 +148,22 @@ func cmdSimulate(args []string, stdout, stderr io.Writer) int {
 	interval := fs.Duration("interval", time.Second, "time between frames")
 	count := fs.Int("count", 0, "frames to send, then stop (0: until interrupted)")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed, for a repeatable patient")
+	udp := fs.String("udp", "", "UDP address to answer on (a monitor on the LAN)")
 	if err := fs.Parse(args); err != nil || *name == "" || fs.NArg() > 0 {
 		fs.Usage()
+		return exitUsage
+	}
+	if protocol, ok := dialogueSims[*name]; ok {
+		if (*udp == "") == (*port == "") || *broker != "" || *toStdout {
+			fmt.Fprintln(stderr, "wardgate simulate: give exactly one of -udp, -serial for", *name)
+			return exitUsage
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return simulateDialogue(ctx, protocol, *udp, *port, stderr)
+	}
+	if *udp != "" {
+		fmt.Fprintf(stderr, "wardgate simulate: -udp is for a monitor that is talked to (%s)\n", "philips/intellivue-mx")
 		return exitUsage
 	}
 	outs := 0
