@@ -47,7 +47,9 @@ patients:
 	}
 	// Three records: every parameter three times, the NIBP once.
 	Eventually(t, 60*time.Second, func() bool { return codes()["147842"] >= 3 },
-		func() string { return fmt.Sprintf("codes charted: %v\n%s\nsimulator:\n%s", codes(), gw.Log(), sim.Log()) })
+		func() string {
+			return fmt.Sprintf("codes charted: %v\n%s\nsimulator:\n%s", codes(), gw.Log(), sim.Log())
+		})
 	c := codes()
 	for code, what := range map[string]string{"150456": "SpO2", "149530": "pulse rate", "150032": "the arterial pressure panel (P1 labelled ART)", "150372": "the oesophageal temperature (T1 labelled ESO)"} {
 		if c[code] < 2 {
