@@ -24,6 +24,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/wardgate/wardgate/devices/sim"
+	"github.com/wardgate/wardgate/devices/sim/intellivuesim"
 	"github.com/wardgate/wardgate/dicom"
 	"github.com/wardgate/wardgate/edge"
 	"github.com/wardgate/wardgate/edge/config"
@@ -84,6 +85,9 @@ Within a minute it shows:
   - bed-14: a simulated monitor publishing JSON to the embedded MQTT broker
             (%s); its patient is found through the record's
             in-progress Encounter at the bed
+  - bed-20: a simulated Philips IntelliVue MX450 on the LAN (udp %s),
+            talked to with its Data Export protocol; its clock is
+            2 minutes fast, which the gateway corrects
   - %s, %s: a simulated central station sends their
             monitors' results (IHE PCD-01 over MLLP) to the hl7 listener
             (%s) without PID-3: their patients come from the
@@ -99,7 +103,7 @@ patients are %sPatient/demo-adt-1, -2, …).
 Data folder: %s
 Ctrl-C stops it.
 
-`, d.statusURL, d.ptyName, d.brokerURL, demoHL7Bed(demoHL7Beds[0]), demoHL7Bed(demoHL7Beds[1]), d.hl7Addr, d.adtAddr,
+`, d.statusURL, d.ptyName, d.brokerURL, d.intellivueAddr, demoHL7Bed(demoHL7Beds[0]), demoHL7Bed(demoHL7Beds[1]), d.hl7Addr, d.adtAddr,
 		d.dicomAE, d.fhirURL, d.fhirURL, d.fhirURL, d.dir)
 	select {
 	case <-ctx.Done():
@@ -115,16 +119,18 @@ Ctrl-C stops it.
 
 // demo is everything the demo runs, and how to stop it.
 type demo struct {
-	dir         string
-	statusURL   string
-	fhirURL     string
-	brokerURL   string
-	ptyName     string
-	dicomAE     string
-	hl7Addr     string
-	adtAddr     string
-	gatewayDone chan error
-	cleanups    []func()
+	dir       string
+	statusURL string
+	fhirURL   string
+	brokerURL string
+	ptyName   string
+	// intellivueAddr is where the simulated IntelliVue answers (UDP).
+	intellivueAddr string
+	dicomAE        string
+	hl7Addr        string
+	adtAddr        string
+	gatewayDone    chan error
+	cleanups       []func()
 }
 
 func (d *demo) close(keep bool, stderr io.Writer) {
@@ -157,7 +163,7 @@ func startDemo(ctx context.Context, listen string, log *slog.Logger) (*demo, err
 	// The record: the patients the hospital's registration system would
 	// hold, the beds as Locations, an in-progress Encounter at bed 14.
 	record := fhirserver.New()
-	for _, id := range []string{"demo-bed-12", "demo-bed-14"} {
+	for _, id := range []string{"demo-bed-12", "demo-bed-14", "demo-bed-20"} {
 		record.Put("Patient", id, json.RawMessage(`{"resourceType":"Patient","id":"`+id+`","active":true}`))
 	}
 	record.Put("Patient", "demo-ct", json.RawMessage(`{"resourceType":"Patient","id":"demo-ct","identifier":[{"system":"`+demoMRNSystem+`","value":"`+demoMRN+`"}]}`))
@@ -200,6 +206,21 @@ func startDemo(ctx context.Context, listen string, log *slog.Logger) (*demo, err
 	d.cleanups = append(d.cleanups, func() { master.Close(); slave.Close() })
 	d.ptyName = slave.Name()
 
+	// A Philips IntelliVue on the LAN (loopback UDP), answering before the
+	// gateway starts; its clock is two minutes fast.
+	ivConn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return d, err
+	}
+	d.intellivueAddr = ivConn.LocalAddr().String()
+	iv := intellivuesim.New(intellivuesim.Config{ClockSkew: 2 * time.Minute, Location: time.UTC,
+		Model: "MX450", Manufacturer: "Philips", Serial: "DEMO000020", Software: "M.00.03",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ivCtx, stopIV := context.WithCancel(context.Background())
+	go iv.Serve(ivCtx, ivConn.(*net.UDPConn))
+	d.cleanups = append(d.cleanups, func() { stopIV(); ivConn.Close() })
+	_, ivPort, _ := net.SplitHostPort(d.intellivueAddr)
+
 	// The gateway.
 	dicomAddr, err := freeAddr()
 	if err != nil {
@@ -228,8 +249,13 @@ monitors:
     location: bed-14
     profile: generic/json
     mqtt: {broker: "%s", topic: demo/bed-14/vitals, client_id: wg-demo-bed14}
+  - id: bed-20-monitor
+    location: bed-20
+    profile: philips/intellivue-mx
+    udp: {host: 127.0.0.1, port: %s}
+    time_zone: UTC
 patients:
-  static: {bed-12: Patient/demo-bed-12}
+  static: {bed-12: Patient/demo-bed-12, bed-20: Patient/demo-bed-20}
   encounter_lookup: {location_system: "%s", refresh: 5s}
   adt:
     listen: "127.0.0.1:0"
@@ -248,7 +274,7 @@ dicom:
   ae_title: WARDGATE
   allow: [{ae_title: DEMO-CT, host: 127.0.0.1}]
   study_stable_after: 5s
-`, filepath.Join(dir, "data"), listen, d.fhirURL, demoMRNSystem, d.ptyName, d.brokerURL, demoBeds,
+`, filepath.Join(dir, "data"), listen, d.fhirURL, demoMRNSystem, d.ptyName, d.brokerURL, ivPort, demoBeds,
 		demoStationApp, demoAuthority, demoStationApp, demoAuthority, dicomAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return d, err
