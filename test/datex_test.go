@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,13 +62,5 @@ patients:
 	if st["state"] != "connected" {
 		t.Fatalf("the monitor on the page: %v", st)
 	}
-	for id, n := range observationsByIdentifier(record) {
-		if n != 1 {
-			t.Fatalf("%s charted %d times", id, n)
-		}
-	}
-	gw.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := gw.Wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit %d\n%s", code, gw.Log())
-	}
+	chartedOnceThenStop(t, record, gw)
 }

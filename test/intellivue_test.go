@@ -174,15 +174,7 @@ patients:
 	if n := mon.Stats().Associations; n < 2 {
 		t.Fatalf("%d associations, want a second after the silence", n)
 	}
-	for id, n := range observationsByIdentifier(record) {
-		if n != 1 {
-			t.Fatalf("%s charted %d times", id, n)
-		}
-	}
-	gw.Cmd.Process.Signal(syscall.SIGTERM)
-	if code := gw.Wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit %d\n%s", code, gw.Log())
-	}
+	chartedOnceThenStop(t, record, gw)
 	// The gateway released the association as it stopped.
 	Eventually(t, 10*time.Second, func() bool { return mon.Stats().Releases >= 1 },
 		func() string { return fmt.Sprintf("no release: %+v", mon.Stats()) })
@@ -244,4 +236,19 @@ func freeUDPPort(t testing.TB) int {
 	}
 	t.Fatal("no free UDP port")
 	return 0
+}
+
+// chartedOnceThenStop checks that every Observation in the record is there
+// once, then stops the gateway with SIGTERM and expects it to exit 0.
+func chartedOnceThenStop(t *testing.T, record *fhirserver.Server, gw *Process) {
+	t.Helper()
+	for id, n := range observationsByIdentifier(record) {
+		if n != 1 {
+			t.Fatalf("%s charted %d times", id, n)
+		}
+	}
+	gw.Cmd.Process.Signal(syscall.SIGTERM)
+	if code := gw.Wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, gw.Log())
+	}
 }

@@ -3,8 +3,6 @@ package datex_test
 import (
 	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,21 +20,7 @@ import (
 // monitor's end a plain file. Values, garbage, an over-long claim, the
 // monitor falling silent, the stop request.
 func TestDialogueOverPseudoTerminal(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is needed for a pseudo-terminal pair standing in for an RS-232 cable, and is not installed (apt-get install socat): %v", err)
-	}
-	dir := t.TempDir()
-	monPath, gwPath := filepath.Join(dir, "monitor"), filepath.Join(dir, "gateway")
-	cmd := exec.Command("socat", "pty,raw,echo=0,link="+monPath, "pty,raw,echo=0,link="+gwPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("socat: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	devicestest.WaitFor(t, "socat's pseudo-terminals", func() bool {
-		_, e1 := os.Stat(monPath)
-		_, e2 := os.Stat(gwPath)
-		return e1 == nil && e2 == nil
-	}, func() string { return "" })
+	monPath, gwPath, _ := devicestest.SocatPair(t, t.TempDir())
 
 	port, err := bugst.Open(gwPath, &bugst.Mode{BaudRate: 19200, DataBits: 8, Parity: bugst.EvenParity, StopBits: bugst.OneStopBit})
 	if err != nil {

@@ -41,52 +41,33 @@ func TestWriteCaptures(t *testing.T) {
 		t.Skip("records the captures only with -write-captures")
 	}
 	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
-	mon := intellivuesim.New(intellivuesim.Config{
+	iv := intellivuesim.New(intellivuesim.Config{
 		ClockSkew: t0.Sub(time.Now()), Interval: 200 * time.Millisecond, NIBPAge: 40 * time.Second,
 		Model: "MX450", Manufacturer: "Philips", Serial: "DE12345678", Software: "M.00.03",
 		Logger: slog.New(slog.DiscardHandler),
 	})
-	monR, cliW := io.Pipe()
-	cliR, monW := io.Pipe()
-	var rec tee
-	recording := writerFunc(func(b []byte) (int, error) {
-		rec.mu.Lock()
-		rec.rec = append(rec.rec, b...)
-		rec.mu.Unlock()
-		return monW.Write(b)
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go mon.ServeStream(ctx, duplex{monR, recording})
 	d, err := intellivue.New(intellivue.Options{Transport: intellivue.Serial, Location: time.UTC, Silence: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	answers := 0
-	runCtx, stop := context.WithCancel(ctx)
-	err = d.Run(runCtx, intellivue.NewSerialLink(duplex{cliR, cliW}, 0), func(df devices.DriverFrame) error {
-		if answers++; answers == 6 {
-			stop()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if err := os.WriteFile("../../firmware-profiles/philips/intellivue-mx.capture", rec.rec, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("intellivue-mx.capture: %d bytes, %d answers", len(rec.rec), answers)
-	writeDatexCapture(t, t0)
+	recordSession(t, "philips/intellivue-mx.capture", 6,
+		func(ctx context.Context, rw io.ReadWriter) { iv.ServeStream(ctx, rw) },
+		d, func(rw io.ReadWriter) devices.Link { return intellivue.NewSerialLink(rw, 0) })
+
+	// A Datex-Ohmeda S/5, at a protocol second of 20 ms.
+	const second = 20 * time.Millisecond
+	dx := &datexsim.Monitor{Level: datex.Level15, PlugID: 7, Clock: t0, Second: second}
+	recordSession(t, "ge/datex-s5.capture", 4,
+		func(ctx context.Context, rw io.ReadWriter) { dx.Run(ctx, rw) },
+		&datex.Dialogue{Second: second, Levels: datex.LevelsFrom(datex.Level15), Log: slog.New(slog.DiscardHandler)},
+		func(rw io.ReadWriter) devices.Link { return datex.NewSerialLink(rw) })
 }
 
-// writeDatexCapture records a Datex-Ohmeda S/5's side of a session: its
-// records at a protocol second of 20 ms.
-func writeDatexCapture(t *testing.T, t0 time.Time) {
-	const second = 20 * time.Millisecond
-	mon := &datexsim.Monitor{Level: datex.Level15, PlugID: 7, Clock: t0, Second: second}
+// recordSession runs a dialogue against a simulated monitor over a pair of
+// pipes until it has had answers answers, and writes what the monitor sent
+// to firmware-profiles/name.
+func recordSession(t *testing.T, name string, answers int, monitor func(context.Context, io.ReadWriter), d devices.Dialogue, link func(io.ReadWriter) devices.Link) {
+	t.Helper()
 	monR, cliW := io.Pipe()
 	cliR, monW := io.Pipe()
 	var rec tee
@@ -98,22 +79,21 @@ func writeDatexCapture(t *testing.T, t0 time.Time) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go mon.Run(ctx, duplex{monR, recording})
-	d := &datex.Dialogue{Second: second, Levels: datex.LevelsFrom(datex.Level15), Log: slog.New(slog.DiscardHandler)}
-	records := 0
+	go monitor(ctx, duplex{monR, recording})
+	n := 0
 	runCtx, stop := context.WithCancel(ctx)
-	d.Run(runCtx, datex.NewSerialLink(duplex{cliR, cliW}), func(df devices.DriverFrame) error {
-		if records++; records == 4 {
+	d.Run(runCtx, link(duplex{cliR, cliW}), func(df devices.DriverFrame) error {
+		if n++; n == answers {
 			stop()
 		}
 		return nil
 	})
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if err := os.WriteFile("../../firmware-profiles/ge/datex-s5.capture", rec.rec, 0o644); err != nil {
+	if err := os.WriteFile("../../firmware-profiles/"+name, rec.rec, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("datex-s5.capture: %d bytes, %d records", len(rec.rec), records)
+	t.Logf("%s: %d bytes, %d answers", name, len(rec.rec), n)
 }
 
 type writerFunc func([]byte) (int, error)

@@ -8,8 +8,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -510,21 +508,7 @@ func TestValuesOverStreamWithGarbage(t *testing.T) {
 // The same over a real pseudo-terminal pair (socat), the monitor on one
 // end, the gateway on the other.
 func TestValuesOverPseudoTerminal(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is needed for a pseudo-terminal pair standing in for the MIB/RS232 cable, and is not installed (apt-get install socat): %v", err)
-	}
-	dir := t.TempDir()
-	mon, gw := filepath.Join(dir, "monitor"), filepath.Join(dir, "gateway")
-	cmd := exec.Command("socat", "pty,raw,echo=0,link="+mon, "pty,raw,echo=0,link="+gw)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("socat: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	devicestest.WaitFor(t, "socat's pseudo-terminals", func() bool {
-		_, e1 := os.Stat(mon)
-		_, e2 := os.Stat(gw)
-		return e1 == nil && e2 == nil
-	}, func() string { return "" })
+	mon, gw, _ := devicestest.SocatPair(t, t.TempDir())
 	mf, err := os.OpenFile(mon, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)

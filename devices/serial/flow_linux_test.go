@@ -3,9 +3,6 @@
 package serial
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/creack/pty"
@@ -72,21 +69,7 @@ func TestSetFlowControlOnPseudoTerminal(t *testing.T) {
 // The serial library's port, opened by the source's opener on a socat
 // pseudo-terminal with each flow control the config names.
 func TestOpenSerialSetsFlowControl(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is needed for a pseudo-terminal pair standing in for an RS-232 cable, and is not installed (apt-get install socat): %v", err)
-	}
-	dir := t.TempDir()
-	mon, gw := filepath.Join(dir, "monitor"), filepath.Join(dir, "gateway")
-	cmd := exec.Command("socat", "pty,raw,echo=0,link="+mon, "pty,raw,echo=0,link="+gw)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("socat: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	devicestest.WaitFor(t, "socat's pseudo-terminals", func() bool {
-		_, e1 := os.Stat(mon)
-		_, e2 := os.Stat(gw)
-		return e1 == nil && e2 == nil
-	}, func() string { return "" })
+	_, gw, _ := devicestest.SocatPair(t, t.TempDir())
 
 	for _, c := range []struct {
 		flow            string

@@ -337,22 +337,10 @@ func TestPortThatVanishesIsReopened(t *testing.T) {
 // The same with the real serial library on a socat pseudo-terminal pair,
 // socat killed as the adapter pulled out and started again.
 func TestPseudoTerminalThatVanishesIsReopened(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is needed for a pseudo-terminal pair standing in for an RS-232 cable, and is not installed (apt-get install socat): %v", err)
-	}
 	dir := t.TempDir()
 	mon, gw := filepath.Join(dir, "monitor"), filepath.Join(dir, "gateway")
 	socat := func() *exec.Cmd {
-		cmd := exec.Command("socat", "pty,raw,echo=0,link="+mon, "pty,raw,echo=0,link="+gw)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("socat: %v", err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		devicestest.WaitFor(t, "socat's pseudo-terminals", func() bool {
-			_, e1 := os.Stat(mon)
-			_, e2 := os.Stat(gw)
-			return e1 == nil && e2 == nil
-		}, func() string { return "" })
+		_, _, cmd := devicestest.SocatPair(t, dir)
 		return cmd
 	}
 	monitorEnd := func() *os.File {
