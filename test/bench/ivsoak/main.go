@@ -66,15 +66,15 @@ func main() {
 	}
 	start := time.Now()
 	cpu0 := cpuTicks(*pid)
-	var rssMax, rssSum, samples int
+	var rssMax, rssSum, anonMax, samples int
 	tick := time.NewTicker(10 * time.Second)
 	for time.Since(start) < *dur {
 		<-tick.C
-		r := rss(*pid)
-		rssMax = max(rssMax, r)
+		r, anon := rss(*pid, "VmRSS:"), rss(*pid, "RssAnon:")
+		rssMax, anonMax = max(rssMax, r), max(anonMax, anon)
 		rssSum += r
 		samples++
-		fmt.Fprintf(os.Stderr, "%4.0fs: RSS %.1f MiB\n", time.Since(start).Seconds(), float64(r)/1024)
+		fmt.Fprintf(os.Stderr, "%4.0fs: RSS %.1f MiB (anonymous %.1f MiB)\n", time.Since(start).Seconds(), float64(r)/1024, float64(anon)/1024)
 	}
 	elapsed := time.Since(start)
 	cpu := float64(cpuTicks(*pid)-cpu0) / 100 // USER_HZ
@@ -117,8 +117,8 @@ func main() {
 	fmt.Printf("  the monitors sent %d answers; the gateway took %d frames (%d connected at the end)\n", answers, frames, connected)
 	fmt.Printf("  readings stored %d (%.0f/s), dropped %d, lost %d; outbox waiting %d items; readings_lost %d\n",
 		readings, float64(readings)/elapsed.Seconds(), dropped, lost, s.Outbox.Waiting, s.Errors["readings_lost"])
-	fmt.Printf("  gateway CPU %.1f s over %.0f s = %.1f%% of one core; RSS mean %.1f MiB, max %.1f MiB\n",
-		cpu, elapsed.Seconds(), 100*cpu/elapsed.Seconds(), float64(rssSum)/float64(max(samples, 1))/1024, float64(rssMax)/1024)
+	fmt.Printf("  gateway CPU %.1f s over %.0f s = %.1f%% of one core; RSS mean %.1f MiB, max %.1f MiB, of which anonymous at most %.1f MiB (the rest is the outbox's mapped file, growing with what waits for the unreachable record)\n",
+		cpu, elapsed.Seconds(), 100*cpu/elapsed.Seconds(), float64(rssSum)/float64(max(samples, 1))/1024, float64(rssMax)/1024, float64(anonMax)/1024)
 	if lost > 0 || s.Errors["readings_lost"] > 0 || frames < answers-*n*2 {
 		fmt.Printf("  NOT every reading was committed (answers %d, frames %d, lost %d)\n", answers, frames, lost)
 		os.Exit(1)
@@ -138,14 +138,15 @@ func cpuTicks(pid int) int {
 	return u + s
 }
 
-// rss is the process's resident set in KiB.
-func rss(pid int) int {
+// rss is one of the process's resident-set figures (VmRSS:, RssAnon:) in
+// KiB.
+func rss(pid int, field string) int {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		fail(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			v, _ := strconv.Atoi(strings.Fields(line)[1])
 			return v
 		}
