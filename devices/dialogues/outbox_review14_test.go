@@ -18,9 +18,9 @@ import (
 // few: each refusal that follows a taken offer holds emit for the whole
 // OutboxWait again.
 type refusing struct {
-	mu             sync.Mutex
-	calls, taken   int
-	every          int
+	mu           sync.Mutex
+	calls, taken int
+	every        int
 }
 
 func (s *refusing) Ingest(ctx context.Context, frames ...[]devices.Reading) error {
@@ -61,7 +61,14 @@ func TestReview14RefusingOutboxKeepsTheIntelliVueAssociation(t *testing.T) {
 	defer cancel()
 	served := make(chan struct{})
 	go func() { sim.ServeStream(ctx, duplex{r2, w1}); close(served) }()
-	defer func() { cancel(); r2.Close(); w1.Close(); r1.Close(); w2.Close(); <-served }()
+	defer func() {
+		cancel()
+		r2.Close()
+		w1.Close()
+		r1.Close()
+		w2.Close()
+		<-served
+	}()
 	link := intellivue.NewSerialLink(duplex{r1, w2}, 0)
 	var opens int
 	var mu sync.Mutex
