@@ -850,6 +850,13 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 			// before the answer that brought it): the clock is read from
 			// the frame's time, not from it.
 			rs[i].ClockSample = chosen
+			if rs[i].DeviceTime.After(chosen) {
+				// Measured "after" the frame that brings it: on a clock
+				// that was set back since. Which offset it was measured
+				// on is not known: never charted at a guess.
+				rs[i].TimeUnknown, rs[i].ClockOffset, rs[i].Redelivered = true, 0, redelivered
+				continue
+			}
 		}
 		rs[i].ClockOffset, rs[i].ClockPending, rs[i].Redelivered = off, pending, redelivered
 		if !pending {
@@ -859,6 +866,26 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 		}
 	}
 	return off
+}
+
+// steppedAround reports whether a decision that covers received found the
+// clock set (a step).
+func (c *Clock) steppedAround(received time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.decisions {
+		if d.Step && !received.Before(d.Since) && !received.After(d.Until) {
+			return true
+		}
+	}
+	return false
+}
+
+// estimate is the clock's offset estimate, when it has one.
+func (c *Clock) estimate() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.est, c.valid
 }
 
 // Changed tells whether an episode opened or closed since State was last
@@ -950,10 +977,32 @@ func (cs *Clocks) Settle(r *Reading, now time.Time) TimeVerdict {
 	}
 	r.ClockPending = false
 	if atReceipt && !r.ClockSample.IsZero() {
-		// The frame's receipt is its time; the measurement is as much
-		// older than the frame as the device's clock says.
-		r.ClockOffset, r.ClockRepeat = r.ClockSample.Sub(r.Received), 0
+		// The frame's own time was a glitch (or a late frame on a live
+		// link): the frame is charted at its receipt. The measurement of
+		// its own time did not glitch with it: it is placed by the
+		// clock's estimate; without one, it has no known time.
+		est, ok := c.estimate()
+		if !ok || r.DeviceTime.Add(-est).After(r.Received) {
+			r.DeviceTime, r.ClockOffset, r.ClockRepeat, r.TimeUnknown = time.Time{}, 0, 0, true
+			return TimeUnknown
+		}
+		r.ClockOffset, r.ClockRepeat = est, 0
 		return TimeSettled
+	}
+	if !r.ClockSample.IsZero() {
+		// The frame's time placed the frame; a measurement of its own
+		// time is placed by the clock it was measured on. When the
+		// frame's offset is not the clock's (a glitched frame time), the
+		// clock's estimate is that clock, unless the clock was set
+		// around the frame: then which clock it was measured on is not
+		// known.
+		if est, ok := c.estimate(); ok && (off-est).Abs() > clockAgree {
+			if c.steppedAround(r.Received) {
+				r.DeviceTime, r.ClockOffset, r.ClockRepeat, r.TimeUnknown = time.Time{}, 0, 0, true
+				return TimeUnknown
+			}
+			off, repeat = est, 0
+		}
 	}
 	if atReceipt {
 		r.DeviceTime, r.ClockOffset, r.ClockRepeat = time.Time{}, 0, 0
