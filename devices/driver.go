@@ -77,4 +77,8 @@ type DriverValue struct {
 	// Time is the value's own measurement time (an NIBP taken minutes
 	// before the answer), zero when it has none.
 	Time time.Time
+	// TimeUnknown: the value has a time of its own that cannot be known
+	// (stamped on a clock the monitor never told, or shown already old):
+	// it is never charted at a guess, and is counted as dropped.
+	TimeUnknown bool
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/devices"
@@ -76,6 +77,47 @@ type Options struct {
 	// Logger gets the dialogue's events, never a value or patient data;
 	// slog.Default() when nil.
 	Logger *slog.Logger
+
+	// stamps dates a value's relative stamp once, for every answer and
+	// session that shows it again (New makes it).
+	stamps *stampTimes
+}
+
+// stampTimes remembers the time each relative stamp (of a physio id) was
+// dated at, the first time it was seen. An anchor's absolute time has
+// hundredths of a second (or whole seconds) and the relative time 125 µs
+// ticks: dated again under another anchor, one measurement (an NIBP shown
+// in several answers, or again after a re-association) would move by a
+// few milliseconds, and its Observation's identity with it.
+type stampTimes struct {
+	mu    sync.Mutex
+	times map[[2]uint32]time.Time
+	order [][2]uint32
+}
+
+// maxStampTimes bounds the memory: the last measurements of a monitor.
+const maxStampTimes = 256
+
+func (st *stampTimes) stable(physio uint16, rel uint32, t time.Time) time.Time {
+	if st == nil || t.IsZero() {
+		return t
+	}
+	k := [2]uint32{uint32(physio), rel}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if first, ok := st.times[k]; ok && first.Sub(t).Abs() < 2*time.Second {
+		return first
+	}
+	if st.times == nil {
+		st.times = map[[2]uint32]time.Time{}
+	}
+	if len(st.order) >= maxStampTimes {
+		delete(st.times, st.order[0])
+		st.order = st.order[1:]
+	}
+	st.times[k] = t
+	st.order = append(st.order, k)
+	return t
 }
 
 // Dialogue is the client side of the IntelliVue Data Export protocol: it
@@ -120,6 +162,7 @@ func New(opts Options) (*Dialogue, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.stamps = &stampTimes{}
 	return &Dialogue{opts: opts}, nil
 }
 
@@ -556,13 +599,23 @@ func (s *session) frame(r *PollReply) devices.DriverFrame {
 	for _, n := range r.Numerics {
 		field := s.fields.name(n.Physio, PhysioField)
 		unit := s.units.name(n.Unit, unitName)
-		f.Values = append(f.Values, devices.DriverValue{
+		v := devices.DriverValue{
 			Field: field,
 			Value: n.Value(),
 			Unit:  unit,
 			State: uint32(n.State),
 			Time:  n.Time(s.anchor),
-		})
+		}
+		if n.StampAbs.IsZero() && n.HasStampRel {
+			if s.anchor.Valid() {
+				v.Time = s.o.stamps.stable(n.Physio, n.StampRel, v.Time)
+			} else {
+				// Stamped relative to a clock the monitor never told:
+				// when it was measured is not known.
+				v.TimeUnknown = true
+			}
+		}
+		f.Values = append(f.Values, v)
 	}
 	return f
 }

@@ -67,6 +67,8 @@ func (p *Profile) DecodeDriver(df devices.DriverFrame) []Frame {
 		}
 		q, why := p.stateOf(v)
 		switch {
+		case v.TimeUnknown:
+			f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: "its own time is not known"})
 		case why != "":
 			f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: why})
 		case math.IsNaN(v.Value) || math.IsInf(v.Value, 0):
