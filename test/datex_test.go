@@ -14,8 +14,8 @@ import (
 // pseudo-terminal pair, opened 19200 8E1 with RTS/CTS by both sides), played
 // by `wardgate simulate -profile ge/datex-s5`: the gateway asks for the
 // displayed values every 5 s; the record holds the heart rate, SpO2, the
-// arterial pressure charted by its channel's label, and the NIBP the
-// monitor shows in every record, once.
+// arterial pressure charted by its channel's label; the NIBP it already
+// shows when the gateway begins is not charted at a guess.
 func TestDatexOverItsSerialInterfaceToTheRecord(t *testing.T) {
 	dir := t.TempDir()
 	socatPair(t, dir)
@@ -55,12 +55,15 @@ patients:
 			t.Errorf("%s (%s) charted %d times: %v", code, what, c[code], c)
 		}
 	}
-	if c["150020"] != 1 {
-		t.Errorf("the NIBP panel charted %d times, want once (it is shown in every record): %v", c["150020"], c)
+	// The NIBP it shows from its first record may have been charted by a
+	// run of the gateway before this one: its time is not known, and it
+	// is counted as dropped, not charted (a new cuff is: devices/datex).
+	if c["150020"] != 0 {
+		t.Errorf("the NIBP shown when the gateway began charted %d times: %v", c["150020"], c)
 	}
 	st := monitorState(t, addr, "or-2-monitor")
-	if st["state"] != "connected" {
-		t.Fatalf("the monitor on the page: %v", st)
+	if st["state"] != "connected" || st["counters"].(map[string]any)["dropped"].(float64) < 3 {
+		t.Fatalf("the monitor on the page (the NIBP's three values counted as dropped): %v", st)
 	}
 	chartedOnceThenStop(t, record, gw)
 }

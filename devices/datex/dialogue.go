@@ -65,12 +65,18 @@ type nibpSeen struct {
 // change, or when its label turns from old to recent again (a new cuff
 // with the same values): it is dated by the first record that shows it,
 // at most one interval after the cuff ended. The records that show it
-// again carry nothing more: their NIBP values are left out. One first
-// seen already older than 60 s (the gateway started, or the link came
-// back, after the cuff) has no known time and is left out.
+// again carry nothing more: their NIBP values are left out. A
+// measurement whose time is not known goes out marked so (never charted
+// at a guess, counted as dropped), once: one first seen already older than
+// 60 s, and the one a Dialogue sees in its first record (the gateway just
+// started or reloaded the monitor: it may have been charted before, at
+// the record that first showed it then, and when it was measured is known
+// only to within the minute). One dated by the auxiliary sub-record is
+// remembered like any other.
 func (d *Dialogue) dateNIBP(f *devices.DriverFrame) {
-	var idx [3]int
+	var idx [4]int
 	var vals [3]float64
+	var own time.Time
 	old, found := false, false
 	for i := range idx {
 		idx[i] = -1
@@ -84,11 +90,14 @@ func (d *Dialogue) dateNIBP(f *devices.DriverFrame) {
 			k = 1
 		case "nibp.mean":
 			k = 2
+		case "nibp.hr":
+			idx[3] = i
+			continue
 		default:
 			continue
 		}
 		if !v.Time.IsZero() {
-			return // dated by the record itself
+			own = v.Time
 		}
 		idx[k], vals[k] = i, v.Value
 		old = old || StateLabel(v.State)&NIBPOld != 0
@@ -100,23 +109,37 @@ func (d *Dialogue) dateNIBP(f *devices.DriverFrame) {
 	d.mu.Lock()
 	prev := d.nibp
 	fresh := !prev.ok || !sameValues(prev.vals, vals) || (prev.old && !old)
-	if fresh {
-		d.nibp = nibpSeen{vals: vals, old: old, ok: true}
-		if !old {
-			d.nibp.at = f.DeviceTime
-		}
-	} else {
+	var at time.Time
+	unknown := false
+	switch {
+	case !own.IsZero() && prev.ok && prev.at.Equal(own):
+		fresh = false // dated by the aux sub-record, shown again
 		d.nibp.old = old
+	case !own.IsZero():
+		fresh = true
+		d.nibp = nibpSeen{vals: vals, old: old, ok: true, at: own}
+		at = own
+	case !fresh:
+		d.nibp.old = old
+	case !prev.ok || old:
+		d.nibp = nibpSeen{vals: vals, old: old, ok: true}
+		unknown = true
+	default:
+		d.nibp = nibpSeen{vals: vals, old: old, ok: true, at: f.DeviceTime}
+		at = f.DeviceTime
 	}
-	at := d.nibp.at
 	d.mu.Unlock()
 	keep := f.Values[:0]
 	for i, v := range f.Values {
-		if i == idx[0] || i == idx[1] || i == idx[2] || v.Field == "nibp.hr" {
-			if !fresh || at.IsZero() {
+		if i == idx[0] || i == idx[1] || i == idx[2] || i == idx[3] {
+			switch {
+			case !fresh:
 				continue
+			case unknown:
+				v.Time, v.TimeUnknown = time.Time{}, true
+			default:
+				v.Time = at
 			}
-			v.Time = at
 		}
 		keep = append(keep, v)
 	}

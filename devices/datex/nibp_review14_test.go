@@ -29,7 +29,9 @@ func TestReview14DatexNIBPAcrossSessions(t *testing.T) {
 		return len(f.Values), f.Values[0].Time
 	}
 	d := &Dialogue{}
-	if n, at := count(d, rec(0, time.Time{})); n != 4 || !at.Equal(t0) {
+	// The Dialogue's first record: its NIBP may have been charted by the
+	// gateway's run before; its time is not known.
+	if n, at := count(d, rec(0, time.Time{})); n != 4 || !at.IsZero() {
 		t.Fatalf("the cuff: %d values at %v", n, at)
 	}
 	// the link was down 30 s; the same Dialogue runs a new session

@@ -11,8 +11,9 @@ import (
 // The NIBP a monitor shows in every record between cuff cycles is charted
 // once, dated by the first record that shows it; a new cuff with other
 // values, or with the same values once the label had said "older than
-// 60 s", is a new measurement; one first seen already old has no known
-// time and is not charted.
+// 60 s", is a new measurement; one first seen already old, or in the
+// Dialogue's first record, has no known time and is not charted (it goes
+// out marked so, to be counted).
 func TestTheNIBPIsDatedByTheFirstRecordThatShowsIt(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	rec := func(i int, sys, dia, mean float64, old bool) devices.DriverFrame {
@@ -32,7 +33,7 @@ func TestTheNIBPIsDatedByTheFirstRecordThatShowsIt(t *testing.T) {
 		var at time.Time
 		n := 0
 		for _, v := range f.Values {
-			if len(v.Field) > 5 && v.Field[:5] == "nibp." {
+			if len(v.Field) > 5 && v.Field[:5] == "nibp." && !v.TimeUnknown {
 				at, n = v.Time, n+1
 			}
 		}
