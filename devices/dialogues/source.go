@@ -79,8 +79,22 @@ func (s *Source) Run(ctx context.Context) error {
 		if st, _ := s.Monitor.State(); st != devices.Connected {
 			s.Monitor.Set(devices.Connecting, "")
 		}
+		// What the link itself drops (a checksum that does not hold, a
+		// queue overflow) is counted with the monitor's bad frames.
+		counter, _ := link.(interface{ BadFrames() uint64 })
+		var linkBad uint64
+		linkBadFrames := func() {
+			if counter == nil {
+				return
+			}
+			n := counter.BadFrames()
+			for ; linkBad < n; linkBad++ {
+				s.Monitor.BadFrame()
+			}
+		}
 		err = s.Dialogue.Run(ctx, link, func(df devices.DriverFrame) error {
 			received := time.Now()
+			linkBadFrames()
 			for i := 0; i < df.Bad; i++ {
 				s.Monitor.BadFrame()
 			}
@@ -106,6 +120,7 @@ func (s *Source) Run(ctx context.Context) error {
 			in.Ingest(ctx, parts...)
 			return nil
 		})
+		linkBadFrames()
 		closer.Close()
 		if ctx.Err() != nil {
 			break

@@ -143,3 +143,8 @@ func (l *SerialLink) Stats() DeframerStats {
 func (l *SerialLink) Done() <-chan struct{} { return l.done }
 
 var _ devices.Link = (*SerialLink)(nil)
+
+// BadFrames counts the frames the link dropped (checksum, header, length,
+// abort, over the bound, or the reader behind): what the monitor's row on
+// the status page counts as bad frames.
+func (l *SerialLink) BadFrames() uint64 { return l.Stats().Bad }

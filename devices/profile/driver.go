@@ -46,6 +46,12 @@ func (p *Profile) DecodeDriver(df devices.DriverFrame) []Frame {
 		return f
 	}
 	base := frameAt(df.DeviceTime)
+	// A code charted once per frame: a reading is named by its device,
+	// code and time, so a second channel charted as the same code at the
+	// same time (two temperatures both generic) would be the same
+	// Observation, and one of them lost without a word. The first is
+	// charted; the others are counted as dropped, with the reason.
+	charted := map[*Frame]map[uint32]string{}
 	for _, v := range df.Values {
 		prms := p.byField[v.Field]
 		if len(prms) == 0 {
@@ -79,6 +85,14 @@ func (p *Profile) DecodeDriver(df devices.DriverFrame) []Frame {
 				f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: why})
 				continue
 			}
+			if charted[f] == nil {
+				charted[f] = map[uint32]string{}
+			}
+			if first, dup := charted[f][r.Code.Code]; dup {
+				f.Dropped = append(f.Dropped, Dropped{Param: v.Field, Reason: r.Code.RefID + " is charted from " + first + " at this time"})
+				continue
+			}
+			charted[f][r.Code.Code] = v.Field
 			r.DeviceTime = f.DeviceTime
 			f.Readings = append(f.Readings, r)
 		}
