@@ -45,7 +45,6 @@ func TestReview14DatexTwoChannelsOfOneCodeCollide(t *testing.T) {
 	}
 }
 
-
 // closeBoth closes the pipes, then the link (a pipe's Read blocks until
 // closed, see datex.SerialLink.Close).
 type closeBoth struct {
