@@ -32,7 +32,6 @@ func TestSetForwardAddsAndRemovesDestinationsLive(t *testing.T) {
 		Spool: spool, Forward: []Destination{a}, Sink: sink, StableAfter: 50 * time.Millisecond,
 		Commitment: &CommitmentConfig{After: CommitWhenForwarded},
 	})
-	n.Pruner.Interval = time.Hour // pruned by hand below
 
 	send := func(fs []string) {
 		args := append([]string{"-xi", "-aet", "MODALITY", "-aec", "WARDGATE", "127.0.0.1", port}, fs...)
@@ -55,19 +54,17 @@ func TestSetForwardAddsAndRemovesDestinationsLive(t *testing.T) {
 	if got := len(n.Forwarders()); got != 3 {
 		t.Fatalf("%d forwarders, want 3", got)
 	}
-	if st := n.Stats(); len(st.Forward) != 3 || st.Forward[2].Waiting != 8 {
-		t.Fatalf("forward stats %+v: want C with the 8 waiting", st.Forward)
-	}
+	dicomtest.WaitFor(t, "C with the 8 waiting", func() bool {
+		st := n.Stats()
+		return len(st.Forward) == 3 && st.Forward[2].Waiting == 8
+	})
 
 	// The record has the study: only C (down) holds the spool back.
-	studies := sink.snapshot()
-	if len(studies) == 0 {
-		t.Fatal("no study handed over")
-	}
-	uid := studies[len(studies)-1][0].StudyInstanceUID
+	var uid string
 	dicomtest.WaitFor(t, "the study handed over with 8", func() bool {
 		for _, s := range sink.snapshot() {
 			if len(s) == 8 {
+				uid = s[0].StudyInstanceUID
 				return true
 			}
 		}
