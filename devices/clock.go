@@ -850,10 +850,12 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 			// before the answer that brought it): the clock is read from
 			// the frame's time, not from it.
 			rs[i].ClockSample = chosen
-			if rs[i].DeviceTime.After(chosen) {
-				// Measured "after" the frame that brings it: on a clock
-				// that was set back since. Which offset it was measured
-				// on is not known: never charted at a guess.
+			if rs[i].DeviceTime.After(chosen.Add(clockAheadMargin)) {
+				// Measured "after" the frame that brings it (beyond the
+				// frame time's own rounding: an HL7 message's MSH-7 has
+				// seconds, its OBX-14 may have more): on a clock that was
+				// set back since. Which offset it was measured on is not
+				// known: never charted at a guess.
 				rs[i].TimeUnknown, rs[i].ClockOffset, rs[i].Redelivered = true, 0, redelivered
 				continue
 			}

@@ -99,3 +99,18 @@ func TestReview14GlitchedFrameDoesNotMoveItsNIBP(t *testing.T) {
 		t.Errorf("the NIBP charted at %v, measured at %v (%v off)", got, cuffTrue, got.Sub(cuffTrue))
 	}
 }
+
+// A reading stamped a little after its frame's time (an HL7 message whose
+// MSH-7 has whole seconds and whose OBX-14 has milliseconds) is on the same
+// clock: it is charted at its own time, not taken for a measurement from
+// before a clock set back.
+func TestAReadingJustAfterItsFrameIsOnItsClock(t *testing.T) {
+	c := NewClock(time.Second)
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	msh7 := t0
+	rs := []Reading{{DeviceTime: t0.Add(700 * time.Millisecond)}}
+	c.Stamp(rs, msh7, time.Time{}, t0.Add(time.Second), false)
+	if rs[0].TimeUnknown || rs[0].ClockPending {
+		t.Fatalf("%+v", rs[0])
+	}
+}
