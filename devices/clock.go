@@ -838,6 +838,9 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 		}
 		off, pending = c.Observe(chosen, received, redelivered)
 	}
+	c.mu.Lock()
+	live := !c.buffered
+	c.mu.Unlock()
 	for i := range rs {
 		rs[i].Received = received
 		if rs[i].DeviceTime.IsZero() {
@@ -850,12 +853,14 @@ func (c *Clock) Stamp(rs []Reading, device, alt, received time.Time, redelivered
 			// before the answer that brought it): the clock is read from
 			// the frame's time, not from it.
 			rs[i].ClockSample = chosen
-			if rs[i].DeviceTime.After(chosen.Add(clockAheadMargin)) {
-				// Measured "after" the frame that brings it (beyond the
-				// frame time's own rounding: an HL7 message's MSH-7 has
-				// seconds, its OBX-14 may have more): on a clock that was
-				// set back since. Which offset it was measured on is not
-				// known: never charted at a guess.
+			if live && rs[i].DeviceTime.After(chosen.Add(clockAheadMargin)) {
+				// On a live link (a polled monitor, whose values and
+				// answers carry one clock), measured "after" the answer
+				// that brings it (beyond the answer time's rounding): on
+				// a clock that was set back since. Which offset it was
+				// measured on is not known: never charted at a guess. (A
+				// message that may carry another clock's times, as an HL7
+				// result's OBX-14 beside its MSH-7, is not judged so.)
 				rs[i].TimeUnknown, rs[i].ClockOffset, rs[i].Redelivered = true, 0, redelivered
 				continue
 			}

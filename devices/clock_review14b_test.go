@@ -114,3 +114,17 @@ func TestAReadingJustAfterItsFrameIsOnItsClock(t *testing.T) {
 		t.Fatalf("%+v", rs[0])
 	}
 }
+
+// A message whose readings may carry another clock's times than its own
+// (an HL7 result: OBX-14 from the monitor, MSH-7 from the central station)
+// is not judged by them: a reading a minute after its message is placed by
+// the message's clock, not taken for a measurement from before a set-back.
+func TestABufferedMessageIsNotJudgedByItsReadingsTimes(t *testing.T) {
+	c := NewClock(time.Second) // buffered, as the HL7 clocks are
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	rs := []Reading{{DeviceTime: t0.Add(time.Minute)}}
+	c.Stamp(rs, t0, time.Time{}, t0.Add(time.Second), false)
+	if rs[0].TimeUnknown {
+		t.Fatalf("%+v", rs[0])
+	}
+}
