@@ -277,7 +277,7 @@ func (g *Gateway) open() error {
 	g.beds.adt = g.adt
 	g.mapper = &fhir.Mapper{
 		Site: c.Site, PatientIdentifierSystem: c.FHIR.PatientIdentifierSystem,
-		Local: time.Local,
+		Local: time.Local, ObservationStatus: c.FHIR.ObservationStatus,
 	}
 	if c.DICOM != nil {
 		g.mapper.WADORSBase = c.DICOM.WADORSBase

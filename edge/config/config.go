@@ -83,6 +83,10 @@ type FHIR struct {
 	// itself and writes a literal reference, for servers that store
 	// conditional references unresolved).
 	PatientReference string `yaml:"patient_reference"`
+	// ObservationStatus is the status of the Observations wardgate writes:
+	// final (the default), or preliminary where the site validates device
+	// data in the record before it counts.
+	ObservationStatus string `yaml:"observation_status"`
 }
 
 // FHIRAuth is how the gateway authenticates to the FHIR server.
@@ -354,6 +358,9 @@ func (c *Config) applyDefaults() {
 	c.Patients.ADT.applyDefaults(DefaultADTListen)
 	if c.FHIR.PatientReference == "" {
 		c.FHIR.PatientReference = "conditional"
+	}
+	if c.FHIR.ObservationStatus == "" {
+		c.FHIR.ObservationStatus = "final"
 	}
 	for i := range c.Monitors {
 		if m := c.Monitors[i].MQTT; m != nil && m.QoS == nil {

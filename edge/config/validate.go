@@ -193,6 +193,7 @@ func validateFHIR(c *Config, ps *Problems) {
 		ps.At("fhir.patient_identifier_system", "is required with patients.adt: the feed's patients are the PID-3 record numbers of this system, and without it every event is refused")
 	}
 	oneOf(ps, "fhir.patient_reference", f.PatientReference, "conditional", "resolve")
+	oneOf(ps, "fhir.observation_status", f.ObservationStatus, "final", "preliminary")
 	validateHTTPAuth(ps, "fhir.auth", &f.Auth)
 	validateClientTLS(ps, "fhir.tls", &f.TLS)
 	if f.BatchSize < 1 || f.BatchSize > 1000 {

@@ -29,6 +29,9 @@ type Mapper struct {
 	WADORSBase string
 	// Local is the time zone of DICOM dates that carry no offset.
 	Local *time.Location
+	// ObservationStatus is every Observation's status: final when empty,
+	// or preliminary (a site that validates device data in the record).
+	ObservationStatus string
 
 	mu      sync.Mutex
 	devices map[string]string // device id → stamp of the Device in the outbox

@@ -140,6 +140,14 @@ func (m *Mapper) observationID(r devices.Reading, code uint32) Identifier {
 	return Identifier{System: m.system("observation"), Value: v}
 }
 
+// observationStatus is the status the site asked for, final by default.
+func (m *Mapper) observationStatus() string {
+	if m.ObservationStatus == "" {
+		return "final"
+	}
+	return m.ObservationStatus
+}
+
 // base fills what every Observation of a reading has.
 func (m *Mapper) base(r PatientReading, code uint32) (*Observation, error) {
 	if r.Patient == "" {
@@ -148,7 +156,7 @@ func (m *Mapper) base(r PatientReading, code uint32) (*Observation, error) {
 	o := &Observation{
 		ResourceType:      "Observation",
 		Identifier:        []Identifier{m.observationID(r.Reading, code)},
-		Status:            "final",
+		Status:            m.observationStatus(),
 		Subject:           &Reference{Reference: r.Patient},
 		EffectiveDateTime: fhirTime(r.Effective()),
 		Device:            &Reference{Reference: conditional("Device", m.system("device"), deviceIdentity(r.Reading))},
