@@ -1041,6 +1041,10 @@ func (s *Spool) ensureDir(dir string) error {
 	return syncDir(filepath.Dir(dir))
 }
 
+// SyncDir flushes a folder's entries (names made, renamed or removed) to
+// disk.
+func SyncDir(dir string) error { return syncDir(dir) }
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/wardgate/wardgate/buffer"
 )
 
 // Manual associations are what the operator says through the admin API:
@@ -272,10 +274,5 @@ func writeFileDurably(path string, b []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return buffer.SyncDir(dir)
 }

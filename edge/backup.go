@@ -401,24 +401,15 @@ func (d *DirWriter) check(p string) error {
 		}
 	}
 	for dir := range d.dirs {
-		if err := syncDirPath(dir); err != nil {
+		if err := buffer.SyncDir(dir); err != nil {
 			return err
 		}
 	}
-	if err := syncDirPath(d.Dir); err != nil {
+	if err := buffer.SyncDir(d.Dir); err != nil {
 		return err
 	}
 	d.Manifest = &m
 	return nil
-}
-
-func syncDirPath(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // ReadBackupTar writes the files of a tar stream (POST /api/backup's

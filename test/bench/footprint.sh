@@ -25,6 +25,15 @@ cd "$ROOT"
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$W/wardgate" ./cmd/wardgate
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ms() { date +%s%N | cut -c1-13; }
+# start_ready starts the gateway and returns once /readyz answers 200.
+start_ready() {
+  "$W/wardgate" run -config "$W/wardgate.yaml" 2>"$W/log" &
+  PID=$!
+  until curl -sf -o /dev/null "http://127.0.0.1:$http/readyz"; do
+    kill -0 "$PID" 2>/dev/null || { cat "$W/log" >&2; exit 1; }
+    sleep 0.005
+  done
+}
 
 for run in $(seq "$RUNS"); do
   rm -rf "$W/data"
@@ -36,12 +45,7 @@ for run in $(seq "$RUNS"); do
         -e "s|listen: \":11112\"|listen: \"127.0.0.1:$dcm\"|" > "$W/wardgate.yaml"
   grep -q "127.0.0.1:$http" "$W/wardgate.yaml" || { echo "footprint.sh: the README's example config changed: fix the port substitutions" >&2; exit 1; }
   t0=$(ms)
-  "$W/wardgate" run -config "$W/wardgate.yaml" 2>"$W/log" &
-  PID=$!
-  until curl -sf -o /dev/null "http://127.0.0.1:$http/readyz"; do
-    kill -0 "$PID" 2>/dev/null || { cat "$W/log" >&2; exit 1; }
-    sleep 0.005
-  done
+  start_ready
   t1=$(ms)
   sleep "$IDLE"
   rss=$(awk '/^VmRSS/ {print $2}' /proc/$PID/status)
@@ -51,12 +55,7 @@ for run in $(seq "$RUNS"); do
   disk=$(du -sk "$W/data" | cut -f1)
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   t2=$(ms)
-  "$W/wardgate" run -config "$W/wardgate.yaml" 2>"$W/log" &
-  PID=$!
-  until curl -sf -o /dev/null "http://127.0.0.1:$http/readyz"; do
-    kill -0 "$PID" 2>/dev/null || { cat "$W/log" >&2; exit 1; }
-    sleep 0.005
-  done
+  start_ready
   t3=$(ms)
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   printf 'run %d: ready in %d ms (restart: %d ms); idle RSS %.1f MiB (anon %.1f, file %.1f), heap in use %s MiB; data folder %.1f MiB\n' \

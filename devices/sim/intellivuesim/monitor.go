@@ -397,6 +397,19 @@ type attr struct {
 	val []byte
 }
 
+// attrList writes an AttributeList: its count and length, then each
+// attribute's id, length and value.
+func (x *w) attrList(attrs []attr) {
+	x.u16(uint16(len(attrs)))
+	al := x.mark()
+	for _, a := range attrs {
+		x.u16(a.id)
+		x.u16(uint16(len(a.val)))
+		x.raw(a.val)
+	}
+	x.fill(al)
+}
+
 func nuObs(physio, state, unit uint16, value uint32) []byte {
 	var x w
 	x.u16(physio)
@@ -537,14 +550,7 @@ func (m *Monitor) pollReply(invoke, pollNo, class uint16, ext bool, roType uint1
 	obsList := x.mark()
 	for _, o := range objs {
 		x.u16(o.handle)
-		x.u16(uint16(len(o.attrs)))
-		al := x.mark()
-		for _, a := range o.attrs {
-			x.u16(a.id)
-			x.u16(uint16(len(a.val)))
-			x.raw(a.val)
-		}
-		x.fill(al)
+		x.attrList(o.attrs)
 	}
 	x.fill(obsList)
 	x.fill(info)
@@ -569,14 +575,7 @@ func (m *Monitor) mdsCreate(now time.Time) []byte {
 	x.u16(0)
 	x.u16(0)
 	attrs := m.mdsAttrs(rel, abs)
-	x.u16(uint16(len(attrs)))
-	al := x.mark()
-	for _, a := range attrs {
-		x.u16(a.id)
-		x.u16(uint16(len(a.val)))
-		x.raw(a.val)
-	}
-	x.fill(al)
+	x.attrList(attrs)
 	x.fill(ev)
 	x.fill(cmd)
 	x.fill(ro)
@@ -601,14 +600,7 @@ func (m *Monitor) connectIndication(now time.Time) []byte {
 	x.u16(notiConnectInd)
 	ev := x.mark()
 	attrs := m.mdsAttrs(rel, abs)
-	x.u16(uint16(len(attrs)))
-	al := x.mark()
-	for _, a := range attrs {
-		x.u16(a.id)
-		x.u16(uint16(len(a.val)))
-		x.raw(a.val)
-	}
-	x.fill(al)
+	x.attrList(attrs)
 	x.fill(ev)
 	x.fill(cmd)
 	x.fill(ro)
