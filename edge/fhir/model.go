@@ -65,17 +65,42 @@ type Observation struct {
 	Code              CodeableConcept        `json:"code"`
 	Subject           *Reference             `json:"subject,omitempty"`
 	EffectiveDateTime string                 `json:"effectiveDateTime,omitempty"`
+	EffectivePeriod   *Period                `json:"effectivePeriod,omitempty"`
 	Issued            string                 `json:"issued,omitempty"`
 	ValueQuantity     *Quantity              `json:"valueQuantity,omitempty"`
+	ValueSampledData  *SampledData           `json:"valueSampledData,omitempty"`
 	Interpretation    []CodeableConcept      `json:"interpretation,omitempty"`
+	Note              []Annotation           `json:"note,omitempty"`
+	Method            *CodeableConcept       `json:"method,omitempty"`
 	Device            *Reference             `json:"device,omitempty"`
 	Component         []ObservationComponent `json:"component,omitempty"`
 }
 
+// Period is a span of time; an open end is left out.
+type Period struct {
+	Start string `json:"start,omitempty"`
+	End   string `json:"end,omitempty"`
+}
+
+// SampledData is a series of samples at a fixed period from an origin:
+// data holds each sample as (value - origin) / factor, "E" for an error and
+// "U"/"L" above or below the device's limits, separated by spaces.
+type SampledData struct {
+	Origin     Quantity `json:"origin"`
+	Period     Decimal  `json:"period"` // milliseconds between samples
+	Factor     *Decimal `json:"factor,omitempty"`
+	LowerLimit *Decimal `json:"lowerLimit,omitempty"`
+	UpperLimit *Decimal `json:"upperLimit,omitempty"`
+	Dimensions int      `json:"dimensions"`
+	Data       string   `json:"data,omitempty"`
+}
+
+
 // ObservationComponent is one part of a panel (systolic, diastolic, mean).
 type ObservationComponent struct {
-	Code          CodeableConcept `json:"code"`
-	ValueQuantity *Quantity       `json:"valueQuantity,omitempty"`
+	Code             CodeableConcept `json:"code"`
+	ValueQuantity    *Quantity       `json:"valueQuantity,omitempty"`
+	ValueSampledData *SampledData    `json:"valueSampledData,omitempty"`
 }
 
 // Entry is one entry of a transaction Bundle: a resource and the request
