@@ -205,6 +205,10 @@ type Param struct {
 	// labelled ART); a field's parameters are tried in order, and the
 	// first that applies charts the value.
 	When *StateMatch `yaml:"when"`
+	// Chart is the vendor's default charting policy for the parameter
+	// (each, every 1m median, …); nil: the built-in one (DefaultChart).
+	// A monitor or bed group in the config may set another.
+	Chart *Chart `yaml:"chart"`
 
 	term           mdc.Term
 	factor, offset float64 // from the sent unit to the charted one
