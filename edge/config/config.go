@@ -37,6 +37,8 @@ type Config struct {
 	DICOM  *DICOM `yaml:"dicom"`
 	Buffer Buffer `yaml:"buffer"`
 	Log    Log    `yaml:"log"`
+	// Charting is how device readings become Observations (charting.go).
+	Charting Charting `yaml:"charting"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
@@ -123,6 +125,9 @@ type Monitor struct {
 	TimeZone string `yaml:"time_zone"`
 	// Zone is TimeZone loaded; nil: the profile's.
 	Zone *time.Location `yaml:"-"`
+	// Chart overrides the charting policies of this monitor's parameters
+	// (continuous, episodic or an MDC reference id → policy).
+	Chart ChartPolicies `yaml:"chart"`
 }
 
 // Serial is an RS-232 port. Zero values take the profile's defaults.

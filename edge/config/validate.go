@@ -71,6 +71,7 @@ func validate(c *Config, ps *Problems) {
 	}
 	c.Profiles = set
 	validateMonitors(c, ps)
+	validateCharting(c, ps)
 	validatePatients(c, ps)
 	if c.HL7 != nil {
 		validateHL7(c, ps, "hl7", c.HL7)
