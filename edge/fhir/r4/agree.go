@@ -22,7 +22,11 @@ import (
 //     than 1 MB of them; white space in a URI; the year 0000; a literal
 //     reference whose id is not an id; a reference that is not a URL, or
 //     whose resource type is not capitalised; a conditional reference that
-//     searches a resource type the element does not allow.
+//     searches a resource type the element does not allow; an invariant
+//     of a datatype (Period's per-1: start after end), as google/fhir
+//     evaluates no FHIRPath; SampledData.data outside R4's format (decimals,
+//     E, U or L separated by single spaces), which google/fhir reads as any
+//     string.
 //
 // Whatever the independent validator rejects, Validate must reject.
 func Disagreement(ours, theirs error) error {

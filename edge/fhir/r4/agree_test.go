@@ -48,6 +48,47 @@ const spo2 = `{"resourceType":"Observation","meta":{"profile":["http://hl7.org/f
 	`"valueQuantity":{"value":97,"unit":"%","system":"http://unitsofmeasure.org","code":"%"},` +
 	`"device":{"reference":"Device?identifier=urn%3Awardgate%3Aw%3Adevice%7Cm"}}`
 
+// median is an aggregated Observation: one value for a charting interval
+// (the median of a minute's heart rates), with its period, method and note.
+const median = `{"resourceType":"Observation","meta":{"profile":["http://hl7.org/fhir/StructureDefinition/vitalsigns","http://hl7.org/fhir/StructureDefinition/heartrate"]},` +
+	`"identifier":[{"system":"urn:wardgate:w:observation","value":"m/147842/2026-11-25T10:15:00Z/PT1M"}],"status":"final",` +
+	`"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],` +
+	`"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},` +
+	`"subject":{"reference":"Patient/123"},"effectivePeriod":{"start":"2026-11-25T10:15:00Z","end":"2026-11-25T10:16:00Z"},` +
+	`"issued":"2026-11-25T10:16:00.5Z","valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"},` +
+	`"note":[{"text":"median of 58 readings"}],"method":{"text":"median"},` +
+	`"device":{"reference":"Device?identifier=urn%3Awardgate%3Aw%3Adevice%7Cm"}}`
+
+// wave is a full-resolution Observation: the samples of one interval.
+const wave = `{"resourceType":"Observation","identifier":[{"system":"urn:wardgate:w:observation","value":"m/150456/2026-11-25T10:15:00Z/wave"}],` +
+	`"status":"final","code":{"coding":[{"system":"urn:iso:std:iso:11073:10101","code":"150456"}]},"subject":{"reference":"Patient/123"},` +
+	`"effectivePeriod":{"start":"2026-11-25T10:15:00Z","end":"2026-11-25T10:15:01Z"},` +
+	`"valueSampledData":{"origin":{"value":0,"unit":"%","system":"http://unitsofmeasure.org","code":"%"},"period":250,"factor":0.5,` +
+	`"lowerLimit":0,"upperLimit":100,"dimensions":1,"data":"194 195 E 196"}}`
+
+// valid are resources both validators must accept.
+var valid = []struct{ name, json string }{
+	{"median of a minute", median},
+	{"period with start only", strings.Replace(median, `,"end":"2026-11-25T10:16:00Z"`, ``, 1)},
+	{"period with end only", strings.Replace(median, `"start":"2026-11-25T10:15:00Z",`, ``, 1)},
+	{"period of an instant", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-25T10:15:00Z"`, 1)},
+	{"period ending the day before, in some zone", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-24"`, 1)},
+	{"period ending within the day it names", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-25"`, 1)},
+	{"period in two zones", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-25T11:15:00+01:00"`, 1)},
+	{"period of a fraction of a second", strings.Replace(median, `"2026-11-25T10:15:00Z","end":"2026-11-25T10:16:00Z"`, `"2026-11-25T10:15:00.25Z","end":"2026-11-25T10:15:00.2Z"`, 1)},
+	{"period of days", strings.Replace(median, `"2026-11-25T10:15:00Z","end":"2026-11-25T10:16:00Z"`, `"2026-11-25","end":"2026-11-26"`, 1)},
+	{"method coded", strings.Replace(median, `"method":{"text":"median"}`, `"method":{"coding":[{"system":"urn:wardgate","code":"median"}],"text":"median"}`, 1)},
+	{"two notes", strings.Replace(median, `"note":[{"text":"median of 58 readings"}]`, `"note":[{"text":"a"},{"text":"**b**"}]`, 1)},
+	{"samples", wave},
+	{"samples E U L", strings.Replace(wave, `"194 195 E 196"`, `"E U L 1"`, 1)},
+	{"samples negative", strings.Replace(wave, `"194 195 E 196"`, `"-1 -0.5 +2 0"`, 1)},
+	{"samples with exponents", strings.Replace(wave, `"194 195 E 196"`, `"1e3 1.5E-2 -2e+1"`, 1)},
+	{"samples without data", strings.Replace(wave, `,"data":"194 195 E 196"`, ``, 1)},
+	{"samples of two dimensions", strings.Replace(wave, `"dimensions":1,"data":"194 195 E 196"`, `"dimensions":2,"data":"1 2 3 4"`, 1)},
+	{"samples in a component", `{"resourceType":"Observation","status":"final","code":{"text":"bp"},"effectiveDateTime":"2026-11-25T10:15:00Z",` +
+		`"component":[{"code":{"text":"sys"},"valueSampledData":{"origin":{"value":0},"period":8,"dimensions":1,"data":"120 121"}}]}`},
+}
+
 // invalid are resources both validators must refuse (want "" ) or that only
 // this package refuses, for the reason given.
 var invalid = []struct {
@@ -56,7 +97,7 @@ var invalid = []struct {
 }{
 	{"empty string", strings.Replace(spo2, `"text":"SpO2"`, `"text":""`, 1), r4Only},
 	{"white space only", strings.Replace(spo2, `"text":"SpO2"`, `"text":"  "`, 1), r4Only},
-	{"empty array", strings.Replace(spo2, `"category":[`, `"note":[],"category":[`, 1), notWritten},
+	{"empty array", strings.Replace(spo2, `"category":[`, `"note":[],"category":[`, 1), r4Only},
 	{"empty identifier list", strings.Replace(spo2, `"identifier":[{"system":"urn:wardgate:w:observation","value":"m/150456/2026-11-25T10:15:02Z"}]`, `"identifier":[]`, 1), r4Only},
 	{"empty object", strings.Replace(spo2, `"valueQuantity":{`, `"meta":{},"x":{`, 1), broken},
 	{"empty Quantity", strings.Replace(spo2, `"value":97,"unit":"%","system":"http://unitsofmeasure.org","code":"%"`, ``, 1), r4Only},
@@ -121,7 +162,51 @@ var invalid = []struct {
 	{"fractional count", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"numberOfSeries":1.0}`, broken},
 	{"count out of range", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"numberOfSeries":2147483648}`, broken},
 	{"series uid not an id", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"series":[{"uid":"urn:oid:1.2","modality":{"code":"CT"}}]}`, broken},
+	// per-1 (start <= end) is R4's: google/fhir evaluates no FHIRPath and
+	// accepts a Period that ends before it starts.
+	{"period ending before its start", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-25T10:14:59Z"`, 1), r4Only},
+	// A day without a zone may end as late as 14:00Z of the next.
+	{"period ending two days before", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-23"`, 1), r4Only},
+	{"period ending the year before", strings.Replace(median, `"2026-11-25T10:15:00Z","end":"2026-11-25T10:16:00Z"`, `"2026","end":"2025"`, 1), r4Only},
+	{"period with a bad dateTime", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"end":"2026-11-25T10:16"`, 1), broken},
+	{"period with a bad start", strings.Replace(median, `"start":"2026-11-25T10:15:00Z"`, `"start":"2026-13-25"`, 1), broken},
+	{"period as a string", strings.Replace(median, `{"start":"2026-11-25T10:15:00Z","end":"2026-11-25T10:16:00Z"}`, `"2026-11-25T10:15:00Z/2026-11-25T10:16:00Z"`, 1), broken},
+	{"period with a duration", strings.Replace(median, `"end":"2026-11-25T10:16:00Z"`, `"duration":"PT1M"`, 1), broken},
+	{"effectiveDateTime and effectivePeriod", strings.Replace(median, `"effectivePeriod"`, `"effectiveDateTime":"2026-11-25T10:15:00Z","effectivePeriod"`, 1), broken},
+	{"valueQuantity and valueSampledData", strings.Replace(wave, `"valueSampledData"`, `"valueQuantity":{"value":97},"valueSampledData"`, 1), broken},
+	{"method as a list", strings.Replace(median, `"method":{"text":"median"}`, `"method":[{"text":"median"}]`, 1), broken},
+	{"note as one value", strings.Replace(median, `"note":[{"text":"median of 58 readings"}]`, `"note":{"text":"median"}`, 1), broken},
+	{"note without text", strings.Replace(median, `"note":[{"text":"median of 58 readings"}]`, `"note":[{"time":"2026-11-25T10:16:00Z"}]`, 1), broken},
+	{"samples without origin", strings.Replace(wave, `"origin":{"value":0,"unit":"%","system":"http://unitsofmeasure.org","code":"%"},`, ``, 1), broken},
+	{"samples without period", strings.Replace(wave, `"period":250,`, ``, 1), broken},
+	{"samples without dimensions", strings.Replace(wave, `"dimensions":1,`, ``, 1), broken},
+	{"samples of 0 dimensions", strings.Replace(wave, `"dimensions":1`, `"dimensions":0`, 1), broken},
+	{"samples of -1 dimensions", strings.Replace(wave, `"dimensions":1`, `"dimensions":-1`, 1), broken},
+	{"samples origin with comparator", strings.Replace(wave, `"origin":{"value":0,`, `"origin":{"value":0,"comparator":"<",`, 1), broken},
+	{"samples period as a string", strings.Replace(wave, `"period":250`, `"period":"250"`, 1), broken},
+	// R4's format of SampledData.data: google/fhir reads it as any string.
+	{"samples with commas", strings.Replace(wave, `"194 195 E 196"`, `"1,2"`, 1), r4Only},
+	{"samples with a word", strings.Replace(wave, `"194 195 E 196"`, `"abc"`, 1), r4Only},
+	{"samples with a lower-case code", strings.Replace(wave, `"194 195 E 196"`, `"1 e 2"`, 1), r4Only},
+	{"samples with a tab", strings.Replace(wave, `"194 195 E 196"`, `"1\t2"`, 1), r4Only},
+	{"samples with a trailing dot", strings.Replace(wave, `"194 195 E 196"`, `"1. 2"`, 1), r4Only},
+	{"samples as numbers", strings.Replace(wave, `"194 195 E 196"`, `[194,195]`, 1), broken},
+	{"samples in a component without origin", `{"resourceType":"Observation","status":"final","code":{"text":"bp"},` +
+		`"component":[{"code":{"text":"sys"},"valueSampledData":{"period":8,"dimensions":1,"data":"120 121"}}]}`, broken},
 	{"instance without sopClass", `{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/1"},"series":[{"uid":"1.2","modality":{"code":"CT"},"instance":[{"uid":"1.2.3"}]}]}`, broken},
+}
+
+func TestValidResources(t *testing.T) {
+	for _, tc := range valid {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := Validate([]byte(tc.json)); err != nil {
+				t.Error(err)
+			}
+			if err := r4google.Validate([]byte(tc.json)); err != nil {
+				t.Errorf("google/fhir: %v", err)
+			}
+		})
+	}
 }
 
 func TestInvalidResources(t *testing.T) {
@@ -162,6 +247,9 @@ func FuzzValidateAgrees(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(spo2))
+	for _, tc := range valid {
+		f.Add([]byte(tc.json))
+	}
 	for _, tc := range invalid {
 		f.Add([]byte(tc.json))
 	}
@@ -196,21 +284,26 @@ func FuzzValidateAgrees(f *testing.F) {
 // slots are values of resources wardgate writes, one of each type: the
 // first value after key.
 var slots = []struct{ in, key, value string }{
-	{spo2, `"status":`, `"final"`},                                                          // a code of a required binding
-	{spo2, `"effectiveDateTime":`, `"2026-11-25T10:15:02Z"`},                                // dateTime
-	{spo2, `"issued":`, `"2026-11-25T10:15:02.5Z"`},                                         // instant
-	{spo2, `"value":`, `97`},                                                                // decimal
-	{spo2, `"code":`, `"59408-5"`},                                                          // code
-	{spo2, `"reference":`, `"Patient/123"`},                                                 // a reference
-	{spo2, `"display":`, `"SpO2"`},                                                          // string
-	{spo2, `"system":`, `"http://loinc.org"`},                                               // uri
-	{spo2, `"profile":[`, `"http://hl7.org/fhir/StructureDefinition/vitalsigns"`},           // canonical
-	{spo2, `"coding":[`, `{"system":"http://loinc.org","code":"59408-5","display":"SpO2"}`}, // a Coding
-	{studyJSON, `"uid":`, `"1.2.3.1"`},                                                      // id
-	{studyJSON, `"numberOfSeries":`, `1`},                                                   // unsignedInt
-	{deviceJSON, `"text":`, `"monitor m"`},                                                  // markdown
-	{deviceJSON, `"type":`, `"model-name"`},                                                 // Device.deviceName.type
-	{endpointJSON, `"address":`, `"https://p/dicomweb"`},                                    // url
+	{spo2, `"status":`, `"final"`},                                                                // a code of a required binding
+	{spo2, `"effectiveDateTime":`, `"2026-11-25T10:15:02Z"`},                                      // dateTime
+	{spo2, `"issued":`, `"2026-11-25T10:15:02.5Z"`},                                               // instant
+	{spo2, `"value":`, `97`},                                                                      // decimal
+	{spo2, `"code":`, `"59408-5"`},                                                                // code
+	{spo2, `"reference":`, `"Patient/123"`},                                                       // a reference
+	{spo2, `"display":`, `"SpO2"`},                                                                // string
+	{spo2, `"system":`, `"http://loinc.org"`},                                                     // uri
+	{spo2, `"profile":[`, `"http://hl7.org/fhir/StructureDefinition/vitalsigns"`},                 // canonical
+	{spo2, `"coding":[`, `{"system":"http://loinc.org","code":"59408-5","display":"SpO2"}`},       // a Coding
+	{studyJSON, `"uid":`, `"1.2.3.1"`},                                                            // id
+	{studyJSON, `"numberOfSeries":`, `1`},                                                         // unsignedInt
+	{deviceJSON, `"text":`, `"monitor m"`},                                                        // markdown
+	{deviceJSON, `"type":`, `"model-name"`},                                                       // Device.deviceName.type
+	{endpointJSON, `"address":`, `"https://p/dicomweb"`},                                          // url
+	{median, `"end":`, `"2026-11-25T10:16:00Z"`},                                                  // Period.end, against its start
+	{median, `"method":`, `{"text":"median"}`},                                                    // a CodeableConcept
+	{wave, `"dimensions":`, `1`},                                                                  // positiveInt
+	{wave, `"data":`, `"194 195 E 196"`},                                                          // SampledData.data
+	{wave, `"origin":`, `{"value":0,"unit":"%","system":"http://unitsofmeasure.org","code":"%"}`}, // SimpleQuantity
 }
 
 func agree(t *testing.T, b []byte) {
@@ -337,6 +430,19 @@ func init() {
 		{deviceJSON, `"status":"active"`, []string{`"status":"inactive"`, `"status":"off"`, `"status":"Active"`}},
 		{endpointJSON, `"address":"https://p/dicomweb"`, []string{`"address":"https://p/dicom web"`, `"address":"%zz"`, `"address":"p"`, `"address":""`}},
 		{endpointJSON, `"status":"active"`, []string{`"status":"test"`, `"status":"off"`, `"status":"on"`, `"status":"entered-in-error"`}},
+		{median, `"end":"2026-11-25T10:16:00Z"`, []string{`"end":"2026-11-25T10:15:00Z"`, `"end":"2026-11-25T10:14:59.999Z"`,
+			`"end":"2026-11-25T10:15:00.000Z"`, `"end":"2026-11-25T09:15:00-01:00"`, `"end":"2026-11-25T11:14:59+01:00"`, `"end":"2026-11-25"`,
+			`"end":"2026-11-24"`, `"end":"2026-11-23"`, `"end":"2026-11"`, `"end":"2026-10"`, `"end":"2026"`, `"end":"2025"`, `"end":"0000"`,
+			`"end":""`, `"end":null`, `"end":"2026-11-25T10:16:00"`, `"end":"2026-11-25T10:16:00Z","end":"2026-11-25T10:17:00Z"`,
+			`"end":"2026-11-25T10:16:00Z","_end":{"id":"e"}`, `"End":"2026-11-25T10:16:00Z"`}},
+		{median, `"effectivePeriod":`, []string{`"effectiveDateTime":"2026-11-25T10:15:00Z","effectivePeriod":`, `"effectiveInstant":"2026-11-25T10:15:00Z","effectivePeriod":`,
+			`"_effectiveDateTime":{"id":"e"},"effectivePeriod":`, `"EffectivePeriod":`, `"effectivePeriod":{},"x":`, `"valueSampledData":{"origin":{},"period":1,"dimensions":1},"effectivePeriod":`}},
+		{wave, `"data":"194 195 E 196"`, []string{`"data":"1"`, `"data":"E"`, `"data":"U L E"`, `"data":"1  2"`, `"data":" 1"`, `"data":"1 "`,
+			`"data":"+"`, `"data":"e5"`, `"data":".5"`, `"data":"-.5e-3"`, `"data":"0x10"`, `"data":"NaN"`, `"data":"1
+2"`, `"data":""`, `"data":""`, `"data":1`}},
+		{wave, `"dimensions":1`, []string{`"dimensions":0`, `"dimensions":+1`, `"dimensions":"1"`, `"dimensions":1.0`, `"dimensions":2147483648`, `"dimensions":null`}},
+		{wave, `"period":250`, []string{`"period":0`, `"period":-1`, `"period":1e-3`, `"period":"250"`, `"period":{"value":250}`, `"period":null`}},
+		{wave, `"origin":{"value":0,`, []string{`"origin":{"comparator":"<","value":0,`, `"origin":{"value":"0",`, `"origin":[{"value":0,`, `"origin":{"Comparator":">","value":0,`}},
 		{endpointJSON, `"payloadType":[{"text":"DICOM"}]`, []string{`"payloadType":[]`, `"payloadType":{"text":"DICOM"}`, `"payloadMimeType":["application/dicom"]`}},
 	}...)
 }

@@ -7,9 +7,9 @@ import "strings"
 // ImagingStudy, Endpoint, and the datatypes they use. Every other element
 // these types have in R4 is listed too, as "not written" (tOther,
 // tOtherPrimitive), so that such an element is told apart from a name R4
-// does not know. Datatypes wardgate never fills in (Period, Narrative,
-// Extension …) are not described: an element of such a type is not
-// written, and is refused before its content matters.
+// does not know. Datatypes wardgate never fills in (Narrative, Extension,
+// Range …) are not described: an element of such a type is not written, and
+// is refused before its content matters.
 
 // typ is an element's type as far as checking it goes.
 type typ uint8
@@ -30,6 +30,7 @@ const (
 	tPositiveInt
 	tOID
 	tUUID
+	tSamples        // SampledData.data: decimals, E, U or L, one space apart
 	tLiteral        // Reference.reference: a literal or conditional reference
 	tObject         // a datatype or backbone element: def
 	tReference      // a Reference: targets
@@ -89,6 +90,26 @@ type structure struct {
 	name     string
 	byName   map[string]*element
 	required []*element
+	// choices are the names of its choice elements ("value" for
+	// value[x]): R4 allows one type of each.
+	choices []string
+	// invariant, when set, checks a rule across the elements of an object
+	// (Period's per-1); it passes over values refused for themselves.
+	invariant func(members []member) (k kind, msg string, bad bool)
+}
+
+// oneOf declares s's choice elements.
+func (s *structure) oneOf(choices ...string) *structure { s.choices = choices; return s }
+
+// choice returns the choice element ("value") that an element of s
+// ("valueQuantity") is a type of, or "".
+func (s *structure) choice(name string) string {
+	for _, c := range s.choices {
+		if len(name) > len(c) && name[:len(c)] == c && name[len(c)] >= 'A' && name[len(c)] <= 'Z' {
+			return c
+		}
+	}
+	return ""
 }
 
 func def(name string, groups ...[]element) *structure {
@@ -146,17 +167,38 @@ var (
 		els(el("value", tDecimal), el("comparator", tCode).in("<", "<=", ">=", ">"),
 			el("unit", tString), el("system", tURI), el("code", tCode)))
 
+	// SimpleQuantity is a Quantity without comparator (R4 profiles
+	// Quantity: comparator 0..0, sqty-1); google/fhir's has no such field.
+	simpleQuantity = def("SimpleQuantity", elementBase(),
+		els(el("value", tDecimal), el("unit", tString), el("system", tURI), el("code", tCode)))
+
 	annotation = def("Annotation", elementBase(),
 		els(el("text", tMarkdown).required()),
 		others("authorReference"), otherPrimitives("authorString time"))
+
+	// period: start and end are dateTimes, and per-1 (start <= end) holds.
+	period = func() *structure {
+		p := def("Period", elementBase(), els(el("start", tDateTime), el("end", tDateTime)))
+		p.invariant = startNotAfterEnd
+		return p
+	}()
+
+	// sampledData: data is "decimal values separated by a single space
+	// (character u20); the special values E (error), L (below detection
+	// limit) and U (above detection limit) can also be used in place of a
+	// decimal value".
+	sampledData = def("SampledData", elementBase(),
+		els(of("origin", simpleQuantity).required(), el("period", tDecimal).required(),
+			el("factor", tDecimal), el("lowerLimit", tDecimal), el("upperLimit", tDecimal),
+			el("dimensions", tPositiveInt).required(), el("data", tSamples)))
 )
 
 // Observation: a vital sign, or a blood-pressure panel with its components.
 var (
 	observationComponent = def("Observation.component", backboneBase(),
-		els(of("code", codeableConcept).required(), of("valueQuantity", quantity)),
-		others("valueCodeableConcept valueRange valueRatio valueSampledData valuePeriod dataAbsentReason interpretation referenceRange"),
-		otherPrimitives("valueString valueBoolean valueInteger valueTime valueDateTime"))
+		els(of("code", codeableConcept).required(), of("valueQuantity", quantity), of("valueSampledData", sampledData)),
+		others("valueCodeableConcept valueRange valueRatio valuePeriod dataAbsentReason interpretation referenceRange"),
+		otherPrimitives("valueString valueBoolean valueInteger valueTime valueDateTime")).oneOf("value")
 
 	observation = def("Observation", resourceBase(),
 		els(of("identifier", identifier).list(),
@@ -165,15 +207,19 @@ var (
 			of("code", codeableConcept).required(),
 			ref("subject", "Patient", "Group", "Device", "Location"),
 			el("effectiveDateTime", tDateTime),
+			of("effectivePeriod", period),
 			el("issued", tInstant),
 			of("valueQuantity", quantity),
+			of("valueSampledData", sampledData),
 			of("interpretation", codeableConcept).list(),
+			of("note", annotation).list(),
+			of("method", codeableConcept),
 			ref("device", "Device", "DeviceMetric"),
 			of("component", observationComponent).list()),
-		others("basedOn partOf focus encounter effectivePeriod effectiveTiming performer "+
-			"valueCodeableConcept valueRange valueRatio valueSampledData valuePeriod "+
-			"dataAbsentReason note bodySite method specimen referenceRange hasMember derivedFrom"),
-		otherPrimitives("effectiveInstant valueString valueBoolean valueInteger valueTime valueDateTime"))
+		others("basedOn partOf focus encounter effectiveTiming performer "+
+			"valueCodeableConcept valueRange valueRatio valuePeriod "+
+			"dataAbsentReason bodySite specimen referenceRange hasMember derivedFrom"),
+		otherPrimitives("effectiveInstant valueString valueBoolean valueInteger valueTime valueDateTime")).oneOf("effective", "value")
 )
 
 // Device: the monitor a reading came from.

@@ -29,6 +29,12 @@ var (
 	oidRE          = regexp.MustCompile(`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`)
 	uuidRE         = regexp.MustCompile(`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	maxStringBytes = 1 << 20 // R4: strings SHALL NOT exceed 1 MB
+
+	// samplesRE is R4's format of SampledData.data. Its sample allows what
+	// the definition's text would not call a decimal ("", "+", "e5", so
+	// also two spaces in a row): R4's expression is followed as written.
+	sample    = `([-+]?[0-9]*(\.[0-9]+)?([eE][-+]?[0-9]+)?|E|U|L)`
+	samplesRE = regexp.MustCompile(`^` + sample + `( ` + sample + `)*$`)
 )
 
 // primitive checks the JSON value of a primitive element; bad says whether
@@ -109,6 +115,14 @@ func primitive(e *element, raw []byte) (k kind, msg string, bad bool) {
 		return when(s, instantRE, time.RFC3339Nano)
 	case tLiteral:
 		return literal(s)
+	case tSamples:
+		if k, msg, bad := text(s, broken); bad {
+			return k, msg, bad
+		}
+		// google/fhir reads SampledData.data as any string.
+		if !samplesRE.MatchString(s) {
+			return r4Only, "not decimals, E, U or L separated by single spaces: " + clip([]byte(strconv.Quote(s))), true
+		}
 	}
 	return 0, "", false
 }

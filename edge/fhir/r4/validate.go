@@ -13,10 +13,12 @@
 //     outside a required binding, a literal reference to a resource type the
 //     element does not allow, an unknown resourceType; also what R4's JSON
 //     format forbids: empty strings, arrays and objects, null, strings of
-//     white space only;
+//     white space only; two types of one choice element (effectiveDateTime
+//     and effectivePeriod); the invariants of the datatypes it describes
+//     (Period's per-1: start <= end) and the format R4 gives SampledData.data;
 //   - elements and resource types R4 has but wardgate does not write
-//     (extensions, narrative, contained resources, Observation.note …): they
-//     are refused as "not written by wardgate", so that a change to the
+//     (extensions, narrative, contained resources, Observation.bodySite …):
+//     they are refused as "not written by wardgate", so that a change to the
 //     mapper that writes one is noticed here and the definitions grow with it.
 //
 // Tests hold it against google/fhir's validating unmarshaller (package
@@ -173,6 +175,11 @@ func (c *checker) object(def *structure, raw []byte, name string) []byte {
 		}
 	}
 	c.fields(def, start, end, false)
+	if def.invariant != nil {
+		if k, msg, bad := def.invariant(c.mem[start:end]); bad {
+			c.add(k, msg)
+		}
+	}
 	c.mem = c.mem[:start]
 	return v
 }
@@ -197,6 +204,11 @@ func (c *checker) fields(def *structure, start, end int, resource bool) {
 			continue
 		}
 		e, ext, folded := def.lookup(m.name)
+		if other := def.otherChoice(c.mem[start:i], e); other != "" {
+			// R4: "only one type of a choice element"; google/fhir refuses
+			// the second as well ("cannot accept multiple values").
+			c.add(broken, "a second type of "+def.choice(e.name)+"[x]: "+other+" is given too")
+		}
 		switch {
 		case e == nil || ext && !e.primitive():
 			c.add(broken, "not an element of "+def.name)
@@ -218,6 +230,26 @@ func (c *checker) fields(def *structure, start, end int, resource bool) {
 			c.path = c.path[:n]
 		}
 	}
+}
+
+// otherChoice returns the name of an element among before that is another
+// type of the choice element e is a type of ("effectiveDateTime" before
+// "effectivePeriod"), or "". A type and its primitive extension
+// ("_effectiveDateTime") are one type.
+func (s *structure) otherChoice(before []member, e *element) string {
+	if e == nil || len(s.choices) == 0 {
+		return ""
+	}
+	c := s.choice(e.name)
+	if c == "" {
+		return ""
+	}
+	for _, m := range before {
+		if o, _, _ := s.lookup(m.name); o != nil && o != e && s.choice(o.name) == c {
+			return o.name
+		}
+	}
+	return ""
 }
 
 func duplicate(rest []member, name []byte) bool {
