@@ -1,11 +1,13 @@
 // Package fhirserver is a small FHIR R4 server for wardgate's tests and its
 // demo: it keeps resources in memory, validates every write with package r4,
 // and in tests with google/fhir as well (Independent), rejecting an invalid
-// resource with an OperationOutcome, and supports what wardgate uses of a
-// real record: create, conditional create (If-None-Exist), update and conditional
-// update, read, search by identifier, and transaction and batch Bundles with
-// conditional references. It can be told to misbehave (Faults) so that tests
-// can see what the gateway does when the record is down, slow or strict.
+// resource with an OperationOutcome, as it does an Observation that claims
+// a vital-signs profile and does not meet it (vitalsigns.go), and supports
+// what wardgate uses of a real record: create, conditional create
+// (If-None-Exist), update and conditional update, read, search by
+// identifier, and transaction and batch Bundles with conditional
+// references. It can be told to misbehave (Faults) so that tests can see
+// what the gateway does when the record is down, slow or strict.
 package fhirserver
 
 import (
@@ -539,6 +541,11 @@ func (t *tx) write(typ, id string, body []byte, f Faults) *httpError {
 		if err := check(b); err != nil {
 			return fail(422, "invalid", "%v", err)
 		}
+		// The profiles it claims, from the resource as it was sent: the
+		// server's meta has replaced them in b.
+		if err := vitalSigns(body); err != nil {
+			return fail(422, "invalid", "%v", err)
+		}
 	}
 	t.put(typ, id, b)
 	return nil
@@ -557,6 +564,9 @@ func validateAll(resources []json.RawMessage) map[int]error {
 			defer wg.Done()
 			for i := range next {
 				err := check(resources[i])
+				if err == nil {
+					err = vitalSigns(resources[i])
+				}
 				mu.Lock()
 				out[i] = err
 				mu.Unlock()
