@@ -95,7 +95,6 @@ type SampledData struct {
 	Data       string   `json:"data,omitempty"`
 }
 
-
 // ObservationComponent is one part of a panel (systolic, diastolic, mean).
 type ObservationComponent struct {
 	Code             CodeableConcept `json:"code"`
