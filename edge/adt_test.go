@@ -381,7 +381,7 @@ func TestADTStaysSurviveARestartAndAForeignFileIsRefused(t *testing.T) {
 func adtTestConfig(t *testing.T) *config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "wardgate.yaml")
-	os.WriteFile(path, []byte("site: ward-4b\ndata_dir: data\nhttp: {listen: \"127.0.0.1:0\"}\nfhir:\n  base_url: http://127.0.0.1:1/\n  patient_identifier_system: urn:oid:1.2.3.4\n"+adtConfig("")), 0o600)
+	os.WriteFile(path, []byte("site: ward-4b\ndata_dir: data\ncharting: {chart: {continuous: each}}\nhttp: {listen: \"127.0.0.1:0\"}\nfhir:\n  base_url: http://127.0.0.1:1/\n  patient_identifier_system: urn:oid:1.2.3.4\n"+adtConfig("")), 0o600)
 	c, _, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -159,6 +159,12 @@ func (g *Gateway) backupRunning(ctx context.Context, w buffer.BackupWriter) (Bac
 	if err := g.held.Backup("held.db", mw); err != nil {
 		return mw.m, fmt.Errorf("held.db: %w", err)
 	}
+	// The charting window after the held frames (a frame resolved in
+	// between is in both; charted twice, it is kept once) and before the
+	// outbox (an interval charted in between is in the window still).
+	if err := g.chart.store.Backup("charting.db", mw); err != nil {
+		return mw.m, fmt.Errorf("charting.db: %w", err)
+	}
 	if g.spool != nil {
 		if err := g.spool.Backup(ctx, "spool", mw); err != nil {
 			return mw.m, err
@@ -193,7 +199,7 @@ func copyWhole(w buffer.BackupWriter, dir, name string) error {
 // lock, the reserves, temporary files or spool/tmp/.
 var backupFiles = []string{
 	associationsFile, staysFile, adtStaysFile, clocksFile,
-	"seen.db", "held.db", "held.db.journal",
+	"seen.db", "held.db", "held.db.journal", "charting.db", "charting.db.journal",
 	"spool/index.db", "spool/index.journal", "spool/ledger.db",
 	"outbox.db", "outbox.db.journal",
 }

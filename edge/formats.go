@@ -38,6 +38,8 @@ var dataFiles = []struct {
 	{"outbox.db.journal", buffer.OutboxJournalFormat, buffer.JournalMarker},
 	{"held.db", buffer.OutboxFormat, buffer.StoreMarker},
 	{"held.db.journal", buffer.OutboxJournalFormat, buffer.JournalMarker},
+	{"charting.db", buffer.OutboxFormat, buffer.StoreMarker},
+	{"charting.db.journal", buffer.OutboxJournalFormat, buffer.JournalMarker},
 	{"seen.db", buffer.SeenFormat, buffer.StoreMarker},
 	{"spool/index.db", buffer.SpoolFormat, buffer.StoreMarker}, // spool/index.journal is read as index.db's version says
 	{"spool/ledger.db", gateway.LedgerFormat, buffer.StoreMarker},

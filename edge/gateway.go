@@ -47,6 +47,7 @@ type Gateway struct {
 	lock   *dataDirLock
 	outbox *buffer.Outbox
 	held   *buffer.Outbox // frames waiting for a patient in their bed, or their clock
+	chart  *charter       // readings waiting for their charting interval (charting.go)
 	seen   *buffer.Seen   // first receipts of MQTT messages without a device time
 	clocks *devices.Clocks
 	beds   *beds
@@ -133,6 +134,7 @@ func (g *Gateway) Run(ctx context.Context) (err error) {
 	sup.start(part{"fhir delivery", g.deliver})
 	sup.start(part{"status server", g.serveHTTP})
 	sup.start(part{"held frames", func(ctx context.Context) error { g.resolveHeld(ctx); return nil }})
+	sup.start(part{"charting", func(ctx context.Context) error { g.chart.run(ctx); return nil }})
 	sup.start(part{"device clocks", func(ctx context.Context) error { g.keepClocks(ctx); return nil }})
 	for _, p := range dicomParts {
 		sup.start(p)
@@ -243,6 +245,9 @@ func (g *Gateway) open() error {
 	if err != nil {
 		return err
 	}
+	if g.chart, err = openCharting(g, c); err != nil {
+		return err
+	}
 	if g.seen, err = buffer.OpenSeen(filepath.Join(c.DataDir, "seen.db"), buffer.SeenOptions{}); err != nil {
 		return err
 	}
@@ -327,6 +332,9 @@ func (g *Gateway) close() error {
 	var errs []error
 	if g.spool != nil {
 		errs = append(errs, g.spool.Close())
+	}
+	if g.chart != nil {
+		errs = append(errs, g.chart.close())
 	}
 	if g.held != nil {
 		errs = append(errs, g.held.Close())

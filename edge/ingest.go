@@ -183,8 +183,25 @@ func (g *Gateway) bedKnown(bed string, at time.Time) bool {
 	return false
 }
 
-// store maps frames and appends their entries to the outbox in one commit.
+// store maps frames and appends their entries to the outbox in one commit;
+// readings charted by interval go to the charting window (charting.go).
 func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) error {
+	var wait []chartFrame
+	if g.chart != nil {
+		frames, wait = g.chart.route(frames)
+	}
+	if err := g.storeNow(ctx, frames); err != nil {
+		return err
+	}
+	if len(wait) > 0 {
+		return g.chart.add(ctx, wait)
+	}
+	return nil
+}
+
+// storeNow maps frames and appends their entries to the outbox in one
+// commit.
+func (g *Gateway) storeNow(ctx context.Context, frames [][]fhir.PatientReading) error {
 	var items []buffer.Item
 	var mapped []fhir.Entry
 	for _, readings := range frames {

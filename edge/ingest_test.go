@@ -47,9 +47,15 @@ func runGatewayFHIR(t testing.TB, record *fhirserver.Server, fhirExtra, extra st
 	hs := httptest.NewServer(record)
 	t.Cleanup(hs.Close)
 	path := filepath.Join(t.TempDir(), "wardgate.yaml")
+	// Most tests count one Observation per reading: their continuous
+	// parameters are charted each (charting_test.go charts intervals).
+	chart := "charting: {chart: {continuous: each}}\n"
+	if strings.Contains(extra, "charting:") {
+		chart = ""
+	}
 	os.WriteFile(path, []byte(`site: ward-4b
 data_dir: data
-http: {listen: "127.0.0.1:0"}
+`+chart+`http: {listen: "127.0.0.1:0"}
 fhir:
   base_url: `+hs.URL+`
   patient_identifier_system: urn:oid:1.2.3.4
@@ -58,7 +64,7 @@ fhir:
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	g := New(cfg, slog.New(slog.NewTextHandler(logOut(), nil)), "test")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
@@ -141,4 +147,13 @@ func TestAStudyIsChartedOnlyForAPatientTheRecordKnows(t *testing.T) {
 	if !strings.Contains(st, `"numberOfInstances":2`) || !strings.Contains(st, `"reference":"Patient/`) {
 		t.Fatalf("ImagingStudy: %s", st)
 	}
+}
+
+// logOut is where test gateways log: nowhere, or stderr with
+// WARDGATE_TEST_LOG=1.
+func logOut() io.Writer {
+	if os.Getenv("WARDGATE_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

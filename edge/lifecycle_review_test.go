@@ -37,6 +37,7 @@ func reviewConfig(t *testing.T, dir, fhirURL, httpListen, body string) *config.C
 	path := filepath.Join(dir, "wardgate.yaml")
 	os.WriteFile(path, []byte(`site: ward-4b
 data_dir: data
+charting: {chart: {continuous: each}}
 http: {listen: "`+httpListen+`"}
 fhir: {base_url: `+fhirURL+`, patient_identifier_system: urn:oid:1.2.3.4}
 `+body), 0o600)

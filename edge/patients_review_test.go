@@ -199,6 +199,7 @@ func runGatewayIn(t *testing.T, dir, baseURL, extra string) (g *Gateway, stop fu
 	path := filepath.Join(dir, "wardgate.yaml")
 	os.WriteFile(path, []byte(`site: ward-4b
 data_dir: data
+charting: {chart: {continuous: each}}
 http: {listen: "127.0.0.1:0"}
 fhir:
   base_url: `+baseURL+`

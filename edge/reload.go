@@ -58,7 +58,7 @@ type RestartNeeded struct {
 
 func (e *RestartNeeded) Error() string {
 	s := "not reloaded, nothing changed: " + strings.Join(e.Keys, ", ") +
-		" changed, which takes a restart (systemctl restart wardgate); a reload changes only monitors, patients.static, patients.hold_unassociated (up to 24h, or the value at start), dicom.forward and log.level"
+		" changed, which takes a restart (systemctl restart wardgate); a reload changes only monitors, patients.static, patients.hold_unassociated (up to 24h, or the value at start), dicom.forward, charting and log.level"
 	return s
 }
 
@@ -142,7 +142,11 @@ func (g *Gateway) Reload(newCfg *config.Config) (changes []string, err error) {
 		g.LogLevel.Set(level)
 		changes = append(changes, fmt.Sprintf("log.level: %s (was %s)", newCfg.Log.Level, old.Log.Level))
 	}
+	if !reflect.DeepEqual(old.Charting, newCfg.Charting) {
+		changes = append(changes, "charting: the new policies apply to readings from now on; intervals already open are charted as they began")
+	}
 	g.live.applied = newCfg
+	g.chart.cfg.Store(newCfg)
 	// Readings waiting for a patient may be placed now, or expire sooner.
 	g.kickResolver()
 	return changes, nil
@@ -253,7 +257,7 @@ func staticChanges(old, new map[string]string) []string {
 // them.
 var liveKeys = map[string]bool{
 	"monitors": true, "patients.static": true, "patients.hold_unassociated": true, "log.level": true,
-	"dicom.forward": true,
+	"dicom.forward": true, "charting": true,
 }
 
 // forwardName is a dicom.forward entry's destination as the ledger knows

@@ -37,8 +37,8 @@ func reloadWith(t *testing.T, dir, body string) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.SplitAfterN(string(b), "\n", 5) // site, data_dir, http, fhir, the body
-	os.WriteFile(path, []byte(strings.Join(lines[:4], "")+body), 0o600)
+	lines := strings.SplitAfterN(string(b), "\n", 6) // site, data_dir, charting, http, fhir, the body
+	os.WriteFile(path, []byte(strings.Join(lines[:5], "")+body), 0o600)
 	cfg, _, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,7 @@ func operatorGatewayOn(t *testing.T, dir string, record *fhirserver.Server, http
 	path := filepath.Join(dir, "wardgate.yaml")
 	os.WriteFile(path, []byte(`site: ward-4b
 data_dir: data
+charting: {chart: {continuous: each}}
 http: {`+httpKeys+tokenLine+`}
 fhir: {base_url: `+hs.URL+`, patient_identifier_system: urn:oid:1.2.3.4}
 `+body), 0o600)

@@ -46,6 +46,7 @@ func TestBackupOfARunningGatewayRestores(t *testing.T) {
 		p := filepath.Join(dir, fmt.Sprintf("wardgate-%d.yaml", time.Now().UnixNano()))
 		body := fmt.Sprintf(`site: ward-4b
 data_dir: %s
+charting: {chart: {continuous: each}}
 http: {listen: %q, admin_token_file: %s}
 fhir:
   base_url: %s

@@ -22,6 +22,7 @@ func gatewayConfig(t testing.TB, extra string) (cfg, dataDir string) {
 	cfg = filepath.Join(dir, "wardgate.yaml")
 	body := `site: ward-4b
 data_dir: data
+charting: {chart: {continuous: each}}
 http:
   listen: 127.0.0.1:0
 fhir:

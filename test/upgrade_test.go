@@ -42,6 +42,7 @@ func fixtureConfig(fhirURL, token string, mqttPort, adtPort, dicomPort int) stri
 	var b strings.Builder
 	fmt.Fprintf(&b, `site: ward-4b
 data_dir: data
+charting: {chart: {continuous: each}}
 http: {listen: 127.0.0.1:0, admin_token_file: %s}
 fhir:
   base_url: %s

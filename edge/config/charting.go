@@ -22,6 +22,9 @@ type Charting struct {
 	// Amend: a late reading corrects its interval's Observation (status
 	// amended) instead of only being counted.
 	Amend bool `yaml:"amend"`
+	// Chart are the policies of every bed's monitors that no group or
+	// monitor sets otherwise (the site's).
+	Chart ChartPolicies `yaml:"chart"`
 	// Groups are bed groups with their policies; a bed takes the first
 	// group that names it.
 	Groups []ChartGroup `yaml:"groups"`
@@ -56,8 +59,8 @@ func (c Charting) CloseAfterOrDefault() time.Duration {
 type ChartSource string
 
 // ChartFor is the policy of one parameter of one device at one bed: the
-// monitor's chart, then its bed group's, then its profile's, then the
-// built-in default. A device that is not a configured monitor (a central
+// monitor's chart, then its bed group's, then the site's (charting.chart),
+// then its profile's, then the built-in default. A device that is not a configured monitor (a central
 // station's HL7 results, which has no profile) is charted each unless a
 // bed group says otherwise: the station already chose what to send.
 func (c *Config) ChartFor(device, bed, profileName string, code uint32) (profile.Chart, ChartSource) {
@@ -102,6 +105,9 @@ func (c *Config) ChartFor(device, bed, profileName string, code uint32) (profile
 		if ch, ok := pick(g.Chart); ok {
 			return ch, ChartSource("bed group " + g.Name)
 		}
+	}
+	if ch, ok := pick(c.Charting.Chart); ok {
+		return ch, "charting.chart"
 	}
 	return base, from
 }
@@ -151,6 +157,7 @@ func validateCharting(c *Config, ps *Problems) {
 		}
 		validateChartPolicies(ps, p+".chart", g.Chart)
 	}
+	validateChartPolicies(ps, "charting.chart", ch.Chart)
 	for i := range c.Monitors {
 		validateChartPolicies(ps, fmt.Sprintf("monitors[%d].chart", i), c.Monitors[i].Chart)
 	}

@@ -24,6 +24,7 @@ data_dir: data
 fhir: {base_url: https://fhir.example.org/R4}
 charting:
   close_after: 20s
+  chart: {MDC_PULS_OXIM_PERF_REL: off}
   groups:
     - name: ICU
       beds: [icu-*]
@@ -61,6 +62,9 @@ monitors:
 		{"station", "bed-7", "", "MDC_ECG_HEART_RATE", "each", "HL7 results: each"},
 		{"station", "icu-4", "", "MDC_ECG_HEART_RATE", "every 5m median", "bed group ICU"},
 		{"station", "icu-4", "", "MDC_TEMP_BODY", "each", "HL7 results: each"},
+		// The site's policy, below the groups'.
+		{"x", "bed-7", "masimo/radical-7", "MDC_PULS_OXIM_PERF_REL", "off", "charting.chart"},
+		{"icu-1-mon", "icu-1", "masimo/radical-7", "MDC_PULS_OXIM_PERF_REL", "every 5m median", "bed group ICU"},
 	} {
 		got, from := c.ChartFor(tc.device, tc.bed, tc.profile, code(t, tc.ref))
 		if got.String() != tc.want || string(from) != tc.from {

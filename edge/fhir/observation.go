@@ -23,7 +23,23 @@ var alternateUnits = map[string][]string{"Cel": {"[degF]"}}
 type PatientReading struct {
 	devices.Reading
 	Patient string // "Patient/123"
+	// Interval, when set, makes the reading an interval's charted value
+	// (or its samples): see Interval.
+	Interval *Interval `json:",omitempty"`
 }
+
+// keyTime is the time that groups a reading with the other members of its
+// blood-pressure panel: its identity time, or its interval's start.
+func keyTime(r PatientReading) time.Time {
+	if r.Interval != nil {
+		return r.Interval.Start
+	}
+	return identityTime(r.Reading)
+}
+
+// samples tells whether a reading is an interval's samples: one
+// Observation per parameter, never a panel.
+func (r PatientReading) samples() bool { return r.Interval != nil && r.Interval.Samples != "" }
 
 // MapReadings maps the readings of one frame (or message) to entries: a
 // Device entry the first time a device is seen in this run, then one
@@ -48,8 +64,8 @@ func (m *Mapper) MapReadings(readings []PatientReading) ([]Entry, []Rejected) {
 	var order []panelKey
 	for i := range readings {
 		r := &readings[i]
-		if f, member := bpOf(r.Code.Code); f != nil {
-			k := panelKey{r.Device, r.Patient, f.Panel, identityTime(r.Reading).UnixNano()}
+		if f, member := bpOf(r.Code.Code); f != nil && !r.samples() {
+			k := panelKey{r.Device, r.Patient, f.Panel, keyTime(*r).UnixNano()}
 			p, seen := panels[k]
 			if !seen {
 				order = append(order, k)
@@ -70,10 +86,15 @@ func (m *Mapper) MapReadings(readings []PatientReading) ([]Entry, []Rejected) {
 		if dev != nil {
 			out = append(out, *dev)
 		}
-		if f, _ := bpOf(r.Code.Code); f != nil {
+		var e Entry
+		switch f, member := bpOf(r.Code.Code); {
+		case f != nil && !r.samples():
 			continue // below, as a panel
+		case f != nil:
+			e, err = m.bpMember(f, member, r)
+		default:
+			e, err = m.observation(r)
 		}
-		e, err := m.observation(r)
 		if err != nil {
 			reject(r, err)
 			continue
@@ -155,11 +176,16 @@ func (m *Mapper) base(r PatientReading, code uint32) (*Observation, error) {
 	}
 	o := &Observation{
 		ResourceType:      "Observation",
-		Identifier:        []Identifier{m.observationID(r.Reading, code)},
 		Status:            m.observationStatus(),
 		Subject:           &Reference{Reference: r.Patient},
 		EffectiveDateTime: fhirTime(r.Effective()),
 		Device:            &Reference{Reference: conditional("Device", m.system("device"), deviceIdentity(r.Reading))},
+	}
+	if r.Interval != nil {
+		o.Identifier = []Identifier{m.intervalID(r, code)}
+		intervalParts(o, r.Interval)
+	} else {
+		o.Identifier = []Identifier{m.observationID(r.Reading, code)}
 	}
 	if !r.Received.IsZero() {
 		o.Issued = fhirTime(r.Received)
@@ -177,8 +203,27 @@ func quantity(v float64, unit string) *Quantity {
 	return &Quantity{Value: Decimal(v), Unit: unit, System: UCUM, Code: unit}
 }
 
+// request writes an Observation once: a conditional create. An amended
+// interval replaces the Observation it charted before (a conditional
+// update on its identifier).
 func request(o *Observation) Request {
-	return Request{Method: "POST", URL: "Observation", IfNoneExist: ifNoneExist(o.Identifier[0].System, o.Identifier[0].Value)}
+	id := o.Identifier[0]
+	if o.Status == "amended" {
+		return Request{Method: "PUT", URL: conditional("Observation", id.System, id.Value)}
+	}
+	return Request{Method: "POST", URL: "Observation", IfNoneExist: ifNoneExist(id.System, id.Value)}
+}
+
+// value sets an Observation's value: the reading's quantity, or its
+// interval's samples (which claim no vital-signs profile: those ask for a
+// Quantity).
+func value(o *Observation, r PatientReading) {
+	if r.samples() {
+		o.ValueSampledData = sampledData(r)
+		o.Meta = nil
+		return
+	}
+	o.ValueQuantity = quantity(r.Value, r.Unit)
 }
 
 func checkUnit(r PatientReading, want string) error {
@@ -205,11 +250,11 @@ func (m *Mapper) observation(r PatientReading) (Entry, error) {
 		return Entry{}, err
 	}
 	o.Code = CodeableConcept{Coding: append(slices.Clone(p.LOINC), mdcCoding(p.MDC, p.RefID)), Text: p.Display}
-	o.ValueQuantity = quantity(r.Value, r.Unit)
 	if p.Profile != "" {
 		o.Meta = &Meta{Profile: []string{profileBase, p.Profile}}
 		o.Category = vitalSignsCategory
 	}
+	value(o, r)
 	return m.observationEntry(o)
 }
 
@@ -252,6 +297,6 @@ func (m *Mapper) bpMember(f *bpFamily, member int, r PatientReading) (Entry, err
 	}
 	codings := [...][]Coding{nil, f.Sys, f.Dia, f.Mean}[member]
 	o.Code = CodeableConcept{Coding: append(slices.Clone(codings), mdcCoding(r.Code.Code, f.RefID+bpMemberRef[member]))}
-	o.ValueQuantity = quantity(r.Value, r.Unit)
+	value(o, r)
 	return m.observationEntry(o)
 }

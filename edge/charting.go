@@ -1,0 +1,637 @@
+package edge
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardgate/wardgate/buffer"
+	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/profile"
+	"github.com/wardgate/wardgate/edge/config"
+	"github.com/wardgate/wardgate/edge/fhir"
+)
+
+// Charting: what reaches the chart. A reading whose patient is resolved
+// (ingest.go, held.go) is charted by its parameter's policy
+// (config.ChartFor): each (mapped at once, as before), off (counted), or
+// every interval. An interval's readings wait in the charting window
+// (data_dir/charting.db, an outbox whose items are never leased), one item
+// per frame, written before the source is acknowledged; the window in
+// memory is rebuilt from it at start. An interval [start, end), aligned to
+// the clock by the reading's time on the gateway's clock (its device time
+// corrected, so a backlog lands in the intervals it was measured in), is
+// charted once close_after has passed since its end and no reading has
+// joined it for chartQuiet: its value (median, last, …) of the readings the
+// device did not flag, as one Observation named by device, code, interval
+// and patient. The Observation is appended to the outbox before the
+// interval's readings leave the window; a crash in between charts it again
+// under the same identifier, which the record's conditional create keeps
+// once. A reading for an interval already charted is late: counted, or with
+// charting.amend, the interval is charted again as amended.
+
+// chartQuiet is how long an interval past its close time stays open after
+// a reading last joined it: a backlog that streams in closes its intervals
+// once it has moved past them, not while it is still filling them.
+const chartQuiet = 3 * time.Second
+
+// chartTick is how often the charter looks for intervals to close.
+const chartTick = time.Second
+
+// amendWithin is how long a charted interval can still be amended (with
+// charting.amend): its readings stay in the window that long.
+const amendWithin = 10 * time.Minute
+
+// chartedMemory bounds the intervals remembered as charted per device and
+// parameter, for telling a late reading (after a restart, the record's
+// conditional create still keeps each interval once).
+const chartedMemory = 256
+
+// flagged are the qualities that keep a reading out of an interval's value.
+const flagged = devices.Questionable | devices.Calibrating
+
+// winKey names one open interval of one patient's parameter of one device.
+type winKey struct {
+	device  string
+	code    uint32
+	unit    string
+	patient string
+	every   time.Duration
+	start   int64 // UnixNano
+}
+
+// markKey names an interval regardless of patient, for late readings.
+type markKey struct {
+	device string
+	code   uint32
+	every  time.Duration
+}
+
+type sample struct {
+	at      int64 // UnixNano, on the gateway's clock
+	v       float64
+	flagged bool
+}
+
+// window is one open (or, with amend, recently charted) interval.
+type window struct {
+	chart      profile.Chart
+	start, end time.Time
+	rep        fhir.PatientReading // the latest reading: device, unit, patient
+	samples    []sample
+	items      []uint64 // window items holding its readings
+	last       time.Time
+	amended    bool
+	// chartedAt is when it was charted (with amend: kept until
+	// amendWithin after).
+	chartedAt time.Time
+}
+
+// closeAt is when the interval is charted.
+func (w *window) closeAt(after time.Duration) time.Time {
+	t := w.end.Add(after)
+	if q := w.last.Add(chartQuiet); q.After(t) {
+		return q
+	}
+	return t
+}
+
+// chartCounts are one device's charting figures, for the page.
+type chartCounts struct {
+	charted, empty, late, amended, off uint64
+	lastEmpty                          string
+}
+
+type charter struct {
+	g     *Gateway
+	cfg   atomic.Pointer[config.Config]
+	store *buffer.Outbox
+	now   func() time.Time
+	kick  chan struct{}
+
+	mu      sync.Mutex
+	open    map[winKey]*window
+	charted map[winKey]*window // with amend: charted windows still amendable
+	refs    map[uint64]int     // window item → windows holding its readings
+	marks   map[markKey][]int64
+	counts  map[string]*chartCounts
+}
+
+// chartFrame is a window item: one frame's readings of one patient that
+// wait for their intervals, with the policy each was put there by.
+type chartFrame struct {
+	Device, Location, Profile, Patient string
+	Serial, Firmware                   string `json:",omitempty"`
+	Received                           time.Time
+	Readings                           []chartReading
+}
+
+type chartReading struct {
+	Code    uint32
+	Ref     string
+	Value   float64
+	Unit    string
+	At      int64           // UnixNano: the reading's time on the gateway's clock
+	Quality devices.Quality `json:",omitempty"`
+	Chart   string
+}
+
+// openCharting opens the window store and rebuilds the open intervals.
+func openCharting(g *Gateway, c *config.Config) (*charter, error) {
+	store, err := buffer.OpenOutbox(filepath.Join(c.DataDir, "charting.db"), buffer.OutboxOptions{
+		QuotaBytes: int64(c.Buffer.OutboxQuota) / 8,
+		// A ward whose readings are all charted each never writes it.
+		Lazy:   true,
+		Logger: g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ch := &charter{g: g, store: store, now: time.Now, kick: make(chan struct{}, 1),
+		open: map[winKey]*window{}, charted: map[winKey]*window{}, refs: map[uint64]int{},
+		marks: map[markKey][]int64{}, counts: map[string]*chartCounts{}}
+	ch.cfg.Store(c)
+	var broken []uint64
+	err = store.Scan(func(it buffer.Item) error {
+		var f chartFrame
+		if err := json.Unmarshal(it.Payload, &f); err != nil || len(f.Readings) == 0 {
+			broken = append(broken, it.ID)
+			return nil
+		}
+		ch.addLocked(it.ID, f, ch.now())
+		return nil
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if len(broken) > 0 {
+		g.log.Error("charting window items that do not read as readings are left in charting.db", "items", len(broken))
+	}
+	return ch, nil
+}
+
+func (ch *charter) close() error { return ch.store.Close() }
+
+// policy is a reading's charting policy now.
+func (ch *charter) policy(r fhir.PatientReading) profile.Chart {
+	p, _ := ch.cfg.Load().ChartFor(r.Device, r.Location, r.Profile, r.Code.Code)
+	return p
+}
+
+// route sorts the readings of frames by their policy: those charted each
+// come back as frames; those for an interval come back one frame per
+// patient as window items to write; off, late (and amending) readings are
+// counted.
+func (ch *charter) route(frames [][]fhir.PatientReading) (each [][]fhir.PatientReading, wait []chartFrame) {
+	for _, f := range frames {
+		var now []fhir.PatientReading
+		byPatient := map[string]int{}
+		for _, r := range f {
+			if r.Interval != nil { // an interval's value, charted now
+				now = append(now, r)
+				continue
+			}
+			p := ch.policy(r)
+			switch p.Mode {
+			case profile.ChartOff:
+				ch.count(r.Device, func(c *chartCounts) { c.off++ })
+				continue
+			case profile.ChartEvery, profile.ChartSamples:
+			default:
+				now = append(now, r)
+				continue
+			}
+			at := r.Effective()
+			start := intervalStart(at, p.Every)
+			if ch.isLate(winKey{r.Device, r.Code.Code, r.Unit, r.Patient, p.Every, start.UnixNano()}) {
+				continue
+			}
+			i, ok := byPatient[r.Patient]
+			if !ok {
+				i = len(wait)
+				byPatient[r.Patient] = i
+				wait = append(wait, chartFrame{Device: r.Device, Location: r.Location, Profile: r.Profile, Patient: r.Patient,
+					Serial: r.SerialNumber, Firmware: r.Firmware, Received: r.Received})
+			}
+			wait[i].Readings = append(wait[i].Readings, chartReading{Code: r.Code.Code, Ref: r.Code.RefID, Value: r.Value,
+				Unit: r.Unit, At: at.UnixNano(), Quality: r.Quality, Chart: p.String()})
+		}
+		if len(now) > 0 {
+			each = append(each, now)
+		}
+	}
+	return each, wait
+}
+
+// isLate tells whether the interval was charted already, and counts the
+// reading if so: with charting.amend and the interval still amendable, the
+// reading is not late but amends it (it joins the window again).
+func (ch *charter) isLate(k winKey) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if !slices.Contains(ch.marks[markKey{k.device, k.code, k.every}], k.start) {
+		return false
+	}
+	if ch.charted[k] != nil {
+		return false // with charting.amend: it amends the interval
+	}
+	ch.countLocked(k.device, func(c *chartCounts) { c.late++ })
+	return true
+}
+
+// add writes frames to the window, durably, then to the intervals in
+// memory.
+func (ch *charter) add(ctx context.Context, frames []chartFrame) error {
+	items := make([]buffer.Item, 0, len(frames))
+	for _, f := range frames {
+		b, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		items = append(items, buffer.Item{Kind: "chart", Payload: b})
+	}
+	ids, err := ch.store.Append(ctx, items...)
+	if err != nil {
+		return err
+	}
+	now := ch.now()
+	ch.mu.Lock()
+	for i, f := range frames {
+		ch.addLocked(ids[i], f, now)
+	}
+	ch.mu.Unlock()
+	return nil
+}
+
+// addLocked puts one window item's readings into their intervals.
+func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
+	for _, r := range f.Readings {
+		p, err := profile.ParseChart(r.Chart)
+		if err != nil || (p.Mode != profile.ChartEvery && p.Mode != profile.ChartSamples) {
+			p = profile.Chart{Mode: profile.ChartEvery, Every: time.Minute, Value: "median"}
+		}
+		at := time.Unix(0, r.At)
+		start := intervalStart(at, p.Every)
+		k := winKey{f.Device, r.Code, r.Unit, f.Patient, p.Every, start.UnixNano()}
+		w := ch.open[k]
+		if w == nil {
+			if old := ch.charted[k]; old != nil {
+				// A late reading amends a charted interval.
+				delete(ch.charted, k)
+				w = old
+				w.amended = true
+				ch.unmarkLocked(markKey{k.device, k.code, k.every}, k.start)
+			} else {
+				w = &window{chart: p, start: start, end: start.Add(p.Every)}
+			}
+			ch.open[k] = w
+		}
+		w.samples = append(w.samples, sample{at: r.At, v: r.Value, flagged: r.Quality&flagged != 0})
+		w.rep = fhir.PatientReading{Patient: f.Patient, Reading: devices.Reading{
+			Device: f.Device, Location: f.Location, Profile: f.Profile, Code: devices.MDC{Code: r.Code, RefID: r.Ref},
+			Unit: r.Unit, Received: f.Received, SerialNumber: f.Serial, Firmware: f.Firmware,
+		}}
+		w.last = now
+		if n := len(w.items); n == 0 || w.items[n-1] != id {
+			w.items = append(w.items, id)
+			ch.refs[id]++
+		}
+	}
+}
+
+// intervalStart aligns t to the clock: to multiples of every from local
+// midnight (a day is a whole number of intervals).
+func intervalStart(t time.Time, every time.Duration) time.Time {
+	lt := t.In(time.Local)
+	_, off := lt.Zone()
+	shift := time.Duration(off) * time.Second
+	return t.Add(shift).Truncate(every).Add(-shift)
+}
+
+// run closes intervals as they come due, until ctx ends.
+func (ch *charter) run(ctx context.Context) {
+	t := time.NewTicker(chartTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-ch.kick:
+		}
+		if err := ch.closeDue(ctx, ch.now()); err != nil && ctx.Err() == nil {
+			ch.g.log.Error("charting: intervals could not be charted now; they stay open", "err", err)
+		}
+	}
+}
+
+// closeDue charts every interval that is due: its Observations go to the
+// outbox, then its readings leave the window.
+func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
+	after := ch.cfg.Load().Charting.CloseAfterOrDefault()
+	amend := ch.cfg.Load().Charting.Amend
+	ch.mu.Lock()
+	var due []winKey
+	for k, w := range ch.open {
+		if !now.Before(w.closeAt(after)) {
+			due = append(due, k)
+		}
+	}
+	if len(due) == 0 {
+		ch.mu.Unlock()
+		return ch.expireCharted(ctx, now)
+	}
+	// Oldest first: the record gets a backlog in order.
+	slices.SortFunc(due, func(a, b winKey) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), strings.Compare(a.device, b.device), cmp.Compare(a.code, b.code))
+	})
+	wins := make([]*window, len(due))
+	for i, k := range due {
+		wins[i] = ch.open[k]
+		delete(ch.open, k)
+		ch.markLocked(markKey{k.device, k.code, k.every}, k.start)
+	}
+	ch.mu.Unlock()
+
+	cfg := ch.cfg.Load()
+	var readings []fhir.PatientReading
+	type emptyNote struct{ device, why string }
+	var empties []emptyNote
+	for _, w := range wins {
+		rs, why := charted(w, samplePeriod(cfg, w.rep.Profile))
+		if len(rs) == 0 {
+			empties = append(empties, emptyNote{w.rep.Device, why})
+		}
+		readings = append(readings, rs...)
+	}
+	err := ch.g.storeNow(ctx, groupByDevice(readings))
+	ch.mu.Lock()
+	if err != nil {
+		// Open again, as they were: charted at the next look.
+		for i, k := range due {
+			ch.unmarkLocked(markKey{k.device, k.code, k.every}, k.start)
+			if cur := ch.open[k]; cur != nil {
+				wins[i].samples = append(wins[i].samples, cur.samples...)
+				for _, id := range cur.items {
+					if !slices.Contains(wins[i].items, id) {
+						wins[i].items = append(wins[i].items, id)
+					} else {
+						ch.refs[id]--
+					}
+				}
+			}
+			ch.open[k] = wins[i]
+		}
+		ch.mu.Unlock()
+		return err
+	}
+	for _, w := range wins {
+		ch.countLocked(w.rep.Device, func(c *chartCounts) {
+			if w.amended {
+				c.amended++
+			}
+		})
+	}
+	for _, e := range empties {
+		ch.countLocked(e.device, func(c *chartCounts) { c.empty++; c.lastEmpty = e.why })
+	}
+	for _, r := range readings {
+		if r.Interval.Samples == "" {
+			ch.countLocked(r.Device, func(c *chartCounts) { c.charted++ })
+		}
+	}
+	var free []uint64
+	for i, k := range due {
+		w := wins[i]
+		if amend {
+			w.chartedAt = now
+			ch.charted[k] = w
+			continue
+		}
+		free = append(free, ch.releaseLocked(w)...)
+	}
+	ch.mu.Unlock()
+	return ch.store.Remove(ctx, free...)
+}
+
+// releaseLocked drops a window's hold on its items, returning those no
+// window holds any more.
+func (ch *charter) releaseLocked(w *window) []uint64 {
+	var free []uint64
+	for _, id := range w.items {
+		if ch.refs[id]--; ch.refs[id] <= 0 {
+			delete(ch.refs, id)
+			free = append(free, id)
+		}
+	}
+	return free
+}
+
+// expireCharted lets go of charted intervals that can no longer be amended.
+func (ch *charter) expireCharted(ctx context.Context, now time.Time) error {
+	ch.mu.Lock()
+	var free []uint64
+	for k, w := range ch.charted {
+		if now.Sub(w.chartedAt) >= amendWithin {
+			delete(ch.charted, k)
+			free = append(free, ch.releaseLocked(w)...)
+		}
+	}
+	ch.mu.Unlock()
+	return ch.store.Remove(ctx, free...)
+}
+
+func (ch *charter) markLocked(k markKey, start int64) {
+	m := append(ch.marks[k], start)
+	if len(m) > chartedMemory {
+		m = m[len(m)-chartedMemory:]
+	}
+	ch.marks[k] = m
+}
+
+func (ch *charter) unmarkLocked(k markKey, start int64) {
+	if i := slices.Index(ch.marks[k], start); i >= 0 {
+		ch.marks[k] = slices.Delete(ch.marks[k], i, i+1)
+	}
+}
+
+func (ch *charter) count(device string, fn func(*chartCounts)) {
+	ch.mu.Lock()
+	ch.countLocked(device, fn)
+	ch.mu.Unlock()
+}
+
+func (ch *charter) countLocked(device string, fn func(*chartCounts)) {
+	c := ch.counts[device]
+	if c == nil {
+		c = &chartCounts{}
+		ch.counts[device] = c
+	}
+	fn(c)
+}
+
+// groupByDevice makes frames of charted readings, one per device, so that
+// a device's blood-pressure members of one interval form one panel.
+func groupByDevice(rs []fhir.PatientReading) [][]fhir.PatientReading {
+	idx := map[string]int{}
+	var out [][]fhir.PatientReading
+	for _, r := range rs {
+		i, ok := idx[r.Device]
+		if !ok {
+			i = len(out)
+			idx[r.Device] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], r)
+	}
+	return out
+}
+
+// charted is what an interval charts: its value (and, with samples, its
+// series), or nothing and why.
+func charted(w *window, period time.Duration) ([]fhir.PatientReading, string) {
+	var valid []sample
+	nFlagged := 0
+	for _, s := range w.samples {
+		if s.flagged {
+			nFlagged++
+		} else {
+			valid = append(valid, s)
+		}
+	}
+	if len(valid) == 0 {
+		return nil, fmt.Sprintf("an interval of %s had no valid reading (%d flagged by the device)", w.rep.Code.RefID, nFlagged)
+	}
+	slices.SortStableFunc(valid, func(a, b sample) int {
+		switch {
+		case a.at < b.at:
+			return -1
+		case a.at > b.at:
+			return 1
+		}
+		return 0
+	})
+	iv := fhir.Interval{Start: w.start, End: w.end, AtEnd: w.chart.AtEnd, N: len(valid), Flagged: nFlagged,
+		Amended: w.amended, Value: w.chart.Value}
+	var out []fhir.PatientReading
+	if w.chart.Mode == profile.ChartEvery {
+		r := w.rep
+		v, at := aggregate(w.chart.Value, valid)
+		r.Value = v
+		one := iv
+		if w.chart.Value == "nearest" {
+			one.At = time.Unix(0, at)
+		}
+		r.Interval = &one
+		out = append(out, r)
+	}
+	if w.chart.Mode == profile.ChartSamples || w.chart.Samples {
+		r := w.rep
+		s := iv
+		s.SamplePeriod = period
+		s.Samples = series(w.start, w.end, s.SamplePeriod, w.samples)
+		r.Interval = &s
+		out = append(out, r)
+	}
+	return out, ""
+}
+
+// aggregate makes one value of an interval's valid readings, sorted by
+// time; at is the time of the reading chosen (last, nearest).
+func aggregate(how string, valid []sample) (v float64, at int64) {
+	last := valid[len(valid)-1]
+	switch how {
+	case "last", "nearest":
+		return last.v, last.at
+	case "min", "max":
+		m := valid[0].v
+		for _, s := range valid[1:] {
+			if (how == "min" && s.v < m) || (how == "max" && s.v > m) {
+				m = s.v
+			}
+		}
+		return m, 0
+	case "mean":
+		sum := 0.0
+		for _, s := range valid {
+			sum += s.v
+		}
+		return roundLike(sum/float64(len(valid)), valid), 0
+	}
+	vs := make([]float64, len(valid))
+	for i, s := range valid {
+		vs[i] = s.v
+	}
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2], 0
+	}
+	return roundLike((vs[n/2-1]+vs[n/2])/2, valid), 0
+}
+
+// roundLike rounds a computed value to one decimal more than its readings
+// carry (at most 3): a mean of whole beats per minute is charted as 72.4,
+// not 72.36666666666666.
+func roundLike(v float64, readings []sample) float64 {
+	d := 0
+	for _, s := range readings {
+		str := strconv.FormatFloat(s.v, 'f', -1, 64)
+		if i := strings.IndexByte(str, '.'); i >= 0 {
+			d = max(d, len(str)-i-1)
+		}
+	}
+	d = min(d+1, 3)
+	p := math.Pow(10, float64(d))
+	return math.Round(v*p) / p
+}
+
+// samplePeriod is the period of a device's samples: how often its profile
+// says it sends, else a second.
+func samplePeriod(c *config.Config, profileName string) time.Duration {
+	if c.Profiles != nil {
+		if p, ok := c.Profiles.Get(profileName); ok && p.Transport.Interval.D() > 0 {
+			return p.Transport.Interval.D()
+		}
+	}
+	return time.Second
+}
+
+// series writes an interval's samples as SampledData.data: one slot per
+// period from start, the slot's (last) valid value, or E where the device
+// flagged it or sent none.
+func series(start, end time.Time, period time.Duration, samples []sample) string {
+	n := int(end.Sub(start) / period)
+	slots := make([]string, n)
+	for i := range slots {
+		slots[i] = "E"
+	}
+	for _, s := range samples {
+		i := int(time.Duration(s.at-start.UnixNano()) / period)
+		if i < 0 || i >= n || s.flagged {
+			continue
+		}
+		slots[i] = strconv.FormatFloat(s.v, 'f', -1, 64)
+	}
+	return strings.Join(slots, " ")
+}
+
+// snapshotCounts are a device's charting figures now.
+func (ch *charter) snapshotCounts(device string) chartCounts {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if c := ch.counts[device]; c != nil {
+		return *c
+	}
+	return chartCounts{}
+}
