@@ -16,6 +16,7 @@ import (
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
+	"github.com/wardgate/wardgate/devices/mdc"
 	"github.com/wardgate/wardgate/devices/profile"
 	"github.com/wardgate/wardgate/edge/config"
 	"github.com/wardgate/wardgate/edge/fhir"
@@ -510,7 +511,7 @@ func charted(w *window, period time.Duration) ([]fhir.PatientReading, string) {
 		}
 	}
 	if len(valid) == 0 {
-		return nil, fmt.Sprintf("an interval of %s had no valid reading (%d flagged by the device)", w.rep.Code.RefID, nFlagged)
+		return nil, fmt.Sprintf("an interval of %s had no valid reading (%d flagged by the device)", paramLabel(w.rep.Code.Code), nFlagged)
 	}
 	slices.SortStableFunc(valid, func(a, b sample) int {
 		switch {
@@ -634,4 +635,87 @@ func (ch *charter) snapshotCounts(device string) chartCounts {
 		return *c
 	}
 	return chartCounts{}
+}
+
+// chartReport is a monitor's charting on the status page: the policies in
+// force, the next time an interval is charted, and what became of its
+// intervals.
+type chartReport struct {
+	Policies []chartPolicyReport `json:"policies"`
+	// Next is when its earliest open interval is charted (zero: none open).
+	Next     time.Time `json:"next_charting,omitzero"`
+	Open     int       `json:"intervals_open"`
+	Charted  uint64    `json:"intervals_charted"`
+	Empty    uint64    `json:"intervals_empty"`
+	Late     uint64    `json:"readings_late"`
+	Amended  uint64    `json:"intervals_amended"`
+	NotShown uint64    `json:"readings_off"`
+	// LastEmpty says why the last empty interval charted nothing.
+	LastEmpty string `json:"last_empty,omitempty"`
+}
+
+// chartPolicyReport is one policy and the parameters it applies to.
+type chartPolicyReport struct {
+	Policy     string   `json:"policy"`
+	From       string   `json:"from"`
+	Parameters []string `json:"parameters"`
+}
+
+// report is a device's charting at bed, for the parameters of its profile
+// and those it was seen to send.
+func (ch *charter) report(device, bed, profileName string, seen []devices.MDC) chartReport {
+	cfg := ch.cfg.Load()
+	var codes []uint32
+	if cfg.Profiles != nil {
+		if p, ok := cfg.Profiles.Get(profileName); ok {
+			codes = p.Codes()
+		}
+	}
+	for _, m := range seen {
+		if !slices.Contains(codes, m.Code) {
+			codes = append(codes, m.Code)
+		}
+	}
+	var r chartReport
+	idx := map[string]int{}
+	for _, c := range codes {
+		p, from := cfg.ChartFor(device, bed, profileName, c)
+		key := p.String() + "|" + string(from)
+		i, ok := idx[key]
+		if !ok {
+			i = len(r.Policies)
+			idx[key] = i
+			r.Policies = append(r.Policies, chartPolicyReport{Policy: p.String(), From: string(from)})
+		}
+		r.Policies[i].Parameters = append(r.Policies[i].Parameters, paramLabel(c))
+	}
+	after := cfg.Charting.CloseAfterOrDefault()
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for k, w := range ch.open {
+		if k.device != device {
+			continue
+		}
+		r.Open++
+		if t := w.closeAt(after); r.Next.IsZero() || t.Before(r.Next) {
+			r.Next = t
+		}
+	}
+	if c := ch.counts[device]; c != nil {
+		r.Charted, r.Empty, r.Late, r.Amended, r.NotShown, r.LastEmpty = c.charted, c.empty, c.late, c.amended, c.off, c.lastEmpty
+	}
+	return r
+}
+
+// paramLabel names a parameter for the page: its display name, else its
+// reference id, else its number.
+func paramLabel(code uint32) string {
+	t, ok := mdc.ByCode(code)
+	switch {
+	case ok && t.Display != "":
+		return t.Display
+	case ok:
+		return t.RefID
+	}
+	return strconv.FormatUint(uint64(code), 10)
 }

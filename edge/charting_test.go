@@ -157,11 +157,28 @@ func TestAMinuteOfReadingsChartsItsMedianOnce(t *testing.T) {
 		t.Fatalf("NIBP: %+v", b)
 	}
 	c := g.chart.snapshotCounts("bed-12-monitor")
-	if c.charted != 2 || !strings.Contains(c.lastEmpty, "no valid reading (60 flagged by the device)") {
+	if c.charted != 2 || !strings.Contains(c.lastEmpty, "an interval of SpO2 had no valid reading (60 flagged by the device)") {
 		t.Fatalf("counts: %+v", c)
 	}
 	// Every reading has left the window.
 	waitFor(t, "an empty window", func() bool { return g.chart.store.Stats().Waiting == 0 })
+
+	// The page shows the policy in force, where it was set, and what
+	// became of the intervals.
+	snap := g.snapshot()
+	r := snap.Monitors[0].Charting
+	if len(r.Policies) != 1 || r.Policies[0].Policy != "every 1m median" || r.Policies[0].From != "built-in" ||
+		!slices.Equal(r.Policies[0].Parameters, []string{"SpO2", "Pulse rate (oximeter)", "Perfusion index (oximeter)"}) ||
+		r.Charted != 2 || r.Empty != 1 || r.Open != 0 || !r.Next.IsZero() {
+		t.Fatalf("page: %+v", r)
+	}
+	var page strings.Builder
+	if err := statusPage.Execute(&page, snap); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), "SpO2, Pulse rate (oximeter), Perfusion index (oximeter) every 1m median") || !strings.Contains(page.String(), "1 intervals charted nothing: an interval of SpO2 had no valid reading (60 flagged by the device)") {
+		t.Fatalf("the page does not show the charting:\n%s", page.String())
+	}
 }
 
 // A backlog (a link that was down, a frame that waited for its patient)
@@ -382,7 +399,14 @@ charting: {close_after: 1h}
 		}
 		return g
 	}
-	run(0, 30)
+	g := run(0, 30)
+	// The page said when the interval would be charted.
+	if r := g.snapshot().Monitors; len(r) != 0 {
+		t.Fatalf("monitors %+v", r)
+	}
+	if r := g.chart.report("bed-12-monitor", "bed-12", "masimo/radical-7", nil); r.Open != 1 || !r.Next.Equal(start.Add(time.Minute+time.Hour)) {
+		t.Fatalf("before the restart: %+v, want one interval open, charted at %s", r, start.Add(time.Minute+time.Hour))
+	}
 	if n := record.Count("Observation"); n != 0 {
 		t.Fatalf("%d Observations of an interval not yet due", n)
 	}

@@ -195,6 +195,8 @@ var (
 	mMonitorFrames  = desc("wardgate_monitor_frames_total", "Frames decoded from the monitor.", "monitor")
 	mMonitorRead    = desc("wardgate_monitor_readings_total", "Readings decoded from the monitor.", "monitor")
 	mMonitorBad     = desc("wardgate_monitor_bad_frames_total", "Frames from the monitor that did not decode.", "monitor")
+	mChartIntervals = desc("wardgate_monitor_chart_intervals_total", "Charting intervals closed: charted, empty (no valid reading, nothing charted) or amended.", "monitor", "result")
+	mChartLate      = desc("wardgate_monitor_chart_late_readings_total", "Readings that came after their interval was charted, and were not charted.", "monitor")
 	mMonitorLast    = desc("wardgate_monitor_last_frame_timestamp_seconds", "When the monitor's last decoded frame arrived (Unix time; 0: none yet).", "monitor")
 )
 
@@ -205,7 +207,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		mOutboxLeased, mOutboxDead, mOutboxOldest, mOutboxBytes, mOutboxQuota, mHeld, mHeldWhy, mHeldCharted,
 		mClockOffset, mClockSteps, mClockChecking, mSpoolBytes,
 		mSpoolQuota, mSpoolInstances, mAssocActive, mAssocTotal, mInstances, mForwarded, mForwardWaiting,
-		mDICOMBytes, mStudies, mHL7Messages, mHL7Readings, mHL7Conns, mADTEvents, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast} {
+		mDICOMBytes, mStudies, mHL7Messages, mHL7Readings, mHL7Conns, mADTEvents, mErrors, mMonitorState, mMonitorFrames, mMonitorRead, mMonitorBad, mMonitorLast, mChartIntervals, mChartLate} {
 		ch <- d
 	}
 	for _, d := range commitmentDescs {
@@ -268,6 +270,10 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(mMonitorFrames, m.Counters.Frames, m.ID)
 		counter(mMonitorRead, m.Counters.Readings, m.ID)
 		counter(mMonitorBad, m.Counters.BadFrames, m.ID)
+		counter(mChartIntervals, m.Charting.Charted, m.ID, "charted")
+		counter(mChartIntervals, m.Charting.Empty, m.ID, "empty")
+		counter(mChartIntervals, m.Charting.Amended, m.ID, "amended")
+		counter(mChartLate, m.Charting.Late, m.ID)
 		last := 0.0
 		if !m.LastFrame.IsZero() {
 			last = float64(m.LastFrame.UnixNano()) / 1e9

@@ -106,6 +106,7 @@ func newUsage(b, q int64) *usage {
 type diskReport struct {
 	Outbox         *usage `json:"outbox"`
 	Held           *usage `json:"held"`
+	Charting       *usage `json:"charting"`
 	Spool          *usage `json:"spool,omitempty"`
 	SpoolInstances int64  `json:"spool_instances"`
 }
@@ -131,6 +132,8 @@ type monitorReport struct {
 	Counters        monitorCounts `json:"counters"`
 	Values          []valueReport `json:"values"`
 	Trends          []trendReport `json:"trends"`
+	// Charting is how its readings reach the chart (charting.go).
+	Charting chartReport `json:"charting"`
 }
 
 // clockReport is the monitor's device clock as estimated (devices.Clock).
@@ -347,7 +350,8 @@ func (g *Gateway) snapshotOf(lists bool) snapshot {
 	}
 	st := g.outbox.Stats()
 	hs := g.held.Stats()
-	r.Disk = diskReport{Outbox: newUsage(st.Bytes, st.QuotaBytes), Held: newUsage(hs.Bytes, hs.QuotaBytes)}
+	cs := g.chart.store.Stats()
+	r.Disk = diskReport{Outbox: newUsage(st.Bytes, st.QuotaBytes), Held: newUsage(hs.Bytes, hs.QuotaBytes), Charting: newUsage(cs.Bytes, cs.QuotaBytes)}
 	if g.spool != nil {
 		ss := g.spool.Stats()
 		r.Disk.Spool = newUsage(ss.Bytes+ss.InFlightBytes, ss.QuotaBytes)
@@ -467,6 +471,11 @@ func (g *Gateway) monitorReport(s devices.Status, trends map[string][]devices.Tr
 		device = rd.Device
 		break
 	}
+	var seen []devices.MDC
+	for _, rd := range s.Latest {
+		seen = append(seen, rd.Code)
+	}
+	m.Charting = g.chart.report(device, s.Location, s.Profile, seen)
 	if c, ok := g.clocks.Status()[device]; ok {
 		m.Clock = clockReportOf(c)
 	} else {

@@ -21,7 +21,8 @@ import (
 var statusHTML string
 
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"ago": ago,
+	"ago":  ago,
+	"join": strings.Join,
 	"uptime": func(s int64) string {
 		d := time.Duration(s) * time.Second
 		if d < time.Minute {

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -180,4 +181,15 @@ func (p *Profile) ChartOf(code uint32) (Chart, bool) {
 		}
 	}
 	return Chart{}, false
+}
+
+// Codes are the MDC codes the profile charts, in its order, once each.
+func (p *Profile) Codes() []uint32 {
+	var out []uint32
+	for i := range p.Parameters {
+		if c := p.Parameters[i].term.Code; c != 0 && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
