@@ -153,14 +153,14 @@ func shortDuration(d time.Duration) string {
 }
 
 // Episodic tells whether a parameter is measured now and then rather than
-// continuously: a non-invasive blood pressure, a temperature. Its default
+// continuously: a non-invasive blood pressure (or a cuff's), a temperature. Its default
 // policy is each; a continuous parameter's is every 1m median.
 func Episodic(code uint32) bool {
 	t, ok := mdc.ByCode(code)
 	if !ok {
 		return false
 	}
-	return strings.HasPrefix(t.RefID, "MDC_PRESS_BLD_NONINV") || strings.HasPrefix(t.RefID, "MDC_TEMP")
+	return strings.HasPrefix(t.RefID, "MDC_PRESS_BLD_NONINV") || strings.HasPrefix(t.RefID, "MDC_PRESS_CUFF") || strings.HasPrefix(t.RefID, "MDC_TEMP")
 }
 
 // DefaultChart is the built-in policy of a parameter: each for an episodic

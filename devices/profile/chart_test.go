@@ -60,6 +60,7 @@ func TestDefaultChart(t *testing.T) {
 		"MDC_PRESS_BLD_NONINV_SYS":  "each",
 		"MDC_PRESS_BLD_NONINV_MEAN": "each",
 		"MDC_TEMP_BODY":             "each",
+		"MDC_PRESS_CUFF_SYS":        "each",
 		"MDC_PULS_OXIM_SAT_O2":      "every 1m median",
 		"MDC_ECG_HEART_RATE":        "every 1m median",
 		"MDC_PRESS_BLD_ART_ABP_SYS": "every 1m median",
