@@ -665,29 +665,17 @@ type chartPolicyReport struct {
 // and those it was seen to send.
 func (ch *charter) report(device, bed, profileName string, seen []devices.MDC) chartReport {
 	cfg := ch.cfg.Load()
-	var codes []uint32
-	if cfg.Profiles != nil {
-		if p, ok := cfg.Profiles.Get(profileName); ok {
-			codes = p.Codes()
-		}
-	}
-	for _, m := range seen {
-		if !slices.Contains(codes, m.Code) {
-			codes = append(codes, m.Code)
-		}
+	codes := make([]uint32, len(seen))
+	for i, m := range seen {
+		codes[i] = m.Code
 	}
 	var r chartReport
-	idx := map[string]int{}
-	for _, c := range codes {
-		p, from := cfg.ChartFor(device, bed, profileName, c)
-		key := p.String() + "|" + string(from)
-		i, ok := idx[key]
-		if !ok {
-			i = len(r.Policies)
-			idx[key] = i
-			r.Policies = append(r.Policies, chartPolicyReport{Policy: p.String(), From: string(from)})
+	for _, p := range cfg.ChartPolicies(device, bed, profileName, codes) {
+		pr := chartPolicyReport{Policy: p.Policy.String(), From: string(p.From)}
+		for _, c := range p.Codes {
+			pr.Parameters = append(pr.Parameters, paramLabel(c))
 		}
-		r.Policies[i].Parameters = append(r.Policies[i].Parameters, paramLabel(c))
+		r.Policies = append(r.Policies, pr)
 	}
 	after := cfg.Charting.CloseAfterOrDefault()
 	ch.mu.Lock()

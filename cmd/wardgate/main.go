@@ -23,11 +23,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
+	"github.com/wardgate/wardgate/devices/mdc"
 	"github.com/wardgate/wardgate/edge"
 	"github.com/wardgate/wardgate/edge/build"
 	"github.com/wardgate/wardgate/edge/config"
@@ -165,7 +168,30 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintf(stdout, "%s: OK: %s\n", path, c.Summary())
+	for _, m := range c.Monitors {
+		fmt.Fprintf(stdout, "  %s charts:", m.ID)
+		for i, p := range c.ChartPolicies(m.ID, m.Location, m.Profile, nil) {
+			sep := " "
+			if i > 0 {
+				sep = "; "
+			}
+			var names []string
+			for _, code := range p.Codes {
+				names = append(names, mdcName(code))
+			}
+			fmt.Fprintf(stdout, "%s%s %s (%s)", sep, strings.Join(names, ", "), p.Policy, p.From)
+		}
+		fmt.Fprintln(stdout)
+	}
 	return exitOK
+}
+
+// mdcName is an MDC code's reference id, or its number.
+func mdcName(code uint32) string {
+	if t, ok := mdc.ByCode(code); ok {
+		return t.RefID
+	}
+	return strconv.FormatUint(uint64(code), 10)
 }
 
 func cmdRun(args []string, stderr io.Writer) int {

@@ -112,6 +112,42 @@ func (c *Config) ChartFor(device, bed, profileName string, code uint32) (profile
 	return base, from
 }
 
+// ChartGroupOfParams is one policy and the parameters of a monitor it
+// applies to.
+type ChartGroupOfParams struct {
+	Policy profile.Chart
+	From   ChartSource
+	Codes  []uint32
+}
+
+// ChartPolicies are the policies in force for a monitor's parameters: those
+// of its profile, and the codes in seen (what it was seen to send), grouped
+// by policy and source, in the profile's order.
+func (c *Config) ChartPolicies(device, bed, profileName string, seen []uint32) []ChartGroupOfParams {
+	var codes []uint32
+	if c.Profiles != nil {
+		if p, ok := c.Profiles.Get(profileName); ok {
+			codes = p.Codes()
+		}
+	}
+	for _, code := range seen {
+		if !slices.Contains(codes, code) {
+			codes = append(codes, code)
+		}
+	}
+	var out []ChartGroupOfParams
+	for _, code := range codes {
+		p, from := c.ChartFor(device, bed, profileName, code)
+		i := slices.IndexFunc(out, func(g ChartGroupOfParams) bool { return g.Policy == p && g.From == from })
+		if i < 0 {
+			i = len(out)
+			out = append(out, ChartGroupOfParams{Policy: p, From: from})
+		}
+		out[i].Codes = append(out[i].Codes, code)
+	}
+	return out
+}
+
 // chartGroupOf is the first bed group that names bed.
 func (c *Config) chartGroupOf(bed string) *ChartGroup {
 	if bed == "" {
