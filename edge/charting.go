@@ -97,6 +97,17 @@ type window struct {
 	chartedAt time.Time
 }
 
+// has tells whether the window holds a reading measured at at (UnixNano):
+// one parameter of one device measures once at a time.
+func (w *window) has(at int64) bool {
+	for i := len(w.samples) - 1; i >= 0; i-- {
+		if w.samples[i].at == at {
+			return true
+		}
+	}
+	return false
+}
+
 // closeAt is when the interval is charted.
 func (w *window) closeAt(after time.Duration) time.Time {
 	t := w.end.Add(after)
@@ -123,6 +134,7 @@ type charter struct {
 	open    map[winKey]*window
 	charted map[winKey]*window // with amend: charted windows still amendable
 	refs    map[uint64]int     // window item → windows holding its readings
+	orphans []uint64           // window items no interval holds: to remove
 	marks   map[markKey][]int64
 	counts  map[string]*chartCounts
 }
@@ -286,7 +298,9 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 		k := winKey{f.Device, r.Code, r.Unit, f.Patient, p.Every, start.UnixNano()}
 		w := ch.open[k]
 		if w == nil {
-			if old := ch.charted[k]; old != nil {
+			if old := ch.charted[k]; old != nil && old.has(r.At) {
+				continue // charted already: a reading given again amends nothing
+			} else if old != nil {
 				// A late reading amends a charted interval.
 				delete(ch.charted, k)
 				w = old
@@ -296,6 +310,11 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 				w = &window{chart: p, start: start, end: start.Add(p.Every)}
 			}
 			ch.open[k] = w
+		}
+		if w.has(r.At) {
+			// The same measurement again (a message the broker delivered
+			// twice, a frame given again): it counts once.
+			continue
 		}
 		w.samples = append(w.samples, sample{at: r.At, v: r.Value, flagged: r.Quality&flagged != 0})
 		w.rep = fhir.PatientReading{Patient: f.Patient, Reading: devices.Reading{
@@ -307,6 +326,11 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 			w.items = append(w.items, id)
 			ch.refs[id]++
 		}
+	}
+	if ch.refs[id] == 0 {
+		// Nothing of it joined an interval (all given again): it leaves
+		// the window at the next look.
+		ch.orphans = append(ch.orphans, id)
 	}
 }
 
@@ -421,8 +445,9 @@ func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
 		}
 		free = append(free, ch.releaseLocked(w)...)
 	}
+	ch.orphans = append(ch.orphans, free...)
 	ch.mu.Unlock()
-	return ch.store.Remove(ctx, free...)
+	return ch.expireCharted(ctx, now)
 }
 
 // releaseLocked drops a window's hold on its items, returning those no
@@ -438,10 +463,12 @@ func (ch *charter) releaseLocked(w *window) []uint64 {
 	return free
 }
 
-// expireCharted lets go of charted intervals that can no longer be amended.
+// expireCharted removes the window items no interval holds any more, and
+// lets go of charted intervals that can no longer be amended.
 func (ch *charter) expireCharted(ctx context.Context, now time.Time) error {
 	ch.mu.Lock()
-	var free []uint64
+	free := ch.orphans
+	ch.orphans = nil
 	for k, w := range ch.charted {
 		if now.Sub(w.chartedAt) >= amendWithin {
 			delete(ch.charted, k)
@@ -449,7 +476,13 @@ func (ch *charter) expireCharted(ctx context.Context, now time.Time) error {
 		}
 	}
 	ch.mu.Unlock()
-	return ch.store.Remove(ctx, free...)
+	if err := ch.store.Remove(ctx, free...); err != nil {
+		ch.mu.Lock()
+		ch.orphans = append(ch.orphans, free...) // tried again at the next look
+		ch.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 func (ch *charter) markLocked(k markKey, start int64) {

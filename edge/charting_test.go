@@ -416,3 +416,33 @@ charting: {close_after: 1h}
 		t.Fatalf("after a restart: %v (%s)", o.ValueQuantity.Value, o.Method.Text)
 	}
 }
+
+// A frame given twice (a broker's redelivery, a source's retry) counts once
+// in its interval, and its second copy leaves the window.
+func TestAFrameGivenTwiceCountsOnce(t *testing.T) {
+	g, record := chartingGateway(t, "charting: {amend: true, chart: {continuous: every 1m mean}}\n")
+	start := pastMinute(5)
+	var frames [][]devices.Reading
+	for i := range 6 {
+		frames = append(frames, []devices.Reading{masimoReading(t, "MDC_PULS_OXIM_PULS_RATE", start.Add(time.Duration(i)*10*time.Second), float64(60+i), "/min")})
+	}
+	ctx := context.Background()
+	if err := g.Ingest(ctx, append(frames, frames[0], frames[5])...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one Observation", func() bool { return record.Count("Observation") == 1 })
+	if o := observations(record)[0]; o.ValueQuantity.Value != 62.5 || o.Method.Text != "mean of 6 readings over 1m" {
+		t.Fatalf("%v (%s)", o.ValueQuantity.Value, o.Method.Text)
+	}
+	// Given again after it was charted: no amendment, nothing late.
+	if err := g.Ingest(ctx, frames[2]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(chartQuiet + 2*chartTick)
+	if o := observations(record); len(o) != 1 || o[0].Status != "final" {
+		t.Fatalf("after a copy of a charted reading: %+v", o)
+	}
+	// The six readings stay while the interval can be amended; the three
+	// copies are gone.
+	waitFor(t, "the copies gone from the window", func() bool { return g.chart.store.Stats().Waiting == 6 })
+}
