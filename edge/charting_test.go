@@ -446,3 +446,44 @@ func TestAFrameGivenTwiceCountsOnce(t *testing.T) {
 	// copies are gone.
 	waitFor(t, "the copies gone from the window", func() bool { return g.chart.store.Stats().Waiting == 6 })
 }
+
+// A reload changes the policies for readings from then on; it needs no
+// restart.
+func TestAReloadChangesThePoliciesFromThenOn(t *testing.T) {
+	dir := t.TempDir()
+	record := fhirserver.New()
+	g, _, _ := operatorGateway(t, dir, record, "", "patients: {static: {bed-12: Patient/123}}\n")
+	start := pastMinute(5)
+	pr := func(i int) []devices.Reading {
+		return []devices.Reading{masimoReading(t, "MDC_PULS_OXIM_PULS_RATE", start.Add(time.Duration(i)*time.Second), 70, "/min")}
+	}
+	ctx := context.Background()
+	if err := g.Ingest(ctx, pr(0), pr(1)); err != nil { // charted each
+		t.Fatal(err)
+	}
+	waitFor(t, "two Observations", func() bool { return record.Count("Observation") == 2 })
+	path := filepath.Join(dir, "wardgate.yaml")
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(b), "charting: {chart: {continuous: each}}", "charting: {chart: {continuous: every 1m mean}}", 1)), 0o600)
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := g.Reload(cfg)
+	if err != nil || !slices.ContainsFunc(changes, func(c string) bool { return strings.HasPrefix(c, "charting: ") }) {
+		t.Fatalf("reload: %v %v", changes, err)
+	}
+	if err := g.Ingest(ctx, pr(2), pr(3), pr(4)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the interval charted", func() bool { return record.Count("Observation") == 3 })
+	var n int
+	for _, o := range observations(record) {
+		if o.EffectivePeriod != nil && o.Method.Text == "mean of 3 readings over 1m" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("after the reload: %+v", observations(record))
+	}
+}
