@@ -48,19 +48,24 @@ const chartQuiet = 3 * time.Second
 // chartTick is how often the charter looks for intervals to close.
 const chartTick = time.Second
 
+// chartRetry spaces the attempts to chart due intervals while the outbox
+// refuses them (full, a disk error), up to a minute.
+var chartRetry = buffer.Backoff{Initial: 2 * time.Second, Max: time.Minute, Multiplier: 2}
+
 // amendWithin is how long a charted interval can still be amended (with
 // charting.amend): its readings stay in the window that long.
 const amendWithin = 10 * time.Minute
 
-// chartedMemory bounds the intervals remembered as charted per device and
-// parameter, for telling a late reading (after a restart, the record's
-// conditional create still keeps each interval once).
+// chartedMemory bounds the intervals remembered as charted per parameter,
+// for telling a late reading (after a restart, the record's conditional
+// create still keeps each interval once).
 const chartedMemory = 256
 
 // flagged are the qualities that keep a reading out of an interval's value.
 const flagged = devices.Questionable | devices.Calibrating
 
-// winKey names one open interval of one patient's parameter of one device.
+// winKey names one interval of one patient's parameter of one device, in
+// one unit.
 type winKey struct {
 	device  string
 	code    uint32
@@ -70,17 +75,36 @@ type winKey struct {
 	start   int64 // UnixNano
 }
 
-// markKey names an interval regardless of patient, for late readings.
+// markKey is a winKey without its start: the intervals charted of it are
+// remembered by start.
 type markKey struct {
-	device string
-	code   uint32
-	every  time.Duration
+	device  string
+	code    uint32
+	unit    string
+	patient string
+	every   time.Duration
+}
+
+func (k winKey) mark() markKey { return markKey{k.device, k.code, k.unit, k.patient, k.every} }
+
+// panelKey groups the windows of one blood-pressure panel: they are charted
+// together.
+type panelKey struct {
+	device, patient string
+	panel           uint32
+	every           time.Duration
+	start           int64
 }
 
 type sample struct {
 	at      int64 // UnixNano, on the gateway's clock
 	v       float64
 	flagged bool
+	// ident and repeat name the measurement as the device did (its own
+	// time, how often its clock showed it): a reading given again is
+	// known by them even when the clock's offset estimate moved.
+	ident  int64
+	repeat int
 }
 
 // window is one open (or, with amend, recently charted) interval.
@@ -91,24 +115,28 @@ type window struct {
 	samples    []sample
 	items      []uint64 // window items holding its readings
 	last       time.Time
-	amended    bool
+	// closing: being charted now (closeDue); readings that join it
+	// meanwhile are after its value was taken.
+	closing bool
+	// wrote: an Observation of it was written; charting it again amends.
+	wrote bool
 	// chartedAt is when it was charted (with amend: kept until
 	// amendWithin after).
 	chartedAt time.Time
 }
 
-// has tells whether the window holds a reading measured at at (UnixNano):
-// one parameter of one device measures once at a time.
-func (w *window) has(at int64) bool {
+// has tells whether the window holds the measurement s: one parameter of
+// one device measures once at a time.
+func (w *window) has(s sample) bool {
 	for i := len(w.samples) - 1; i >= 0; i-- {
-		if w.samples[i].at == at {
+		if o := w.samples[i]; o.ident == s.ident && o.repeat == s.repeat {
 			return true
 		}
 	}
 	return false
 }
 
-// closeAt is when the interval is charted.
+// closeAt is when the interval is charted, on its own.
 func (w *window) closeAt(after time.Duration) time.Time {
 	t := w.end.Add(after)
 	if q := w.last.Add(chartQuiet); q.After(t) {
@@ -137,6 +165,10 @@ type charter struct {
 	orphans []uint64           // window items no interval holds: to remove
 	marks   map[markKey][]int64
 	counts  map[string]*chartCounts
+	// failures counts the attempts in a row that the outbox refused;
+	// retryAt is when to try again.
+	failures int
+	retryAt  time.Time
 }
 
 // chartFrame is a window item: one frame's readings of one patient that
@@ -154,6 +186,8 @@ type chartReading struct {
 	Value   float64
 	Unit    string
 	At      int64           // UnixNano: the reading's time on the gateway's clock
+	Ident   int64           // UnixNano: its time on the device's clock, or its first receipt
+	Repeat  int             `json:",omitempty"`
 	Quality devices.Quality `json:",omitempty"`
 	Chart   string
 }
@@ -203,9 +237,9 @@ func (ch *charter) policy(r fhir.PatientReading) profile.Chart {
 
 // route sorts the readings of frames by their policy: those charted each
 // come back as frames; those for an interval come back one frame per
-// patient as window items to write; off, late (and amending) readings are
-// counted.
-func (ch *charter) route(frames [][]fhir.PatientReading) (each [][]fhir.PatientReading, wait []chartFrame) {
+// patient as window items to write; off ones come back by device, to be
+// counted once stored.
+func (ch *charter) route(frames [][]fhir.PatientReading) (each [][]fhir.PatientReading, wait []chartFrame, off []string) {
 	for _, f := range frames {
 		var now []fhir.PatientReading
 		byPatient := map[string]int{}
@@ -217,16 +251,11 @@ func (ch *charter) route(frames [][]fhir.PatientReading) (each [][]fhir.PatientR
 			p := ch.policy(r)
 			switch p.Mode {
 			case profile.ChartOff:
-				ch.count(r.Device, func(c *chartCounts) { c.off++ })
+				off = append(off, r.Device)
 				continue
 			case profile.ChartEvery, profile.ChartSamples:
 			default:
 				now = append(now, r)
-				continue
-			}
-			at := r.Effective()
-			start := intervalStart(at, p.Every)
-			if ch.isLate(winKey{r.Device, r.Code.Code, r.Unit, r.Patient, p.Every, start.UnixNano()}) {
 				continue
 			}
 			i, ok := byPatient[r.Patient]
@@ -236,30 +265,33 @@ func (ch *charter) route(frames [][]fhir.PatientReading) (each [][]fhir.PatientR
 				wait = append(wait, chartFrame{Device: r.Device, Location: r.Location, Profile: r.Profile, Patient: r.Patient,
 					Serial: r.SerialNumber, Firmware: r.Firmware, Received: r.Received})
 			}
+			// Named as the mapper names a reading (the device's time, or
+			// the first receipt), not by the offset estimate.
+			ident, repeat := r.Received, 0
+			if !r.DeviceTime.IsZero() {
+				ident, repeat = r.DeviceTime, r.ClockRepeat
+			}
 			wait[i].Readings = append(wait[i].Readings, chartReading{Code: r.Code.Code, Ref: r.Code.RefID, Value: r.Value,
-				Unit: r.Unit, At: at.UnixNano(), Quality: r.Quality, Chart: p.String()})
+				Unit: r.Unit, At: r.Effective().UnixNano(), Ident: ident.UnixNano(), Repeat: repeat,
+				Quality: r.Quality, Chart: p.String()})
 		}
 		if len(now) > 0 {
 			each = append(each, now)
 		}
 	}
-	return each, wait
+	return each, wait, off
 }
 
-// isLate tells whether the interval was charted already, and counts the
-// reading if so: with charting.amend and the interval still amendable, the
-// reading is not late but amends it (it joins the window again).
-func (ch *charter) isLate(k winKey) bool {
+// countOff counts the readings a policy keeps off the chart.
+func (ch *charter) countOff(devices []string) {
+	if len(devices) == 0 {
+		return
+	}
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if !slices.Contains(ch.marks[markKey{k.device, k.code, k.every}], k.start) {
-		return false
+	for _, d := range devices {
+		ch.countLocked(d, func(c *chartCounts) { c.off++ })
 	}
-	if ch.charted[k] != nil {
-		return false // with charting.amend: it amends the interval
-	}
-	ch.countLocked(k.device, func(c *chartCounts) { c.late++ })
-	return true
+	ch.mu.Unlock()
 }
 
 // add writes frames to the window, durably, then to the intervals in
@@ -286,37 +318,42 @@ func (ch *charter) add(ctx context.Context, frames []chartFrame) error {
 	return nil
 }
 
-// addLocked puts one window item's readings into their intervals.
+// addLocked puts one window item's readings into their intervals. A
+// reading of an interval already charted is late: counted, or with amend
+// (within amendWithin) it opens the interval again.
 func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 	for _, r := range f.Readings {
 		p, err := profile.ParseChart(r.Chart)
 		if err != nil || (p.Mode != profile.ChartEvery && p.Mode != profile.ChartSamples) {
 			p = profile.Chart{Mode: profile.ChartEvery, Every: time.Minute, Value: "median"}
 		}
-		at := time.Unix(0, r.At)
-		start := intervalStart(at, p.Every)
+		start, end := interval(time.Unix(0, r.At), p.Every)
 		k := winKey{f.Device, r.Code, r.Unit, f.Patient, p.Every, start.UnixNano()}
+		s := sample{at: r.At, v: r.Value, flagged: r.Quality&flagged != 0, ident: r.Ident, repeat: r.Repeat}
 		w := ch.open[k]
 		if w == nil {
-			if old := ch.charted[k]; old != nil && old.has(r.At) {
+			old := ch.charted[k]
+			switch {
+			case old != nil && old.has(s):
 				continue // charted already: a reading given again amends nothing
-			} else if old != nil {
+			case old != nil:
 				// A late reading amends a charted interval.
 				delete(ch.charted, k)
 				w = old
-				w.amended = true
-				ch.unmarkLocked(markKey{k.device, k.code, k.every}, k.start)
-			} else {
-				w = &window{chart: p, start: start, end: start.Add(p.Every)}
+			case slices.Contains(ch.marks[k.mark()], k.start):
+				ch.countLocked(f.Device, func(c *chartCounts) { c.late++ })
+				continue
+			default:
+				w = &window{chart: p, start: start, end: end}
 			}
 			ch.open[k] = w
 		}
-		if w.has(r.At) {
+		if w.has(s) {
 			// The same measurement again (a message the broker delivered
 			// twice, a frame given again): it counts once.
 			continue
 		}
-		w.samples = append(w.samples, sample{at: r.At, v: r.Value, flagged: r.Quality&flagged != 0})
+		w.samples = append(w.samples, s)
 		w.rep = fhir.PatientReading{Patient: f.Patient, Reading: devices.Reading{
 			Device: f.Device, Location: f.Location, Profile: f.Profile, Code: devices.MDC{Code: r.Code, RefID: r.Ref},
 			Unit: r.Unit, Received: f.Received, SerialNumber: f.Serial, Firmware: f.Firmware,
@@ -328,19 +365,27 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 		}
 	}
 	if ch.refs[id] == 0 {
-		// Nothing of it joined an interval (all given again): it leaves
-		// the window at the next look.
+		// Nothing of it joined an interval (given again, or late): it
+		// leaves the window at the next look.
 		ch.orphans = append(ch.orphans, id)
 	}
 }
 
-// intervalStart aligns t to the clock: to multiples of every from local
-// midnight (a day is a whole number of intervals).
-func intervalStart(t time.Time, every time.Duration) time.Time {
+// interval is the interval of length every that t falls in, aligned to the
+// clock: to multiples of every from local midnight. A day whose clocks
+// change (23 or 25 hours) ends with a shorter or longer last interval,
+// never one overlapping the next day's first.
+func interval(t time.Time, every time.Duration) (start, end time.Time) {
 	lt := t.In(time.Local)
-	_, off := lt.Zone()
-	shift := time.Duration(off) * time.Second
-	return t.Add(shift).Truncate(every).Add(-shift)
+	y, m, d := lt.Date()
+	midnight := time.Date(y, m, d, 0, 0, 0, 0, time.Local)
+	next := time.Date(y, m, d+1, 0, 0, 0, 0, time.Local)
+	start = midnight.Add(t.Sub(midnight) / every * every)
+	end = start.Add(every)
+	if end.After(next) || next.Sub(end) < every {
+		end = next // the day's last interval
+	}
+	return start, end
 }
 
 // run closes intervals as they come due, until ctx ends.
@@ -354,99 +399,134 @@ func (ch *charter) run(ctx context.Context) {
 		case <-t.C:
 		case <-ch.kick:
 		}
-		if err := ch.closeDue(ctx, ch.now()); err != nil && ctx.Err() == nil {
-			ch.g.log.Error("charting: intervals could not be charted now; they stay open", "err", err)
+		now := ch.now()
+		ch.mu.Lock()
+		wait := now.Before(ch.retryAt)
+		ch.mu.Unlock()
+		if wait {
+			continue
+		}
+		if err := ch.closeDue(ctx, now); err != nil && ctx.Err() == nil {
+			ch.mu.Lock()
+			ch.failures++
+			ch.retryAt = now.Add(chartRetry.Delay(ch.failures))
+			ch.mu.Unlock()
+			ch.g.log.Error("charting: intervals could not be charted now; they stay open and are tried again", "err", err, "retry_in", chartRetry.Delay(ch.failures))
+		} else {
+			ch.mu.Lock()
+			ch.failures, ch.retryAt = 0, time.Time{}
+			ch.mu.Unlock()
 		}
 	}
 }
 
-// closeDue charts every interval that is due: its Observations go to the
-// outbox, then its readings leave the window.
-func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
-	after := ch.cfg.Load().Charting.CloseAfterOrDefault()
-	amend := ch.cfg.Load().Charting.Amend
-	ch.mu.Lock()
+// closing is a window being charted, and what of it was charted.
+type closing struct {
+	k    winKey
+	w    *window
+	snap window // its state when its value was taken
+}
+
+// dueLocked are the windows due at now, oldest first: a window is due when
+// its close time has passed, and the members of a blood-pressure panel when
+// every member's has (they are charted as one panel).
+func (ch *charter) dueLocked(now time.Time, after time.Duration) []winKey {
+	panelAt := map[panelKey]time.Time{}
+	for k, w := range ch.open {
+		if panel, ok := fhir.PanelOf(k.code); ok {
+			pk := panelKey{k.device, k.patient, panel, k.every, k.start}
+			if t := w.closeAt(after); t.After(panelAt[pk]) {
+				panelAt[pk] = t
+			}
+		}
+	}
 	var due []winKey
 	for k, w := range ch.open {
-		if !now.Before(w.closeAt(after)) {
+		at := w.closeAt(after)
+		if panel, ok := fhir.PanelOf(k.code); ok {
+			at = panelAt[panelKey{k.device, k.patient, panel, k.every, k.start}]
+		}
+		if !w.closing && !now.Before(at) {
 			due = append(due, k)
 		}
 	}
+	slices.SortFunc(due, func(a, b winKey) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), strings.Compare(a.device, b.device), cmp.Compare(a.code, b.code))
+	})
+	return due
+}
+
+// closeDue charts every interval that is due: its Observations go to the
+// outbox, then its readings leave the window (with amend: amendWithin
+// later). Readings that join an interval while it is being charted are
+// late: with amend, the interval stays open and is charted again.
+func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
+	cfg := ch.cfg.Load()
+	after, amend := cfg.Charting.CloseAfterOrDefault(), cfg.Charting.Amend
+	ch.mu.Lock()
+	due := ch.dueLocked(now, after)
 	if len(due) == 0 {
 		ch.mu.Unlock()
 		return ch.expireCharted(ctx, now)
 	}
-	// Oldest first: the record gets a backlog in order.
-	slices.SortFunc(due, func(a, b winKey) int {
-		return cmp.Or(cmp.Compare(a.start, b.start), strings.Compare(a.device, b.device), cmp.Compare(a.code, b.code))
-	})
-	wins := make([]*window, len(due))
+	cs := make([]closing, len(due))
 	for i, k := range due {
-		wins[i] = ch.open[k]
-		delete(ch.open, k)
-		ch.markLocked(markKey{k.device, k.code, k.every}, k.start)
+		w := ch.open[k]
+		w.closing = true
+		snap := *w
+		snap.samples = slices.Clone(w.samples)
+		cs[i] = closing{k: k, w: w, snap: snap}
 	}
 	ch.mu.Unlock()
 
-	cfg := ch.cfg.Load()
 	var readings []fhir.PatientReading
-	type emptyNote struct{ device, why string }
-	var empties []emptyNote
-	for _, w := range wins {
-		rs, why := charted(w, samplePeriod(cfg, w.rep.Profile))
-		if len(rs) == 0 {
-			empties = append(empties, emptyNote{w.rep.Device, why})
-		}
+	whys := make([]string, len(cs))
+	for i := range cs {
+		rs, why := charted(&cs[i].snap, samplePeriod(cfg, cs[i].snap.rep.Profile))
 		readings = append(readings, rs...)
+		whys[i] = why
 	}
 	err := ch.g.storeNow(ctx, groupByDevice(readings))
+
 	ch.mu.Lock()
-	if err != nil {
-		// Open again, as they were: charted at the next look.
-		for i, k := range due {
-			ch.unmarkLocked(markKey{k.device, k.code, k.every}, k.start)
-			if cur := ch.open[k]; cur != nil {
-				wins[i].samples = append(wins[i].samples, cur.samples...)
-				for _, id := range cur.items {
-					if !slices.Contains(wins[i].items, id) {
-						wins[i].items = append(wins[i].items, id)
-					} else {
-						ch.refs[id]--
-					}
-				}
-			}
-			ch.open[k] = wins[i]
-		}
-		ch.mu.Unlock()
-		return err
-	}
-	for _, w := range wins {
-		ch.countLocked(w.rep.Device, func(c *chartCounts) {
-			if w.amended {
-				c.amended++
-			}
-		})
-	}
-	for _, e := range empties {
-		ch.countLocked(e.device, func(c *chartCounts) { c.empty++; c.lastEmpty = e.why })
-	}
-	for _, r := range readings {
-		if r.Interval.Samples == "" {
-			ch.countLocked(r.Device, func(c *chartCounts) { c.charted++ })
-		}
-	}
 	var free []uint64
-	for i, k := range due {
-		w := wins[i]
+	for i, c := range cs {
+		w := c.w
+		w.closing = false
+		if err != nil {
+			continue // open as it was: tried again
+		}
+		device := c.k.device
+		switch {
+		case whys[i] != "":
+			ch.countLocked(device, func(n *chartCounts) { n.empty++; n.lastEmpty = whys[i] })
+		case c.snap.wrote:
+			w.wrote = true
+			ch.countLocked(device, func(n *chartCounts) { n.amended++ })
+		default:
+			w.wrote = true
+			ch.countLocked(device, func(n *chartCounts) { n.charted++ })
+		}
+		if extra := len(w.samples) - len(c.snap.samples); extra > 0 {
+			if amend {
+				continue // charted again, amended, once they stop coming
+			}
+			ch.countLocked(device, func(n *chartCounts) { n.late += uint64(extra) })
+		}
+		delete(ch.open, c.k)
+		ch.markLocked(c.k)
 		if amend {
 			w.chartedAt = now
-			ch.charted[k] = w
+			ch.charted[c.k] = w
 			continue
 		}
 		free = append(free, ch.releaseLocked(w)...)
 	}
 	ch.orphans = append(ch.orphans, free...)
 	ch.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return ch.expireCharted(ctx, now)
 }
 
@@ -485,24 +565,14 @@ func (ch *charter) expireCharted(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-func (ch *charter) markLocked(k markKey, start int64) {
-	m := append(ch.marks[k], start)
+// markLocked remembers that k's interval was charted.
+func (ch *charter) markLocked(k winKey) {
+	mk := k.mark()
+	m := append(ch.marks[mk], k.start)
 	if len(m) > chartedMemory {
 		m = m[len(m)-chartedMemory:]
 	}
-	ch.marks[k] = m
-}
-
-func (ch *charter) unmarkLocked(k markKey, start int64) {
-	if i := slices.Index(ch.marks[k], start); i >= 0 {
-		ch.marks[k] = slices.Delete(ch.marks[k], i, i+1)
-	}
-}
-
-func (ch *charter) count(device string, fn func(*chartCounts)) {
-	ch.mu.Lock()
-	ch.countLocked(device, fn)
-	ch.mu.Unlock()
+	ch.marks[mk] = m
 }
 
 func (ch *charter) countLocked(device string, fn func(*chartCounts)) {
@@ -555,8 +625,8 @@ func charted(w *window, period time.Duration) ([]fhir.PatientReading, string) {
 		}
 		return 0
 	})
-	iv := fhir.Interval{Start: w.start, End: w.end, AtEnd: w.chart.AtEnd, N: len(valid), Flagged: nFlagged,
-		Amended: w.amended, Value: w.chart.Value}
+	iv := fhir.Interval{Start: w.start, End: w.end, Every: w.chart.Every, AtEnd: w.chart.AtEnd, N: len(valid), Flagged: nFlagged,
+		Amended: w.wrote, Value: w.chart.Value}
 	var out []fhir.PatientReading
 	if w.chart.Mode == profile.ChartEvery {
 		r := w.rep

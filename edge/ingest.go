@@ -187,14 +187,20 @@ func (g *Gateway) bedKnown(bed string, at time.Time) bool {
 // readings charted by interval go to the charting window (charting.go).
 func (g *Gateway) store(ctx context.Context, frames [][]fhir.PatientReading) error {
 	var wait []chartFrame
+	var off []string
 	if g.chart != nil {
-		frames, wait = g.chart.route(frames)
+		frames, wait, off = g.chart.route(frames)
 	}
 	if err := g.storeNow(ctx, frames); err != nil {
 		return err
 	}
 	if len(wait) > 0 {
-		return g.chart.add(ctx, wait)
+		if err := g.chart.add(ctx, wait); err != nil {
+			return err
+		}
+	}
+	if g.chart != nil {
+		g.chart.countOff(off) // once stored: a frame given again after a refusal counts once
 	}
 	return nil
 }

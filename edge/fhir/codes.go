@@ -126,3 +126,14 @@ func Known(code uint32) bool {
 	f, _ := bpOf(code)
 	return f != nil
 }
+
+// PanelOf is the panel a blood-pressure member code is charted in (its
+// family's panel code), and whether it is a member: an interval's members
+// are charted together, as one panel.
+func PanelOf(code uint32) (uint32, bool) {
+	f, _ := bpOf(code)
+	if f == nil {
+		return 0, false
+	}
+	return f.Panel, true
+}

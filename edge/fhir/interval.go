@@ -14,6 +14,9 @@ import (
 // (edge/charting.go); the mapper writes what it made.
 type Interval struct {
 	Start, End time.Time
+	// Every is the policy's interval (End - Start but for a day's last
+	// interval when clocks change); it names the interval.
+	Every time.Duration
 	// Value is how the readings became one: median, last, mean, min, max
 	// or nearest.
 	Value string
@@ -34,19 +37,23 @@ type Interval struct {
 	Amended bool
 }
 
-// intervalID names a charted interval: device, code, interval and patient
-// (a transfer within an interval charts two values, one per patient; the
-// patient is written as a digest, the subject says who). Every gateway that
-// saw the same readings names it alike, so a restart, a backlog replay or
-// a second gateway charts it once.
+// intervalID names a charted interval: device, code, interval, and a
+// digest of patient and unit (a transfer within an interval charts two
+// values, one per patient; a parameter sent in two units, one per unit; the
+// subject says who). Every gateway that saw the same readings names it
+// alike, so a restart, a backlog replay or a second gateway charts it once.
 func (m *Mapper) intervalID(r PatientReading, code uint32) Identifier {
 	iv := r.Interval
 	kind := "every"
 	if iv.Samples != "" {
 		kind = "samples"
 	}
-	sum := sha256.Sum256([]byte(r.Patient))
-	v := fmt.Sprintf("%s/%d/%s%s/%s/%s", r.Device, code, kind, shortDuration(iv.End.Sub(iv.Start)), fhirTime(iv.Start), hex.EncodeToString(sum[:4]))
+	sum := sha256.Sum256([]byte(r.Patient + "|" + r.Unit))
+	every := iv.Every
+	if every == 0 {
+		every = iv.End.Sub(iv.Start)
+	}
+	v := fmt.Sprintf("%s/%d/%s%s/%s/%s", r.Device, code, kind, shortDuration(every), fhirTime(iv.Start), hex.EncodeToString(sum[:4]))
 	return Identifier{System: m.system("observation"), Value: v}
 }
 
@@ -79,13 +86,16 @@ func intervalParts(o *Observation, iv *Interval) {
 	if iv.Samples != "" {
 		text = fmt.Sprintf("every sample over %s, one each %s", span, iv.SamplePeriod)
 	} else {
-		text = fmt.Sprintf("%s of %d readings over %s", iv.Value, iv.N, span)
+		text = fmt.Sprintf("%s of %s over %s", iv.Value, readings(iv.N), span)
 		if iv.Value == "nearest" {
-			text = fmt.Sprintf("the reading nearest the end of %s, of %d", span, iv.N)
+			text = fmt.Sprintf("the reading nearest the end of %s, of %s", span, readings(iv.N))
 		}
 	}
 	if iv.Flagged > 0 {
 		text += fmt.Sprintf("; %d flagged by the device left out", iv.Flagged)
+	}
+	if iv.Samples == "" && iv.End.Sub(iv.Start) != iv.Every && iv.Every != 0 {
+		text += " (the day's last interval, the clocks having changed)"
 	}
 	o.Method = &CodeableConcept{Text: text}
 	if iv.Amended {
@@ -102,4 +112,11 @@ func sampledData(r PatientReading) *SampledData {
 		Dimensions: 1,
 		Data:       iv.Samples,
 	}
+}
+
+func readings(n int) string {
+	if n == 1 {
+		return "1 reading"
+	}
+	return fmt.Sprintf("%d readings", n)
 }
