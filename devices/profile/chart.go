@@ -126,9 +126,9 @@ func (c Chart) String() string {
 	case ChartOff:
 		return "off"
 	case ChartSamples:
-		return "samples " + shortDuration(c.Every)
+		return "samples " + FormatInterval(c.Every)
 	case ChartEvery:
-		s := "every " + shortDuration(c.Every) + " " + c.Value
+		s := "every " + FormatInterval(c.Every) + " " + c.Value
 		if c.AtEnd {
 			s += " at end"
 		}
@@ -140,8 +140,8 @@ func (c Chart) String() string {
 	return ""
 }
 
-// shortDuration writes 1m rather than 1m0s.
-func shortDuration(d time.Duration) string {
+// FormatInterval writes an interval as a policy does: 1m rather than 1m0s.
+func FormatInterval(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -4,8 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/wardgate/wardgate/devices/profile"
 )
 
 // Interval marks a reading as the charted value of a charting interval
@@ -53,20 +54,8 @@ func (m *Mapper) intervalID(r PatientReading, code uint32) Identifier {
 	if every == 0 {
 		every = iv.End.Sub(iv.Start)
 	}
-	v := fmt.Sprintf("%s/%d/%s%s/%s/%s", r.Device, code, kind, shortDuration(every), fhirTime(iv.Start), hex.EncodeToString(sum[:4]))
+	v := fmt.Sprintf("%s/%d/%s%s/%s/%s", r.Device, code, kind, profile.FormatInterval(every), fhirTime(iv.Start), hex.EncodeToString(sum[:4]))
 	return Identifier{System: m.system("observation"), Value: v}
-}
-
-// shortDuration writes 1m rather than 1m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // intervalParts fills what an interval's Observation has instead of a
@@ -81,7 +70,7 @@ func intervalParts(o *Observation, iv *Interval) {
 	default:
 		o.EffectivePeriod = &Period{Start: fhirTime(iv.Start), End: fhirTime(iv.End)}
 	}
-	span := shortDuration(iv.End.Sub(iv.Start))
+	span := profile.FormatInterval(iv.End.Sub(iv.Start))
 	var text string
 	if iv.Samples != "" {
 		text = fmt.Sprintf("every sample over %s, one each %s", span, iv.SamplePeriod)
