@@ -21,9 +21,6 @@ import (
 	"github.com/wardgate/wardgate/test"
 )
 
-// statusRe is the gateway's log line naming its status page.
-const statusRe = `status=http://([0-9.:]+)/`
-
 // chartingGateway starts the project's FHIR record and writes a gateway
 // config that posts to it, with charting after 5 s and the built-in
 // policies (continuous every 1m median, NIBP each) and the given monitors
