@@ -377,3 +377,80 @@ func mustChart(t *testing.T, s string) profile.Chart {
 	}
 	return c
 }
+
+// Held: with amend, readings that join an interval while it is being
+// charted (closeDue racing Ingest) and after: the interval ends charted
+// once in the record, amended, of every reading; a window item that holds
+// readings of two intervals (one charted and amendable, one still open)
+// stays until both let go of it, and then every item leaves the window
+// (refs, orphans and the windows in memory all empty).
+func TestReview16bAmendRacingTheCloseChartsEveryReadingAndReleasesEachItemOnce(t *testing.T) {
+	g, record := chartingGateway(t, "charting: {close_after: 1h, amend: true, chart: {continuous: every 1m mean}}\n")
+	ctx := context.Background()
+	start := pastMinute(5)
+	frame := func(i int) []devices.Reading {
+		// Pulse rate in the first minute; SpO2 a minute on, in the second:
+		// one window item, two intervals.
+		return []devices.Reading{masimoReading(t, "MDC_PULS_OXIM_PULS_RATE", start.Add(time.Duration(i)*time.Second), float64(60+i%2*2), "/min"),
+			masimoReading(t, "MDC_PULS_OXIM_SAT_O2", start.Add(time.Minute+time.Duration(i)*time.Second), 95, "%")}
+	}
+	for i := range 20 {
+		if err := g.Ingest(ctx, frame(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 20; i < 60; i++ {
+			if err := g.Ingest(ctx, frame(i)); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		done <- nil
+	}()
+	later := time.Now().Add(2 * time.Hour)
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		if err := g.chart.closeDue(ctx, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.chart.closeDue(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	// Each item holds an amendable reading of each minute.
+	if w := g.chart.store.Stats().Waiting; w != 60 {
+		t.Fatalf("%d window items while both minutes are amendable, want 60", w)
+	}
+	// Then both are let go of.
+	if err := g.chart.closeDue(ctx, later.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.chart.expireCharted(ctx, later.Add(4*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the outbox delivered", func() bool { return g.outbox.Stats().Waiting == 0 })
+	pr := byCode(t, observations(record), "MDC_PULS_OXIM_PULS_RATE")
+	spo2 := byCode(t, observations(record), "MDC_PULS_OXIM_SAT_O2")
+	if len(pr) != 1 || pr[0].ValueQuantity.Value != 61 || pr[0].Method.Text != "mean of 60 readings over 1m" {
+		t.Fatalf("pulse rate: %+v", pr)
+	}
+	if len(spo2) != 1 || spo2[0].Method.Text != "mean of 60 readings over 1m" {
+		t.Fatalf("SpO2: %+v", spo2)
+	}
+	g.chart.mu.Lock()
+	refs, orphans, open, chartedN := len(g.chart.refs), len(g.chart.orphans), len(g.chart.open), len(g.chart.charted)
+	g.chart.mu.Unlock()
+	if w := g.chart.store.Stats().Waiting; w != 0 || refs != 0 || orphans != 0 || open != 0 || chartedN != 0 {
+		t.Fatalf("after both minutes charted and expired: %d window items, %d refs, %d orphans, %d open, %d charted", w, refs, orphans, open, chartedN)
+	}
+}
