@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -96,6 +97,13 @@ type panelKey struct {
 	start           int64
 }
 
+// panel is the panel k's parameter is charted in, when it is a
+// blood-pressure member.
+func (k winKey) panel() (panelKey, bool) {
+	p, ok := fhir.PanelOf(k.code)
+	return panelKey{k.device, k.patient, p, k.every, k.start}, ok
+}
+
 type sample struct {
 	at      int64 // UnixNano, on the gateway's clock
 	v       float64
@@ -123,6 +131,26 @@ type window struct {
 	// chartedAt is when it was charted (with amend: kept until
 	// amendWithin after).
 	chartedAt time.Time
+	// mark is its "charted" window item (with amend), 0 when none: a new
+	// one replaces it.
+	mark uint64
+}
+
+// setMarkLocked makes id the window's "charted" item, letting go of the
+// one it replaces.
+func (ch *charter) setMarkLocked(w *window, id uint64) {
+	if old := w.mark; old != 0 {
+		if i := slices.Index(w.items, old); i >= 0 {
+			w.items = slices.Delete(w.items, i, i+1)
+			if ch.refs[old]--; ch.refs[old] <= 0 {
+				delete(ch.refs, old)
+				ch.orphans = append(ch.orphans, old)
+			}
+		}
+	}
+	w.mark = id
+	w.items = append(w.items, id)
+	ch.refs[id]++
 }
 
 // has tells whether the window holds the measurement s: one parameter of
@@ -169,6 +197,7 @@ type charter struct {
 	// retryAt is when to try again.
 	failures int
 	retryAt  time.Time
+	pruned   time.Time // when marks were last pruned
 }
 
 // chartFrame is a window item: one frame's readings of one patient that
@@ -209,6 +238,15 @@ func openCharting(g *Gateway, c *config.Config) (*charter, error) {
 	ch.cfg.Store(c)
 	var broken []uint64
 	err = store.Scan(func(it buffer.Item) error {
+		if it.Kind == kindCharted {
+			var c chartedItem
+			if err := json.Unmarshal(it.Payload, &c); err != nil {
+				broken = append(broken, it.ID)
+				return nil
+			}
+			ch.applyChartedLocked(it.ID, c, ch.now())
+			return nil
+		}
 		var f chartFrame
 		if err := json.Unmarshal(it.Payload, &f); err != nil || len(f.Readings) == 0 {
 			broken = append(broken, it.ID)
@@ -337,10 +375,12 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 			case old != nil && old.has(s):
 				continue // charted already: a reading given again amends nothing
 			case old != nil:
-				// A late reading amends a charted interval.
+				// A late reading amends a charted interval, and the rest
+				// of its panel with it.
 				delete(ch.charted, k)
 				w = old
-			case slices.Contains(ch.marks[k.mark()], k.start):
+				ch.reopenPanelLocked(k)
+			case ch.isMarkedLocked(k):
 				ch.countLocked(f.Device, func(c *chartCounts) { c.late++ })
 				continue
 			default:
@@ -372,20 +412,35 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 }
 
 // interval is the interval of length every that t falls in, aligned to the
-// clock: to multiples of every from local midnight. A day whose clocks
-// change (23 or 25 hours) ends with a shorter or longer last interval,
-// never one overlapping the next day's first.
+// clock: to multiples of every from the start of t's local day. A day whose
+// clocks change (23, 25, 23.5 hours) ends with a shorter interval, cut at
+// the next day's start, never one overlapping it; every instant of an
+// interval maps back to that interval.
 func interval(t time.Time, every time.Duration) (start, end time.Time) {
-	lt := t.In(time.Local)
-	y, m, d := lt.Date()
-	midnight := time.Date(y, m, d, 0, 0, 0, 0, time.Local)
-	next := time.Date(y, m, d+1, 0, 0, 0, 0, time.Local)
-	start = midnight.Add(t.Sub(midnight) / every * every)
+	y, m, d := t.In(time.Local).Date()
+	day, next := dayStart(y, m, d), dayStart(y, m, d+1)
+	n := (next.Sub(day) + every - 1) / every // the day's intervals, the last maybe short
+	k := min(t.Sub(day)/every, n-1)
+	start = day.Add(k * every)
 	end = start.Add(every)
-	if end.After(next) || next.Sub(end) < every {
-		end = next // the day's last interval
+	if end.After(next) || k == n-1 {
+		end = next
 	}
 	return start, end
+}
+
+// dayStart is the first instant of a local day: midnight, or where the
+// clocks jump over midnight (America/Santiago), the jump.
+func dayStart(y int, m time.Month, d int) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, time.Local)
+	if _, _, ld := t.Date(); ld != time.Date(y, m, d, 12, 0, 0, 0, time.UTC).Day() {
+		// Midnight does not exist that day: time.Date gave an instant of
+		// the day before; the day starts when its zone period ends.
+		if _, end := t.ZoneBounds(); !end.IsZero() {
+			return end
+		}
+	}
+	return t
 }
 
 // run closes intervals as they come due, until ctx ends.
@@ -404,6 +459,11 @@ func (ch *charter) run(ctx context.Context) {
 		wait := now.Before(ch.retryAt)
 		ch.mu.Unlock()
 		if wait {
+			// Housekeeping goes on while the outbox refuses: the window
+			// must not fill with what it no longer needs.
+			if err := ch.expireCharted(ctx, now); err != nil && ctx.Err() == nil {
+				ch.g.log.Error("charting: the window could not be tidied now", "err", err)
+			}
 			continue
 		}
 		if err := ch.closeDue(ctx, now); err != nil && ctx.Err() == nil {
@@ -433,8 +493,7 @@ type closing struct {
 func (ch *charter) dueLocked(now time.Time, after time.Duration) []winKey {
 	panelAt := map[panelKey]time.Time{}
 	for k, w := range ch.open {
-		if panel, ok := fhir.PanelOf(k.code); ok {
-			pk := panelKey{k.device, k.patient, panel, k.every, k.start}
+		if pk, ok := k.panel(); ok {
 			if t := w.closeAt(after); t.After(panelAt[pk]) {
 				panelAt[pk] = t
 			}
@@ -443,8 +502,8 @@ func (ch *charter) dueLocked(now time.Time, after time.Duration) []winKey {
 	var due []winKey
 	for k, w := range ch.open {
 		at := w.closeAt(after)
-		if panel, ok := fhir.PanelOf(k.code); ok {
-			at = panelAt[panelKey{k.device, k.patient, panel, k.every, k.start}]
+		if pk, ok := k.panel(); ok {
+			at = panelAt[pk]
 		}
 		if !w.closing && !now.Before(at) {
 			due = append(due, k)
@@ -489,7 +548,18 @@ func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
 	err := ch.g.storeNow(ctx, groupByDevice(readings))
 
 	ch.mu.Lock()
+	// With amend, a panel one of whose members a reading joined while it
+	// was charted stays open whole, to be charted again as one.
+	reopen := map[panelKey]bool{}
+	if amend && err == nil {
+		for _, c := range cs {
+			if pk, ok := c.k.panel(); ok && len(c.w.samples) > len(c.snap.samples) {
+				reopen[pk] = true
+			}
+		}
+	}
 	var free []uint64
+	var chartedNow []chartedMark
 	for i, c := range cs {
 		w := c.w
 		w.closing = false
@@ -507,7 +577,11 @@ func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
 			w.wrote = true
 			ch.countLocked(device, func(n *chartCounts) { n.charted++ })
 		}
-		if extra := len(w.samples) - len(c.snap.samples); extra > 0 {
+		if amend {
+			chartedNow = append(chartedNow, chartedMark{k: c.k, n: len(c.snap.samples), wrote: w.wrote})
+		}
+		pk, inPanel := c.k.panel()
+		if extra := len(w.samples) - len(c.snap.samples); extra > 0 || (inPanel && reopen[pk]) {
 			if amend {
 				continue // charted again, amended, once they stop coming
 			}
@@ -525,9 +599,111 @@ func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
 	ch.orphans = append(ch.orphans, free...)
 	ch.mu.Unlock()
 	if err != nil {
+		return errors.Join(err, ch.expireCharted(ctx, now))
+	}
+	if err := ch.persistCharted(ctx, chartedNow); err != nil {
 		return err
 	}
 	return ch.expireCharted(ctx, now)
+}
+
+// reopenPanelLocked opens again the charted members of k's panel (with
+// amend: a late member charts the whole panel again).
+func (ch *charter) reopenPanelLocked(k winKey) {
+	panel, ok := fhir.PanelOf(k.code)
+	if !ok {
+		return
+	}
+	for member := panel + 1; member <= panel+3; member++ {
+		sk := k
+		sk.code = member
+		if w := ch.charted[sk]; w != nil && ch.open[sk] == nil {
+			delete(ch.charted, sk)
+			ch.open[sk] = w
+			w.last = ch.now()
+		}
+	}
+}
+
+// A charted interval, with amend, is remembered in the window too (a
+// "charted" item beside its readings), so that after a restart a late
+// reading still amends it: the rebuilt window knows it was written, and how
+// many of its readings were charted.
+
+// chartedMark is a charted interval as the window keeps it.
+type chartedMark struct {
+	k     winKey
+	n     int // readings charted
+	wrote bool
+}
+
+// chartedItem is a chartedMark's window item.
+type chartedItem struct {
+	Device, Unit, Patient string
+	Code                  uint32
+	Every, Start          int64 // nanoseconds
+	N                     int
+	Wrote                 bool
+}
+
+// kindCharted marks a window item that says an interval was charted.
+const kindCharted = "charted"
+
+// persistCharted writes marks for intervals just charted (with amend); each
+// is held by its window like its readings.
+func (ch *charter) persistCharted(ctx context.Context, marks []chartedMark) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	items := make([]buffer.Item, len(marks))
+	for i, m := range marks {
+		b, err := json.Marshal(chartedItem{Device: m.k.device, Unit: m.k.unit, Patient: m.k.patient, Code: m.k.code,
+			Every: int64(m.k.every), Start: m.k.start, N: m.n, Wrote: m.wrote})
+		if err != nil {
+			return err
+		}
+		items[i] = buffer.Item{Kind: kindCharted, Payload: b}
+	}
+	ids, err := ch.store.Append(ctx, items...)
+	if err != nil {
+		// Without the mark a restart charts the interval again under the
+		// same identifier, which the record keeps once.
+		return err
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for i, m := range marks {
+		w := ch.charted[m.k]
+		if w == nil {
+			w = ch.open[m.k]
+		}
+		if w == nil {
+			ch.orphans = append(ch.orphans, ids[i])
+			continue
+		}
+		ch.setMarkLocked(w, ids[i])
+	}
+	return nil
+}
+
+// applyChartedLocked reads a "charted" item back at start: its interval was
+// charted with the first n of its readings.
+func (ch *charter) applyChartedLocked(id uint64, c chartedItem, now time.Time) {
+	k := winKey{c.Device, c.Code, c.Unit, c.Patient, time.Duration(c.Every), c.Start}
+	w := ch.open[k]
+	if w == nil {
+		ch.orphans = append(ch.orphans, id)
+		return
+	}
+	ch.setMarkLocked(w, id)
+	w.wrote = w.wrote || c.Wrote
+	ch.markLocked(k)
+	if len(w.samples) > c.N {
+		return // readings joined after it was charted: charted again, amended
+	}
+	delete(ch.open, k)
+	w.chartedAt = now
+	ch.charted[k] = w
 }
 
 // releaseLocked drops a window's hold on its items, returning those no
@@ -547,6 +723,7 @@ func (ch *charter) releaseLocked(w *window) []uint64 {
 // lets go of charted intervals that can no longer be amended.
 func (ch *charter) expireCharted(ctx context.Context, now time.Time) error {
 	ch.mu.Lock()
+	ch.pruneMarksLocked(now)
 	free := ch.orphans
 	ch.orphans = nil
 	for k, w := range ch.charted {
@@ -565,14 +742,39 @@ func (ch *charter) expireCharted(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// markLocked remembers that k's interval was charted.
+// markLocked remembers that k's interval was charted; of each parameter
+// the latest chartedMemory intervals (by time, not by when they were
+// charted: an old backlog does not push out the live ones).
 func (ch *charter) markLocked(k winKey) {
 	mk := k.mark()
-	m := append(ch.marks[mk], k.start)
+	m := ch.marks[mk]
+	i, found := slices.BinarySearch(m, k.start)
+	if !found {
+		m = slices.Insert(m, i, k.start)
+	}
 	if len(m) > chartedMemory {
 		m = m[len(m)-chartedMemory:]
 	}
 	ch.marks[mk] = m
+}
+
+// isMarkedLocked tells whether k's interval was charted.
+func (ch *charter) isMarkedLocked(k winKey) bool {
+	_, found := slices.BinarySearch(ch.marks[k.mark()], k.start)
+	return found
+}
+
+// pruneMarksLocked forgets the parameters that charted nothing for a day.
+func (ch *charter) pruneMarksLocked(now time.Time) {
+	if now.Sub(ch.pruned) < time.Hour {
+		return
+	}
+	ch.pruned = now
+	for k, m := range ch.marks {
+		if len(m) == 0 || now.Sub(time.Unix(0, m[len(m)-1])) > 24*time.Hour {
+			delete(ch.marks, k)
+		}
+	}
 }
 
 func (ch *charter) countLocked(device string, fn func(*chartCounts)) {
@@ -715,7 +917,7 @@ func samplePeriod(c *config.Config, profileName string) time.Duration {
 // period from start, the slot's (last) valid value, or E where the device
 // flagged it or sent none.
 func series(start, end time.Time, period time.Duration, samples []sample) string {
-	n := int(end.Sub(start) / period)
+	n := int((end.Sub(start) + period - 1) / period) // a last slot may be short
 	slots := make([]string, n)
 	for i := range slots {
 		slots[i] = "E"

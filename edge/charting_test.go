@@ -442,9 +442,9 @@ func TestAFrameGivenTwiceCountsOnce(t *testing.T) {
 	if o := observations(record); len(o) != 1 || o[0].Status != "final" {
 		t.Fatalf("after a copy of a charted reading: %+v", o)
 	}
-	// The six readings stay while the interval can be amended; the three
-	// copies are gone.
-	waitFor(t, "the copies gone from the window", func() bool { return g.chart.store.Stats().Waiting == 6 })
+	// The six readings stay while the interval can be amended, with the
+	// item that says it was charted; the three copies are gone.
+	waitFor(t, "the copies gone from the window", func() bool { return g.chart.store.Stats().Waiting == 6+1 })
 }
 
 // A reload changes the policies for readings from then on; it needs no
