@@ -34,12 +34,15 @@ import (
 // corrected, so a backlog lands in the intervals it was measured in), is
 // charted once close_after has passed since its end and no reading has
 // joined it for chartQuiet: its value (median, last, …) of the readings the
-// device did not flag, as one Observation named by device, code, interval
-// and patient. The Observation is appended to the outbox before the
+// device did not flag, as one Observation named by device, code, interval,
+// patient and unit (the members of a blood-pressure panel close together,
+// as one panel). The Observation is appended to the outbox before the
 // interval's readings leave the window; a crash in between charts it again
 // under the same identifier, which the record's conditional create keeps
-// once. A reading for an interval already charted is late: counted, or with
-// charting.amend, the interval is charted again as amended.
+// once. A reading given twice counts once. A reading for an interval
+// already charted is late: counted, or with charting.amend (for
+// amendWithin, a "charted" item in the window saying so across a restart),
+// the interval is charted again as amended.
 
 // chartQuiet is how long an interval past its close time stays open after
 // a reading last joined it: a backlog that streams in closes its intervals
