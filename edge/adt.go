@@ -645,6 +645,23 @@ func (st *adtState) endDoubts(patient string, at time.Time) {
 	}
 }
 
+// correctedSince tells whether the feed corrected who lay in bed for a
+// part of [from, to) in an event received at or after since: readings of
+// that time resolved before it may belong to another patient.
+func (a *adtStays) correctedSince(bed string, from, to, since time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.st == nil {
+		return false
+	}
+	for _, c := range a.st.Corrections {
+		if c.Bed == bed && !c.Received.Before(since) && c.From.Before(to) && (c.To.IsZero() || c.To.After(from)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (st *adtState) correct(bed string, from, to time.Time, ev adtEvent) {
 	st.Corrections = append(st.Corrections, adtCorrection{Bed: bed, From: from, To: to, Trigger: ev.trigger, Received: ev.received})
 	if n := len(st.Corrections) - adtMaxCorrections; n > 0 {

@@ -137,6 +137,8 @@ type window struct {
 	// mark is its "charted" window item (with amend), 0 when none: a new
 	// one replaces it.
 	mark uint64
+	// resolved is when its earliest readings' patient was resolved.
+	resolved time.Time
 }
 
 // setMarkLocked makes id the window's "charted" item, letting go of the
@@ -179,6 +181,7 @@ func (w *window) closeAt(after time.Duration) time.Time {
 // chartCounts are one device's charting figures, for the page.
 type chartCounts struct {
 	charted, empty, late, amended, off uint64
+	resolvedAgain                      uint64 // intervals sent back after an ADT correction
 	lastEmpty                          string
 }
 
@@ -209,7 +212,11 @@ type chartFrame struct {
 	Device, Location, Profile, Patient string
 	Serial, Firmware                   string `json:",omitempty"`
 	Received                           time.Time
-	Readings                           []chartReading
+	// Resolved is when the readings' patient was resolved: an ADT
+	// correction of their time received since sends them back to be
+	// resolved again before they are charted.
+	Resolved time.Time
+	Readings []chartReading
 }
 
 type chartReading struct {
@@ -304,7 +311,7 @@ func (ch *charter) route(frames [][]fhir.PatientReading) (each [][]fhir.PatientR
 				i = len(wait)
 				byPatient[r.Patient] = i
 				wait = append(wait, chartFrame{Device: r.Device, Location: r.Location, Profile: r.Profile, Patient: r.Patient,
-					Serial: r.SerialNumber, Firmware: r.Firmware, Received: r.Received})
+					Serial: r.SerialNumber, Firmware: r.Firmware, Received: r.Received, Resolved: ch.now()})
 			}
 			// Named as the mapper names a reading (the device's time, or
 			// the first receipt), not by the offset estimate.
@@ -402,6 +409,9 @@ func (ch *charter) addLocked(id uint64, f chartFrame, now time.Time) {
 			Unit: r.Unit, Received: f.Received, SerialNumber: f.Serial, Firmware: f.Firmware,
 		}}
 		w.last = now
+		if w.resolved.IsZero() || f.Resolved.Before(w.resolved) {
+			w.resolved = f.Resolved
+		}
 		if n := len(w.items); n == 0 || w.items[n-1] != id {
 			w.items = append(w.items, id)
 			ch.refs[id]++
@@ -531,15 +541,28 @@ func (ch *charter) closeDue(ctx context.Context, now time.Time) error {
 		ch.mu.Unlock()
 		return ch.expireCharted(ctx, now)
 	}
-	cs := make([]closing, len(due))
-	for i, k := range due {
+	var cs, recheck []closing
+	for _, k := range due {
 		w := ch.open[k]
 		w.closing = true
 		snap := *w
 		snap.samples = slices.Clone(w.samples)
-		cs[i] = closing{k: k, w: w, snap: snap}
+		c := closing{k: k, w: w, snap: snap}
+		if ch.g.adt != nil && ch.g.adt.correctedSince(w.rep.Location, w.start, w.end, w.resolved) {
+			recheck = append(recheck, c)
+			continue
+		}
+		cs = append(cs, c)
 	}
 	ch.mu.Unlock()
+	if err := ch.resolveAgain(ctx, recheck); err != nil {
+		ch.mu.Lock()
+		for _, c := range cs {
+			c.w.closing = false
+		}
+		ch.mu.Unlock()
+		return err
+	}
 
 	var readings []fhir.PatientReading
 	whys := make([]string, len(cs))
@@ -709,6 +732,57 @@ func (ch *charter) applyChartedLocked(id uint64, c chartedItem, now time.Time) {
 	ch.charted[k] = w
 }
 
+// resolveAgain sends the readings of intervals whose bed the ADT feed
+// corrected since their patient was resolved back to the held store, to
+// be resolved (and charted) anew, and lets go of the intervals: a reading
+// is charted to whom the feed now says lay in the bed when it was measured.
+func (ch *charter) resolveAgain(ctx context.Context, cs []closing) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	frames := make([][]devices.Reading, 0, len(cs))
+	for _, c := range cs {
+		rep := c.snap.rep.Reading
+		frame := make([]devices.Reading, 0, len(c.snap.samples))
+		for _, s := range c.snap.samples {
+			r := rep
+			r.Value, r.Quality = s.v, 0
+			if s.flagged {
+				r.Quality = devices.Questionable
+			}
+			// The same measurement: its own device time and repeat, and an
+			// offset that puts it at the time it was charted by.
+			r.DeviceTime, r.ClockRepeat = time.Unix(0, s.ident), s.repeat
+			r.ClockOffset = r.DeviceTime.Sub(time.Unix(0, s.at))
+			if at := time.Unix(0, s.at); r.Received.Before(at) {
+				r.Received = at
+			}
+			frame = append(frame, r)
+		}
+		frames = append(frames, frame)
+	}
+	if err := ch.g.hold(ctx, frames); err != nil {
+		ch.mu.Lock()
+		for _, c := range cs {
+			c.w.closing = false
+		}
+		ch.mu.Unlock()
+		return err
+	}
+	ch.mu.Lock()
+	var free []uint64
+	for _, c := range cs {
+		c.w.closing = false
+		delete(ch.open, c.k)
+		free = append(free, ch.releaseLocked(c.w)...)
+		ch.countLocked(c.k.device, func(n *chartCounts) { n.resolvedAgain++ })
+	}
+	ch.orphans = append(ch.orphans, free...)
+	ch.mu.Unlock()
+	ch.g.log.Warn("charting: the ADT feed corrected a bed's stays for intervals not yet charted; their readings are resolved again", "intervals", len(cs))
+	return nil
+}
+
 // releaseLocked drops a window's hold on its items, returning those no
 // window holds any more.
 func (ch *charter) releaseLocked(w *window) []uint64 {
@@ -819,7 +893,7 @@ func charted(w *window, period time.Duration) ([]fhir.PatientReading, string) {
 		}
 	}
 	if len(valid) == 0 {
-		return nil, fmt.Sprintf("an interval of %s had no valid reading (%d flagged by the device)", paramLabel(w.rep.Code.Code), nFlagged)
+		return nil, fmt.Sprintf("an interval of %s had no valid reading (%d flagged by the device)", paramLabel(w.rep.Code.Code, w.rep.Code.RefID), nFlagged)
 	}
 	slices.SortStableFunc(valid, func(a, b sample) int {
 		switch {
@@ -951,13 +1025,16 @@ func (ch *charter) snapshotCounts(device string) chartCounts {
 type chartReport struct {
 	Policies []chartPolicyReport `json:"policies"`
 	// Next is when its earliest open interval is charted (zero: none open).
-	Next     time.Time `json:"next_charting,omitzero"`
-	Open     int       `json:"intervals_open"`
-	Charted  uint64    `json:"intervals_charted"`
-	Empty    uint64    `json:"intervals_empty"`
-	Late     uint64    `json:"readings_late"`
-	Amended  uint64    `json:"intervals_amended"`
-	NotShown uint64    `json:"readings_off"`
+	Next    time.Time `json:"next_charting,omitzero"`
+	Open    int       `json:"intervals_open"`
+	Charted uint64    `json:"intervals_charted"`
+	Empty   uint64    `json:"intervals_empty"`
+	Late    uint64    `json:"readings_late"`
+	Amended uint64    `json:"intervals_amended"`
+	// ResolvedAgain are intervals whose readings went back to be resolved
+	// after the ADT feed corrected their bed's stays.
+	ResolvedAgain uint64 `json:"intervals_resolved_again"`
+	NotShown      uint64 `json:"readings_off"`
 	// LastEmpty says why the last empty interval charted nothing.
 	LastEmpty string `json:"last_empty,omitempty"`
 }
@@ -981,7 +1058,7 @@ func (ch *charter) report(device, bed, profileName string, seen []devices.MDC) c
 	for _, p := range cfg.ChartPolicies(device, bed, profileName, codes) {
 		pr := chartPolicyReport{Policy: p.Policy.String(), From: string(p.From)}
 		for _, c := range p.Codes {
-			pr.Parameters = append(pr.Parameters, paramLabel(c))
+			pr.Parameters = append(pr.Parameters, paramLabel(c, ""))
 		}
 		r.Policies = append(r.Policies, pr)
 	}
@@ -999,19 +1076,22 @@ func (ch *charter) report(device, bed, profileName string, seen []devices.MDC) c
 	}
 	if c := ch.counts[device]; c != nil {
 		r.Charted, r.Empty, r.Late, r.Amended, r.NotShown, r.LastEmpty = c.charted, c.empty, c.late, c.amended, c.off, c.lastEmpty
+		r.ResolvedAgain = c.resolvedAgain
 	}
 	return r
 }
 
 // paramLabel names a parameter for the page: its display name, else its
-// reference id, else its number.
-func paramLabel(code uint32) string {
+// reference id (ref when the table has none), else its number.
+func paramLabel(code uint32, ref string) string {
 	t, ok := mdc.ByCode(code)
 	switch {
 	case ok && t.Display != "":
 		return t.Display
 	case ok:
 		return t.RefID
+	case ref != "":
+		return ref
 	}
 	return strconv.FormatUint(uint64(code), 10)
 }

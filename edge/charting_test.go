@@ -487,3 +487,52 @@ func TestAReloadChangesThePoliciesFromThenOn(t *testing.T) {
 		t.Fatalf("after the reload: %+v", observations(record))
 	}
 }
+
+// Readings wait in an interval with the patient they were resolved to; when
+// the ADT feed then corrects who lay in the bed at their time (an
+// admission to the wrong bed, cancelled, and the right patient admitted),
+// they are resolved again before they are charted: the interval goes to
+// whom the feed now says lay there, never to the patient of the mistake.
+func TestAnADTCorrectionBeforeTheIntervalIsChartedResolvesItsReadingsAgain(t *testing.T) {
+	record := fhirserver.New()
+	for _, n := range []string{"4711", "4712"} {
+		record.Put("Patient", "p"+n, json.RawMessage(`{"resourceType":"Patient","id":"p`+n+`","identifier":[{"system":"urn:oid:1.2.3.4","value":"`+n+`"}]}`))
+	}
+	g, _ := runGateway(t, record, adtConfig("")+"charting: {close_after: 1h}\n")
+	mustAccept(t, g, adtMessage(t, "1", "A01", at(0), party{"4711", "ICU-3", ""}))
+	start := pastMinute(5)
+	var frames [][]devices.Reading
+	for i := range 10 {
+		r := masimoReading(t, "MDC_PULS_OXIM_PULS_RATE", start.Add(time.Duration(i)*time.Second), 70, "/min")
+		r.Location = "ICU-3"
+		frames = append(frames, []devices.Reading{r})
+	}
+	ctx := context.Background()
+	if err := g.Ingest(ctx, frames...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the readings in their interval", func() bool { return g.chart.store.Stats().Waiting == 10 })
+	// The admission was a mistake: cancelled, and 4712 admitted instead.
+	mustAccept(t, g, adtMessage(t, "2", "A11", at(1), party{"4711", "ICU-3", ""}))
+	mustAccept(t, g, adtMessage(t, "3", "A01", at(0), party{"4712", "ICU-3", ""}))
+	if err := g.chart.closeDue(ctx, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if c := g.chart.snapshotCounts("bed-12-monitor"); c.resolvedAgain != 1 || c.charted != 0 {
+		t.Fatalf("counts %+v: want the interval sent back, not charted", c)
+	}
+	// Resolved again by the held frames' resolver, into a new interval.
+	waitFor(t, "the readings back in an interval", func() bool {
+		g.chart.mu.Lock()
+		defer g.chart.mu.Unlock()
+		return len(g.chart.open) == 1
+	})
+	if err := g.chart.closeDue(ctx, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one Observation", func() bool { return record.Count("Observation") == 1 })
+	o := observations(record)[0]
+	if o.Subject.Reference != "Patient/p4712" || o.Method.Text != "median of 10 readings over 1m" {
+		t.Fatalf("charted to %s (%s), want Patient/p4712 with all 10 readings", o.Subject.Reference, o.Method.Text)
+	}
+}

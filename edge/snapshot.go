@@ -9,7 +9,6 @@ import (
 
 	"github.com/wardgate/wardgate/buffer"
 	"github.com/wardgate/wardgate/devices"
-	"github.com/wardgate/wardgate/devices/mdc"
 	"github.com/wardgate/wardgate/dicom/gateway"
 )
 
@@ -482,12 +481,8 @@ func (g *Gateway) monitorReport(s devices.Status, trends map[string][]devices.Tr
 		m.Clock.State = "none"
 	}
 	for _, rd := range s.Latest {
-		label := rd.Code.RefID
-		if t, ok := mdc.ByCode(rd.Code.Code); ok && t.Display != "" {
-			label = t.Display
-		}
 		m.Values = append(m.Values, valueReport{
-			Code: rd.Code.RefID, MDC: rd.Code.Code, Label: label, Value: rd.Value, Unit: rd.Unit,
+			Code: rd.Code.RefID, MDC: rd.Code.Code, Label: paramLabel(rd.Code.Code, rd.Code.RefID), Value: rd.Value, Unit: rd.Unit,
 			At: rd.Effective(), Questionable: rd.Quality&devices.Questionable != 0,
 		})
 	}
